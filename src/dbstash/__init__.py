@@ -1,0 +1,62 @@
+"""dbstash: stream database dumps straight into any rclone remote, never leaving a truncated backup.
+
+Example:
+    >>> import dbstash
+    >>> result = dbstash.backup("sqlite:///srv/app.db", remote="/srv/backups")  # doctest: +SKIP
+    >>> print(result.remote_path, result.size, result.sha256)  # doctest: +SKIP
+"""
+
+from dbstash._version import __version__
+from dbstash.api import BackupResult, abackup, backup, plan_retention, run_backup
+from dbstash.config import Settings
+from dbstash.engines import ENGINES, Connection, DumpCommand, DumpOptions, Engine, engine_for_uri, get_engine
+from dbstash.errors import (
+    BackupCancelled,
+    BackupFailed,
+    BackupTimeout,
+    ConfigError,
+    DbstashError,
+    DumpFailed,
+    StorageError,
+    ToolNotFound,
+    UploadFailed,
+)
+from dbstash.naming import NameTemplate
+from dbstash.retention import Backup, RetentionPlan, RetentionPolicy
+from dbstash.storage.base import RemoteEntry, Storage, Upload
+from dbstash.storage.rclone_cli import RcloneCliStorage, RcloneOptions
+
+__all__ = [
+    "ENGINES",
+    "Backup",
+    "BackupCancelled",
+    "BackupFailed",
+    "BackupResult",
+    "BackupTimeout",
+    "ConfigError",
+    "Connection",
+    "DbstashError",
+    "DumpCommand",
+    "DumpFailed",
+    "DumpOptions",
+    "Engine",
+    "NameTemplate",
+    "RcloneCliStorage",
+    "RcloneOptions",
+    "RemoteEntry",
+    "RetentionPlan",
+    "RetentionPolicy",
+    "Settings",
+    "Storage",
+    "StorageError",
+    "ToolNotFound",
+    "Upload",
+    "UploadFailed",
+    "__version__",
+    "abackup",
+    "backup",
+    "engine_for_uri",
+    "get_engine",
+    "plan_retention",
+    "run_backup",
+]

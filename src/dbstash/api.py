@@ -1,0 +1,320 @@
+"""The public entry points: ``backup()`` and ``abackup()``. The CLI and the entrypoint call these too."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+import anyio
+
+from dbstash._version import __version__
+from dbstash.config import Settings
+from dbstash.engines.base import DumpCommand
+from dbstash.logs import get_logger, log_context
+from dbstash.naming import NameTemplate, is_partial
+from dbstash.pipeline import Progress, transfer
+from dbstash.redact import GLOBAL_REDACTOR
+from dbstash.retention import Backup, RetentionPlan
+from dbstash.storage.base import RemoteEntry, Storage
+from dbstash.storage.rclone_cli import RcloneCliStorage, RcloneOptions
+
+log = get_logger("dbstash")
+
+
+@dataclass(frozen=True, slots=True)
+class BackupResult:
+    """A committed backup: where it is and what it holds.
+
+    Attributes:
+        remote_path: the full rclone path of the backup (``s3:bucket/pg/app-2026-02-07-020000.sql``).
+        name: the file name inside the remote folder.
+        size: bytes stored on the remote (confirmed by the remote before commit).
+        sha256: hex digest of exactly the stored bytes.
+        duration: seconds from start to commit.
+        deleted: names removed by retention after this backup.
+        retention_error: why retention could not run, if it failed (the backup itself stands).
+    """
+
+    remote_path: str
+    name: str
+    size: int
+    sha256: str
+    duration: float
+    started_at: datetime
+    finished_at: datetime
+    engine: str
+    database: str
+    backup_id: str
+    tool_version: str | None
+    dbstash_version: str
+    deleted: tuple[str, ...] = ()
+    retention_error: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain JSON-ready data (timestamps as ISO 8601 UTC)."""
+        data = asdict(self)
+        data["started_at"] = self.started_at.isoformat()
+        data["finished_at"] = self.finished_at.isoformat()
+        data["deleted"] = list(self.deleted)
+        return data
+
+
+def _settings(uri: str | None, settings: Settings | None, kwargs: dict[str, object]) -> Settings:
+    if settings is not None:
+        if uri is not None or kwargs:
+            raise TypeError("pass either settings= or a uri with keyword settings, not both")
+        return settings
+    if uri is None:
+        raise TypeError("backup() needs a connection uri (or settings=)")
+    return Settings.create(uri, **kwargs)  # type: ignore[arg-type]  # keywords are Settings.create's
+
+
+async def abackup(
+    uri: str | None = None,
+    *,
+    remote: str | None = None,
+    settings: Settings | None = None,
+    progress: Progress | None = None,
+    storage: Storage | None = None,
+    password: str | None = None,
+    password_file: str | os.PathLike[str] | None = None,
+    name_template: str | None = None,
+    compress: bool = False,
+    extension: str | None = None,
+    dump_extra_args: Sequence[str] | str = (),
+    retention_max_files: int = 0,
+    retention_max_days: float = 0,
+    rclone: RcloneOptions | None = None,
+    timeout: float | None = None,
+    tz: str = "UTC",
+) -> BackupResult:
+    """Back up one database into an rclone remote; the async twin of :func:`backup`.
+
+    Example:
+        >>> result = await dbstash.abackup("sqlite:///srv/app.db", remote="/srv/backups")  # doctest: +SKIP
+        >>> result.remote_path, result.size, result.sha256  # doctest: +SKIP
+
+    Raises:
+        ConfigError: a parameter is malformed (nothing was dumped or uploaded).
+        DumpFailed, UploadFailed, BackupTimeout: the run failed; nothing remains under the final name.
+        ToolNotFound: pg_dump, sqlite3 or rclone is missing or too old.
+    """
+    if settings is None:
+        if remote is None:
+            raise TypeError("backup() needs remote= (an rclone remote path) or settings=")
+        kwargs: dict[str, object] = {
+            "remote": remote,
+            "password": password,
+            "password_file": password_file,
+            "compress": compress,
+            "extension": extension,
+            "dump_extra_args": dump_extra_args,
+            "retention_max_files": retention_max_files,
+            "retention_max_days": retention_max_days,
+            "rclone": rclone,
+            "timeout": timeout,
+            "tz": tz,
+        }
+        if name_template is not None:
+            kwargs["name_template"] = name_template
+        settings = _settings(uri, None, kwargs)
+    return await run_backup(settings, progress=progress, storage=storage)
+
+
+def backup(
+    uri: str | None = None,
+    *,
+    remote: str | None = None,
+    settings: Settings | None = None,
+    progress: Progress | None = None,
+    storage: Storage | None = None,
+    password: str | None = None,
+    password_file: str | os.PathLike[str] | None = None,
+    name_template: str | None = None,
+    compress: bool = False,
+    extension: str | None = None,
+    dump_extra_args: Sequence[str] | str = (),
+    retention_max_files: int = 0,
+    retention_max_days: float = 0,
+    rclone: RcloneOptions | None = None,
+    timeout: float | None = None,
+    tz: str = "UTC",
+) -> BackupResult:
+    """Back up one database into an rclone remote and return the committed backup.
+
+    Blocking; runs its own event loop. Inside async code use ``await dbstash.abackup(...)``:
+    calling this from a running event loop raises RuntimeError instead of nesting loops.
+
+    Example:
+        >>> import dbstash
+        >>> r = dbstash.backup("postgresql://app@db/app", remote="s3:bucket/pg",
+        ...                    password_file="/run/secrets/pg")  # doctest: +SKIP
+        >>> r.remote_path, r.size, r.sha256, r.duration  # doctest: +SKIP
+    """
+    try:
+        anyio.get_current_task()
+    except RuntimeError:  # no event loop in this thread: the normal case
+        pass
+    else:
+        raise RuntimeError(
+            "dbstash.backup() was called from inside a running event loop; use 'await dbstash.abackup(...)'"
+        )
+    return anyio.run(
+        lambda: abackup(
+            uri,
+            remote=remote,
+            settings=settings,
+            progress=progress,
+            storage=storage,
+            password=password,
+            password_file=password_file,
+            name_template=name_template,
+            compress=compress,
+            extension=extension,
+            dump_extra_args=dump_extra_args,
+            retention_max_files=retention_max_files,
+            retention_max_days=retention_max_days,
+            rclone=rclone,
+            timeout=timeout,
+            tz=tz,
+        )
+    )
+
+
+def job_backups(entries: Sequence[RemoteEntry], template: NameTemplate, settings: Settings) -> list[Backup]:
+    """The complete backups of this job among *entries*: template matches only, partial uploads never."""
+    zone = settings.zone
+    found = []
+    for e in entries:
+        if e.is_dir or is_partial(e.name) or not template.matches(e.name):
+            continue
+        taken = template.timestamp_of(e.name, zone) or e.modtime
+        found.append(Backup(e.name, taken.astimezone(UTC), e.size))
+    return found
+
+
+async def plan_retention(
+    settings: Settings, storage: Storage, *, now: datetime | None = None, ensure: Backup | None = None
+) -> RetentionPlan:
+    """List the remote once and plan retention for this job (no deletion).
+
+    *ensure* adds a backup the listing may not show yet (eventually consistent backends), so the
+    one just written always counts as the newest.
+    """
+    template = settings.template()
+    backups = job_backups(await storage.list(), template, settings)
+    if ensure is not None and all(b.name != ensure.name for b in backups):
+        backups.append(ensure)
+    return settings.retention.plan(backups, now or datetime.now(UTC))
+
+
+def describe_plan(settings: Settings, command: DumpCommand | None = None) -> dict[str, object]:
+    """What a run would do, with secrets masked (for dry runs)."""
+    template = settings.template()
+    example = template.render(datetime.now(settings.zone), uuid="xxxxxxxx")
+    data: dict[str, object] = {"settings": settings.redacted(), "example_name": example}
+    if command is not None:
+        data["dump_argv"] = list(command.argv)
+    return data
+
+
+async def run_backup(
+    settings: Settings, *, progress: Progress | None = None, storage: Storage | None = None
+) -> BackupResult:
+    """Run one backup job described by *settings*: dump, upload, commit, then retention."""
+    engine = settings.engine()
+    template = settings.template()
+    backup_id = secrets.token_hex(6)
+    database = settings.database_label
+    with log_context(engine=engine.key, database=database, backup_id=backup_id):
+        own_storage = storage is None
+        store: Storage = storage or RcloneCliStorage(settings.remote, settings.rclone, redactor=GLOBAL_REDACTOR)
+        if own_storage:
+            await store.__aenter__()
+        try:
+            return await _run(settings, engine, template, store, backup_id, database, progress)
+        finally:
+            if own_storage:
+                await store.__aexit__(None, None, None)
+
+
+async def _run(
+    settings: Settings,
+    engine: object,
+    template: NameTemplate,
+    storage: Storage,
+    backup_id: str,
+    database: str,
+    progress: Progress | None,
+) -> BackupResult:
+    from dbstash.engines.base import Engine
+
+    assert isinstance(engine, Engine)
+    t0 = time.monotonic()
+    started = datetime.now(settings.zone)
+    name = template.render(started, uuid=backup_id[:8])
+    remote_path = storage.path(name)
+    options = settings.dump_options
+    conflicts = engine.stream_conflicts(options.extra_args)
+    if conflicts:
+        log.warning(
+            "DUMP_EXTRA_ARGS has flags that write to disk instead of stdout in stream mode: %s",
+            " ".join(conflicts),
+        )
+    if options.compress and not engine.native_compression():
+        log.warning("BACKUP_COMPRESS=true: %s has no native compression; the dump is not compressed", engine.key)
+    if not template.has_time:
+        log.warning("the name template has no {ts} or {date}+{time}: a new backup replaces the previous one")
+    log.info("backup started", extra={"remote_path": remote_path, "source": settings.connection.display_uri()})
+    command = await engine.dump_command(settings.connection, options)
+    log.debug("dump command: %s", command.display())
+    stats = await transfer(
+        engine, command, storage, name, redactor=GLOBAL_REDACTOR, timeout=settings.timeout, progress=progress
+    )
+    finished = datetime.now(UTC)
+    duration = time.monotonic() - t0
+    deleted: list[str] = []
+    retention_error = None
+    if settings.retention.enabled:
+        try:
+            plan = await plan_retention(
+                settings, storage, now=finished, ensure=Backup(name, started.astimezone(UTC), stats.size)
+            )
+            for b, reason in plan.delete:
+                await storage.delete(b.name)
+                deleted.append(b.name)
+                log.info("retention removed %s (%s)", b.name, reason)
+        except Exception as exc:
+            retention_error = str(exc)
+            log.error("retention failed (the new backup is complete): %s", exc)
+    result = BackupResult(
+        remote_path=remote_path,
+        name=name,
+        size=stats.size,
+        sha256=stats.sha256,
+        duration=round(duration, 3),
+        started_at=started.astimezone(UTC),
+        finished_at=finished,
+        engine=engine.key,
+        database=database,
+        backup_id=backup_id,
+        tool_version=command.tool_version,
+        dbstash_version=__version__,
+        deleted=tuple(deleted),
+        retention_error=retention_error,
+    )
+    log.info(
+        "backup complete",
+        extra={
+            "remote_path": remote_path,
+            "size": stats.size,
+            "sha256": stats.sha256,
+            "duration": result.duration,
+            "deleted": deleted,
+        },
+    )
+    return result

@@ -1,0 +1,396 @@
+"""Settings: typed, immutable, validated once; built in code or from the spec's environment variables."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import configparser
+import os
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dbstash.engines import engine_for_uri, get_engine
+from dbstash.engines.base import Connection, DumpOptions, Engine
+from dbstash.errors import ConfigError
+from dbstash.naming import DEFAULT_TEMPLATE, NameTemplate
+from dbstash.redact import GLOBAL_REDACTOR, Redactor, uri_secrets
+from dbstash.retention import RetentionPolicy
+from dbstash.storage.rclone_cli import RcloneOptions
+
+DEFAULT_RCLONE_CONFIG_FILE = "/config/rclone.conf"
+LOG_LEVELS = {"debug": "DEBUG", "info": "INFO", "warn": "WARNING", "warning": "WARNING", "error": "ERROR"}
+LOG_FORMATS = ("json", "text")
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off", ""}
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
+_SECRET_CONF_KEY = re.compile(r"pass|secret|key|token|sas_url|credentials", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything one backup job needs. Build with :meth:`create` (code) or :meth:`from_env`.
+
+    Example:
+        >>> s = Settings.create("sqlite:///srv/app.db", remote="/srv/backups", retention_max_files=7)
+        >>> s.engine_key, s.database_label, s.retention.max_files
+        ('sqlite', 'app', 7)
+    """
+
+    connection: Connection
+    remote: str
+    name_template: str = DEFAULT_TEMPLATE
+    compress: bool = False
+    extension: str | None = None
+    dump_extra_args: tuple[str, ...] = ()
+    retention: RetentionPolicy = field(default_factory=RetentionPolicy)
+    rclone: RcloneOptions = field(default_factory=RcloneOptions)
+    timeout: float | None = None
+    tz: str = "UTC"
+    schedule: str = "once"
+    log_level: str = "INFO"
+    log_format: str = "json"
+
+    # -- derived -----------------------------------------------------------------------------
+    @property
+    def engine_key(self) -> str:
+        """The engine's registry key (``pg``, ``sqlite``, ...)."""
+        return self.connection.engine
+
+    def engine(self) -> Engine:
+        """A fresh engine object for this job."""
+        return get_engine(self.engine_key)
+
+    @property
+    def dump_options(self) -> DumpOptions:
+        """The dump options (compression, extra args)."""
+        return DumpOptions(compress=self.compress, extra_args=self.dump_extra_args)
+
+    @property
+    def database_label(self) -> str:
+        """The ``{db}`` token's value."""
+        return self.engine().database_label(self.connection)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The job's time zone (``TZ``)."""
+        return ZoneInfo(self.tz)
+
+    def template(self) -> NameTemplate:
+        """The name template bound to this job (validated)."""
+        engine = self.engine()
+        ext = self.extension if self.extension is not None else engine.extension(self.dump_options)
+        return NameTemplate.parse(
+            self.name_template, db=self.database_label, engine=self.engine_key, extension=ext
+        )
+
+    def redacted(self) -> dict[str, object]:
+        """The resolved settings as plain data with every secret masked (for dry runs and logs)."""
+        return {
+            "engine": self.engine_key,
+            "database": self.connection.display_uri(),
+            "remote": self.remote,
+            "name_template": self.name_template,
+            "extension": self.template().extension,
+            "compress": self.compress,
+            "dump_extra_args": list(self.dump_extra_args),
+            "retention_max_files": self.retention.max_files,
+            "retention_max_days": self.retention.max_days,
+            "rclone_config": "inline (RCLONE_CONFIG)" if self.rclone.config_text is not None
+            else self.rclone.config_file,
+            "rclone_extra_args": list(self.rclone.extra_args),
+            "timeout": self.timeout,
+            "tz": self.tz,
+            "schedule": self.schedule,
+        }
+
+    # -- construction ------------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        uri: str,
+        *,
+        remote: str,
+        password: str | None = None,
+        password_file: str | os.PathLike[str] | None = None,
+        name_template: str = DEFAULT_TEMPLATE,
+        compress: bool = False,
+        extension: str | None = None,
+        dump_extra_args: Sequence[str] | str = (),
+        retention_max_files: int = 0,
+        retention_max_days: float = 0,
+        rclone: RcloneOptions | None = None,
+        timeout: float | None = None,
+        tz: str = "UTC",
+    ) -> Settings:
+        """Validate library arguments into settings; errors name the parameter at fault."""
+        engine = engine_for_uri(uri, variable="uri")
+        connection = engine.parse_uri(uri, variable="uri")
+        if password_file is not None:
+            password = _read_secret_file(os.fspath(password_file), "password_file")
+        if password is not None and connection.password is None:
+            connection = connection.with_password(password)
+        extra = tuple(shlex.split(dump_extra_args)) if isinstance(dump_extra_args, str) else tuple(dump_extra_args)
+        settings = cls(
+            connection=connection,
+            remote=_check_remote(remote, "remote"),
+            name_template=name_template,
+            compress=compress,
+            extension=_check_extension(extension, "extension"),
+            dump_extra_args=extra,
+            retention=RetentionPolicy(retention_max_files, retention_max_days),
+            rclone=rclone or RcloneOptions(),
+            timeout=timeout if timeout else None,
+            tz=_check_tz(tz, "tz"),
+        )
+        settings._validate(template_variable="name_template")
+        return settings
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Read the spec's environment variables from *environ* (pass ``os.environ`` explicitly).
+
+        Raises :class:`ConfigError` naming the first bad variable; nothing has been touched by then.
+        """
+        env = {k: v for k, v in environ.items()}
+
+        def get(name: str) -> str | None:
+            value = env.get(name)
+            return value if value not in (None, "") else None
+
+        # connection: DB_URI_FILE > DB_URI > DB_HOST + DB_NAME
+        uri = None
+        uri_var = "DB_URI"
+        if get("DB_URI_FILE"):
+            uri = _read_secret_file(env["DB_URI_FILE"], "DB_URI_FILE")
+            uri_var = "DB_URI_FILE"
+        elif get("DB_URI"):
+            uri = env["DB_URI"]
+        password = None
+        if get("DB_PASSWORD_FILE"):
+            password = _read_secret_file(env["DB_PASSWORD_FILE"], "DB_PASSWORD_FILE")
+        elif get("DB_PASSWORD"):
+            password = env["DB_PASSWORD"]
+        if uri is not None:
+            GLOBAL_REDACTOR.add(*uri_secrets(uri))
+            engine = engine_for_uri(uri, variable=uri_var)
+            if get("DB_ENGINE") and env["DB_ENGINE"] != engine.key:
+                raise ConfigError(
+                    "DB_ENGINE", f"the engine of DB_URI ({engine.key}) or unset", env["DB_ENGINE"]
+                )
+            connection = engine.parse_uri(uri, variable=uri_var)
+            # DB_URI wins over DB_*; a password from DB_PASSWORD(_FILE) only fills a URI that has none
+            if connection.password is None and password is not None:
+                connection = connection.with_password(password)
+        else:
+            if not get("DB_HOST") and not get("DB_NAME"):
+                raise ConfigError(
+                    "DB_URI", "a connection URI such as postgresql://user@host:5432/db (or DB_HOST and DB_NAME)"
+                )
+            key = get("DB_ENGINE")
+            if key is None:
+                raise ConfigError("DB_ENGINE", "an engine key (pg, sqlite) when DB_URI is not set")
+            engine = get_engine(key)
+            if key != "sqlite" and not get("DB_NAME"):
+                raise ConfigError("DB_NAME", "a database name (with DB_HOST)")
+            connection = engine.from_parts(
+                host=get("DB_HOST"),
+                port=get("DB_PORT"),
+                database=get("DB_NAME"),
+                user=get("DB_USER"),
+                password=password,
+            )
+        GLOBAL_REDACTOR.add(connection.password)
+
+        remote = get("RCLONE_REMOTE")
+        if remote is None:
+            raise ConfigError("RCLONE_REMOTE", "an rclone remote path such as s3:my-bucket/backups or /backups")
+        config_text = None
+        config_file = None
+        if get("RCLONE_CONFIG"):
+            try:
+                config_text = base64.b64decode(env["RCLONE_CONFIG"], validate=True).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                raise ConfigError(
+                    "RCLONE_CONFIG", "base64-encoded rclone.conf content (base64 -w0 rclone.conf)", "<redacted>"
+                ) from None
+            _register_rclone_secrets(config_text, "RCLONE_CONFIG")
+        if get("RCLONE_CONFIG_FILE"):
+            config_file = env["RCLONE_CONFIG_FILE"]
+            if not os.path.isfile(config_file) or not os.access(config_file, os.R_OK):
+                raise ConfigError("RCLONE_CONFIG_FILE", "the path of a readable rclone.conf", config_file)
+            if config_text is None:
+                with open(config_file, encoding="utf-8", errors="replace") as fh:
+                    _register_rclone_secrets(fh.read(), "RCLONE_CONFIG_FILE")
+        elif config_text is None and os.path.isfile(DEFAULT_RCLONE_CONFIG_FILE):
+            config_file = DEFAULT_RCLONE_CONFIG_FILE
+        rclone = RcloneOptions(
+            binary=env.get("DBSTASH_RCLONE_BINARY") or "rclone",
+            config_text=config_text,
+            config_file=None if config_text is not None else config_file,
+            extra_args=_split_args(env.get("RCLONE_EXTRA_ARGS", ""), "RCLONE_EXTRA_ARGS"),
+        )
+
+        timeout = _parse_duration(env.get("BACKUP_TIMEOUT", ""), "BACKUP_TIMEOUT")
+        schedule = (get("BACKUP_SCHEDULE") or "0 2 * * *").strip()
+        settings = cls(
+            connection=connection,
+            remote=_check_remote(remote, "RCLONE_REMOTE"),
+            name_template=get("BACKUP_NAME_TEMPLATE") or DEFAULT_TEMPLATE,
+            compress=_parse_bool(env.get("BACKUP_COMPRESS", ""), "BACKUP_COMPRESS"),
+            extension=_check_extension(get("BACKUP_EXTENSION"), "BACKUP_EXTENSION"),
+            dump_extra_args=_split_args(env.get("DUMP_EXTRA_ARGS", ""), "DUMP_EXTRA_ARGS"),
+            retention=RetentionPolicy(
+                _parse_int(env.get("RETENTION_MAX_FILES", ""), "RETENTION_MAX_FILES"),
+                _parse_days(env.get("RETENTION_MAX_DAYS", ""), "RETENTION_MAX_DAYS"),
+            ),
+            rclone=rclone,
+            timeout=timeout,
+            tz=_check_tz(get("TZ") or "UTC", "TZ"),
+            schedule=_check_schedule(schedule),
+            log_level=_parse_choice(get("LOG_LEVEL") or "info", "LOG_LEVEL", LOG_LEVELS),
+            log_format=_parse_choice(get("LOG_FORMAT") or "json", "LOG_FORMAT", {f: f for f in LOG_FORMATS}),
+        )
+        settings._validate(template_variable="BACKUP_NAME_TEMPLATE")
+        return settings
+
+    def _validate(self, *, template_variable: str) -> None:
+        GLOBAL_REDACTOR.add(self.connection.password)
+        try:
+            self.template()
+        except ConfigError as exc:
+            raise ConfigError(template_variable, exc.expected, exc.value) from None
+
+    def replace(self, **changes: object) -> Settings:
+        """A copy with *changes* applied (``dataclasses.replace``)."""
+        return replace(self, **changes)  # type: ignore[arg-type]  # keyword names are checked at run time
+
+
+# -- parsing helpers ---------------------------------------------------------------------------
+def _read_secret_file(path: str, variable: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            value = fh.read()
+    except OSError as exc:
+        raise ConfigError(variable, f"the path of a readable file ({exc.strerror})", path) from None
+    value = value.rstrip("\r\n")
+    if not value:
+        raise ConfigError(variable, "a file holding a non-empty secret", path)
+    GLOBAL_REDACTOR.add(value, *uri_secrets(value))
+    return value
+
+
+def _register_rclone_secrets(text: str, variable: str, redactor: Redactor = GLOBAL_REDACTOR) -> None:
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        parser.read_string(text)
+    except configparser.Error:
+        raise ConfigError(variable, "rclone.conf content ([remote] sections of key = value)", "<redacted>") from None
+    for section in parser.sections():
+        for key, value in parser.items(section):
+            if _SECRET_CONF_KEY.search(key):
+                redactor.add(value)
+
+
+def _check_remote(remote: str, variable: str) -> str:
+    if not remote or not remote.strip() or "\n" in remote or "\x00" in remote:
+        raise ConfigError(variable, "an rclone remote path such as s3:my-bucket/backups or /backups", remote)
+    GLOBAL_REDACTOR.add(*uri_secrets(remote))
+    return remote
+
+
+def _check_extension(ext: str | None, variable: str) -> str | None:
+    if ext is None:
+        return None
+    if ext and not ext.startswith("."):
+        ext = "." + ext
+    if "/" in ext or "\\" in ext or ".." in ext or any(c.isspace() for c in ext):
+        raise ConfigError(variable, "a file extension such as .sql or .dump", ext)
+    return ext
+
+
+def _check_tz(tz: str, variable: str) -> str:
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(variable, "an IANA time zone such as UTC or Asia/Kolkata", tz) from None
+    return tz
+
+
+def _check_schedule(value: str) -> str:
+    if value == "once":
+        return value
+    from dbstash.schedule import validate_cron
+
+    validate_cron(value, "BACKUP_SCHEDULE")
+    return value
+
+
+def _parse_bool(value: str, variable: str) -> bool:
+    v = value.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise ConfigError(variable, "true or false", value)
+
+
+def _parse_int(value: str, variable: str) -> int:
+    v = value.strip()
+    if not v:
+        return 0
+    if not v.isdigit():
+        raise ConfigError(variable, "a whole number >= 0 (0 = unlimited)", value)
+    return int(v)
+
+
+def _parse_days(value: str, variable: str) -> float:
+    v = value.strip()
+    if not v:
+        return 0
+    try:
+        days = float(v)
+    except ValueError:
+        raise ConfigError(variable, "a number of days >= 0 (0 = unlimited)", value) from None
+    if days < 0 or days != days or days == float("inf"):
+        raise ConfigError(variable, "a number of days >= 0 (0 = unlimited)", value)
+    return days
+
+
+def _parse_choice(value: str, variable: str, choices: Mapping[str, str]) -> str:
+    try:
+        return choices[value.strip().lower()]
+    except KeyError:
+        raise ConfigError(variable, "one of " + ", ".join(dict.fromkeys(choices)), value) from None
+
+
+def _split_args(value: str, variable: str) -> tuple[str, ...]:
+    try:
+        return tuple(shlex.split(value))
+    except ValueError as exc:
+        raise ConfigError(variable, f"shell-style arguments ({exc})", value) from None
+
+
+def parse_duration(value: str, variable: str = "BACKUP_TIMEOUT") -> float | None:
+    """``1h``, ``30m``, ``90s``, ``1h30m``, or plain seconds; ``0`` or empty means no limit (None)."""
+    return _parse_duration(value, variable)
+
+
+def _parse_duration(value: str, variable: str) -> float | None:
+    v = value.strip().lower()
+    if v in ("", "0"):
+        return None
+    expected = "a duration such as 1h, 30m, 90s or 1h30m (0 = no limit)"
+    try:
+        seconds = float(v)
+    except ValueError:
+        m = _DURATION.fullmatch(v)
+        if not m or not any(m.groups()):
+            raise ConfigError(variable, expected, value) from None
+        h, mi, s = (float(x) if x else 0.0 for x in m.groups())
+        seconds = h * 3600 + mi * 60 + s
+    if seconds < 0 or seconds != seconds:
+        raise ConfigError(variable, expected, value)
+    return seconds or None

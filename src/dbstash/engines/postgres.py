@@ -1,0 +1,307 @@
+"""PostgreSQL: ``pg_dump`` to stdout, libpq settings through the environment, matching tool major version."""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import anyio
+
+from dbstash.engines.base import Connection, DumpCommand, DumpOptions, Engine
+from dbstash.errors import ConfigError, DumpFailed, ToolNotFound
+from dbstash.redact import Redactor, redact_uri
+
+# libpq connection parameters that have an environment variable: everything in a URI query goes
+# through these, so argv carries nothing but flags. (sslpassword has none: it is refused.)
+LIBPQ_ENV = {
+    "host": "PGHOST",
+    "hostaddr": "PGHOSTADDR",
+    "port": "PGPORT",
+    "dbname": "PGDATABASE",
+    "user": "PGUSER",
+    "password": "PGPASSWORD",
+    "passfile": "PGPASSFILE",
+    "channel_binding": "PGCHANNELBINDING",
+    "service": "PGSERVICE",
+    "options": "PGOPTIONS",
+    "application_name": "PGAPPNAME",
+    "sslmode": "PGSSLMODE",
+    "requiressl": "PGREQUIRESSL",
+    "sslcompression": "PGSSLCOMPRESSION",
+    "sslcert": "PGSSLCERT",
+    "sslkey": "PGSSLKEY",
+    "sslrootcert": "PGSSLROOTCERT",
+    "sslcrl": "PGSSLCRL",
+    "sslcrldir": "PGSSLCRLDIR",
+    "sslsni": "PGSSLSNI",
+    "requirepeer": "PGREQUIREPEER",
+    "ssl_min_protocol_version": "PGSSLMINPROTOCOLVERSION",
+    "ssl_max_protocol_version": "PGSSLMAXPROTOCOLVERSION",
+    "gssencmode": "PGGSSENCMODE",
+    "krbsrvname": "PGKRBSRVNAME",
+    "gsslib": "PGGSSLIB",
+    "connect_timeout": "PGCONNECT_TIMEOUT",
+    "client_encoding": "PGCLIENTENCODING",
+    "target_session_attrs": "PGTARGETSESSIONATTRS",
+    "load_balance_hosts": "PGLOADBALANCEHOSTS",
+}
+#: Used when the URI sets no connect_timeout: a dead server must not hang a run.
+DEFAULT_CONNECT_TIMEOUT = "15"
+#: Where distributions install several majors side by side (Debian, Alpine, RHEL/PGDG, pgserver-style trees).
+DEFAULT_BIN_GLOBS = (
+    "/usr/lib/postgresql/*/bin",
+    "/usr/libexec/postgresql*",
+    "/usr/pgsql-*/bin",
+)
+PROBE_TIMEOUT = 60.0
+_VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
+
+
+@dataclass(frozen=True, slots=True)
+class PgTool:
+    """One installed ``pg_dump`` with its major version."""
+
+    pg_dump: str
+    major: int
+    version: str
+
+    @property
+    def bindir(self) -> str:
+        return os.path.dirname(self.pg_dump)
+
+
+def _parse_hosts(netloc_hosts: str, variable: str, shown: str) -> tuple[str | None, str | None]:
+    """``h1:5432,[::1]:5433`` -> (``h1,::1``, ``5432,5433``) as libpq's PGHOST/PGPORT expect."""
+    if not netloc_hosts:
+        return None, None
+    hosts, ports = [], []
+    for item in netloc_hosts.split(","):
+        m = re.fullmatch(r"\[(?P<v6>[0-9a-fA-F:.]+)\](?::(?P<p6>\d*))?|(?P<h>[^:\[\]]*)(?::(?P<p>\d*))?", item)
+        if not m:
+            raise ConfigError(variable, "postgresql://user:password@host:port/dbname", shown)
+        hosts.append(unquote(m.group("v6") or m.group("h") or ""))
+        ports.append(m.group("p6") or m.group("p") or "")
+    port = ",".join(ports) if any(ports) else None
+    return ",".join(hosts) or None, port
+
+
+class PostgresEngine(Engine):
+    """PostgreSQL via ``pg_dump``: plain SQL by default, custom format (``.dump``) with compression.
+
+    Secrets go through ``PGPASSWORD`` in the child's environment and ``-w`` keeps ``pg_dump`` from
+    ever waiting at a password prompt. When several majors are installed, the one matching the
+    server is used (else the nearest newer one); none that fits is an error naming both versions.
+    """
+
+    key: ClassVar[str] = "pg"
+    schemes: ClassVar[tuple[str, ...]] = ("postgresql", "postgres")
+    default_port: ClassVar[int | None] = 5432
+    stream_conflicting_flags: ClassVar[tuple[str, ...]] = ("--Fd", "-Fd", "--format=directory", "--file=", "-f")
+
+    def __init__(self, bin_dirs: Sequence[str] | None = None, *, search_path: bool = True) -> None:
+        """*bin_dirs*: directories holding ``pg_dump``/``psql``; default: the usual install places.
+
+        *search_path*: also consider ``pg_dump`` found on ``PATH``.
+        """
+        self._bin_dirs = tuple(bin_dirs) if bin_dirs is not None else None
+        self._search_path = search_path
+
+    # -- configuration -------------------------------------------------------------------------
+    def parse_uri(self, uri: str, *, variable: str = "DB_URI") -> Connection:
+        shown = redact_uri(uri)
+        expected = "postgresql://user:password@host:5432/dbname?sslmode=require"
+        try:
+            parts = urlsplit(uri)
+        except ValueError:
+            raise ConfigError(variable, expected, shown) from None
+        if parts.scheme.lower() not in self.schemes:
+            raise ConfigError(variable, expected, shown)
+        userinfo, _, hostlist = parts.netloc.rpartition("@")
+        user, password = None, None
+        if userinfo:
+            u, sep, p = userinfo.partition(":")
+            user = unquote(u) or None
+            password = unquote(p) if sep else None
+        host, port = _parse_hosts(hostlist, variable, shown)
+        if port is not None and not all(p.isdigit() for p in port.split(",") if p):
+            raise ConfigError(variable, expected, shown)
+        database = unquote(parts.path.lstrip("/")) or None
+        params: dict[str, str] = {}
+        for k, v in parse_qsl(parts.query, keep_blank_values=True):
+            if k not in LIBPQ_ENV:
+                raise ConfigError(
+                    variable, f"{expected} (query parameter {k!r} is not a libpq setting dbstash can pass safely)", shown
+                )
+            if k == "password":
+                password = v
+            elif k == "user":
+                user = v
+            elif k == "dbname":
+                database = v
+            elif k == "host":
+                host = v
+            elif k == "port":
+                port = v
+            else:
+                params[k] = v
+        if not database:
+            raise ConfigError(variable, f"{expected} (a database name is required)", shown)
+        return Connection(self.key, database, host, port, user, password, params)
+
+    def extension(self, options: DumpOptions) -> str:
+        fmt = self._format(options)
+        return {"custom": ".dump", "tar": ".tar", "plain": ".sql", "directory": ""}[fmt]
+
+    def native_compression(self) -> bool:
+        return True
+
+    @staticmethod
+    def _format(options: DumpOptions) -> str:
+        """The effective ``--format``: an explicit one in DUMP_EXTRA_ARGS wins over BACKUP_COMPRESS."""
+        names = {"p": "plain", "c": "custom", "t": "tar", "d": "directory"}
+        args = list(options.extra_args)
+        fmt = None
+        for i, a in enumerate(args):
+            value = None
+            if a.startswith("--format="):
+                value = a.split("=", 1)[1]
+            elif a in ("-F", "--format") and i + 1 < len(args):
+                value = args[i + 1]
+            elif a.startswith("-F") and len(a) > 2:
+                value = a[2:]
+            elif a.startswith("--F") and len(a) == 4:
+                value = a[3:]
+            if value:
+                fmt = names.get(value[0].lower(), value.lower())
+        if fmt:
+            return fmt
+        return "custom" if options.compress else "plain"
+
+    def _format_args(self, options: DumpOptions) -> list[str]:
+        explicit = any(
+            a.startswith(("--format", "-F", "--F")) for a in options.extra_args
+        )
+        if explicit:
+            return []
+        return ["--format=custom"] if options.compress else ["--format=plain"]
+
+    # -- environment and tools -----------------------------------------------------------------
+    def libpq_env(self, connection: Connection) -> dict[str, str]:
+        """The libpq environment for *connection* (holds the password: child env only, never logged)."""
+        env = {LIBPQ_ENV[k]: v for k, v in connection.params.items()}
+        if connection.host:
+            env["PGHOST"] = connection.host
+        if connection.port:
+            env["PGPORT"] = connection.port
+        if connection.user:
+            env["PGUSER"] = connection.user
+        if connection.database:
+            env["PGDATABASE"] = connection.database
+        if connection.password is not None:
+            env["PGPASSWORD"] = connection.password
+        env.setdefault("PGCONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT)
+        return env
+
+    def installed_tools(self) -> list[PgTool]:
+        """Every ``pg_dump`` found, newest major first."""
+        candidates: list[str] = []
+        dirs = self._bin_dirs
+        if dirs is None:
+            dirs = tuple(d for pattern in DEFAULT_BIN_GLOBS for d in sorted(glob.glob(pattern)))
+        candidates += [os.path.join(d, "pg_dump") for d in dirs]
+        if self._search_path:
+            found = shutil.which("pg_dump")
+            if found:
+                candidates.append(found)
+        tools: dict[str, PgTool] = {}
+        for path in candidates:
+            real = os.path.realpath(path)
+            if real in tools or not os.access(path, os.X_OK):
+                continue
+            version = _tool_version(path)
+            if version:
+                major, text = version
+                tools[real] = PgTool(path, major, text)
+        return sorted(tools.values(), key=lambda t: t.major, reverse=True)
+
+    @staticmethod
+    def choose_tool(tools: Sequence[PgTool], server_major: int) -> PgTool:
+        """The tool matching *server_major*, else the nearest newer; raise if only older ones exist."""
+        exact = [t for t in tools if t.major == server_major]
+        if exact:
+            return exact[0]
+        newer = sorted((t for t in tools if t.major > server_major), key=lambda t: t.major)
+        if newer:
+            return newer[0]
+        have = ", ".join(sorted({str(t.major) for t in tools})) or "none"
+        raise ToolNotFound(
+            f"PostgreSQL server is version {server_major} but the installed pg_dump is version {have}; "
+            f"pg_dump must be {server_major} or newer (use the dbstash:pg-{server_major} image "
+            f"or install postgresql-client-{server_major})"
+        )
+
+    async def server_major(self, connection: Connection, tool: PgTool) -> int:
+        """Ask the server its version with ``psql`` from *tool*'s directory (or PATH)."""
+        psql = os.path.join(tool.bindir, "psql")
+        if not os.access(psql, os.X_OK):
+            psql = shutil.which("psql") or ""
+        if not psql:
+            raise ToolNotFound("psql not found: dbstash needs it beside pg_dump to read the server version")
+        env = {**_child_base_env(), **self.libpq_env(connection)}
+        redactor = Redactor([connection.password or ""])
+        try:
+            with anyio.fail_after(PROBE_TIMEOUT):
+                proc = await anyio.run_process(
+                    [psql, "-X", "-w", "-A", "-t", "-q", "-c", "SHOW server_version_num"],
+                    env=env,
+                    check=False,
+                )
+        except TimeoutError:
+            raise DumpFailed(f"PostgreSQL server did not answer within {PROBE_TIMEOUT:.0f}s") from None
+        if proc.returncode != 0:
+            err = redactor(proc.stderr.decode(errors="replace").strip())
+            raise DumpFailed("cannot connect to PostgreSQL", exit_status=proc.returncode, stderr_tail=err)
+        text = proc.stdout.decode().strip()
+        if not text.isdigit():
+            raise DumpFailed(f"unexpected server_version_num from PostgreSQL: {text[:80]!r}")
+        num = int(text)
+        return num // 10000 if num >= 100000 else num // 100
+
+    async def dump_command(self, connection: Connection, options: DumpOptions) -> DumpCommand:
+        tools = await anyio.to_thread.run_sync(self.installed_tools)
+        if not tools:
+            raise ToolNotFound("pg_dump not found (install postgresql-client or use a dbstash:pg-N image)")
+        major = await self.server_major(connection, tools[0])
+        tool = self.choose_tool(tools, major)
+        argv = [tool.pg_dump, "--no-password", *self._format_args(options), *options.extra_args]
+        return DumpCommand(tuple(argv), self.libpq_env(connection), tool_version=tool.version)
+
+    def database_label(self, connection: Connection) -> str:
+        return connection.database or "all"
+
+
+def _tool_version(path: str) -> tuple[int, str] | None:
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            [path, "--version"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = _VERSION.search(out)
+    if not m:
+        return None
+    return int(m.group(1)), out.strip()
+
+
+def _child_base_env() -> dict[str, str]:
+    from dbstash.process import child_base_env
+
+    return child_base_env()

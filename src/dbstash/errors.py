@@ -1,0 +1,75 @@
+"""Typed errors. Every message is already redacted: it is safe to log, print or send."""
+
+from __future__ import annotations
+
+
+class DbstashError(Exception):
+    """Base class of every error dbstash raises on purpose."""
+
+    exit_code: int = 1
+
+
+class ConfigError(DbstashError):
+    """A setting is missing or malformed. Raised before anything is dumped, uploaded or deleted.
+
+    ``variable`` names the environment variable (or library parameter) at fault, ``value`` is the
+    offending value with secrets already masked, and ``expected`` says what form would be accepted.
+    """
+
+    exit_code = 2
+
+    def __init__(self, variable: str, expected: str, value: str | None = None) -> None:
+        self.variable = variable
+        self.expected = expected
+        self.value = value
+        shown = "" if value is None else f" {value!r}"
+        super().__init__(f"{variable}: invalid value{shown}; expected {expected}")
+
+
+class BackupFailed(DbstashError):
+    """A backup run started but did not produce a committed backup. Nothing remains under the final name."""
+
+
+class DumpFailed(BackupFailed):
+    """The dump tool failed (non-zero exit, killed, or output that proves an incomplete dump).
+
+    ``stderr_tail`` holds the last lines the tool wrote to stderr, redacted.
+    """
+
+    def __init__(self, message: str, *, exit_status: int | None = None, stderr_tail: str = "") -> None:
+        self.exit_status = exit_status
+        self.stderr_tail = stderr_tail
+        full = message if not stderr_tail else f"{message}\n{stderr_tail}"
+        super().__init__(full)
+
+
+class UploadFailed(BackupFailed):
+    """rclone (or the remote behind it) did not confirm every byte."""
+
+    def __init__(self, message: str, *, stderr_tail: str = "") -> None:
+        self.stderr_tail = stderr_tail
+        full = message if not stderr_tail else f"{message}\n{stderr_tail}"
+        super().__init__(full)
+
+
+class BackupTimeout(BackupFailed):
+    """The run exceeded its timeout; the dump and the upload were stopped and the upload aborted."""
+
+
+class BackupCancelled(BackupFailed):
+    """The run was cancelled (a signal or the caller); the upload was aborted."""
+
+
+class StorageError(DbstashError):
+    """A storage operation other than the upload itself failed (list, delete, move, stat)."""
+
+    def __init__(self, message: str, *, stderr_tail: str = "") -> None:
+        self.stderr_tail = stderr_tail
+        full = message if not stderr_tail else f"{message}\n{stderr_tail}"
+        super().__init__(full)
+
+
+class ToolNotFound(DbstashError):
+    """A required executable (dump tool, rclone) is not installed or not usable."""
+
+    exit_code = 2

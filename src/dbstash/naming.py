@@ -1,0 +1,148 @@
+"""Backup name templates: rendering a name, and recognising this job's backups among a remote's files."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from dbstash.errors import ConfigError
+
+DEFAULT_TEMPLATE = "{db}-{date}-{time}"
+TOKENS = ("db", "engine", "date", "time", "ts", "uuid")
+_TOKEN = re.compile(r"\{([^{}]*)\}")
+#: Suffix of an upload in progress (or of one a SIGKILL interrupted). Never matches a template.
+PARTIAL_MARK = ".dbstash-partial"
+_SAFE_NAME_CHARS = re.compile(r"^[^/\\\x00-\x1f]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class NameTemplate:
+    """A validated ``BACKUP_NAME_TEMPLATE`` bound to one job (database name, engine key, extension).
+
+    Example:
+        >>> t = NameTemplate.parse("{db}-{date}-{time}", db="app", engine="pg", extension=".sql")
+        >>> t.render(datetime(2026, 2, 7, 2, 0, tzinfo=UTC), uuid="a1b2c3d4")
+        'app-2026-02-07-020000.sql'
+    """
+
+    template: str
+    db: str
+    engine: str
+    extension: str
+
+    @classmethod
+    def parse(
+        cls, template: str, *, db: str, engine: str, extension: str, variable: str = "BACKUP_NAME_TEMPLATE"
+    ) -> NameTemplate:
+        """Validate *template* and bind it; raises :class:`ConfigError` naming *variable*."""
+        expected = (
+            "a file name made of text and the tokens {db} {engine} {date} {time} {ts} {uuid}, "
+            "with no '/' and no '..'"
+        )
+        if not template or not template.strip():
+            raise ConfigError(variable, expected, template)
+        for token in _TOKEN.findall(template):
+            if token not in TOKENS:
+                raise ConfigError(variable, f"{expected} (unknown token {{{token}}})", template)
+        literal = _TOKEN.sub("", template)
+        if "{" in literal or "}" in literal:
+            raise ConfigError(variable, f"{expected} (unbalanced brace)", template)
+        if not _SAFE_NAME_CHARS.match(literal or "x") or ".." in literal:
+            raise ConfigError(variable, expected, template)
+        for name, value in (("database name", db), ("engine", engine)):
+            if not value or "/" in value or "\\" in value or value in (".", "..") or ".." in value:
+                raise ConfigError(
+                    variable, f"a template whose tokens stay inside the remote folder ({name} {value!r})", template
+                )
+        t = cls(template=template, db=db, engine=engine, extension=extension)
+        sample = t.render(datetime(2000, 1, 1, tzinfo=UTC), uuid="00000000")
+        if sample in (".", "..") or (sample.startswith(".") and set(sample) == {"."}):
+            raise ConfigError(variable, expected, template)
+        if PARTIAL_MARK in sample:
+            raise ConfigError(variable, f"{expected} (must not contain {PARTIAL_MARK!r})", template)
+        return t
+
+    def render(self, when: datetime, *, uuid: str | None = None) -> str:
+        """The file name of a backup started at *when* (an aware datetime, already in the job's zone)."""
+        values = {
+            "db": self.db,
+            "engine": self.engine,
+            "date": when.strftime("%Y-%m-%d"),
+            "time": when.strftime("%H%M%S"),
+            "ts": str(int(when.timestamp())),
+            "uuid": uuid or secrets.token_hex(4),
+        }
+        return _TOKEN.sub(lambda m: values[m.group(1)], self.template) + self.extension
+
+    @property
+    def has_time(self) -> bool:
+        """Whether names carry their own timestamp (``{ts}``, or ``{date}`` with ``{time}``)."""
+        tokens = set(_TOKEN.findall(self.template))
+        return "ts" in tokens or {"date", "time"} <= tokens
+
+    def pattern(self) -> re.Pattern[str]:
+        """An anchored regex matching exactly the names this template renders (and no partial upload)."""
+        parts: list[str] = []
+        pos = 0
+        seen: set[str] = set()
+        for m in _TOKEN.finditer(self.template):
+            parts.append(re.escape(self.template[pos : m.start()]))
+            token = m.group(1)
+            group = token if token not in seen else None
+            seen.add(token)
+            body = {
+                "db": re.escape(self.db),
+                "engine": re.escape(self.engine),
+                "date": r"\d{4}-\d{2}-\d{2}",
+                "time": r"\d{6}",
+                "ts": r"\d{1,12}",
+                "uuid": r"[0-9a-f]{8}",
+            }[token]
+            parts.append(f"(?P<{group}>{body})" if group else f"(?:{body})")
+            pos = m.end()
+        parts.append(re.escape(self.template[pos:]))
+        parts.append(re.escape(self.extension))
+        return re.compile("^" + "".join(parts) + "$")
+
+    def timestamp_of(self, name: str, tz: ZoneInfo) -> datetime | None:
+        """When the backup called *name* was started, read from its name; None if the name does not say.
+
+        Returns None too when *name* is not one of this template's names.
+        """
+        m = self.pattern().match(name)
+        if not m:
+            return None
+        groups = m.groupdict()
+        if groups.get("ts"):
+            return datetime.fromtimestamp(int(groups["ts"]), tz=UTC)
+        if groups.get("date") and groups.get("time"):
+            try:
+                naive = datetime.strptime(groups["date"] + groups["time"], "%Y-%m-%d%H%M%S")
+            except ValueError:
+                return None
+            return naive.replace(tzinfo=tz).astimezone(UTC)
+        if groups.get("date"):
+            try:
+                day = datetime.strptime(groups["date"], "%Y-%m-%d")
+            except ValueError:
+                return None
+            # a date-only name: the end of that day, so age is never overestimated
+            return (day.replace(tzinfo=tz) + timedelta(days=1) - timedelta(seconds=1)).astimezone(UTC)
+        return None
+
+    def matches(self, name: str) -> bool:
+        """Whether *name* is a complete backup made by this job (partial uploads never match)."""
+        return bool(self.pattern().match(name))
+
+
+def partial_name(final: str, upload_id: str) -> str:
+    """The name an upload is written under until it is committed."""
+    return f"{final}.{upload_id}{PARTIAL_MARK}"
+
+
+def is_partial(name: str) -> bool:
+    """Whether *name* is an uncommitted (in-progress or interrupted) upload."""
+    return name.endswith(PARTIAL_MARK)

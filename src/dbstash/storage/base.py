@@ -1,0 +1,95 @@
+"""The Storage seam: where backups go and how they are listed, removed and read back.
+
+Two-phase uploads: :meth:`Storage.begin_upload` returns an :class:`Upload` whose bytes go to a
+partial name; :meth:`Upload.commit` makes it visible under the final name only after the remote
+confirmed every byte, :meth:`Upload.abort` removes it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteEntry:
+    """One object (or folder) directly under the remote folder."""
+
+    name: str
+    size: int
+    modtime: datetime
+    is_dir: bool = False
+
+
+class Upload(ABC):
+    """An upload in progress. Bytes are written to :meth:`fileno` (a pipe), then committed or aborted."""
+
+    final_name: str
+    partial_name: str
+
+    @abstractmethod
+    def fileno(self) -> int:
+        """The write end the pipeline relays into. Closing it is the commit's job, never the relay's."""
+
+    @abstractmethod
+    async def commit(self, expected_size: int) -> None:
+        """Finish the upload and move it to its final name; raise UploadFailed unless every byte landed."""
+
+    @abstractmethod
+    async def interrupt(self) -> None:
+        """Stop the transfer at once without ending it cleanly (the relay then sees a broken pipe).
+
+        Leaves the partial object for :meth:`abort` to remove; the pipe stays open until then.
+        """
+
+    @abstractmethod
+    async def abort(self) -> None:
+        """Stop the upload and remove whatever reached the remote. Never raises for a missing object."""
+
+    @abstractmethod
+    def failure_detail(self) -> str:
+        """What the transport reported (stderr tail, HTTP reply), redacted, for error messages."""
+
+
+class Storage(ABC):
+    """A folder on a remote. Implementations: rclone CLI (here), rclone rc HTTP API (later)."""
+
+    remote: str
+
+    @abstractmethod
+    async def begin_upload(self, name: str) -> Upload:
+        """Start writing a new object that will be called *name* once committed."""
+
+    @abstractmethod
+    async def list(self) -> list[RemoteEntry]:
+        """Objects and folders directly under the remote folder, in one listing call."""
+
+    @abstractmethod
+    async def delete(self, name: str) -> None:
+        """Remove the object *name*."""
+
+    @abstractmethod
+    async def stat(self, name: str) -> RemoteEntry | None:
+        """The object *name*, or None if it does not exist."""
+
+    @abstractmethod
+    async def read(self, name: str) -> bytes:
+        """The whole content of *name* (small objects and tests; restores stream instead)."""
+
+    def path(self, name: str) -> str:
+        """The rclone path of *name* inside the remote folder."""
+        return join_remote(self.remote, name)
+
+    async def __aenter__(self) -> Storage:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+def join_remote(remote: str, name: str) -> str:
+    """``s3:bucket/pg`` + ``x.sql`` -> ``s3:bucket/pg/x.sql``; ``s3:`` + ``x`` -> ``s3:x``."""
+    if not remote or remote.endswith((":", "/")):
+        return remote + name
+    return f"{remote}/{name}"

@@ -1,0 +1,263 @@
+"""Storage over the rclone command line: ``rcat`` to a partial name, then ``moveto`` on commit."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import anyio
+
+from dbstash.errors import StorageError, ToolNotFound, UploadFailed
+from dbstash.logs import get_logger
+from dbstash.naming import partial_name
+from dbstash.process import ChildProcess, child_base_env, grow_pipe
+from dbstash.redact import GLOBAL_REDACTOR, Redactor
+from dbstash.storage.base import RemoteEntry, Storage, Upload, join_remote
+
+log = get_logger("dbstash.storage")
+
+#: rclone exit statuses meaning "no such file or directory".
+NOT_FOUND = (3, 4)
+#: Metadata calls (list, stat, move, delete) must finish within this many seconds.
+DEFAULT_OP_TIMEOUT = 300.0
+#: After end of input, rclone gets this long to finish the upload before it is stopped.
+DEFAULT_COMMIT_TIMEOUT = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class RcloneOptions:
+    """How to run rclone.
+
+    Attributes:
+        binary: the rclone executable (default: ``rclone`` on PATH, e.g. from ``dbstash[rclone]``).
+        config_text: rclone.conf content (from the spec's base64 ``RCLONE_CONFIG``). It reaches rclone
+            through an in-memory file (memfd), never the disk and never argv.
+        config_file: path of an rclone.conf (``RCLONE_CONFIG_FILE``).
+        extra_args: flags added to every rclone call (``RCLONE_EXTRA_ARGS``).
+        env: extra environment for rclone, e.g. ``RCLONE_CONFIG_MYS3_TYPE=s3`` style remotes.
+        op_timeout: seconds allowed for each list/stat/move/delete call.
+    """
+
+    binary: str = "rclone"
+    config_text: str | None = field(default=None, repr=False)
+    config_file: str | None = None
+    extra_args: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    op_timeout: float = DEFAULT_OP_TIMEOUT
+    commit_timeout: float = DEFAULT_COMMIT_TIMEOUT
+
+
+def _parse_time(text: str) -> datetime:
+    # rclone prints RFC 3339 with up to nanoseconds; Python takes microseconds
+    text = text.replace("Z", "+00:00")
+    if "." in text:
+        head, _, rest = text.partition(".")
+        digits = "".join(c for c in rest if c.isdigit())
+        tz = rest[len(digits) :]
+        text = f"{head}.{digits[:6].ljust(6, '0')}{tz}"
+    dt = datetime.fromisoformat(text)
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+class RcloneCliStorage(Storage):
+    """A remote folder reached by spawning ``rclone`` (``rcat``, ``lsjson``, ``moveto``, ``deletefile``, ``cat``).
+
+    Use as an async context manager: the in-memory config file lives as long as the context.
+
+    Example:
+        >>> async def main():  # doctest: +SKIP
+        ...     async with RcloneCliStorage("/srv/backups") as storage:
+        ...         print([e.name for e in await storage.list()])
+    """
+
+    def __init__(self, remote: str, options: RcloneOptions | None = None, *, redactor: Redactor | None = None):
+        self.remote = remote
+        self.options = options or RcloneOptions()
+        self._redact = redactor or GLOBAL_REDACTOR
+        self._config_fd: int | None = None
+        self._binary: str | None = None
+
+    async def __aenter__(self) -> RcloneCliStorage:
+        self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self) -> None:
+        """Resolve the rclone binary and load the in-memory config. Idempotent."""
+        if self._binary is None:
+            binary = shutil.which(self.options.binary)
+            if not binary:
+                raise ToolNotFound(
+                    f"rclone not found ({self.options.binary!r}); install it with: pip install 'dbstash[rclone]'"
+                )
+            self._binary = binary
+        if self.options.config_text is not None and self._config_fd is None:
+            fd = os.memfd_create("rclone.conf", os.MFD_CLOEXEC)
+            os.write(fd, self.options.config_text.encode())
+            self._config_fd = fd
+
+    def close(self) -> None:
+        """Release the in-memory config."""
+        if self._config_fd is not None:
+            os.close(self._config_fd)
+            self._config_fd = None
+
+    # -- building commands -----------------------------------------------------------------------
+    def _env(self) -> dict[str, str]:
+        env = child_base_env()
+        env.update(self.options.env)
+        if self._config_fd is not None:
+            env["RCLONE_CONFIG"] = f"/dev/fd/{self._config_fd}"
+        elif self.options.config_file:
+            env["RCLONE_CONFIG"] = self.options.config_file
+        return env
+
+    def _pass_fds(self) -> tuple[int, ...]:
+        return (self._config_fd,) if self._config_fd is not None else ()
+
+    def argv(self, *args: str) -> list[str]:
+        """The rclone command line for *args* (public for dry runs: it never holds a secret of dbstash's)."""
+        self.open()
+        assert self._binary is not None
+        return [self._binary, *args, *self.options.extra_args]
+
+    async def _run(self, *args: str, ok: Sequence[int] = (0,), timeout: float | None = None) -> tuple[int, bytes, str]:
+        argv = self.argv(*args)
+        limit = timeout or self.options.op_timeout
+        try:
+            with anyio.fail_after(limit):
+                proc = await anyio.run_process(
+                    argv, env=self._env(), check=False, pass_fds=self._pass_fds(), stdin=subprocess.DEVNULL
+                )
+        except TimeoutError:
+            raise StorageError(f"rclone {args[0]} did not finish within {limit:.0f}s") from None
+        err = self._redact(proc.stderr.decode(errors="replace").strip())
+        if proc.returncode not in ok:
+            tail = "\n".join(err.splitlines()[-10:])
+            raise StorageError(f"rclone {args[0]} failed with status {proc.returncode}", stderr_tail=tail)
+        return proc.returncode, proc.stdout, err
+
+    # -- Storage ---------------------------------------------------------------------------------
+    async def begin_upload(self, name: str) -> RcloneUpload:
+        upload_id = os.urandom(4).hex()
+        partial = partial_name(name, upload_id)
+        argv = self.argv("rcat", self.path(partial))
+        proc = ChildProcess(
+            argv,
+            env=self._env(),
+            name="rclone",
+            redact=self._redact,
+            stdin=subprocess.PIPE,
+            pass_fds=self._pass_fds(),
+        )
+        return RcloneUpload(self, proc, name, partial)
+
+    async def list(self) -> list[RemoteEntry]:
+        code, out, _ = await self._run(
+            "lsjson", "--no-mimetype", "--use-server-modtime", self.remote or ".", ok=(0, *NOT_FOUND)
+        )
+        if code != 0:
+            return []  # the folder does not exist yet: no backups
+        try:
+            items = json.loads(out)
+        except json.JSONDecodeError as exc:
+            raise StorageError(f"rclone lsjson returned unreadable output: {exc}") from None
+        return [
+            RemoteEntry(i["Name"], int(i.get("Size", -1)), _parse_time(i["ModTime"]), bool(i.get("IsDir")))
+            for i in items
+        ]
+
+    async def stat(self, name: str) -> RemoteEntry | None:
+        code, out, _ = await self._run("lsjson", "--stat", "--no-mimetype", self.path(name), ok=(0, *NOT_FOUND))
+        if code != 0:
+            return None
+        i = json.loads(out)
+        return RemoteEntry(i["Name"], int(i.get("Size", -1)), _parse_time(i["ModTime"]), bool(i.get("IsDir")))
+
+    async def delete(self, name: str) -> None:
+        await self._run("deletefile", "--retries", "1", self.path(name), ok=(0, *NOT_FOUND))
+
+    async def move(self, src: str, dst: str) -> None:
+        """Server-side move inside the folder (a rename on local; copy + delete on S3)."""
+        await self._run("moveto", self.path(src), self.path(dst))
+
+    async def read(self, name: str) -> bytes:
+        _, out, _ = await self._run("cat", self.path(name))
+        return out
+
+    def remote_path(self, name: str) -> str:
+        """The full rclone path of *name*, for results and logs."""
+        return join_remote(self.remote, name)
+
+
+class RcloneUpload(Upload):
+    """``rclone rcat`` writing to a partial name. EOF reaches rclone only in :meth:`commit`."""
+
+    def __init__(self, storage: RcloneCliStorage, proc: ChildProcess, final_name: str, partial: str) -> None:
+        self._storage = storage
+        self._proc = proc
+        self.final_name = final_name
+        self.partial_name = partial
+        assert proc.popen.stdin is not None
+        self._stdin = proc.popen.stdin
+        grow_pipe(self._stdin.fileno())
+        self._done = False
+
+    def fileno(self) -> int:
+        return self._stdin.fileno()
+
+    def failure_detail(self) -> str:
+        return self._proc.stderr.text()
+
+    @property
+    def process(self) -> ChildProcess:
+        """The rclone child (tests use it to kill rclone mid-stream)."""
+        return self._proc
+
+    async def commit(self, expected_size: int) -> None:
+        # Only now may rclone see end of input: the dump has exited 0.
+        self._stdin.close()
+        try:
+            with anyio.fail_after(self._storage.options.commit_timeout):
+                status = await self._proc.wait()
+        except TimeoutError:
+            raise UploadFailed(
+                f"rclone did not finish the upload within {self._storage.options.commit_timeout:.0f}s"
+            ) from None
+        if status != 0:
+            raise UploadFailed(
+                f"rclone rcat {self._proc.describe_exit(status)}", stderr_tail=self._proc.stderr.text()
+            )
+        entry = await self._storage.stat(self.partial_name)
+        if entry is None:
+            raise UploadFailed("rclone reported success but the uploaded object is not on the remote")
+        if entry.size >= 0 and entry.size != expected_size:
+            raise UploadFailed(f"the remote holds {entry.size} bytes, {expected_size} were sent")
+        await self._storage.move(self.partial_name, self.final_name)
+        self._done = True
+
+    async def interrupt(self) -> None:
+        # SIGTERM: rclone's atexit handlers abort an S3 multipart upload; EOF would commit it.
+        # stdin stays open until rclone is gone, so it never sees a clean end of input.
+        await self._proc.stop(grace=10.0, sig=signal.SIGTERM)
+
+    async def abort(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        await self.interrupt()
+        with contextlib.suppress(OSError):
+            self._stdin.close()
+        try:
+            await self._storage.delete(self.partial_name)
+        except Exception as exc:  # the remote may be what failed: the partial name keeps it harmless
+            log.warning("could not remove partial upload %s: %s", self.partial_name, exc)

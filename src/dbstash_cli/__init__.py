@@ -1,0 +1,1 @@
+"""dbstash's command line and container entrypoint: thin users of the ``dbstash`` library."""

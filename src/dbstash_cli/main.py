@@ -1,0 +1,230 @@
+"""The ``dbstash`` command. Exit codes: 0 success, 1 backup failed, 2 bad configuration or missing tool."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import NoReturn, TypeVar
+
+import anyio
+import click
+
+import dbstash
+from dbstash.config import Settings
+from dbstash.errors import ConfigError, DbstashError
+from dbstash.logs import configure_logging, get_logger
+from dbstash.redact import GLOBAL_REDACTOR
+from dbstash.schedule import next_run
+from dbstash_cli.progress import TerminalProgress
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+log = get_logger("dbstash.cli")
+T = TypeVar("T")
+
+# CLI flag -> environment variable: flags mirror the spec's variables, and the environment is honoured.
+FLAG_ENV = {
+    "uri": "DB_URI",
+    "uri_file": "DB_URI_FILE",
+    "engine": "DB_ENGINE",
+    "host": "DB_HOST",
+    "port": "DB_PORT",
+    "db_name": "DB_NAME",
+    "user": "DB_USER",
+    "password_file": "DB_PASSWORD_FILE",
+    "remote": "RCLONE_REMOTE",
+    "rclone_config_file": "RCLONE_CONFIG_FILE",
+    "rclone_extra_args": "RCLONE_EXTRA_ARGS",
+    "name_template": "BACKUP_NAME_TEMPLATE",
+    "extension": "BACKUP_EXTENSION",
+    "dump_extra_args": "DUMP_EXTRA_ARGS",
+    "retention_max_files": "RETENTION_MAX_FILES",
+    "retention_max_days": "RETENTION_MAX_DAYS",
+    "timeout": "BACKUP_TIMEOUT",
+    "tz": "TZ",
+    "log_level": "LOG_LEVEL",
+    "log_format": "LOG_FORMAT",
+}
+
+
+def _fail_config(exc: ConfigError, as_json: bool) -> NoReturn:
+    message = GLOBAL_REDACTOR(str(exc))
+    if as_json:
+        click.echo(json.dumps({"ok": False, "exit_code": EXIT_CONFIG, "error": message, "variable": exc.variable}))
+    click.echo(f"dbstash: configuration error: {message}", err=True)
+    sys.exit(EXIT_CONFIG)
+
+
+def _load(environ: Mapping[str, str], as_json: bool) -> Settings:
+    try:
+        return Settings.from_env(environ)
+    except ConfigError as exc:
+        _fail_config(exc, as_json)
+
+
+async def _with_signals(func: Callable[[], Awaitable[T]]) -> T:
+    """Run *func*, cancelling it on SIGTERM/SIGINT (the pipeline then aborts the upload)."""
+    received: list[int] = []
+    outcome: list[T] = []
+    error: list[Exception] = []
+
+    async def watch(scope: anyio.CancelScope) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                received.append(signum)
+                log.warning("received %s: aborting the backup", signal.Signals(signum).name)
+                scope.cancel()
+                return
+
+    async with anyio.create_task_group() as tg:
+        with anyio.CancelScope() as job_scope:
+            tg.start_soon(watch, job_scope)
+            try:
+                outcome.append(await func())
+            except Exception as exc:  # handed out of the task group unwrapped
+                error.append(exc)
+        tg.cancel_scope.cancel()
+    if error:
+        raise error[0]
+    if received or not outcome:
+        name = signal.Signals(received[0]).name if received else "cancellation"
+        raise dbstash.BackupCancelled(f"backup stopped by {name}; the upload was aborted")
+    return outcome[0]
+
+
+def _run_once(settings: Settings, *, as_json: bool, show_progress: bool) -> int:
+    progress = TerminalProgress() if show_progress else None
+
+    async def job() -> dbstash.BackupResult:
+        return await dbstash.run_backup(settings, progress=progress)
+
+    try:
+        result = anyio.run(_with_signals, job)
+    except DbstashError as exc:
+        if progress:
+            progress.finish()
+        message = GLOBAL_REDACTOR(str(exc))
+        code = exc.exit_code
+        log.error("backup failed: %s", message, extra={"error_type": type(exc).__name__})
+        if as_json:
+            click.echo(json.dumps({"ok": False, "exit_code": code, "error": message, "error_type": type(exc).__name__}))
+        return code
+    if progress:
+        progress.finish()
+    if as_json:
+        click.echo(json.dumps({"ok": True, **result.to_dict()}))
+    return EXIT_OK
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(dbstash.__version__, prog_name="dbstash")
+def cli() -> None:
+    """Stream database dumps into any rclone remote.
+
+    Exit codes: 0 success, 1 backup failed (nothing complete-looking was left), 2 bad configuration.
+    """
+
+
+@cli.command()
+@click.option("--uri", help="Connection URI (DB_URI), e.g. sqlite:///srv/app.db or postgresql://app@db/app.")
+@click.option("--uri-file", type=click.Path(), help="File holding the URI (DB_URI_FILE).")
+@click.option("--engine", help="Engine key when no URI is given (DB_ENGINE): pg, sqlite.")
+@click.option("--host", help="Database host (DB_HOST).")
+@click.option("--port", help="Database port (DB_PORT).")
+@click.option("--db-name", help="Database name (DB_NAME).")
+@click.option("--user", help="Database user (DB_USER).")
+@click.option("--password-file", type=click.Path(), help="File holding the password (DB_PASSWORD_FILE).")
+@click.option("--remote", help="rclone remote path (RCLONE_REMOTE), e.g. s3:bucket/pg or ./backups.")
+@click.option("--rclone-config-file", type=click.Path(), help="rclone.conf to use (RCLONE_CONFIG_FILE).")
+@click.option("--rclone-extra-args", help="Extra rclone flags (RCLONE_EXTRA_ARGS).")
+@click.option("--name-template", help="Name template (BACKUP_NAME_TEMPLATE), default {db}-{date}-{time}.")
+@click.option("--compress/--no-compress", default=None, help="Native compression (BACKUP_COMPRESS).")
+@click.option("--extension", help="File extension override (BACKUP_EXTENSION).")
+@click.option("--dump-extra-args", help="Extra dump tool flags (DUMP_EXTRA_ARGS).")
+@click.option("--retention-max-files", help="Keep at most N backups (RETENTION_MAX_FILES).")
+@click.option("--retention-max-days", help="Delete backups older than N days (RETENTION_MAX_DAYS).")
+@click.option("--timeout", help="Maximum run time, e.g. 1h, 30m (BACKUP_TIMEOUT).")
+@click.option("--tz", help="Time zone for names (TZ).")
+@click.option("--log-level", help="debug, info, warn, error (LOG_LEVEL).")
+@click.option("--log-format", help="json or text (LOG_FORMAT); text by default on a terminal.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result (or the error) as JSON on stdout.")
+def backup(as_json: bool, compress: bool | None, **flags: str | None) -> None:
+    """Run one backup now. Flags override the matching environment variables."""
+    environ = dict(os.environ)
+    environ.setdefault("BACKUP_SCHEDULE", "once")
+    if "LOG_FORMAT" not in environ and sys.stderr.isatty():
+        environ["LOG_FORMAT"] = "text"
+    for flag, value in flags.items():
+        if value is not None:
+            environ[FLAG_ENV[flag]] = value
+    if compress is not None:
+        environ["BACKUP_COMPRESS"] = "true" if compress else "false"
+    if flags.get("uri") is not None:
+        environ.pop("DB_URI_FILE", None)
+    settings = _load(environ, as_json)
+    configure_logging(settings.log_level, settings.log_format)
+    sys.exit(_run_once(settings, as_json=as_json, show_progress=sys.stderr.isatty() and not as_json))
+
+
+@cli.command()
+def run() -> None:
+    """The container entrypoint: configured only by environment variables (see the docs).
+
+    BACKUP_SCHEDULE=once runs one backup and exits 0 or 1; a cron expression runs backups on that
+    schedule until SIGTERM.
+    """
+    settings = _load(os.environ, as_json=False)
+    configure_logging(settings.log_level, settings.log_format)
+    if settings.schedule == "once":
+        sys.exit(_run_once(settings, as_json=False, show_progress=False))
+    sys.exit(anyio.run(_schedule_loop, settings, _env_flag(os.environ, "BACKUP_ON_START")))
+
+
+def _env_flag(environ: Mapping[str, str], name: str) -> bool:
+    value = environ.get(name, "").strip().lower()
+    if value in ("", "false", "0", "no", "off"):
+        return False
+    if value in ("true", "1", "yes", "on"):
+        return True
+    _fail_config(ConfigError(name, "true or false", value), False)
+
+
+async def _schedule_loop(settings: Settings, on_start: bool) -> int:
+    """Run backups on the cron schedule until SIGTERM/SIGINT; a failed run never stops the loop."""
+    zone = settings.zone
+
+    async def one() -> None:
+        try:
+            await dbstash.run_backup(settings)
+        except DbstashError as exc:
+            log.error("backup failed: %s", GLOBAL_REDACTOR(str(exc)), extra={"error_type": type(exc).__name__})
+
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with anyio.create_task_group() as tg:
+
+            async def loop() -> None:
+                if on_start:
+                    await one()
+                while True:
+                    now = datetime.now(UTC)
+                    nxt = next_run(settings.schedule, now, zone)
+                    log.info("next backup at %s", nxt.isoformat(), extra={"next_run": nxt.isoformat()})
+                    await anyio.sleep(max(0.0, (nxt - datetime.now(UTC)).total_seconds()))
+                    await one()
+
+            tg.start_soon(loop)
+            async for signum in signals:
+                log.info("received %s: exiting", signal.Signals(signum).name)
+                tg.cancel_scope.cancel()
+                break
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    cli.main(args=argv, prog_name="dbstash")
+
+

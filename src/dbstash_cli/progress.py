@@ -1,0 +1,40 @@
+"""A one-line progress display (bytes and rate) for terminals."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import TextIO
+
+
+def human_bytes(n: float) -> str:
+    """``1536`` -> ``1.5 KiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+class TerminalProgress:
+    """Called from the relay thread with the running byte count; redraws one stderr line."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.start = time.monotonic()
+        self._lock = threading.Lock()
+        self.shown = False
+
+    def __call__(self, done: int) -> None:
+        elapsed = max(time.monotonic() - self.start, 1e-6)
+        with self._lock:
+            self.stream.write(f"\r  {human_bytes(done):>10}  {human_bytes(done / elapsed)}/s   ")
+            self.stream.flush()
+            self.shown = True
+
+    def finish(self) -> None:
+        """End the progress line."""
+        if self.shown:
+            self.stream.write("\n")
+            self.stream.flush()
