@@ -195,9 +195,14 @@ class S3Server:
         return f"{self.remote_name}:{self.bucket}/{folder}"
 
     def files(self, folder: str) -> list[str]:
-        """Object names in *folder*, read from the server's own directory (not through S3)."""
+        """Object names in *folder*, read from the server's own directory (not through S3).
+
+        ``.rclone_temp_multipart_*`` files are the server's storage of an unfinished multipart upload,
+        which S3 clients never see as an object (real S3 keeps those parts out of listings too).
+        """
         path = os.path.join(self.root, self.bucket, folder)
-        return sorted(os.listdir(path)) if os.path.isdir(path) else []
+        names = os.listdir(path) if os.path.isdir(path) else []
+        return sorted(n for n in names if not n.startswith(".rclone_temp_multipart_"))
 
     @classmethod
     def start(cls, rclone: str, root: str) -> S3Server:
@@ -219,8 +224,8 @@ class S3Server:
             self.proc.kill()
 
 
-def children_named(name: str, parent: int | None = None) -> list[int]:
-    """PIDs of processes called *name* (optionally children of *parent*), read from /proc."""
+def children_named(name: str, parent: int | None = None, arg: str | None = None) -> list[int]:
+    """PIDs of processes called *name* (optionally children of *parent*, with *arg* in argv), from /proc."""
     pids = []
     for stat in glob.glob("/proc/[0-9]*/stat"):
         try:
@@ -231,7 +236,15 @@ def children_named(name: str, parent: int | None = None) -> list[int]:
         comm = text[text.index("(") + 1 : text.rindex(")")]
         ppid = int(text[text.rindex(")") + 2 :].split()[1])
         if comm == name and (parent is None or ppid == parent):
-            pids.append(int(stat.split("/")[2]))
+            pid = int(stat.split("/")[2])
+            if arg is not None:
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                        if arg.encode() not in fh.read().split(b"\0"):
+                            continue
+                except OSError:
+                    continue
+            pids.append(pid)
     return pids
 
 

@@ -66,8 +66,8 @@ class Storage(ABC):
         """Objects and folders directly under the remote folder, in one listing call."""
 
     @abstractmethod
-    async def delete(self, name: str) -> None:
-        """Remove the object *name*."""
+    async def delete(self, name: str, *, timeout: float | None = None) -> None:
+        """Remove the object *name* (a missing one is not an error); *timeout* bounds the call."""
 
     @abstractmethod
     async def stat(self, name: str) -> RemoteEntry | None:

@@ -27,6 +27,8 @@ log = get_logger("dbstash.storage")
 NOT_FOUND = (3, 4)
 #: Metadata calls (list, stat, move, delete) must finish within this many seconds.
 DEFAULT_OP_TIMEOUT = 300.0
+#: The abort's clean-up delete gives up after this long (the partial name keeps a leftover harmless).
+ABORT_DELETE_TIMEOUT = 60.0
 #: After end of input, rclone gets this long to finish the upload before it is stopped.
 DEFAULT_COMMIT_TIMEOUT = 3600.0
 
@@ -133,6 +135,7 @@ class RcloneCliStorage(Storage):
     async def _run(self, *args: str, ok: Sequence[int] = (0,), timeout: float | None = None) -> tuple[int, bytes, str]:
         argv = self.argv(*args)
         limit = timeout or self.options.op_timeout
+        log.debug("rclone %s", " ".join(args))
         try:
             with anyio.fail_after(limit):
                 proc = await anyio.run_process(
@@ -183,8 +186,8 @@ class RcloneCliStorage(Storage):
         i = json.loads(out)
         return RemoteEntry(i["Name"], int(i.get("Size", -1)), _parse_time(i["ModTime"]), bool(i.get("IsDir")))
 
-    async def delete(self, name: str) -> None:
-        await self._run("deletefile", "--retries", "1", self.path(name), ok=(0, *NOT_FOUND))
+    async def delete(self, name: str, *, timeout: float | None = None) -> None:
+        await self._run("deletefile", "--retries", "1", self.path(name), ok=(0, *NOT_FOUND), timeout=timeout)
 
     async def move(self, src: str, dst: str) -> None:
         """Server-side move inside the folder (a rename on local; copy + delete on S3)."""
@@ -258,6 +261,7 @@ class RcloneUpload(Upload):
         with contextlib.suppress(OSError):
             self._stdin.close()
         try:
-            await self._storage.delete(self.partial_name)
+            # bounded: when the remote itself is what failed, rclone would retry for minutes
+            await self._storage.delete(self.partial_name, timeout=min(ABORT_DELETE_TIMEOUT, self._storage.options.op_timeout))
         except Exception as exc:  # the remote may be what failed: the partial name keeps it harmless
             log.warning("could not remove partial upload %s: %s", self.partial_name, exc)
