@@ -115,5 +115,4 @@ def sqlite_db(tmp_path: Path) -> Path:
 @pytest.fixture
 def remote_dir(tmp_path: Path) -> Path:
     """A local folder used as the rclone remote."""
-    path = tmp_path / "remote"
-    return path
+    return tmp_path / "remote"

@@ -13,7 +13,7 @@ import anyio
 
 from dbstash._version import __version__
 from dbstash.config import Settings
-from dbstash.engines.base import DumpCommand
+from dbstash.engines.base import DumpCommand, Engine
 from dbstash.logs import get_logger, log_context
 from dbstash.naming import NameTemplate, is_partial
 from dbstash.pipeline import Progress, transfer
@@ -236,7 +236,9 @@ async def run_backup(
         if own_storage:
             await store.__aenter__()
         try:
-            return await _run(settings, engine, template, store, backup_id, database, progress)
+            return await _run(
+                settings, engine, template, store, backup_id=backup_id, database=database, progress=progress
+            )
         finally:
             if own_storage:
                 await store.__aexit__(None, None, None)
@@ -244,16 +246,14 @@ async def run_backup(
 
 async def _run(
     settings: Settings,
-    engine: object,
+    engine: Engine,
     template: NameTemplate,
     storage: Storage,
+    *,
     backup_id: str,
     database: str,
     progress: Progress | None,
 ) -> BackupResult:
-    from dbstash.engines.base import Engine
-
-    assert isinstance(engine, Engine)
     t0 = time.monotonic()
     started = datetime.now(settings.zone)
     name = template.render(started, uuid=backup_id[:8])
@@ -270,11 +270,16 @@ async def _run(
     if not template.has_time:
         log.warning("the name template has no {ts} or {date}+{time}: a new backup replaces the previous one")
     log.info("backup started", extra={"remote_path": remote_path, "source": settings.connection.display_uri()})
-    command = await engine.dump_command(settings.connection, options)
-    log.debug("dump command: %s", command.display())
-    stats = await transfer(
-        engine, command, storage, name, redactor=GLOBAL_REDACTOR, timeout=settings.timeout, progress=progress
+
+    async def prepare() -> DumpCommand:
+        command = await engine.dump_command(settings.connection, options)
+        log.debug("dump command: %s", command.display())
+        return command
+
+    done = await transfer(
+        engine, prepare, storage, name, redactor=GLOBAL_REDACTOR, timeout=settings.timeout, progress=progress
     )
+    stats, command = done.stats, done.command
     finished = datetime.now(UTC)
     duration = time.monotonic() - t0
     deleted: list[str] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import configparser
+import math
 import os
 import re
 import shlex
@@ -18,6 +19,7 @@ from dbstash.errors import ConfigError
 from dbstash.naming import DEFAULT_TEMPLATE, NameTemplate
 from dbstash.redact import GLOBAL_REDACTOR, Redactor, uri_secrets
 from dbstash.retention import RetentionPolicy
+from dbstash.schedule import validate_cron
 from dbstash.storage.rclone_cli import RcloneOptions
 
 DEFAULT_RCLONE_CONFIG_FILE = "/config/rclone.conf"
@@ -82,9 +84,7 @@ class Settings:
         """The name template bound to this job (validated)."""
         engine = self.engine()
         ext = self.extension if self.extension is not None else engine.extension(self.dump_options)
-        return NameTemplate.parse(
-            self.name_template, db=self.database_label, engine=self.engine_key, extension=ext
-        )
+        return NameTemplate.parse(self.name_template, db=self.database_label, engine=self.engine_key, extension=ext)
 
     def redacted(self) -> dict[str, object]:
         """The resolved settings as plain data with every secret masked (for dry runs and logs)."""
@@ -98,7 +98,8 @@ class Settings:
             "dump_extra_args": list(self.dump_extra_args),
             "retention_max_files": self.retention.max_files,
             "retention_max_days": self.retention.max_days,
-            "rclone_config": "inline (RCLONE_CONFIG)" if self.rclone.config_text is not None
+            "rclone_config": "inline (RCLONE_CONFIG)"
+            if self.rclone.config_text is not None
             else self.rclone.config_file,
             "rclone_extra_args": list(self.rclone.extra_args),
             "timeout": self.timeout,
@@ -177,9 +178,7 @@ class Settings:
             GLOBAL_REDACTOR.add(*uri_secrets(uri))
             engine = engine_for_uri(uri, variable=uri_var)
             if get("DB_ENGINE") and env["DB_ENGINE"] != engine.key:
-                raise ConfigError(
-                    "DB_ENGINE", f"the engine of DB_URI ({engine.key}) or unset", env["DB_ENGINE"]
-                )
+                raise ConfigError("DB_ENGINE", f"the engine of DB_URI ({engine.key}) or unset", env["DB_ENGINE"])
             connection = engine.parse_uri(uri, variable=uri_var)
             # DB_URI wins over DB_*; a password from DB_PASSWORD(_FILE) only fills a URI that has none
             if connection.password is None and password is not None:
@@ -322,8 +321,6 @@ def _check_tz(tz: str, variable: str) -> str:
 def _check_schedule(value: str) -> str:
     if value == "once":
         return value
-    from dbstash.schedule import validate_cron
-
     validate_cron(value, "BACKUP_SCHEDULE")
     return value
 
@@ -354,7 +351,7 @@ def _parse_days(value: str, variable: str) -> float:
         days = float(v)
     except ValueError:
         raise ConfigError(variable, "a number of days >= 0 (0 = unlimited)", value) from None
-    if days < 0 or days != days or days == float("inf"):
+    if days < 0 or not math.isfinite(days):
         raise ConfigError(variable, "a number of days >= 0 (0 = unlimited)", value)
     return days
 
@@ -391,6 +388,6 @@ def _parse_duration(value: str, variable: str) -> float | None:
             raise ConfigError(variable, expected, value) from None
         h, mi, s = (float(x) if x else 0.0 for x in m.groups())
         seconds = h * 3600 + mi * 60 + s
-    if seconds < 0 or seconds != seconds:
+    if seconds < 0 or not math.isfinite(seconds):
         raise ConfigError(variable, expected, value)
     return seconds or None

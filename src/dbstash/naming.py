@@ -39,8 +39,7 @@ class NameTemplate:
     ) -> NameTemplate:
         """Validate *template* and bind it; raises :class:`ConfigError` naming *variable*."""
         expected = (
-            "a file name made of text and the tokens {db} {engine} {date} {time} {ts} {uuid}, "
-            "with no '/' and no '..'"
+            "a file name made of text and the tokens {db} {engine} {date} {time} {ts} {uuid}, with no '/' and no '..'"
         )
         if not template or not template.strip():
             raise ConfigError(variable, expected, template)

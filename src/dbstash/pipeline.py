@@ -13,13 +13,13 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio
 
 from dbstash.engines.base import DumpCommand, Engine
-from dbstash.errors import BackupCancelled, BackupTimeout, DumpFailed, UploadFailed
+from dbstash.errors import BackupTimeout, DumpFailed, UploadFailed
 from dbstash.logs import get_logger
 from dbstash.process import ChildProcess, child_base_env, grow_pipe
 from dbstash.redact import Redactor
@@ -44,6 +44,14 @@ class TransferStats:
     size: int
     sha256: str
     tail: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """A committed transfer: the relay's numbers and the dump command that produced them."""
+
+    stats: TransferStats
+    command: DumpCommand
 
 
 class Relay:
@@ -106,7 +114,7 @@ class Relay:
 
 async def transfer(
     engine: Engine,
-    command: DumpCommand,
+    command: DumpCommand | Callable[[], Awaitable[DumpCommand]],
     storage: Storage,
     name: str,
     *,
@@ -114,8 +122,11 @@ async def transfer(
     timeout: float | None = None,
     progress: Progress | None = None,
     on_started: Callable[[ChildProcess, Upload], None] | None = None,
-) -> TransferStats:
+) -> Transfer:
     """Run *command*, stream its stdout to *storage* under *name*, and commit only on full success.
+
+    *command* may be an async callable that builds it (probing the server): it then runs after the
+    upload process was started, so rclone's start-up overlaps the probe.
 
     Raises:
         DumpFailed: the dump tool exited non-zero, was killed, or wrote an incomplete dump.
@@ -133,9 +144,14 @@ async def transfer(
     try:
         with anyio.fail_after(timeout):
             try:
+                if callable(command):
+                    command = await command()
                 env = {**child_base_env(), **command.env}
                 dump = ChildProcess(
-                    command.argv, env=env, name=os.path.basename(command.argv[0]), redact=redactor,
+                    command.argv,
+                    env=env,
+                    name=os.path.basename(command.argv[0]),
+                    redact=redactor,
                     stdout=subprocess.PIPE,
                 )
                 assert dump.popen.stdout is not None
@@ -157,7 +173,7 @@ async def transfer(
                     raise DumpFailed(reason, exit_status=0, stderr_tail=dump.stderr.text())
                 await upload.commit(stats.size)
                 committed = True
-                return stats
+                return Transfer(stats, command)
             except UploadFailed as exc:
                 # The dump usually dies of the broken pipe too; the upload's reason is the real one.
                 detail = upload.failure_detail()
@@ -191,4 +207,4 @@ async def _cleanup(dump: ChildProcess | None, relay: Relay | None, upload: Uploa
     await upload.abort()
 
 
-__all__ = ["BackupCancelled", "Relay", "TransferStats", "transfer"]
+__all__ = ["Relay", "Transfer", "TransferStats", "transfer"]

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import anyio
 
+from dbstash.errors import ToolNotFound
 from dbstash.logs import get_logger
 
 log = get_logger("dbstash.process")
@@ -128,8 +129,6 @@ class ChildProcess:
                 bufsize=0,
             )
         except OSError as exc:
-            from dbstash.errors import ToolNotFound
-
             raise ToolNotFound(f"cannot start {name} ({argv[0]}): {exc.strerror}") from None
         assert self.popen.stderr is not None
         err_fd = os.dup(self.popen.stderr.fileno())

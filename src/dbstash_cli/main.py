@@ -226,5 +226,3 @@ async def _schedule_loop(settings: Settings, on_start: bool) -> int:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     cli.main(args=argv, prog_name="dbstash")
-
-

@@ -38,30 +38,41 @@ def test_run_once_sqlite_json_logs(sqlite_db: Path, tmp_path: Path) -> None:
     assert len(files) == 1 and files[0].endswith(".sql")
     logs = json_logs(proc.stderr)
     assert logs and all({"time", "level", "message", "engine", "database", "backup_id"} <= set(r) for r in logs)
-    final = [r for r in logs if r["message"] == "backup complete"][0]
+    final = next(r for r in logs if r["message"] == "backup complete")
     assert final["size"] == (remote / files[0]).stat().st_size
     assert final["remote_path"] == f"{remote}/{files[0]}" and len(str(final["sha256"])) == 64
     assert isinstance(final["duration"], float)
 
 
 def test_text_logs(sqlite_db: Path, tmp_path: Path) -> None:
-    proc = run(["run"], {"DB_URI": f"sqlite:///{sqlite_db}", "RCLONE_REMOTE": str(tmp_path / "o"),
-                         "BACKUP_SCHEDULE": "once", "LOG_FORMAT": "text"})
+    proc = run(
+        ["run"],
+        {
+            "DB_URI": f"sqlite:///{sqlite_db}",
+            "RCLONE_REMOTE": str(tmp_path / "o"),
+            "BACKUP_SCHEDULE": "once",
+            "LOG_FORMAT": "text",
+        },
+    )
     assert proc.returncode == 0
     assert "INFO backup complete" in proc.stderr and not proc.stderr.lstrip().startswith("{")
 
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("RETENTION_MAX_FILES", "lots"), ("BACKUP_NAME_TEMPLATE", "{db}/../x"), ("TZ", "Nowhere/City"),
-     ("DB_URI", "postgresql://app:hunter2-secret@db:notaport/app"), ("BACKUP_TIMEOUT", "1 week")],
+    [
+        ("RETENTION_MAX_FILES", "lots"),
+        ("BACKUP_NAME_TEMPLATE", "{db}/../x"),
+        ("TZ", "Nowhere/City"),
+        ("DB_URI", "postgresql://app:hunter2-secret@db:notaport/app"),
+        ("BACKUP_TIMEOUT", "1 week"),
+    ],
 )
 def test_bad_config_exits_2_naming_the_variable_and_touches_nothing(
     sqlite_db: Path, tmp_path: Path, variable: str, value: str
 ) -> None:
     remote = tmp_path / "out"
-    env = {"DB_URI": f"sqlite:///{sqlite_db}", "RCLONE_REMOTE": str(remote), "BACKUP_SCHEDULE": "once",
-           variable: value}
+    env = {"DB_URI": f"sqlite:///{sqlite_db}", "RCLONE_REMOTE": str(remote), "BACKUP_SCHEDULE": "once", variable: value}
     proc = run(["run"], env)
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
@@ -72,8 +83,19 @@ def test_bad_config_exits_2_naming_the_variable_and_touches_nothing(
 
 def test_cli_backup_flags_and_json(sqlite_db: Path, tmp_path: Path) -> None:
     remote = tmp_path / "cli"
-    proc = run(["backup", "--uri", f"sqlite:///{sqlite_db}", "--remote", str(remote), "--json",
-                "--name-template", "{engine}-{db}-{uuid}"], {})
+    proc = run(
+        [
+            "backup",
+            "--uri",
+            f"sqlite:///{sqlite_db}",
+            "--remote",
+            str(remote),
+            "--json",
+            "--name-template",
+            "{engine}-{db}-{uuid}",
+        ],
+        {},
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["ok"] is True and result["name"].startswith("sqlite-app-")
@@ -81,8 +103,10 @@ def test_cli_backup_flags_and_json(sqlite_db: Path, tmp_path: Path) -> None:
 
 
 def test_cli_failure_json_and_exit_1(tmp_path: Path, pg: PgServer) -> None:
-    proc = run(["backup", "--json"], {"DB_URI": pg.uri(password=False), "DB_PASSWORD": "wrong-password-xyz",
-                                      "RCLONE_REMOTE": str(tmp_path / "x")})
+    proc = run(
+        ["backup", "--json"],
+        {"DB_URI": pg.uri(password=False), "DB_PASSWORD": "wrong-password-xyz", "RCLONE_REMOTE": str(tmp_path / "x")},
+    )
     assert proc.returncode == 1
     out = json.loads(proc.stdout)
     assert out["ok"] is False and out["error_type"] == "DumpFailed"
@@ -96,11 +120,17 @@ def test_version_and_module_entry() -> None:
 
 def test_pg_to_s3_with_base64_rclone_config_and_no_secret_anywhere(pg: PgServer, s3: S3Server) -> None:
     """Scan every process's argv while the run is in flight; check logs and results for secrets too."""
-    pg.psql("CREATE TABLE IF NOT EXISTS e2e_big AS SELECT g, repeat(md5(g::text), 8) p FROM generate_series(1, 60000) g")
+    pg.psql(
+        "CREATE TABLE IF NOT EXISTS e2e_big AS SELECT g, repeat(md5(g::text), 8) p FROM generate_series(1, 60000) g"
+    )
     folder = "e2e-pg"
     env = {
-        "DB_URI": pg.uri(), "RCLONE_REMOTE": s3.remote(folder), "BACKUP_SCHEDULE": "once", "LOG_LEVEL": "debug",
-        "RCLONE_CONFIG": base64.b64encode(s3.config.encode()).decode(), "RCLONE_EXTRA_ARGS": "--bwlimit 8M",
+        "DB_URI": pg.uri(),
+        "RCLONE_REMOTE": s3.remote(folder),
+        "BACKUP_SCHEDULE": "once",
+        "LOG_LEVEL": "debug",
+        "RCLONE_CONFIG": base64.b64encode(s3.config.encode()).decode(),
+        "RCLONE_EXTRA_ARGS": "--bwlimit 8M",
     }
     secrets = [pg.password, s3.secret_key]
     leaks: list[str] = []
@@ -128,10 +158,17 @@ def test_pg_to_s3_with_base64_rclone_config_and_no_secret_anywhere(pg: PgServer,
 
 
 def _slow_run(pg: PgServer, remote: Path) -> subprocess.Popen[str]:
-    pg.psql("CREATE TABLE IF NOT EXISTS e2e_big AS SELECT g, repeat(md5(g::text), 8) p FROM generate_series(1, 60000) g")
-    env = {"PATH": os.environ["PATH"], "DB_URI": pg.uri(), "RCLONE_REMOTE": str(remote), "BACKUP_SCHEDULE": "once",
-           "RCLONE_EXTRA_ARGS": "--bwlimit 2M"}
-    proc = subprocess.Popen(DBSTASH + ["run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pg.psql(
+        "CREATE TABLE IF NOT EXISTS e2e_big AS SELECT g, repeat(md5(g::text), 8) p FROM generate_series(1, 60000) g"
+    )
+    env = {
+        "PATH": os.environ["PATH"],
+        "DB_URI": pg.uri(),
+        "RCLONE_REMOTE": str(remote),
+        "BACKUP_SCHEDULE": "once",
+        "RCLONE_EXTRA_ARGS": "--bwlimit 2M",
+    }
+    proc = subprocess.Popen([*DBSTASH, "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
     while not children_named("pg_dump", proc.pid) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -158,8 +195,10 @@ def test_sigkill_of_dbstash_leaves_only_a_partial_name(pg: PgServer, tmp_path: P
     proc.kill()
     proc.communicate(timeout=30)
     deadline = time.monotonic() + 60  # orphans end by themselves: pg_dump on EPIPE, rclone on EOF
-    while any(os.path.exists(f"/proc/{c}") and "Z" not in open(f"/proc/{c}/stat").read().split()[2]
-              for c in children) and time.monotonic() < deadline:
+    while (
+        any(os.path.exists(f"/proc/{c}") and "Z" not in open(f"/proc/{c}/stat").read().split()[2] for c in children)
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.2)
     names = os.listdir(remote) if remote.exists() else []
     assert all(n.endswith(PARTIAL_MARK) for n in names), names

@@ -60,7 +60,11 @@ def kill_child(name: str, sig: int = signal.SIGKILL, arg: str | None = None) -> 
 def remote_for(where: str, tmp_path: Path, s3: S3Server) -> tuple[str, RcloneOptions, Callable[[], list[str]]]:
     if where == "local":
         folder = tmp_path / "remote"
-        return str(folder), RcloneOptions(extra_args=SLOW), lambda: sorted(os.listdir(folder)) if folder.exists() else []
+        return (
+            str(folder),
+            RcloneOptions(extra_args=SLOW),
+            lambda: sorted(os.listdir(folder)) if folder.exists() else [],
+        )
     name = f"f-{uuid.uuid4().hex[:8]}"
     return s3.remote(name), RcloneOptions(config_text=s3.config, extra_args=SLOW), lambda: s3.files(name)
 
@@ -77,7 +81,9 @@ def test_pg_dump_killed_mid_stream(pg: PgServer, big_table: str, tmp_path: Path,
 def test_rclone_killed_mid_stream(pg: PgServer, big_table: str, tmp_path: Path, s3: S3Server, where: str) -> None:
     remote, options, files = remote_for(where, tmp_path, s3)
     with pytest.raises(UploadFailed, match="rclone"):
-        dbstash.backup(pg.uri(), remote=remote, rclone=options, progress=kill_when(3 << 20, kill_child("rclone", arg="rcat")))
+        dbstash.backup(
+            pg.uri(), remote=remote, rclone=options, progress=kill_when(3 << 20, kill_child("rclone", arg="rcat"))
+        )
     assert files() == []
 
 
@@ -85,17 +91,24 @@ def test_server_stopped_mid_dump(own_pg: PgServer, tmp_path: Path) -> None:
     own_pg.psql("CREATE TABLE big AS SELECT g AS id, repeat(md5(g::text), 9) AS pad FROM generate_series(1, 150000) g")
     remote = tmp_path / "remote"
     with pytest.raises(DumpFailed, match="pg_dump"):
-        dbstash.backup(own_pg.uri(), remote=str(remote), rclone=RcloneOptions(extra_args=SLOW),
-                       progress=kill_when(3 << 20, lambda: own_pg.stop("immediate")))
+        dbstash.backup(
+            own_pg.uri(),
+            remote=str(remote),
+            rclone=RcloneOptions(extra_args=SLOW),
+            progress=kill_when(3 << 20, lambda: own_pg.stop("immediate")),
+        )
     assert not remote.exists() or os.listdir(remote) == []
 
 
 def test_remote_unreachable(pg: PgServer, big_table: str) -> None:
     port = free_port()  # nothing listens there
-    config = (f"[down]\ntype = s3\nprovider = Rclone\nendpoint = http://127.0.0.1:{port}\n"
-              "access_key_id = AK\nsecret_access_key = unreachable-secret\n")
-    options = RcloneOptions(config_text=config, extra_args=("--low-level-retries", "1", "--retries", "1",
-                                                           "--contimeout", "2s"))
+    config = (
+        f"[down]\ntype = s3\nprovider = Rclone\nendpoint = http://127.0.0.1:{port}\n"
+        "access_key_id = AK\nsecret_access_key = unreachable-secret\n"
+    )
+    options = RcloneOptions(
+        config_text=config, extra_args=("--low-level-retries", "1", "--retries", "1", "--contimeout", "2s")
+    )
     with pytest.raises(UploadFailed) as info:
         dbstash.backup(pg.uri(), remote="down:bucket/x", rclone=options)
     assert "unreachable-secret" not in str(info.value)
@@ -117,8 +130,13 @@ def test_failed_run_never_touches_an_existing_backup_of_the_same_name(
     fast = RcloneOptions(config_text=options.config_text)
     good = dbstash.backup(pg.uri(), remote=remote, rclone=fast, name_template="{db}-fixed")
     with pytest.raises(DumpFailed):
-        dbstash.backup(pg.uri(), remote=remote, rclone=options, name_template="{db}-fixed",
-                       progress=kill_when(3 << 20, kill_child("pg_dump")))
+        dbstash.backup(
+            pg.uri(),
+            remote=remote,
+            rclone=options,
+            name_template="{db}-fixed",
+            progress=kill_when(3 << 20, kill_child("pg_dump")),
+        )
     assert files() == [good.name]
 
     async def read() -> bytes:
@@ -132,8 +150,12 @@ def test_partial_name_is_what_rclone_writes_while_streaming(pg: PgServer, big_ta
     """During the upload the only object is the partial one, so a crash can only ever leave that."""
     remote = tmp_path / "remote"
     seen: list[list[str]] = []
-    result = dbstash.backup(pg.uri(), remote=str(remote), rclone=RcloneOptions(extra_args=SLOW),
-                            progress=kill_when(3 << 20, lambda: seen.append(sorted(os.listdir(remote)))))
+    result = dbstash.backup(
+        pg.uri(),
+        remote=str(remote),
+        rclone=RcloneOptions(extra_args=SLOW),
+        progress=kill_when(3 << 20, lambda: seen.append(sorted(os.listdir(remote)))),
+    )
     assert len(seen) == 1 and len(seen[0]) == 1
     assert seen[0][0].startswith(result.name) and seen[0][0].endswith(PARTIAL_MARK)
     assert os.listdir(remote) == [result.name]

@@ -39,11 +39,21 @@ def restore(pg: PgServer, data: bytes, fmt: str) -> str:
     pg.createdb(target)
     env = pg.env(target)
     if fmt == "plain":
-        subprocess.run([os.path.join(pg.bindir, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1"],
-                       input=data, env=env, check=True, capture_output=True)
+        subprocess.run(
+            [os.path.join(pg.bindir, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1"],
+            input=data,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
     else:
-        subprocess.run([os.path.join(pg.bindir, "pg_restore"), "--no-owner", "-d", target, "--exit-on-error"],
-                       input=data, env=env, check=True, capture_output=True)
+        subprocess.run(
+            [os.path.join(pg.bindir, "pg_restore"), "--no-owner", "-d", target, "--exit-on-error"],
+            input=data,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
     return target
 
 
@@ -55,8 +65,9 @@ def test_round_trip(pg: PgServer, s3: S3Server, tmp_path: Path, compress: bool, 
         remote, options = str(tmp_path / "remote"), RcloneOptions()
     else:
         remote, options = s3.remote(f"pg-{uuid.uuid4().hex[:6]}"), RcloneOptions(config_text=s3.config)
-    result = dbstash.backup(pg.uri(password=False), remote=remote, password=pg.password, compress=compress,
-                            rclone=options)
+    result = dbstash.backup(
+        pg.uri(password=False), remote=remote, password=pg.password, compress=compress, rclone=options
+    )
     assert result.name.endswith(".dump" if compress else ".sql")
     assert result.tool_version and "15" in result.tool_version
 

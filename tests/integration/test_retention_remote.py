@@ -47,13 +47,21 @@ def listing(remote: str, options: RcloneOptions) -> list[str]:
 
 
 @pytest.mark.parametrize("where", ["local", "s3"])
-def test_retention_deletes_only_this_jobs_old_backups(sqlite_db: Path, tmp_path: Path, s3: S3Server, where: str) -> None:
+def test_retention_deletes_only_this_jobs_old_backups(
+    sqlite_db: Path, tmp_path: Path, s3: S3Server, where: str
+) -> None:
     mine = [old_name(d) for d in (1, 2, 3, 10, 40)]
-    others = ["other-2020-01-01-000000.sql", "app-notes.txt", old_name(50, db="other"), "app-2020-01-01-000000.dump",
-              partial_name(old_name(60), "deadbeef")]
+    others = [
+        "other-2020-01-01-000000.sql",
+        "app-notes.txt",
+        old_name(50, db="other"),
+        "app-2020-01-01-000000.dump",
+        partial_name(old_name(60), "deadbeef"),
+    ]
     remote, options, _ = seed(where, tmp_path, s3, mine + others)
-    result = dbstash.backup(f"sqlite:///{sqlite_db}", remote=remote, rclone=options,
-                            retention_max_files=3, retention_max_days=30)
+    result = dbstash.backup(
+        f"sqlite:///{sqlite_db}", remote=remote, rclone=options, retention_max_files=3, retention_max_days=30
+    )
     left = listing(remote, options)
     assert result.name in left
     # newest 3 of mine (the new one + 1 and 2 days old); 3, 10 and 40 days old go (count, count, age)
@@ -66,8 +74,13 @@ def test_retention_never_runs_after_a_failed_backup(sqlite_db: Path, tmp_path: P
     remote, options, names = seed("local", tmp_path, None, [old_name(d) for d in (5, 6, 7)])  # type: ignore[arg-type]
     with pytest.raises(DumpFailed):
         # sqlite3 fails at once on an unknown option; retention would otherwise delete two of three
-        dbstash.backup(f"sqlite:///{sqlite_db}", remote=remote, rclone=options, retention_max_files=1,
-                       dump_extra_args=["-no-such-option"])
+        dbstash.backup(
+            f"sqlite:///{sqlite_db}",
+            remote=remote,
+            rclone=options,
+            retention_max_files=1,
+            dump_extra_args=["-no-such-option"],
+        )
     assert listing(remote, options) == sorted(names)
 
 

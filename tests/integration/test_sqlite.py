@@ -23,7 +23,7 @@ def restore_sqlite(dump: bytes, target: Path) -> sqlite3.Connection:
 
 
 def rows(con: sqlite3.Connection, table: str) -> list[tuple[object, ...]]:
-    return con.execute(f"SELECT * FROM {table} ORDER BY id").fetchall()  # noqa: S608 - fixed test tables
+    return con.execute(f"SELECT * FROM {table} ORDER BY id").fetchall()
 
 
 def test_round_trip_local(sqlite_db: Path, remote_dir: Path, tmp_path: Path) -> None:
@@ -51,6 +51,7 @@ def test_round_trip_s3(sqlite_db: Path, s3: object, tmp_path: Path) -> None:
         rclone=dbstash.RcloneOptions(config_text=s3.config),
     )
     assert s3.files("sqlite-rt") == [result.name]
+
     async def read() -> bytes:
         async with dbstash.RcloneCliStorage(s3.remote("sqlite-rt"), dbstash.RcloneOptions(config_text=s3.config)) as st:
             return await st.read(result.name)
@@ -87,7 +88,9 @@ def test_consistent_under_concurrent_writer(tmp_path: Path, remote_dir: Path, jo
     path = tmp_path / "busy.db"
     con = sqlite3.connect(path)
     con.execute(f"PRAGMA journal_mode={journal}")
-    con.execute("CREATE TABLE pairs(id INTEGER PRIMARY KEY, grp INTEGER, side TEXT, pad TEXT DEFAULT (hex(randomblob(200))))")
+    con.execute(
+        "CREATE TABLE pairs(id INTEGER PRIMARY KEY, grp INTEGER, side TEXT, pad TEXT DEFAULT (hex(randomblob(200))))"
+    )
     con.commit()
     con.close()
     stop = threading.Event()
@@ -96,8 +99,9 @@ def test_consistent_under_concurrent_writer(tmp_path: Path, remote_dir: Path, jo
     writer.start()
     try:
         time.sleep(0.5)
-        results = [dbstash.backup(f"sqlite:///{path}", remote=str(remote_dir), name_template="{db}-{uuid}")
-                   for _ in range(3)]
+        results = [
+            dbstash.backup(f"sqlite:///{path}", remote=str(remote_dir), name_template="{db}-{uuid}") for _ in range(3)
+        ]
     finally:
         stop.set()
         writer.join()
@@ -119,7 +123,7 @@ def test_locked_database_fails_instead_of_exiting_zero(tmp_path: Path, remote_di
     con.execute("INSERT INTO t VALUES (2)")
     try:
         # a short busy timeout (it overrides dbstash's own -cmd) so the test does not wait 30 s
-        with pytest.raises(DumpFailed, match="inside the dump|incomplete"):
+        with pytest.raises(DumpFailed, match=r"inside the dump|incomplete"):
             dbstash.backup(f"sqlite:///{path}", remote=str(remote_dir), dump_extra_args=["-cmd", ".timeout 100"])
     finally:
         con.execute("ROLLBACK")

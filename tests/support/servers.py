@@ -123,38 +123,85 @@ class PgServer:
         if os.geteuid() == 0:
             os.chown(pwfile, pw.pw_uid, pw.pw_gid)
         subprocess.run(
-            [os.path.join(bindir, "initdb"), "-D", server.datadir, "-U", "postgres", "--pwfile", pwfile,
-             "--auth-host=scram-sha-256", "--auth-local=trust", "--no-sync", "-E", "UTF8"],
-            check=True, capture_output=True, **_as_postgres(),  # type: ignore[call-overload]
+            [
+                os.path.join(bindir, "initdb"),
+                "-D",
+                server.datadir,
+                "-U",
+                "postgres",
+                "--pwfile",
+                pwfile,
+                "--auth-host=scram-sha-256",
+                "--auth-local=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+            check=True,
+            capture_output=True,
+            **_as_postgres(),  # type: ignore[call-overload]
         )
         server.proc = subprocess.Popen(
-            [os.path.join(bindir, "postgres"), "-D", server.datadir, "-p", str(server.port), "-k", datadir,
-             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "full_page_writes=off",
-             "-c", "synchronous_commit=off"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            [
+                os.path.join(bindir, "postgres"),
+                "-D",
+                server.datadir,
+                "-p",
+                str(server.port),
+                "-k",
+                datadir,
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "synchronous_commit=off",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
             **_as_postgres(),  # type: ignore[call-overload]
         )
         wait_port(server.port)
-        su_env = {**os.environ, "PGPASSWORD": "superuser-pw", "PGHOST": "127.0.0.1", "PGPORT": str(server.port),
-                  "PGUSER": "postgres", "PGDATABASE": "postgres"}
+        su_env = {
+            **os.environ,
+            "PGPASSWORD": "superuser-pw",
+            "PGHOST": "127.0.0.1",
+            "PGPORT": str(server.port),
+            "PGUSER": "postgres",
+            "PGDATABASE": "postgres",
+        }
         deadline = time.monotonic() + 30
         while True:
-            r = subprocess.run([os.path.join(bindir, "psql"), "-X", "-c",
-                                f"CREATE ROLE app LOGIN CREATEDB PASSWORD '{server.password}'"],
-                               env=su_env, capture_output=True, text=True)
+            r = subprocess.run(
+                [
+                    os.path.join(bindir, "psql"),
+                    "-X",
+                    "-c",
+                    f"CREATE ROLE app LOGIN CREATEDB PASSWORD '{server.password}'",
+                ],
+                env=su_env,
+                capture_output=True,
+                text=True,
+            )
             if r.returncode == 0:
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError(r.stderr)
             time.sleep(0.1)
-        subprocess.run([os.path.join(bindir, "psql"), "-X", "-c", "CREATE DATABASE app OWNER app"],
-                       env=su_env, check=True, capture_output=True)
+        subprocess.run(
+            [os.path.join(bindir, "psql"), "-X", "-c", "CREATE DATABASE app OWNER app"],
+            env=su_env,
+            check=True,
+            capture_output=True,
+        )
         return server
 
     def superuser_psql(self, sql: str) -> None:
         env = {**self.env(), "PGUSER": "postgres", "PGPASSWORD": "superuser-pw", "PGDATABASE": "postgres"}
-        subprocess.run([os.path.join(self.bindir, "psql"), "-X", "-c", sql], env=env, check=True,
-                       capture_output=True)
+        subprocess.run([os.path.join(self.bindir, "psql"), "-X", "-c", sql], env=env, check=True, capture_output=True)
 
     def stop(self, mode: str = "fast") -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -210,7 +257,9 @@ class S3Server:
         port = free_port()
         proc = subprocess.Popen(
             [rclone, "serve", "s3", "--addr", f"127.0.0.1:{port}", "--config", "/dev/null", root],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
             # the key goes by environment (CSV-quoted, as rclone reads list flags) so argv scans see only dbstash
             env={**os.environ, "RCLONE_AUTH_KEY": '"AKIDDBSTASHTEST,s3-secret-key-never-logged"'},
         )

@@ -55,8 +55,17 @@ def test_password_file_wins_and_fills_a_uri_without_password(tmp_path: Path) -> 
 
 
 def test_individual_fields() -> None:
-    s = Settings.from_env({"DB_ENGINE": "pg", "DB_HOST": "db", "DB_PORT": "5433", "DB_NAME": "shop",
-                           "DB_USER": "u", "DB_PASSWORD": "p", "RCLONE_REMOTE": "r:"})
+    s = Settings.from_env(
+        {
+            "DB_ENGINE": "pg",
+            "DB_HOST": "db",
+            "DB_PORT": "5433",
+            "DB_NAME": "shop",
+            "DB_USER": "u",
+            "DB_PASSWORD": "p",
+            "RCLONE_REMOTE": "r:",
+        }
+    )
     c = s.connection
     assert (c.host, c.port, c.database, c.user, c.password) == ("db", "5433", "shop", "u", "p")
     assert s.database_label == "shop"
@@ -68,8 +77,12 @@ def test_uri_ignores_individual_fields() -> None:
 
 
 def test_sqlite_uris() -> None:
-    for uri, path in [("sqlite:///srv/app.db", "/srv/app.db"), ("sqlite:////srv/app.db", "/srv/app.db"),
-                      ("sqlite:rel/app.db", "rel/app.db"), ("sqlite://app.db", "app.db")]:
+    for uri, path in [
+        ("sqlite:///srv/app.db", "/srv/app.db"),
+        ("sqlite:////srv/app.db", "/srv/app.db"),
+        ("sqlite:rel/app.db", "rel/app.db"),
+        ("sqlite://app.db", "app.db"),
+    ]:
         s = Settings.from_env({"DB_URI": uri, "RCLONE_REMOTE": "./b"})
         assert s.connection.database == path and s.database_label == "app"
 
@@ -88,12 +101,22 @@ def test_rclone_config_file(tmp_path: Path) -> None:
 
 
 def test_good_forms() -> None:
-    s = Settings.from_env(env(
-        BACKUP_NAME_TEMPLATE="{engine}-{db}-{ts}", BACKUP_COMPRESS="true", BACKUP_EXTENSION="bak",
-        DUMP_EXTRA_ARGS="--no-owner --exclude-table 'a b'", RETENTION_MAX_FILES="7", RETENTION_MAX_DAYS="1.5",
-        LOG_LEVEL="warn", LOG_FORMAT="text", TZ="Asia/Kolkata", BACKUP_SCHEDULE="once", BACKUP_TIMEOUT="1h30m",
-        RCLONE_EXTRA_ARGS="--transfers 2 --s3-chunk-size 16M",
-    ))
+    s = Settings.from_env(
+        env(
+            BACKUP_NAME_TEMPLATE="{engine}-{db}-{ts}",
+            BACKUP_COMPRESS="true",
+            BACKUP_EXTENSION="bak",
+            DUMP_EXTRA_ARGS="--no-owner --exclude-table 'a b'",
+            RETENTION_MAX_FILES="7",
+            RETENTION_MAX_DAYS="1.5",
+            LOG_LEVEL="warn",
+            LOG_FORMAT="text",
+            TZ="Asia/Kolkata",
+            BACKUP_SCHEDULE="once",
+            BACKUP_TIMEOUT="1h30m",
+            RCLONE_EXTRA_ARGS="--transfers 2 --s3-chunk-size 16M",
+        )
+    )
     assert s.compress and s.extension == ".bak" and s.template().extension == ".bak"
     assert s.dump_extra_args == ("--no-owner", "--exclude-table", "a b")
     assert (s.retention.max_files, s.retention.max_days) == (7, 1.5)
@@ -104,7 +127,9 @@ def test_good_forms() -> None:
 def test_compress_changes_pg_extension() -> None:
     assert Settings.from_env(env(BACKUP_COMPRESS="true")).template().extension == ".dump"
     assert Settings.from_env(env(DUMP_EXTRA_ARGS="-Fc")).template().extension == ".dump"
-    assert Settings.from_env(env(BACKUP_COMPRESS="true", DUMP_EXTRA_ARGS="--format=plain")).template().extension == ".sql"
+    assert (
+        Settings.from_env(env(BACKUP_COMPRESS="true", DUMP_EXTRA_ARGS="--format=plain")).template().extension == ".sql"
+    )
 
 
 @pytest.mark.parametrize(
@@ -132,7 +157,7 @@ def test_compress_changes_pg_extension() -> None:
         ("BACKUP_NAME_TEMPLATE", {**BASE, "BACKUP_NAME_TEMPLATE": "../{db}"}),
         ("BACKUP_COMPRESS", {**BASE, "BACKUP_COMPRESS": "maybe"}),
         ("BACKUP_EXTENSION", {**BASE, "BACKUP_EXTENSION": "../x"}),
-        ("DUMP_EXTRA_ARGS", {**BASE, "DUMP_EXTRA_ARGS": "\"unclosed"}),
+        ("DUMP_EXTRA_ARGS", {**BASE, "DUMP_EXTRA_ARGS": '"unclosed'}),
         ("RETENTION_MAX_FILES", {**BASE, "RETENTION_MAX_FILES": "-1"}),
         ("RETENTION_MAX_FILES", {**BASE, "RETENTION_MAX_FILES": "ten"}),
         ("RETENTION_MAX_DAYS", {**BASE, "RETENTION_MAX_DAYS": "-3"}),

