@@ -14,6 +14,7 @@ import anyio
 from dbstash._version import __version__
 from dbstash.config import Settings
 from dbstash.engines.base import DumpCommand, Engine
+from dbstash.errors import DbstashError
 from dbstash.logs import get_logger, log_context
 from dbstash.naming import NameTemplate, is_partial
 from dbstash.pipeline import Progress, transfer
@@ -233,12 +234,16 @@ async def run_backup(
     with log_context(engine=engine.key, database=database, backup_id=backup_id):
         own_storage = storage is None
         store: Storage = storage or RcloneCliStorage(settings.remote, settings.rclone, redactor=GLOBAL_REDACTOR)
-        if own_storage:
-            await store.__aenter__()
         try:
+            if own_storage:
+                await store.__aenter__()
             return await _run(
                 settings, engine, template, store, backup_id=backup_id, database=database, progress=progress
             )
+        except DbstashError as exc:
+            # logged here, inside the job's context, so the record carries engine/database/backup_id
+            log.error("backup failed: %s", exc, extra={"error_type": type(exc).__name__})
+            raise
         finally:
             if own_storage:
                 await store.__aexit__(None, None, None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -108,7 +109,8 @@ def _run_once(settings: Settings, *, as_json: bool, show_progress: bool) -> int:
             progress.finish()
         message = GLOBAL_REDACTOR(str(exc))
         code = exc.exit_code
-        log.error("backup failed: %s", message, extra={"error_type": type(exc).__name__})
+        if isinstance(exc, dbstash.BackupCancelled):  # raised outside the job, so not logged yet
+            log.error("backup failed: %s", message, extra={"error_type": type(exc).__name__})
         if as_json:
             click.echo(json.dumps({"ok": False, "exit_code": code, "error": message, "error_type": type(exc).__name__}))
         return code
@@ -197,10 +199,8 @@ async def _schedule_loop(settings: Settings, on_start: bool) -> int:
     zone = settings.zone
 
     async def one() -> None:
-        try:
+        with contextlib.suppress(DbstashError):  # run_backup has logged it; the schedule goes on
             await dbstash.run_backup(settings)
-        except DbstashError as exc:
-            log.error("backup failed: %s", GLOBAL_REDACTOR(str(exc)), extra={"error_type": type(exc).__name__})
 
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with anyio.create_task_group() as tg:

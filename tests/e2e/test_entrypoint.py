@@ -202,3 +202,50 @@ def test_sigkill_of_dbstash_leaves_only_a_partial_name(pg: PgServer, tmp_path: P
         time.sleep(0.2)
     names = os.listdir(remote) if remote.exists() else []
     assert all(n.endswith(PARTIAL_MARK) for n in names), names
+
+
+def test_failure_record_carries_the_job_context(sqlite_db: Path, tmp_path: Path) -> None:
+    proc = run(
+        ["run"],
+        {
+            "DB_URI": f"sqlite:///{sqlite_db}",
+            "RCLONE_REMOTE": str(tmp_path / "o"),
+            "BACKUP_SCHEDULE": "once",
+            "DUMP_EXTRA_ARGS": "-no-such-flag",
+        },
+    )
+    assert proc.returncode == 1
+    failed = [r for r in json_logs(proc.stderr) if str(r["message"]).startswith("backup failed")]
+    assert len(failed) == 1
+    assert failed[0]["engine"] == "sqlite" and failed[0]["database"] == "app" and failed[0]["backup_id"]
+    assert failed[0]["error_type"] == "DumpFailed" and "sqlite3 exited with status 1" in str(failed[0]["message"])
+
+
+def test_progress_is_shown_on_a_terminal_only(sqlite_db: Path, tmp_path: Path) -> None:
+    import pty
+
+    master, slave = pty.openpty()
+    env = {"PATH": os.environ["PATH"], "LOG_LEVEL": "error"}
+    proc = subprocess.Popen(
+        [*DBSTASH, "backup", "--uri", f"sqlite:///{sqlite_db}", "--remote", str(tmp_path / "tty")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=slave,
+    )
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    assert proc.wait(60) == 0
+    os.close(master)
+    assert b"\r" in out and b"/s" in out and b"KiB" in out
+    quiet = run(
+        ["backup", "--uri", f"sqlite:///{sqlite_db}", "--remote", str(tmp_path / "pipe"), "--log-level", "error"], {}
+    )
+    assert quiet.returncode == 0 and quiet.stderr == ""
