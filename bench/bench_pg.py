@@ -180,7 +180,14 @@ def main() -> None:
             f"| {r['ratio_dbstash_vs_raw']:.3f}x | {r['ratio_tempfile_vs_raw']:.3f}x "
             f"| {r['dbstash_peak_rss_mb']:.1f} MB | {disk['raw']} B / {disk['dbstash']} B / {disk['tempfile']} B |"
         )
-    print(f"\nraw results: {path}", file=sys.stderr)
+    small, big = results
+    ms, mb = small["median_seconds"], big["median_seconds"]
+    assert isinstance(ms, dict)
+    assert isinstance(mb, dict)
+    # per-byte cost: the fixed per-run costs (interpreter start, version probe, commit calls) cancel out
+    marginal = (mb["dbstash"] - ms["dbstash"]) / (mb["raw"] - ms["raw"])
+    print(f"\nmarginal (per-byte) ratio dbstash/raw between the two sizes: {marginal:.3f}x")
+    print(f"raw results: {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":

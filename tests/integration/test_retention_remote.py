@@ -86,8 +86,8 @@ def test_retention_never_runs_after_a_failed_backup(sqlite_db: Path, tmp_path: P
 
 def test_partial_left_by_a_killed_run_is_ignored(sqlite_db: Path, tmp_path: Path) -> None:
     """A SIGKILLed dbstash leaves at most a partial; the next run neither counts nor deletes it."""
-    leftover = partial_name(old_name(0), "0badf00d")
-    remote, options, _ = seed("local", tmp_path, None, [leftover, old_name(1)])  # type: ignore[arg-type]
+    leftover, yesterday = partial_name(old_name(0), "0badf00d"), old_name(1)
+    remote, options, _ = seed("local", tmp_path, None, [leftover, yesterday])  # type: ignore[arg-type]
     result = dbstash.backup(f"sqlite:///{sqlite_db}", remote=remote, rclone=options, retention_max_files=1)
-    assert result.deleted == (old_name(1),)
+    assert result.deleted == (yesterday,)
     assert listing(remote, options) == sorted([leftover, result.name])
