@@ -23,6 +23,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -69,7 +70,7 @@ def timed(argv: list[str], env: dict[str, str], measure: bool = False) -> tuple[
     return elapsed, stats
 
 
-def run(scale: int, rounds: int, workdir: Path, bindir: str) -> dict[str, object]:
+def run(scale: int, rounds: int, workdir: Path, bindir: str) -> dict[str, Any]:
     server = PgServer.start(bindir)
     try:
         t0 = time.perf_counter()

@@ -6,6 +6,7 @@ import hashlib
 import os
 import subprocess
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -103,12 +104,12 @@ def test_wrong_password_fails_and_uploads_nothing(pg: PgServer, tmp_path: Path) 
 
 # -- choosing pg_dump among several installed majors ---------------------------------------------
 @pytest.fixture(scope="module")
-def pg16() -> PgServer:
+def pg16() -> Iterator[PgServer]:
     bindir = pgserver_bindir()
     if bindir is None:
         pytest.fail("pgserver (PostgreSQL 16 binaries from PyPI) is missing: install dbstash[test]")
     server = PgServer.start(bindir)
-    yield server  # type: ignore[misc]
+    yield server
     server.destroy()
 
 

@@ -45,7 +45,7 @@ def debian_pg_bindir() -> str | None:
 def pgserver_bindir() -> str | None:
     """PyPI's pgserver wheel ships PostgreSQL 16 binaries; copied where the postgres user can run them."""
     try:
-        import pgserver  # type: ignore[import-untyped]
+        import pgserver
     except ImportError:
         return None
     site = os.path.dirname(os.path.dirname(pgserver.__file__))
