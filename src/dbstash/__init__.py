@@ -19,6 +19,7 @@ from dbstash.errors import (
     DumpFailed,
     StorageError,
     ToolNotFound,
+    ToolVersionMismatch,
     UploadFailed,
 )
 from dbstash.naming import NameTemplate
@@ -50,6 +51,7 @@ __all__ = [
     "Storage",
     "StorageError",
     "ToolNotFound",
+    "ToolVersionMismatch",
     "Upload",
     "UploadFailed",
     "__version__",

@@ -213,7 +213,9 @@ class Settings:
                 config_text = base64.b64decode(env["RCLONE_CONFIG"], validate=True).decode()
             except (binascii.Error, UnicodeDecodeError):
                 raise ConfigError(
-                    "RCLONE_CONFIG", "base64-encoded rclone.conf content (base64 -w0 rclone.conf)", "<redacted>"
+                    "RCLONE_CONFIG",
+                    "base64-encoded rclone.conf content (base64 -w0 rclone.conf); a path belongs in RCLONE_CONFIG_FILE",
+                    "<redacted>",
                 ) from None
             _register_rclone_secrets(config_text, "RCLONE_CONFIG")
         if get("RCLONE_CONFIG_FILE"):

@@ -43,6 +43,10 @@ class DumpFailed(BackupFailed):
         super().__init__(full)
 
 
+class ToolVersionMismatch(DumpFailed):
+    """The installed dump tools cannot dump this server (e.g. every ``pg_dump`` is older than it)."""
+
+
 class UploadFailed(BackupFailed):
     """rclone (or the remote behind it) did not confirm every byte."""
 

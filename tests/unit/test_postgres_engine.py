@@ -5,7 +5,7 @@ import pytest
 from dbstash import ConfigError
 from dbstash.engines.base import DumpOptions
 from dbstash.engines.postgres import PgTool, PostgresEngine
-from dbstash.errors import ToolNotFound
+from dbstash.errors import ToolVersionMismatch
 
 E = PostgresEngine(bin_dirs=[], search_path=False)
 
@@ -63,5 +63,7 @@ def test_choose_tool() -> None:
     tools = [PgTool("/a/17/pg_dump", 17, "17.1"), PgTool("/a/16/pg_dump", 16, "16.2"), PgTool("/a/15/pg_dump", 15, "")]
     assert E.choose_tool(tools, 16).major == 16
     assert E.choose_tool(tools, 14).major == 15  # nearest newer, not the newest
-    with pytest.raises(ToolNotFound, match="server is version 18 but the installed pg_dump is version 15, 16, 17"):
+    with pytest.raises(
+        ToolVersionMismatch, match="server is version 18 but the installed pg_dump is version 15, 16, 17"
+    ):
         E.choose_tool(tools, 18)

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import anyio
 
 from dbstash.engines.base import Connection, DumpCommand, DumpOptions, Engine
-from dbstash.errors import ConfigError, DumpFailed, ToolNotFound
+from dbstash.errors import ConfigError, DumpFailed, ToolNotFound, ToolVersionMismatch
 from dbstash.process import child_base_env
 from dbstash.redact import Redactor, redact_uri
 
@@ -241,7 +241,7 @@ class PostgresEngine(Engine):
         if newer:
             return newer[0]
         have = ", ".join(sorted({str(t.major) for t in tools})) or "none"
-        raise ToolNotFound(
+        raise ToolVersionMismatch(
             f"PostgreSQL server is version {server_major} but the installed pg_dump is version {have}; "
             f"pg_dump must be {server_major} or newer (use the dbstash:pg-{server_major} image "
             f"or install postgresql-client-{server_major})"
@@ -278,8 +278,14 @@ class PostgresEngine(Engine):
         tools = await anyio.to_thread.run_sync(self.installed_tools)
         if not tools:
             raise ToolNotFound("pg_dump not found (install postgresql-client or use a dbstash:pg-N image)")
-        major = await self.server_major(connection, tools[0])
-        tool = self.choose_tool(tools, major)
+        if len({t.major for t in tools}) == 1:
+            # One major installed: nothing to choose. If the server is newer, pg_dump itself refuses
+            # with "server version mismatch; server version: X; pg_dump version: Y" (exit 1), naming
+            # both; skipping the probe saves a psql start and a connection on every run.
+            tool = tools[0]
+        else:
+            major = await self.server_major(connection, tools[0])
+            tool = self.choose_tool(tools, major)
         argv = [tool.pg_dump, "--no-password", *self._format_args(options), *options.extra_args]
         return DumpCommand(tuple(argv), self.libpq_env(connection), tool_version=tool.version)
 
