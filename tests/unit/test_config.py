@@ -202,3 +202,18 @@ def test_library_create_names_parameters() -> None:
 def test_settings_repr_hides_password() -> None:
     s = Settings.from_env(BASE)
     assert "pw-in-uri" not in repr(s) and "pw-in-uri" not in str(s.redacted())
+
+
+def test_rclone_config_file_default_is_used_only_when_it_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dbstash.config
+
+    default = tmp_path / "config" / "rclone.conf"
+    monkeypatch.setattr(dbstash.config, "DEFAULT_RCLONE_CONFIG_FILE", str(default))
+    assert Settings.from_env(BASE).rclone.config_file is None
+    default.parent.mkdir()
+    default.write_text("[x]\ntype = local\n")
+    assert Settings.from_env(BASE).rclone.config_file == str(default)
+    inline = base64.b64encode(b"[y]\ntype = local\n").decode()
+    assert Settings.from_env(env(RCLONE_CONFIG=inline)).rclone.config_file is None  # inline wins
