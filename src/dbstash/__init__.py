@@ -7,7 +7,7 @@ Example:
 """
 
 from dbstash._version import __version__
-from dbstash.api import BackupResult, abackup, backup, plan_retention, run_backup
+from dbstash.api import BackupResult, PruneResult, abackup, aprune, backup, plan_retention, prune, run_backup
 from dbstash.config import Settings
 from dbstash.engines import ENGINES, Connection, DumpCommand, DumpOptions, Engine, engine_for_uri, get_engine
 from dbstash.errors import (
@@ -23,7 +23,7 @@ from dbstash.errors import (
     UploadFailed,
 )
 from dbstash.naming import NameTemplate
-from dbstash.retention import Backup, RetentionPlan, RetentionPolicy
+from dbstash.retention import Backup, Decision, RetentionPlan, RetentionPolicy
 from dbstash.storage.base import RemoteEntry, Storage, Upload
 from dbstash.storage.rclone_cli import RcloneCliStorage, RcloneOptions
 
@@ -37,11 +37,13 @@ __all__ = [
     "ConfigError",
     "Connection",
     "DbstashError",
+    "Decision",
     "DumpCommand",
     "DumpFailed",
     "DumpOptions",
     "Engine",
     "NameTemplate",
+    "PruneResult",
     "RcloneCliStorage",
     "RcloneOptions",
     "RemoteEntry",
@@ -56,9 +58,11 @@ __all__ = [
     "UploadFailed",
     "__version__",
     "abackup",
+    "aprune",
     "backup",
     "engine_for_uri",
     "get_engine",
     "plan_retention",
+    "prune",
     "run_backup",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
@@ -89,6 +89,7 @@ async def abackup(
     dump_extra_args: Sequence[str] | str = (),
     retention_max_files: int = 0,
     retention_max_days: float = 0,
+    retention_keep: Mapping[str, int] | None = None,
     rclone: RcloneOptions | None = None,
     timeout: float | None = None,
     tz: str = "UTC",
@@ -116,6 +117,7 @@ async def abackup(
             "dump_extra_args": dump_extra_args,
             "retention_max_files": retention_max_files,
             "retention_max_days": retention_max_days,
+            "retention_keep": retention_keep,
             "rclone": rclone,
             "timeout": timeout,
             "tz": tz,
@@ -141,6 +143,7 @@ def backup(
     dump_extra_args: Sequence[str] | str = (),
     retention_max_files: int = 0,
     retention_max_days: float = 0,
+    retention_keep: Mapping[str, int] | None = None,
     rclone: RcloneOptions | None = None,
     timeout: float | None = None,
     tz: str = "UTC",
@@ -179,6 +182,7 @@ def backup(
             dump_extra_args=dump_extra_args,
             retention_max_files=retention_max_files,
             retention_max_days=retention_max_days,
+            retention_keep=retention_keep,
             rclone=rclone,
             timeout=timeout,
             tz=tz,
@@ -211,6 +215,68 @@ async def plan_retention(
     if ensure is not None and all(b.name != ensure.name for b in backups):
         backups.append(ensure)
     return settings.retention.plan(backups, now or datetime.now(UTC))
+
+
+async def apply_plan(plan: RetentionPlan, storage: Storage) -> list[str]:
+    """Delete what *plan* says, one object at a time, logging each with its reason."""
+    doomed = plan.delete
+    await storage.delete_many([b.name for b, _ in doomed])
+    for b, reason in doomed:
+        log.info("retention removed %s (%s)", b.name, reason, extra={"removed": b.name})
+    return [b.name for b, _ in doomed]
+
+
+@dataclass(frozen=True, slots=True)
+class PruneResult:
+    """What :func:`prune` decided and did. With ``dry_run`` nothing was deleted."""
+
+    remote: str
+    plan: RetentionPlan
+    deleted: tuple[str, ...]
+    dry_run: bool
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain JSON-ready data."""
+        return {
+            "remote": self.remote,
+            "dry_run": self.dry_run,
+            "deleted": list(self.deleted),
+            "backups": self.plan.to_dict(),
+        }
+
+
+async def aprune(
+    settings: Settings, *, dry_run: bool = False, storage: Storage | None = None, now: datetime | None = None
+) -> PruneResult:
+    """Apply this job's retention policy to its remote folder now (the async twin of :func:`prune`).
+
+    Lists the folder once, keeps only this job's complete backups (template matches, partial uploads
+    never), plans with :meth:`RetentionPolicy.plan`, and deletes unless *dry_run*. The newest backup
+    is never deleted. Raises :class:`~dbstash.errors.StorageError` if the remote cannot be listed.
+    """
+    own = storage is None
+    store: Storage = storage or RcloneCliStorage(settings.remote, settings.rclone, redactor=GLOBAL_REDACTOR)
+    try:
+        if own:
+            await store.__aenter__()
+        plan = await plan_retention(settings, store, now=now)
+        deleted = [] if dry_run else await apply_plan(plan, store)
+        return PruneResult(settings.remote, plan, tuple(deleted), dry_run)
+    finally:
+        if own:
+            await store.__aexit__(None, None, None)
+
+
+def prune(settings: Settings, *, dry_run: bool = False, now: datetime | None = None) -> PruneResult:
+    """Apply this job's retention policy to its remote folder (blocking). See :func:`aprune`.
+
+    Example:
+        >>> s = dbstash.Settings.create("sqlite:///srv/app.db", remote="/srv/backups",
+        ...                             retention_keep={"daily": 7, "weekly": 4})  # doctest: +SKIP
+        >>> for row in dbstash.prune(s, dry_run=True).plan.to_dict():  # doctest: +SKIP
+        ...     print(row["action"], row["name"], row["reasons"])
+    """
+    return anyio.run(lambda: aprune(settings, dry_run=dry_run, now=now))
 
 
 def describe_plan(settings: Settings, command: DumpCommand | None = None) -> dict[str, object]:
@@ -294,10 +360,7 @@ async def _run(
             plan = await plan_retention(
                 settings, storage, now=finished, ensure=Backup(name, started.astimezone(UTC), stats.size)
             )
-            for b, reason in plan.delete:
-                await storage.delete(b.name)
-                deleted.append(b.name)
-                log.info("retention removed %s (%s)", b.name, reason)
+            deleted = await apply_plan(plan, storage)
         except Exception as exc:
             retention_error = str(exc)
             log.error("retention failed (the new backup is complete): %s", exc)

@@ -98,6 +98,7 @@ class Settings:
             "dump_extra_args": list(self.dump_extra_args),
             "retention_max_files": self.retention.max_files,
             "retention_max_days": self.retention.max_days,
+            "retention_keep": self.retention.keep_rules,
             "rclone_config": "inline (RCLONE_CONFIG)"
             if self.rclone.config_text is not None
             else self.rclone.config_file,
@@ -122,6 +123,7 @@ class Settings:
         dump_extra_args: Sequence[str] | str = (),
         retention_max_files: int = 0,
         retention_max_days: float = 0,
+        retention_keep: Mapping[str, int] | None = None,
         rclone: RcloneOptions | None = None,
         timeout: float | None = None,
         tz: str = "UTC",
@@ -141,7 +143,7 @@ class Settings:
             compress=compress,
             extension=_check_extension(extension, "extension"),
             dump_extra_args=extra,
-            retention=RetentionPolicy(retention_max_files, retention_max_days),
+            retention=_retention(retention_max_files, retention_max_days, retention_keep, _check_tz(tz, "tz")),
             rclone=rclone or RcloneOptions(),
             timeout=timeout if timeout else None,
             tz=_check_tz(tz, "tz"),
@@ -235,6 +237,7 @@ class Settings:
         )
 
         timeout = _parse_duration(env.get("BACKUP_TIMEOUT", ""), "BACKUP_TIMEOUT")
+        tz = _check_tz(get("TZ") or "UTC", "TZ")
         schedule = (get("BACKUP_SCHEDULE") or "0 2 * * *").strip()
         settings = cls(
             connection=connection,
@@ -244,12 +247,19 @@ class Settings:
             extension=_check_extension(get("BACKUP_EXTENSION"), "BACKUP_EXTENSION"),
             dump_extra_args=_split_args(env.get("DUMP_EXTRA_ARGS", ""), "DUMP_EXTRA_ARGS"),
             retention=RetentionPolicy(
-                _parse_int(env.get("RETENTION_MAX_FILES", ""), "RETENTION_MAX_FILES"),
-                _parse_days(env.get("RETENTION_MAX_DAYS", ""), "RETENTION_MAX_DAYS"),
+                max_files=_parse_int(env.get("RETENTION_MAX_FILES", ""), "RETENTION_MAX_FILES"),
+                max_days=_parse_days(env.get("RETENTION_MAX_DAYS", ""), "RETENTION_MAX_DAYS"),
+                **{
+                    f"keep_{period}": _parse_int(
+                        env.get(f"RETENTION_KEEP_{period.upper()}", ""), f"RETENTION_KEEP_{period.upper()}"
+                    )
+                    for period in KEEP_PERIODS
+                },
+                tz=tz,
             ),
             rclone=rclone,
             timeout=timeout,
-            tz=_check_tz(get("TZ") or "UTC", "TZ"),
+            tz=tz,
             schedule=_check_schedule(schedule),
             log_level=_parse_choice(get("LOG_LEVEL") or "info", "LOG_LEVEL", LOG_LEVELS),
             log_format=_parse_choice(get("LOG_FORMAT") or "json", "LOG_FORMAT", {f: f for f in LOG_FORMATS}),
@@ -270,6 +280,19 @@ class Settings:
 
 
 # -- parsing helpers ---------------------------------------------------------------------------
+KEEP_PERIODS = ("hourly", "daily", "weekly", "monthly", "yearly")
+
+
+def _retention(max_files: int, max_days: float, keep: Mapping[str, int] | None, tz: str) -> RetentionPolicy:
+    keep = dict(keep or {})
+    unknown = set(keep) - set(KEEP_PERIODS)
+    if unknown:
+        raise ConfigError("retention_keep", "a mapping with keys " + ", ".join(KEEP_PERIODS), str(sorted(unknown)))
+    return RetentionPolicy(
+        max_files=max_files, max_days=max_days, tz=tz, **{f"keep_{p}": int(n) for p, n in keep.items()}
+    )
+
+
 def _read_secret_file(path: str, variable: str) -> str:
     try:
         with open(path, encoding="utf-8") as fh:

@@ -44,6 +44,11 @@ FLAG_ENV = {
     "dump_extra_args": "DUMP_EXTRA_ARGS",
     "retention_max_files": "RETENTION_MAX_FILES",
     "retention_max_days": "RETENTION_MAX_DAYS",
+    "retention_keep_hourly": "RETENTION_KEEP_HOURLY",
+    "retention_keep_daily": "RETENTION_KEEP_DAILY",
+    "retention_keep_weekly": "RETENTION_KEEP_WEEKLY",
+    "retention_keep_monthly": "RETENTION_KEEP_MONTHLY",
+    "retention_keep_yearly": "RETENTION_KEEP_YEARLY",
     "timeout": "BACKUP_TIMEOUT",
     "tz": "TZ",
     "log_level": "LOG_LEVEL",
@@ -130,31 +135,50 @@ def cli() -> None:
     """
 
 
-@cli.command()
-@click.option("--uri", help="Connection URI (DB_URI), e.g. sqlite:///srv/app.db or postgresql://app@db/app.")
-@click.option("--uri-file", type=click.Path(), help="File holding the URI (DB_URI_FILE).")
-@click.option("--engine", help="Engine key when no URI is given (DB_ENGINE): pg, sqlite.")
-@click.option("--host", help="Database host (DB_HOST).")
-@click.option("--port", help="Database port (DB_PORT).")
-@click.option("--db-name", help="Database name (DB_NAME).")
-@click.option("--user", help="Database user (DB_USER).")
-@click.option("--password-file", type=click.Path(), help="File holding the password (DB_PASSWORD_FILE).")
-@click.option("--remote", help="rclone remote path (RCLONE_REMOTE), e.g. s3:bucket/pg or ./backups.")
-@click.option("--rclone-config-file", type=click.Path(), help="rclone.conf to use (RCLONE_CONFIG_FILE).")
-@click.option("--rclone-extra-args", help="Extra rclone flags (RCLONE_EXTRA_ARGS).")
-@click.option("--name-template", help="Name template (BACKUP_NAME_TEMPLATE), default {db}-{date}-{time}.")
-@click.option("--compress/--no-compress", default=None, help="Native compression (BACKUP_COMPRESS).")
-@click.option("--extension", help="File extension override (BACKUP_EXTENSION).")
-@click.option("--dump-extra-args", help="Extra dump tool flags (DUMP_EXTRA_ARGS).")
-@click.option("--retention-max-files", help="Keep at most N backups (RETENTION_MAX_FILES).")
-@click.option("--retention-max-days", help="Delete backups older than N days (RETENTION_MAX_DAYS).")
-@click.option("--timeout", help="Maximum run time, e.g. 1h, 30m (BACKUP_TIMEOUT).")
-@click.option("--tz", help="Time zone for names (TZ).")
-@click.option("--log-level", help="debug, info, warn, error (LOG_LEVEL).")
-@click.option("--log-format", help="json or text (LOG_FORMAT); text by default on a terminal.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result (or the error) as JSON on stdout.")
-def backup(as_json: bool, compress: bool | None, **flags: str | None) -> None:
-    """Run one backup now. Flags override the matching environment variables."""
+def job_options(func: Callable[..., None]) -> Callable[..., None]:
+    """The flags shared by ``backup`` and ``prune``: each mirrors one environment variable."""
+    options = [
+        click.option("--uri", help="Connection URI (DB_URI), e.g. sqlite:///srv/app.db or postgresql://app@db/app."),
+        click.option("--uri-file", type=click.Path(), help="File holding the URI (DB_URI_FILE)."),
+        click.option("--engine", help="Engine key when no URI is given (DB_ENGINE): pg, sqlite."),
+        click.option("--host", help="Database host (DB_HOST)."),
+        click.option("--port", help="Database port (DB_PORT)."),
+        click.option("--db-name", help="Database name (DB_NAME)."),
+        click.option("--user", help="Database user (DB_USER)."),
+        click.option("--password-file", type=click.Path(), help="File holding the password (DB_PASSWORD_FILE)."),
+        click.option("--remote", help="rclone remote path (RCLONE_REMOTE), e.g. s3:bucket/pg or ./backups."),
+        click.option("--rclone-config-file", type=click.Path(), help="rclone.conf to use (RCLONE_CONFIG_FILE)."),
+        click.option("--rclone-extra-args", help="Extra rclone flags (RCLONE_EXTRA_ARGS)."),
+        click.option("--name-template", help="Name template (BACKUP_NAME_TEMPLATE), default {db}-{date}-{time}."),
+        click.option("--compress/--no-compress", default=None, help="Native compression (BACKUP_COMPRESS)."),
+        click.option("--extension", help="File extension override (BACKUP_EXTENSION)."),
+        click.option("--dump-extra-args", help="Extra dump tool flags (DUMP_EXTRA_ARGS)."),
+        click.option("--retention-max-files", help="Keep at most N backups (RETENTION_MAX_FILES)."),
+        click.option("--retention-max-days", help="Delete backups older than N days (RETENTION_MAX_DAYS)."),
+        *(
+            click.option(
+                f"--retention-keep-{p}", help=f"Keep the newest backup of the last N {u} (RETENTION_KEEP_{p.upper()})."
+            )
+            for p, u in (
+                ("hourly", "hours"),
+                ("daily", "days"),
+                ("weekly", "ISO weeks"),
+                ("monthly", "months"),
+                ("yearly", "years"),
+            )
+        ),
+        click.option("--timeout", help="Maximum run time, e.g. 1h, 30m (BACKUP_TIMEOUT)."),
+        click.option("--tz", help="Time zone for names and retention periods (TZ)."),
+        click.option("--log-level", help="debug, info, warn, error (LOG_LEVEL)."),
+        click.option("--log-format", help="json or text (LOG_FORMAT); text by default on a terminal."),
+        click.option("--json", "as_json", is_flag=True, help="Print the result (or the error) as JSON on stdout."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _environ_with_flags(compress: bool | None, flags: Mapping[str, str | None]) -> dict[str, str]:
     environ = dict(os.environ)
     environ.setdefault("BACKUP_SCHEDULE", "once")
     if "LOG_FORMAT" not in environ and sys.stderr.isatty():
@@ -166,9 +190,53 @@ def backup(as_json: bool, compress: bool | None, **flags: str | None) -> None:
         environ["BACKUP_COMPRESS"] = "true" if compress else "false"
     if flags.get("uri") is not None:
         environ.pop("DB_URI_FILE", None)
-    settings = _load(environ, as_json)
+    return environ
+
+
+@cli.command()
+@job_options
+def backup(as_json: bool, compress: bool | None, **flags: str | None) -> None:
+    """Run one backup now. Flags override the matching environment variables."""
+    settings = _load(_environ_with_flags(compress, flags), as_json)
     configure_logging(settings.log_level, settings.log_format)
     sys.exit(_run_once(settings, as_json=as_json, show_progress=sys.stderr.isatty() and not as_json))
+
+
+@cli.command()
+@job_options
+@click.option("--dry-run", is_flag=True, help="Show what would be kept (and by which rule) and what would go.")
+def prune(as_json: bool, dry_run: bool, compress: bool | None, **flags: str | None) -> None:
+    """Apply the retention policy to this job's backups now.
+
+    Only names this job's template produces are considered; partial uploads never count; the newest
+    backup is never deleted. With --dry-run nothing is deleted.
+    """
+    settings = _load(_environ_with_flags(compress, flags), as_json)
+    configure_logging(settings.log_level, settings.log_format)
+    if not settings.retention.enabled:
+        log.warning(
+            "no retention variable is set (RETENTION_MAX_FILES, RETENTION_MAX_DAYS, RETENTION_KEEP_*): "
+            "every backup is kept"
+        )
+    try:
+        result = dbstash.prune(settings, dry_run=dry_run)
+    except DbstashError as exc:
+        message = GLOBAL_REDACTOR(str(exc))
+        log.error("prune failed: %s", message, extra={"error_type": type(exc).__name__})
+        if as_json:
+            click.echo(json.dumps({"ok": False, "exit_code": exc.exit_code, "error": message}))
+        sys.exit(exc.exit_code)
+    if as_json:
+        click.echo(json.dumps({"ok": True, **result.to_dict()}))
+        return
+    verb = "would delete" if dry_run else "deleted"
+    for d in result.plan.decisions:
+        action = "keep" if d.keep else verb
+        when = d.backup.taken_at.astimezone(settings.zone).strftime("%Y-%m-%d %H:%M")
+        click.echo(f"{action:<12} {when}  {d.backup.name}  ({d.reason})")
+    kept = sum(1 for d in result.plan.decisions if d.keep)
+    gone = len(result.plan.decisions) - kept
+    click.echo(f"{kept} kept, {gone} {verb}" + (" (dry run: nothing was deleted)" if dry_run else ""))
 
 
 @cli.command()

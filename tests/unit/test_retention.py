@@ -55,7 +55,7 @@ def test_order_is_by_time_not_by_name_and_input_order_is_irrelevant() -> None:
 def test_reasons_are_given() -> None:
     plan = RetentionPolicy(max_files=1, max_days=2).plan(history(4), NOW)
     reasons = dict((b.name, r) for b, r in plan.delete)
-    assert reasons["b01"].startswith("beyond the newest 1")
+    assert reasons["b01"] == "within 2 days, beyond the newest 1 (RETENTION_MAX_FILES)"
     assert reasons["b03"].startswith("older than 2 days")
 
 

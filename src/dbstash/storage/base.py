@@ -8,6 +8,7 @@ confirmed every byte, :meth:`Upload.abort` removes it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -68,6 +69,11 @@ class Storage(ABC):
     @abstractmethod
     async def delete(self, name: str, *, timeout: float | None = None) -> None:
         """Remove the object *name* (a missing one is not an error); *timeout* bounds the call."""
+
+    async def delete_many(self, names: Sequence[str]) -> None:
+        """Remove every object in *names* (missing ones are not an error). Transports batch this."""
+        for name in names:
+            await self.delete(name)
 
     @abstractmethod
     async def stat(self, name: str) -> RemoteEntry | None:
