@@ -13,6 +13,8 @@ log "ruff"
 "$VENV/bin/ruff" format --check src tests bench
 log "mypy --strict"
 "$VENV/bin/mypy"
+log "mkdocs build --strict"
+"$VENV/bin/mkdocs" build --strict -q -d "$(mktemp -d)"
 log "pytest"
 # -ra prints the reason of every skip; exit 5 (no test ran) is a failure like any other non-zero.
 exec "$VENV/bin/python" -m pytest -ra -p no:cacheprovider "$@"
