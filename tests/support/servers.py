@@ -256,7 +256,19 @@ class S3Server:
         os.makedirs(os.path.join(root, "backups"), exist_ok=True)
         port = free_port()
         proc = subprocess.Popen(
-            [rclone, "serve", "s3", "--addr", f"127.0.0.1:{port}", "--config", "/dev/null", root],
+            # no directory cache: tests also seed objects by writing into the server's folder directly
+            [
+                rclone,
+                "serve",
+                "s3",
+                "--addr",
+                f"127.0.0.1:{port}",
+                "--config",
+                "/dev/null",
+                "--dir-cache-time",
+                "0s",
+                root,
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
