@@ -7,7 +7,17 @@ Example:
 """
 
 from dbstash._version import __version__
-from dbstash.api import BackupResult, PruneResult, abackup, aprune, backup, plan_retention, prune, run_backup
+from dbstash.api import (
+    BackupResult,
+    PruneResult,
+    abackup,
+    aprune,
+    backup,
+    dry_run,
+    plan_retention,
+    prune,
+    run_backup,
+)
 from dbstash.config import Settings
 from dbstash.engines import ENGINES, Connection, DumpCommand, DumpOptions, Engine, engine_for_uri, get_engine
 from dbstash.errors import (
@@ -60,6 +70,7 @@ __all__ = [
     "abackup",
     "aprune",
     "backup",
+    "dry_run",
     "engine_for_uri",
     "get_engine",
     "plan_retention",

@@ -279,13 +279,51 @@ def prune(settings: Settings, *, dry_run: bool = False, now: datetime | None = N
     return anyio.run(lambda: aprune(settings, dry_run=dry_run, now=now))
 
 
-def describe_plan(settings: Settings, command: DumpCommand | None = None) -> dict[str, object]:
-    """What a run would do, with secrets masked (for dry runs)."""
+async def dry_run(settings: Settings, *, storage: Storage | None = None) -> dict[str, object]:
+    """What a run would do, with secrets masked — without contacting the database or changing the remote.
+
+    Logs and returns the resolved settings, the exact dump argv, the rclone commands and the
+    retention plan the run would carry out. The plan needs one read-only listing of the remote; if
+    that fails the plan is reported as unknown (a dry run still succeeds).
+    """
+    engine = settings.engine()
     template = settings.template()
-    example = template.render(datetime.now(settings.zone), uuid="xxxxxxxx")
-    data: dict[str, object] = {"settings": settings.redacted(), "example_name": example}
-    if command is not None:
-        data["dump_argv"] = list(command.argv)
+    now = datetime.now(settings.zone)
+    name = template.render(now, uuid="xxxxxxxx")
+    command = engine.preview_command(settings.connection, settings.dump_options)
+    own = storage is None
+    store: Storage = storage or RcloneCliStorage(settings.remote, settings.rclone, redactor=GLOBAL_REDACTOR)
+    data: dict[str, object] = {
+        "settings": settings.redacted(),
+        "dump_argv": list(command.argv),
+        "dump_tool": command.tool_version,
+        "backup_name": name,
+        "remote_path": store.path(name),
+    }
+    if isinstance(store, RcloneCliStorage):
+        partial = f"{name}.<id>.dbstash-partial"
+        data["upload_argv"] = store.argv("rcat", store.path(partial))
+        data["commit_argv"] = store.argv("moveto", store.path(partial), store.path(name))
+    log.info("dry run: configuration", extra={"settings": data["settings"]})
+    log.info("dry run: dump command: %s", command.display(), extra={"dump_argv": data["dump_argv"]})
+    log.info("dry run: would upload to %s", data["remote_path"], extra={"upload_argv": data.get("upload_argv")})
+    if settings.retention.enabled:
+        try:
+            if own:
+                await store.__aenter__()
+            plan = await plan_retention(settings, store, ensure=Backup(name, now.astimezone(UTC), -1))
+            data["retention"] = plan.to_dict()
+            for d in plan.decisions:
+                log.info("dry run: retention would %s %s (%s)", "keep" if d.keep else "delete", d.backup.name, d.reason)
+        except DbstashError as exc:
+            data["retention"] = None
+            log.warning("dry run: cannot list the remote to plan retention: %s", exc)
+        finally:
+            if own:
+                await store.__aexit__(None, None, None)
+    else:
+        data["retention"] = []
+        log.info("dry run: no retention variable is set: nothing would be deleted")
     return data
 
 
@@ -338,8 +376,8 @@ async def _run(
         )
     if options.compress and not engine.native_compression():
         log.warning("BACKUP_COMPRESS=true: %s has no native compression; the dump is not compressed", engine.key)
-    if not template.has_time:
-        log.warning("the name template has no {ts} or {date}+{time}: a new backup replaces the previous one")
+    if not template.unique:
+        log.warning("the name template has no {ts}, {date}+{time} or {uuid}: a new backup replaces the previous one")
     log.info("backup started", extra={"remote_path": remote_path, "source": settings.connection.display_uri()})
 
     async def prepare() -> DumpCommand:

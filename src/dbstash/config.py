@@ -23,6 +23,8 @@ from dbstash.schedule import validate_cron
 from dbstash.storage.rclone_cli import RcloneOptions
 
 DEFAULT_RCLONE_CONFIG_FILE = "/config/rclone.conf"
+DEFAULT_LOCK_FILE = "/tmp/dbstash.lock"  # noqa: S108 - a well-known path is the point: processes share it
+DEFAULT_HEALTH_PORT = 8080
 LOG_LEVELS = {"debug": "DEBUG", "info": "INFO", "warn": "WARNING", "warning": "WARNING", "error": "ERROR"}
 LOG_FORMATS = ("json", "text")
 _TRUE = {"true", "1", "yes", "on"}
@@ -54,6 +56,12 @@ class Settings:
     schedule: str = "once"
     log_level: str = "INFO"
     log_format: str = "json"
+    on_start: bool = False
+    lock: bool = True
+    lock_file: str = DEFAULT_LOCK_FILE
+    dry_run: bool = False
+    health_port: int = DEFAULT_HEALTH_PORT
+    health_addr: str = "0.0.0.0"  # noqa: S104 - the container's health endpoint is meant to be reachable
 
     # -- derived -----------------------------------------------------------------------------
     @property
@@ -106,6 +114,10 @@ class Settings:
             "timeout": self.timeout,
             "tz": self.tz,
             "schedule": self.schedule,
+            "on_start": self.on_start,
+            "lock": self.lock,
+            "lock_file": self.lock_file,
+            "health": f"{self.health_addr}:{self.health_port}" if self.health_port else None,
         }
 
     # -- construction ------------------------------------------------------------------------
@@ -263,6 +275,12 @@ class Settings:
             schedule=_check_schedule(schedule),
             log_level=_parse_choice(get("LOG_LEVEL") or "info", "LOG_LEVEL", LOG_LEVELS),
             log_format=_parse_choice(get("LOG_FORMAT") or "json", "LOG_FORMAT", {f: f for f in LOG_FORMATS}),
+            on_start=_parse_bool(env.get("BACKUP_ON_START", ""), "BACKUP_ON_START"),
+            lock=_parse_bool(env.get("BACKUP_LOCK", "true"), "BACKUP_LOCK"),
+            lock_file=get("BACKUP_LOCK_FILE") or DEFAULT_LOCK_FILE,
+            dry_run=_parse_bool(env.get("DRY_RUN", ""), "DRY_RUN"),
+            health_port=_parse_port(env.get("HEALTH_PORT", ""), "HEALTH_PORT"),
+            health_addr=get("HEALTH_ADDR") or "0.0.0.0",  # noqa: S104 - reachable by the orchestrator
         )
         settings._validate(template_variable="BACKUP_NAME_TEMPLATE")
         return settings
@@ -365,6 +383,15 @@ def _parse_int(value: str, variable: str) -> int:
         return 0
     if not v.isdigit():
         raise ConfigError(variable, "a whole number >= 0 (0 = unlimited)", value)
+    return int(v)
+
+
+def _parse_port(value: str, variable: str) -> int:
+    v = value.strip()
+    if not v:
+        return DEFAULT_HEALTH_PORT
+    if not v.isdigit() or int(v) > 65535:
+        raise ConfigError(variable, "a TCP port number 1-65535 (0 turns the endpoint off)", value)
     return int(v)
 
 

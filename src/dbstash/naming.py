@@ -82,6 +82,11 @@ class NameTemplate:
         tokens = set(_TOKEN.findall(self.template))
         return "ts" in tokens or {"date", "time"} <= tokens
 
+    @property
+    def unique(self) -> bool:
+        """Whether two runs get different names (a time or ``{uuid}`` in the template)."""
+        return self.has_time or "uuid" in set(_TOKEN.findall(self.template))
+
     def pattern(self) -> re.Pattern[str]:
         """An anchored regex matching exactly the names this template renders (and no partial upload)."""
         parts: list[str] = []

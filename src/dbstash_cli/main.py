@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
 from typing import NoReturn, TypeVar
 
 import anyio
@@ -19,7 +17,7 @@ from dbstash.config import Settings
 from dbstash.errors import ConfigError, DbstashError
 from dbstash.logs import configure_logging, get_logger
 from dbstash.redact import GLOBAL_REDACTOR
-from dbstash.schedule import next_run
+from dbstash.service import LockHeld, Service, run_lock
 from dbstash_cli.progress import TerminalProgress
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -105,7 +103,10 @@ def _run_once(settings: Settings, *, as_json: bool, show_progress: bool) -> int:
     progress = TerminalProgress() if show_progress else None
 
     async def job() -> dbstash.BackupResult:
-        return await dbstash.run_backup(settings, progress=progress)
+        if not settings.lock:
+            return await dbstash.run_backup(settings, progress=progress)
+        with run_lock(settings.lock_file):
+            return await dbstash.run_backup(settings, progress=progress)
 
     try:
         result = anyio.run(_with_signals, job)
@@ -114,7 +115,7 @@ def _run_once(settings: Settings, *, as_json: bool, show_progress: bool) -> int:
             progress.finish()
         message = GLOBAL_REDACTOR(str(exc))
         code = exc.exit_code
-        if isinstance(exc, dbstash.BackupCancelled):  # raised outside the job, so not logged yet
+        if isinstance(exc, (dbstash.BackupCancelled, LockHeld)):  # raised outside the job: not logged yet
             log.error("backup failed: %s", message, extra={"error_type": type(exc).__name__})
         if as_json:
             click.echo(json.dumps({"ok": False, "exit_code": code, "error": message, "error_type": type(exc).__name__}))
@@ -195,10 +196,16 @@ def _environ_with_flags(compress: bool | None, flags: Mapping[str, str | None]) 
 
 @cli.command()
 @job_options
-def backup(as_json: bool, compress: bool | None, **flags: str | None) -> None:
+@click.option("--dry-run", is_flag=True, help="Show what would happen (DRY_RUN); touch nothing.")
+def backup(as_json: bool, dry_run: bool, compress: bool | None, **flags: str | None) -> None:
     """Run one backup now. Flags override the matching environment variables."""
-    settings = _load(_environ_with_flags(compress, flags), as_json)
+    environ = _environ_with_flags(compress, flags)
+    if dry_run:
+        environ["DRY_RUN"] = "true"
+    settings = _load(environ, as_json)
     configure_logging(settings.log_level, settings.log_format)
+    if settings.dry_run:
+        sys.exit(_dry_run(settings, as_json=as_json))
     sys.exit(_run_once(settings, as_json=as_json, show_progress=sys.stderr.isatty() and not as_json))
 
 
@@ -244,51 +251,50 @@ def run() -> None:
     """The container entrypoint: configured only by environment variables (see the docs).
 
     BACKUP_SCHEDULE=once runs one backup and exits 0 or 1; a cron expression runs backups on that
-    schedule until SIGTERM.
+    schedule, serving /healthz and /metrics, until SIGTERM (exit 0 between runs, 1 during one).
+    DRY_RUN=true shows what would happen and exits 0 without touching the database or the remote.
     """
     settings = _load(os.environ, as_json=False)
     configure_logging(settings.log_level, settings.log_format)
+    if settings.dry_run:
+        sys.exit(_dry_run(settings, as_json=False))
     if settings.schedule == "once":
         sys.exit(_run_once(settings, as_json=False, show_progress=False))
-    sys.exit(anyio.run(_schedule_loop, settings, _env_flag(os.environ, "BACKUP_ON_START")))
+    try:
+        service = Service(settings)
+    except ConfigError as exc:
+        _fail_config(exc, False)
+    sys.exit(anyio.run(service.run))
 
 
-def _env_flag(environ: Mapping[str, str], name: str) -> bool:
-    value = environ.get(name, "").strip().lower()
-    if value in ("", "false", "0", "no", "off"):
-        return False
-    if value in ("true", "1", "yes", "on"):
-        return True
-    _fail_config(ConfigError(name, "true or false", value), False)
-
-
-async def _schedule_loop(settings: Settings, on_start: bool) -> int:
-    """Run backups on the cron schedule until SIGTERM/SIGINT; a failed run never stops the loop."""
-    zone = settings.zone
-
-    async def one() -> None:
-        with contextlib.suppress(DbstashError):  # run_backup has logged it; the schedule goes on
-            await dbstash.run_backup(settings)
-
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with anyio.create_task_group() as tg:
-
-            async def loop() -> None:
-                if on_start:
-                    await one()
-                while True:
-                    now = datetime.now(UTC)
-                    nxt = next_run(settings.schedule, now, zone)
-                    log.info("next backup at %s", nxt.isoformat(), extra={"next_run": nxt.isoformat()})
-                    await anyio.sleep(max(0.0, (nxt - datetime.now(UTC)).total_seconds()))
-                    await one()
-
-            tg.start_soon(loop)
-            async for signum in signals:
-                log.info("received %s: exiting", signal.Signals(signum).name)
-                tg.cancel_scope.cancel()
-                break
+def _dry_run(settings: Settings, *, as_json: bool) -> int:
+    try:
+        plan = anyio.run(dbstash.dry_run, settings)
+    except DbstashError as exc:
+        log.error("dry run failed: %s", GLOBAL_REDACTOR(str(exc)))
+        return exc.exit_code
+    if as_json:
+        click.echo(json.dumps({"ok": True, "dry_run": True, **plan}, default=str))
     return EXIT_OK
+
+
+@cli.command()
+@click.option("--url", help="Health endpoint to ask (default http://127.0.0.1:$HEALTH_PORT/healthz).")
+@click.option("--timeout", "timeout", default=5.0, show_default=True, help="Seconds to wait for the answer.")
+def healthcheck(url: str | None, timeout: float) -> None:
+    """Exit 0 if the running service reports healthy, else 1 (for Docker's HEALTHCHECK)."""
+    import requests  # noqa: PLC0415 - only this command needs it; keeps `dbstash run` start-up lean
+
+    if url is None:
+        port = os.environ.get("HEALTH_PORT", "").strip() or "8080"
+        url = f"http://127.0.0.1:{port}/healthz"
+    try:
+        reply = requests.get(url, timeout=timeout)
+    except requests.RequestException as exc:
+        click.echo(f"unhealthy: {type(exc).__name__}", err=True)
+        sys.exit(EXIT_FAILED)
+    click.echo(reply.text.strip())
+    sys.exit(EXIT_OK if reply.status_code == 200 else EXIT_FAILED)
 
 
 def main(argv: list[str] | None = None) -> None:

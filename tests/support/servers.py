@@ -82,6 +82,18 @@ class PgServer:
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
+    def logfile(self) -> str:
+        return os.path.join(os.path.dirname(self.datadir), "server.log")
+
+    def connections(self, user: str = "app") -> int:
+        """How many connections of *user* the server has authorized so far (from its log)."""
+        try:
+            with open(self.logfile, errors="replace") as fh:
+                return sum(1 for line in fh if "connection authorized" in line and f"user={user}" in line)
+        except OSError:
+            return 0
+
+    @property
     def major(self) -> int:
         out = subprocess.run([os.path.join(self.bindir, "postgres"), "--version"], capture_output=True, text=True)
         return int(out.stdout.split()[2].split(".")[0])
@@ -141,6 +153,8 @@ class PgServer:
             capture_output=True,
             **_as_postgres(),  # type: ignore[call-overload]
         )
+        # the server log records every connection: dry-run tests prove dbstash made none
+        logfile = open(server.logfile, "ab")
         server.proc = subprocess.Popen(
             [
                 os.path.join(bindir, "postgres"),
@@ -158,12 +172,15 @@ class PgServer:
                 "full_page_writes=off",
                 "-c",
                 "synchronous_commit=off",
+                "-c",
+                "log_connections=on",
             ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=logfile,
+            stderr=logfile,
             start_new_session=True,
             **_as_postgres(),  # type: ignore[call-overload]
         )
+        logfile.close()
         wait_port(server.port)
         su_env = {
             **os.environ,

@@ -113,6 +113,10 @@ class Engine(ABC):
         :class:`~dbstash.errors.ToolNotFound` if no usable tool is installed.
         """
 
+    def preview_command(self, connection: Connection, options: DumpOptions) -> DumpCommand:
+        """The dump command as a dry run shows it: built without contacting the server or reading files."""
+        raise NotImplementedError
+
     def stream_conflicts(self, extra_args: Sequence[str]) -> list[str]:
         """The flags in *extra_args* that would make the tool write to disk instead of stdout."""
         found = []

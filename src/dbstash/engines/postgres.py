@@ -289,6 +289,15 @@ class PostgresEngine(Engine):
         argv = [tool.pg_dump, "--no-password", *self._format_args(options), *options.extra_args]
         return DumpCommand(tuple(argv), self.libpq_env(connection), tool_version=tool.version)
 
+    def preview_command(self, connection: Connection, options: DumpOptions) -> DumpCommand:
+        tools = self.installed_tools()
+        binary = tools[0].pg_dump if tools else "pg_dump"
+        note = None
+        if len({t.major for t in tools}) > 1:
+            note = "majors " + ", ".join(str(t.major) for t in tools) + " installed: the run picks the server's"
+        argv = (binary, "--no-password", *self._format_args(options), *options.extra_args)
+        return DumpCommand(argv, self.libpq_env(connection), tool_version=note or (tools[0].version if tools else None))
+
     def database_label(self, connection: Connection) -> str:
         return connection.database or "all"
 

@@ -63,6 +63,13 @@ class SqliteEngine(Engine):
         stem, _ = os.path.splitext(base)
         return stem or base
 
+    def preview_command(self, connection: Connection, options: DumpOptions) -> DumpCommand:
+        tool = self._sqlite3 or shutil.which("sqlite3") or "sqlite3"
+        return DumpCommand(self._argv(tool, connection.database or "", options), {})
+
+    def _argv(self, tool: str, path: str, options: DumpOptions) -> tuple[str, ...]:
+        return (tool, "-bail", "-batch", "-cmd", f".timeout {BUSY_TIMEOUT_MS}", *options.extra_args, path, ".dump")
+
     async def dump_command(self, connection: Connection, options: DumpOptions) -> DumpCommand:
         path = connection.database or ""
         # sqlite3 would silently create an empty database for a missing path and back that up
@@ -71,8 +78,7 @@ class SqliteEngine(Engine):
         tool = self._sqlite3 or shutil.which("sqlite3")
         if not tool:
             raise ToolNotFound("sqlite3 not found (install the sqlite3 package or use the dbstash:sqlite-3 image)")
-        argv = (tool, "-bail", "-batch", "-cmd", f".timeout {BUSY_TIMEOUT_MS}", *options.extra_args, path, ".dump")
-        return DumpCommand(argv, {}, tool_version=None)
+        return DumpCommand(self._argv(tool, path, options), {}, tool_version=None)
 
     def check_output_tail(self, tail: bytes) -> str | None:
         end = tail.rstrip()

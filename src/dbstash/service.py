@@ -1,0 +1,316 @@
+"""Service mode: backups on a cron schedule, one at a time, with a health and metrics endpoint.
+
+``dbstash run`` uses :class:`Service` when ``BACKUP_SCHEDULE`` is a cron expression, and
+:func:`run_lock` around the single run of ``BACKUP_SCHEDULE=once``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import anyio
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from dbstash.api import BackupResult, run_backup
+from dbstash.config import Settings
+from dbstash.errors import BackupFailed, ConfigError, DbstashError
+from dbstash.logs import get_logger
+from dbstash.schedule import next_run, seconds_until
+
+log = get_logger("dbstash.service")
+
+#: When the next run is due, given the time now (the cron schedule, or a test's own function).
+NextTime = Callable[[datetime], datetime]
+
+
+class LockHeld(BackupFailed):
+    """Another dbstash process holds the lock file: this run was skipped."""
+
+
+@contextlib.contextmanager
+def run_lock(path: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on *path* for the block; raise :class:`LockHeld` if another process has it.
+
+    The kernel drops an flock when its holder dies, however it dies, so a killed process never
+    leaves a stale lock behind. The file itself is left in place (removing it would race).
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise ConfigError("BACKUP_LOCK_FILE", f"a path dbstash can create and lock ({exc.strerror})", path) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise LockHeld(f"another backup is running (lock file {path} is held): this run was skipped") from None
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)  # releases the flock
+
+
+@dataclass
+class ServiceState:
+    """What the health endpoint reports. Updated by the scheduler, read by the HTTP thread."""
+
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    running: bool = False
+    last_status: str | None = None
+    last_run_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_error: str | None = None
+    last_duration: float | None = None
+    last_size: int | None = None
+    last_remote_path: str | None = None
+    next_run_at: datetime | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def healthy(self) -> bool:
+        """200 while the last run succeeded or none has run yet."""
+        return self.last_status in (None, "success")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON body of ``/healthz``."""
+
+        def iso(t: datetime | None) -> str | None:
+            return t.isoformat() if t else None
+
+        return {
+            "status": "ok" if self.healthy else "failing",
+            "running": self.running,
+            "last_run": {
+                "status": self.last_status,
+                "at": iso(self.last_run_at),
+                "duration": self.last_duration,
+                "size": self.last_size,
+                "remote_path": self.last_remote_path,
+                "error": self.last_error,
+            },
+            "last_success": iso(self.last_success_at),
+            "next_run": iso(self.next_run_at),
+            "started_at": iso(self.started_at),
+        }
+
+
+class Metrics:
+    """Prometheus metrics in a registry of their own (no process-global state)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.last_success = Gauge(
+            "dbstash_last_success_timestamp_seconds", "Unix time of the last successful backup", registry=self.registry
+        )
+        self.last_duration = Gauge(
+            "dbstash_last_run_duration_seconds", "Duration of the last backup run", registry=self.registry
+        )
+        self.last_size = Gauge(
+            "dbstash_last_backup_size_bytes", "Size of the last successful backup", registry=self.registry
+        )
+        self.next_run = Gauge(
+            "dbstash_next_run_timestamp_seconds", "Unix time of the next scheduled run", registry=self.registry
+        )
+        self.runs = Counter("dbstash_runs", "Backup runs by outcome", ["outcome"], registry=self.registry)
+        for outcome in ("success", "failure", "skipped"):
+            self.runs.labels(outcome=outcome)
+
+    def render(self) -> bytes:
+        """The text exposition format."""
+        return generate_latest(self.registry)
+
+
+class HealthServer:
+    """``/healthz`` (200 or 503, JSON) and ``/metrics`` (Prometheus) on a small threaded HTTP server."""
+
+    def __init__(self, state: ServiceState, metrics: Metrics, addr: str, port: int) -> None:
+        self.state, self.metrics = state, metrics
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            timeout = 10  # a slow client never holds a thread for long
+
+            def do_GET(self) -> None:
+                if self.path.split("?")[0] == "/healthz":
+                    with outer.state.lock:
+                        healthy, body = outer.state.healthy, json.dumps(outer.state.to_dict()).encode()
+                    self._send(200 if healthy else 503, "application/json", body)
+                elif self.path.split("?")[0] == "/metrics":
+                    self._send(200, CONTENT_TYPE_LATEST, outer.metrics.render())
+                else:
+                    self._send(404, "text/plain", b"not found\n")
+
+            def _send(self, code: int, ctype: str, body: bytes) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                log.debug("health: " + format, *args)
+
+        try:
+            self.httpd = ThreadingHTTPServer((addr, port), Handler)
+        except OSError as exc:
+            raise ConfigError("HEALTH_PORT", f"a free port to serve /healthz on ({exc.strerror})", str(port)) from None
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="dbstash-health", daemon=True)
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when 0 asked the OS for one)."""
+        return int(self.httpd.server_address[1])
+
+    def start(self) -> None:
+        self.thread.start()
+        host = self.httpd.server_address[0]
+        shown = host.decode() if isinstance(host, bytes) else host
+        log.info("health endpoint listening", extra={"health": f"http://{shown}:{self.port}"})
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class Service:
+    """Runs backups on a schedule until SIGTERM/SIGINT. Never two at once.
+
+    - A tick while a run is in progress is skipped with a warning (``BACKUP_LOCK``), and so is a
+      tick while another process holds the lock file.
+    - A failed run is logged and recorded; the schedule goes on.
+    - SIGTERM/SIGINT between runs: exit code 0 at once. During a run: the run is aborted (the upload
+      too, by the commit protocol) and the exit code is 1.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        next_time: NextTime | None = None,
+        max_runs: int | None = None,
+        on_result: Callable[[BackupResult | None], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.state = ServiceState()
+        self.metrics = Metrics()
+        self._next_time = next_time or (lambda now: next_run(settings.schedule, now, settings.zone))
+        self._max_runs = max_runs
+        self._on_result = on_result
+        self._runs = 0
+        self._run_scope: anyio.CancelScope | None = None
+        self.exit_code = 0
+        self.health: HealthServer | None = None
+        if settings.health_port:
+            self.health = HealthServer(self.state, self.metrics, settings.health_addr, settings.health_port)
+
+    async def run(self) -> int:
+        """Serve until a signal (or *max_runs* runs, for tests); returns the process exit code."""
+        if self.health:
+            self.health.start()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._watch_signals, tg.cancel_scope)
+                if self.settings.on_start:
+                    await self._tick(tg)
+                while self._max_runs is None or self._runs < self._max_runs:
+                    now = datetime.now(UTC)
+                    due = self._next_time(now)
+                    with self.state.lock:
+                        self.state.next_run_at = due
+                    self.metrics.next_run.set(due.timestamp())
+                    log.info("next backup at %s", due.isoformat(), extra={"next_run": due.isoformat()})
+                    await anyio.sleep(seconds_until(due, datetime.now(UTC)))
+                    await self._tick(tg)
+                # max_runs reached: let the last run finish, then stop
+                while self.state.running:
+                    await anyio.sleep(0.05)
+                tg.cancel_scope.cancel()
+        finally:
+            if self.health:
+                self.health.stop()
+        return self.exit_code
+
+    async def _watch_signals(self, scope: anyio.CancelScope) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                name = signal.Signals(signum).name
+                if self.state.running:
+                    log.warning("received %s during a backup: aborting it", name)
+                    self.exit_code = 1
+                else:
+                    log.info("received %s between runs: exiting", name)
+                scope.cancel()
+                return
+
+    async def _tick(self, tg: anyio.abc.TaskGroup) -> None:
+        if self.state.running and self.settings.lock:
+            log.warning("skipped a scheduled backup: the previous one is still running (BACKUP_LOCK=true)")
+            self.metrics.runs.labels(outcome="skipped").inc()
+            return
+        self._runs += 1
+        with self.state.lock:
+            self.state.running = True
+        tg.start_soon(self._one)
+        await anyio.sleep(0)  # let the run start before the next tick is computed
+
+    async def _one(self) -> None:
+        t0 = time.monotonic()
+        started = datetime.now(UTC)
+        result: BackupResult | None = None
+        error: str | None = None
+        outcome = "failure"
+        try:
+            with contextlib.ExitStack() as stack:
+                if self.settings.lock:
+                    stack.enter_context(run_lock(self.settings.lock_file))
+                result = await run_backup(self.settings)
+                outcome = "success"
+        except LockHeld as exc:
+            log.warning("%s", exc)
+            outcome, error = "skipped", str(exc)
+        except DbstashError as exc:
+            error = str(exc)  # run_backup has logged it with the job's context
+        except anyio.get_cancelled_exc_class():
+            error = "aborted by a signal"
+            self._record(outcome, started, time.monotonic() - t0, None, error)
+            raise
+        self._record(outcome, started, time.monotonic() - t0, result, error)
+        if self._on_result is not None:
+            self._on_result(result)
+
+    def _record(
+        self, outcome: str, started: datetime, duration: float, result: BackupResult | None, error: str | None
+    ) -> None:
+        self.metrics.runs.labels(outcome=outcome).inc()
+        with self.state.lock:
+            self.state.running = False
+            if outcome == "skipped":
+                return
+            self.state.last_status = outcome
+            self.state.last_run_at = started
+            self.state.last_duration = round(duration, 3)
+            self.state.last_error = error
+            if result is not None:
+                self.state.last_success_at = result.finished_at
+                self.state.last_size = result.size
+                self.state.last_remote_path = result.remote_path
+        self.metrics.last_duration.set(duration)
+        if result is not None:
+            self.metrics.last_success.set(result.finished_at.timestamp())
+            self.metrics.last_size.set(result.size)
