@@ -15,7 +15,8 @@ NY = ZoneInfo("America/New_York")  # 2026: spring forward Mar 8 02:00->03:00, fa
 
 
 def runs(expr: str, start: datetime, until: datetime) -> list[datetime]:
-    out, t = [], start
+    out: list[datetime] = []
+    t = start
     while True:
         t = next_run(expr, t, NY)
         if t >= until:
