@@ -32,7 +32,18 @@ from dbstash.errors import (
     ToolVersionMismatch,
     UploadFailed,
 )
+from dbstash.hooks import Hook, HookFailed, ShellHook
 from dbstash.naming import NameTemplate
+from dbstash.notify import (
+    DiscordNotifier,
+    EmailNotifier,
+    Notifier,
+    PingNotifier,
+    RunEvent,
+    SlackNotifier,
+    WebhookNotifier,
+    webhook_notifier,
+)
 from dbstash.retention import Backup, Decision, RetentionPlan, RetentionPolicy
 from dbstash.storage.base import RemoteEntry, Storage, Upload
 from dbstash.storage.rclone_cli import RcloneCliStorage, RcloneOptions
@@ -48,24 +59,34 @@ __all__ = [
     "Connection",
     "DbstashError",
     "Decision",
+    "DiscordNotifier",
     "DumpCommand",
     "DumpFailed",
     "DumpOptions",
+    "EmailNotifier",
     "Engine",
+    "Hook",
+    "HookFailed",
     "NameTemplate",
+    "Notifier",
+    "PingNotifier",
     "PruneResult",
     "RcloneCliStorage",
     "RcloneOptions",
     "RemoteEntry",
     "RetentionPlan",
     "RetentionPolicy",
+    "RunEvent",
     "Settings",
+    "ShellHook",
+    "SlackNotifier",
     "Storage",
     "StorageError",
     "ToolNotFound",
     "ToolVersionMismatch",
     "Upload",
     "UploadFailed",
+    "WebhookNotifier",
     "__version__",
     "abackup",
     "aprune",
@@ -76,4 +97,5 @@ __all__ = [
     "plan_retention",
     "prune",
     "run_backup",
+    "webhook_notifier",
 ]

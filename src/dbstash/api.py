@@ -6,7 +6,7 @@ import os
 import secrets
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 
 import anyio
@@ -15,8 +15,10 @@ from dbstash._version import __version__
 from dbstash.config import Settings
 from dbstash.engines.base import DumpCommand, Engine
 from dbstash.errors import DbstashError
+from dbstash.hooks import Hook, HookFailed
 from dbstash.logs import get_logger, log_context
 from dbstash.naming import NameTemplate, is_partial
+from dbstash.notify import Notifier, RunEvent, notify
 from dbstash.pipeline import Progress, transfer
 from dbstash.redact import GLOBAL_REDACTOR
 from dbstash.retention import Backup, RetentionPlan
@@ -93,6 +95,9 @@ async def abackup(
     rclone: RcloneOptions | None = None,
     timeout: float | None = None,
     tz: str = "UTC",
+    notifiers: Sequence[Notifier] | None = None,
+    pre_hook: Hook | None = None,
+    post_hook: Hook | None = None,
 ) -> BackupResult:
     """Back up one database into an rclone remote; the async twin of :func:`backup`.
 
@@ -125,7 +130,9 @@ async def abackup(
         if name_template is not None:
             kwargs["name_template"] = name_template
         settings = _settings(uri, None, kwargs)
-    return await run_backup(settings, progress=progress, storage=storage)
+    return await run_backup(
+        settings, progress=progress, storage=storage, notifiers=notifiers, pre_hook=pre_hook, post_hook=post_hook
+    )
 
 
 def backup(
@@ -147,6 +154,9 @@ def backup(
     rclone: RcloneOptions | None = None,
     timeout: float | None = None,
     tz: str = "UTC",
+    notifiers: Sequence[Notifier] | None = None,
+    pre_hook: Hook | None = None,
+    post_hook: Hook | None = None,
 ) -> BackupResult:
     """Back up one database into an rclone remote and return the committed backup.
 
@@ -186,6 +196,9 @@ def backup(
             rclone=rclone,
             timeout=timeout,
             tz=tz,
+            notifiers=notifiers,
+            pre_hook=pre_hook,
+            post_hook=post_hook,
         )
     )
 
@@ -328,29 +341,93 @@ async def dry_run(settings: Settings, *, storage: Storage | None = None) -> dict
 
 
 async def run_backup(
-    settings: Settings, *, progress: Progress | None = None, storage: Storage | None = None
+    settings: Settings,
+    *,
+    progress: Progress | None = None,
+    storage: Storage | None = None,
+    notifiers: Sequence[Notifier] | None = None,
+    pre_hook: Hook | None = None,
+    post_hook: Hook | None = None,
 ) -> BackupResult:
-    """Run one backup job described by *settings*: dump, upload, commit, then retention."""
+    """Run one backup job described by *settings*: hooks, dump, upload, commit, retention, notifications.
+
+    *notifiers* and the hooks default to what *settings* configure (``NOTIFY_*``, ``HOOK_*``); pass
+    your own objects (or ``[]``) from Python. A failing notifier or post-hook is logged and never
+    changes the outcome; a pre-hook that exits non-zero aborts the run before anything is dumped.
+    """
     engine = settings.engine()
     template = settings.template()
     backup_id = secrets.token_hex(6)
     database = settings.database_label
+    if notifiers is None:
+        notifiers = settings.notifiers()
+    if pre_hook is None and post_hook is None:
+        pre_hook, post_hook = settings.hooks()
+    started = datetime.now(settings.zone)
+    name = template.render(started, uuid=backup_id[:8])
     with log_context(engine=engine.key, database=database, backup_id=backup_id):
         own_storage = storage is None
         store: Storage = storage or RcloneCliStorage(settings.remote, settings.rclone, redactor=GLOBAL_REDACTOR)
+        remote_path = store.path(name)
+        start = RunEvent("start", engine=engine.key, database=database, backup_id=backup_id, remote_path=remote_path)
+        await notify(notifiers, start)
+        result: BackupResult | None = None
+        error: BaseException | None = None
         try:
             if own_storage:
                 await store.__aenter__()
-            return await _run(
-                settings, engine, template, store, backup_id=backup_id, database=database, progress=progress
+            if pre_hook is not None:
+                status = await pre_hook.run(start)
+                if status != 0:
+                    raise HookFailed(f"HOOK_PRE_BACKUP exited with status {status}: the backup was not started")
+            result = await _run(
+                settings,
+                engine,
+                template,
+                store,
+                backup_id=backup_id,
+                database=database,
+                progress=progress,
+                started=started,
+                name=name,
             )
+            return result
         except DbstashError as exc:
+            error = exc
             # logged here, inside the job's context, so the record carries engine/database/backup_id
             log.error("backup failed: %s", exc, extra={"error_type": type(exc).__name__})
+            raise
+        except BaseException as exc:  # cancellation (a signal) or a bug: reported as a failure all the same
+            error = exc
             raise
         finally:
             if own_storage:
                 await store.__aexit__(None, None, None)
+            await _after(result, error, start, post_hook, notifiers)
+
+
+async def _after(
+    result: BackupResult | None,
+    error: BaseException | None,
+    start: RunEvent,
+    post_hook: Hook | None,
+    notifiers: Sequence[Notifier],
+) -> None:
+    """Post-hook, then notifications. Bounded and shielded: they run even when the run was cancelled."""
+    if result is not None:
+        event = replace(start, stage="success", size=result.size, sha256=result.sha256, duration=result.duration)
+    elif isinstance(error, DbstashError):
+        event = replace(start, stage="failure", error=GLOBAL_REDACTOR(str(error)), error_type=type(error).__name__)
+    else:
+        stopped = "the backup was stopped (signal or cancellation)"
+        event = replace(start, stage="failure", error=stopped, error_type="BackupCancelled")
+    cancelled = error is not None and not isinstance(error, Exception)
+    with anyio.CancelScope(shield=True), anyio.move_on_after(15 if cancelled else 600):
+        if post_hook is not None:
+            status = await post_hook.run(event)
+            if status != 0:
+                log.warning("HOOK_POST_BACKUP exited with status %s (the backup's outcome is unchanged)", status)
+        await notify(notifiers, event, limit=10 if cancelled else 120)
 
 
 async def _run(
@@ -362,10 +439,10 @@ async def _run(
     backup_id: str,
     database: str,
     progress: Progress | None,
+    started: datetime,
+    name: str,
 ) -> BackupResult:
     t0 = time.monotonic()
-    started = datetime.now(settings.zone)
-    name = template.render(started, uuid=backup_id[:8])
     remote_path = storage.path(name)
     options = settings.dump_options
     conflicts = engine.stream_conflicts(options.extra_args)

@@ -11,12 +11,16 @@ import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dbstash.engines import engine_for_uri, get_engine
 from dbstash.engines.base import Connection, DumpOptions, Engine
 from dbstash.errors import ConfigError
+from dbstash.hooks import ShellHook
 from dbstash.naming import DEFAULT_TEMPLATE, NameTemplate
+from dbstash.notify import FORMATS, EmailNotifier, Notifier, PingNotifier, webhook_notifier
+from dbstash.notify.policy import NotifyOn
 from dbstash.redact import GLOBAL_REDACTOR, Redactor, uri_secrets
 from dbstash.retention import RetentionPolicy
 from dbstash.schedule import validate_cron
@@ -62,6 +66,52 @@ class Settings:
     dry_run: bool = False
     health_port: int = DEFAULT_HEALTH_PORT
     health_addr: str = "0.0.0.0"  # noqa: S104 - the container's health endpoint is meant to be reachable
+    notify_on: str = "failure"
+    notify_webhook_url: str | None = field(default=None, repr=False)
+    notify_webhook_format: str = "auto"
+    notify_ping_url: str | None = field(default=None, repr=False)
+    notify_email_to: tuple[str, ...] = ()
+    notify_email_from: str | None = None
+    notify_smtp_url: str | None = field(default=None, repr=False)
+    notify_smtp_password: str | None = field(default=None, repr=False)
+    notify_timeout: float = 10.0
+    hook_pre: str | None = None
+    hook_post: str | None = None
+    hook_timeout: float = 300.0
+
+    def notifiers(self) -> list[Notifier]:
+        """The notifiers these settings configure (``NOTIFY_*``)."""
+        on: NotifyOn = self.notify_on  # type: ignore[assignment]  # validated by from_env / create
+        found: list[Notifier] = []
+        if self.notify_webhook_url:
+            found.append(webhook_notifier(self.notify_webhook_url, on, self.notify_webhook_format, self.notify_timeout))
+        if self.notify_ping_url:
+            parts = urlsplit(self.notify_ping_url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ConfigError("NOTIFY_PING_URL", "an http(s):// ping URL such as https://hc-ping.com/<uuid>")
+            found.append(PingNotifier(self.notify_ping_url, timeout=self.notify_timeout))
+        if self.notify_smtp_url or self.notify_email_to:
+            if not self.notify_smtp_url:
+                raise ConfigError(
+                    "NOTIFY_SMTP_URL", "an SMTP URL such as smtp+starttls://user@host:587 with NOTIFY_EMAIL_TO"
+                )
+            found.append(
+                EmailNotifier(
+                    self.notify_smtp_url,
+                    list(self.notify_email_to),
+                    self.notify_email_from,
+                    password=self.notify_smtp_password,
+                    notify_on=on,
+                    timeout=max(self.notify_timeout, 5.0),
+                )
+            )
+        return found
+
+    def hooks(self) -> tuple[ShellHook | None, ShellHook | None]:
+        """(pre, post) hooks from ``HOOK_PRE_BACKUP`` / ``HOOK_POST_BACKUP``."""
+        pre = ShellHook(self.hook_pre, name="HOOK_PRE_BACKUP", timeout=self.hook_timeout) if self.hook_pre else None
+        post = ShellHook(self.hook_post, name="HOOK_POST_BACKUP", timeout=self.hook_timeout) if self.hook_post else None
+        return pre, post
 
     # -- derived -----------------------------------------------------------------------------
     @property
@@ -281,7 +331,26 @@ class Settings:
             dry_run=_parse_bool(env.get("DRY_RUN", ""), "DRY_RUN"),
             health_port=_parse_port(env.get("HEALTH_PORT", ""), "HEALTH_PORT"),
             health_addr=get("HEALTH_ADDR") or "0.0.0.0",  # noqa: S104 - reachable by the orchestrator
+            notify_on=_parse_choice(get("NOTIFY_ON") or "failure", "NOTIFY_ON", {c: c for c in NOTIFY_ON}),
+            notify_webhook_url=_secret(get("NOTIFY_WEBHOOK_URL")),
+            notify_webhook_format=_parse_choice(
+                get("NOTIFY_WEBHOOK_FORMAT") or "auto", "NOTIFY_WEBHOOK_FORMAT", {f: f for f in FORMATS}
+            ),
+            notify_ping_url=_secret(get("NOTIFY_PING_URL")),
+            notify_email_to=tuple(a.strip() for a in (get("NOTIFY_EMAIL_TO") or "").split(",") if a.strip()),
+            notify_email_from=get("NOTIFY_EMAIL_FROM"),
+            notify_smtp_url=_secret(get("NOTIFY_SMTP_URL")),
+            notify_smtp_password=(
+                _read_secret_file(env["NOTIFY_SMTP_PASSWORD_FILE"], "NOTIFY_SMTP_PASSWORD_FILE")
+                if get("NOTIFY_SMTP_PASSWORD_FILE")
+                else _secret(get("NOTIFY_SMTP_PASSWORD"))
+            ),
+            notify_timeout=_parse_duration(env.get("NOTIFY_TIMEOUT", ""), "NOTIFY_TIMEOUT") or 10.0,
+            hook_pre=get("HOOK_PRE_BACKUP"),
+            hook_post=get("HOOK_POST_BACKUP"),
+            hook_timeout=_parse_duration(env.get("HOOK_TIMEOUT", ""), "HOOK_TIMEOUT") or 300.0,
         )
+        settings.notifiers()  # validates the NOTIFY_* URLs at start-up
         settings._validate(template_variable="BACKUP_NAME_TEMPLATE")
         return settings
 
@@ -298,6 +367,19 @@ class Settings:
 
 
 # -- parsing helpers ---------------------------------------------------------------------------
+NOTIFY_ON = ("failure", "success", "always")
+
+
+def _secret(value: str | None) -> str | None:
+    """Register a secret-bearing value (webhook and ping URLs carry their token in the path)."""
+    if value:
+        GLOBAL_REDACTOR.add(value, *uri_secrets(value))
+        path = urlsplit(value).path
+        if len(path) > 8:
+            GLOBAL_REDACTOR.add(path)
+    return value
+
+
 KEEP_PERIODS = ("hourly", "daily", "weekly", "monthly", "yearly")
 
 

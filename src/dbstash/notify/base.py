@@ -1,0 +1,103 @@
+"""The Notifier seam: an event about a run, and objects that deliver it somewhere."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Literal
+
+from dbstash.redact import GLOBAL_REDACTOR
+
+Stage = Literal["start", "success", "failure"]
+
+
+@dataclass(frozen=True, slots=True)
+class RunEvent:
+    """What notifiers and hooks are told about a run. Every text field is already redacted."""
+
+    stage: Stage
+    engine: str
+    database: str
+    backup_id: str
+    remote_path: str | None = None
+    size: int | None = None
+    sha256: str | None = None
+    duration: float | None = None
+    error: str | None = None
+    error_type: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the run succeeded (False for start and failure events)."""
+        return self.stage == "success"
+
+    def summary(self) -> str:
+        """One line for a chat message or an email subject."""
+        if self.stage == "start":
+            return f"dbstash: backup of {self.engine}/{self.database} started"
+        verb = "succeeded" if self.ok else "FAILED"
+        return f"dbstash: backup of {self.engine}/{self.database} {verb}"
+
+    def fields(self) -> list[tuple[str, str]]:
+        """(label, value) pairs for structured messages."""
+        rows = [("Status", self.stage), ("Engine", self.engine), ("Database", self.database)]
+        if self.size is not None:
+            rows.append(("Size", _human(self.size)))
+        if self.duration is not None:
+            rows.append(("Duration", f"{self.duration:.1f} s"))
+        if self.remote_path:
+            rows.append(("Remote path", self.remote_path))
+        if self.sha256:
+            rows.append(("SHA-256", self.sha256))
+        if self.error:
+            rows.append(("Error", self.error))
+        rows.append(("Backup id", self.backup_id))
+        return [(k, GLOBAL_REDACTOR(v)) for k, v in rows]
+
+    def text(self) -> str:
+        """A plain-text body."""
+        return self.summary() + "\n\n" + "\n".join(f"{k}: {v}" for k, v in self.fields())
+
+    def to_dict(self) -> dict[str, object]:
+        """The generic JSON payload."""
+        return {
+            "event": "backup." + self.stage,
+            "status": self.stage,
+            "engine": self.engine,
+            "database": self.database,
+            "backup_id": self.backup_id,
+            "remote_path": self.remote_path,
+            "size": self.size,
+            "sha256": self.sha256,
+            "duration": self.duration,
+            "error": GLOBAL_REDACTOR(self.error) if self.error else None,
+            "error_type": self.error_type,
+        }
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+class Notifier(ABC):
+    """Delivers run events. ``wants`` filters which stages it is told about.
+
+    Implementations block (they run in a worker thread), bound every network call with a timeout,
+    retry transient failures a few times, and raise on final failure; the caller logs it and the
+    backup's outcome never changes.
+    """
+
+    #: Short name for logs (never the URL: webhook URLs are secrets).
+    kind: str = "notifier"
+
+    @abstractmethod
+    def wants(self, stage: Stage) -> bool:
+        """Whether this notifier is told about *stage* events."""
+
+    @abstractmethod
+    def send(self, event: RunEvent) -> None:
+        """Deliver *event*; raise on failure after retries."""

@@ -1,0 +1,55 @@
+"""HTTP delivery shared by the webhook notifiers: requests with timeouts, tenacity retries."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
+
+#: Seconds allowed for each read of one attempt (``NOTIFY_TIMEOUT``); connecting gets at most 5 s.
+DEFAULT_TIMEOUT = 10.0
+ATTEMPTS = 3
+
+
+class DeliveryError(Exception):
+    """A notification could not be delivered; the message never contains the URL."""
+
+
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
+        return True
+    return isinstance(exc, DeliveryError) and getattr(exc, "status", 0) >= 500
+
+
+def describe(url: str) -> str:
+    """``host:port`` of *url*: what logs may show (the path of a webhook URL is its secret)."""
+    parts = urlsplit(url)
+    return parts.netloc.rsplit("@", 1)[-1] or "?"
+
+
+@retry(
+    retry=retry_if_exception(_transient),
+    stop=stop_after_attempt(ATTEMPTS),
+    wait=wait_exponential(multiplier=0.5, max=4),
+    reraise=True,
+)
+def _attempt(method: str, url: str, json: Any | None, session: requests.Session, timeout: float) -> None:
+    reply = session.request(method, url, json=json, timeout=(min(5.0, timeout), timeout))
+    if reply.status_code >= 400:
+        err = DeliveryError(f"{describe(url)} answered HTTP {reply.status_code}")
+        err.status = reply.status_code  # type: ignore[attr-defined]  # read by _transient
+        raise err
+
+
+def deliver(method: str, url: str, json: Any | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
+    """Send one request, retrying connection errors, timeouts and 5xx (3 attempts, backoff ≤ 4 s).
+
+    *timeout* bounds each attempt's connect (at most 5 s) and each read.
+    """
+    with requests.Session() as session:
+        try:
+            _attempt(method, url, json, session, timeout)
+        except requests.RequestException as exc:
+            raise DeliveryError(f"{describe(url)}: {type(exc).__name__}") from None
