@@ -7,14 +7,11 @@
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import json
-import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,7 +23,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from dbstash.api import BackupResult, run_backup
 from dbstash.config import Settings
-from dbstash.errors import BackupFailed, ConfigError, DbstashError
+from dbstash.errors import ConfigError, DbstashError
+from dbstash.lock import LockHeld, run_lock
 from dbstash.logs import get_logger
 from dbstash.schedule import next_run, seconds_until
 
@@ -34,35 +32,6 @@ log = get_logger("dbstash.service")
 
 #: When the next run is due, given the time now (the cron schedule, or a test's own function).
 NextTime = Callable[[datetime], datetime]
-
-
-class LockHeld(BackupFailed):
-    """Another dbstash process holds the lock file: this run was skipped."""
-
-
-@contextlib.contextmanager
-def run_lock(path: str) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on *path* for the block; raise :class:`LockHeld` if another process has it.
-
-    The kernel drops an flock when its holder dies, however it dies, so a killed process never
-    leaves a stale lock behind. The file itself is left in place (removing it would race).
-    """
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError as exc:
-        raise ConfigError("BACKUP_LOCK_FILE", f"a path dbstash can create and lock ({exc.strerror})", path) from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise LockHeld(f"another backup is running (lock file {path} is held): this run was skipped") from None
-            raise
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        yield
-    finally:
-        os.close(fd)  # releases the flock
 
 
 @dataclass

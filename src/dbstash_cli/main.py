@@ -15,9 +15,9 @@ import click
 import dbstash
 from dbstash.config import Settings
 from dbstash.errors import ConfigError, DbstashError
+from dbstash.lock import LockHeld, run_lock
 from dbstash.logs import configure_logging, get_logger
 from dbstash.redact import GLOBAL_REDACTOR
-from dbstash.service import LockHeld, Service, run_lock
 from dbstash_cli.progress import TerminalProgress
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -260,6 +260,8 @@ def run() -> None:
         sys.exit(_dry_run(settings, as_json=False))
     if settings.schedule == "once":
         sys.exit(_run_once(settings, as_json=False, show_progress=False))
+    from dbstash.service import Service  # noqa: PLC0415 - prometheus-client only for cron mode
+
     try:
         service = Service(settings)
     except ConfigError as exc:

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import smtplib
 import socket
-import ssl
-from email.message import EmailMessage
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from dbstash.errors import ConfigError
 from dbstash.notify.base import Notifier, RunEvent, Stage
 from dbstash.notify.policy import NotifyOn, wanted
 from dbstash.redact import redact_uri
+
+if TYPE_CHECKING:
+    from email.message import EmailMessage
 
 SMTP_TIMEOUT = 20.0
 SCHEMES = {"smtp": 25, "smtps": 465, "smtp+starttls": 587}
@@ -57,6 +58,8 @@ class EmailNotifier(Notifier):
 
     def message(self, event: RunEvent) -> EmailMessage:
         """The email (also used by tests)."""
+        from email.message import EmailMessage  # noqa: PLC0415 - smtplib/ssl/email load only when mailing
+
         msg = EmailMessage()
         msg["Subject"] = event.summary()
         msg["From"] = self.sender
@@ -65,6 +68,9 @@ class EmailNotifier(Notifier):
         return msg
 
     def send(self, event: RunEvent) -> None:
+        import smtplib  # noqa: PLC0415 - see message()
+        import ssl  # noqa: PLC0415
+
         context = ssl.create_default_context()
         smtp: smtplib.SMTP
         if self.scheme == "smtps":
