@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 import binascii
 import configparser
+import hashlib
 import math
 import os
 import re
 import shlex
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
@@ -20,14 +22,13 @@ from dbstash.errors import ConfigError
 from dbstash.hooks import ShellHook
 from dbstash.naming import DEFAULT_TEMPLATE, NameTemplate
 from dbstash.notify import FORMATS, EmailNotifier, Notifier, PingNotifier, webhook_notifier
-from dbstash.notify.policy import NotifyOn
+from dbstash.notify.base import NotifyOn
 from dbstash.redact import GLOBAL_REDACTOR, Redactor, uri_secrets
 from dbstash.retention import RetentionPolicy
 from dbstash.schedule import validate_cron
 from dbstash.storage.rclone_cli import RcloneOptions
 
 DEFAULT_RCLONE_CONFIG_FILE = "/config/rclone.conf"
-DEFAULT_LOCK_FILE = "/tmp/dbstash.lock"  # noqa: S108 - a well-known path is the point: processes share it
 DEFAULT_HEALTH_PORT = 8080
 LOG_LEVELS = {"debug": "DEBUG", "info": "INFO", "warn": "WARNING", "warning": "WARNING", "error": "ERROR"}
 LOG_FORMATS = ("json", "text")
@@ -62,7 +63,7 @@ class Settings:
     log_format: str = "json"
     on_start: bool = False
     lock: bool = True
-    lock_file: str = DEFAULT_LOCK_FILE
+    lock_file: str | None = None
     dry_run: bool = False
     health_port: int = DEFAULT_HEALTH_PORT
     health_addr: str = "0.0.0.0"  # noqa: S104 - the container's health endpoint is meant to be reachable
@@ -124,6 +125,20 @@ class Settings:
         return get_engine(self.engine_key)
 
     @property
+    def lock_path(self) -> str:
+        """``BACKUP_LOCK_FILE``, or one per job in the temp dir: ``dbstash-<hash of engine, database, remote>.lock``.
+
+        Two different jobs on one host never block each other; processes that must not overlap
+        across machines share a volume and set ``BACKUP_LOCK_FILE`` to a path on it.
+        """
+        if self.lock_file:
+            return self.lock_file
+        c = self.connection
+        identity = "|".join([c.engine, c.host or "", c.port or "", c.database or "", self.remote])
+        digest = hashlib.sha256(identity.encode()).hexdigest()[:12]
+        return os.path.join(tempfile.gettempdir(), f"dbstash-{digest}.lock")
+
+    @property
     def dump_options(self) -> DumpOptions:
         """The dump options (compression, extra args)."""
         return DumpOptions(compress=self.compress, extra_args=self.dump_extra_args)
@@ -166,7 +181,7 @@ class Settings:
             "schedule": self.schedule,
             "on_start": self.on_start,
             "lock": self.lock,
-            "lock_file": self.lock_file,
+            "lock_file": self.lock_path,
             "health": f"{self.health_addr}:{self.health_port}" if self.health_port else None,
         }
 
@@ -327,7 +342,7 @@ class Settings:
             log_format=_parse_choice(get("LOG_FORMAT") or "json", "LOG_FORMAT", {f: f for f in LOG_FORMATS}),
             on_start=_parse_bool(env.get("BACKUP_ON_START", ""), "BACKUP_ON_START"),
             lock=_parse_bool(env.get("BACKUP_LOCK", "true"), "BACKUP_LOCK"),
-            lock_file=get("BACKUP_LOCK_FILE") or DEFAULT_LOCK_FILE,
+            lock_file=get("BACKUP_LOCK_FILE"),
             dry_run=_parse_bool(env.get("DRY_RUN", ""), "DRY_RUN"),
             health_port=_parse_port(env.get("HEALTH_PORT", ""), "HEALTH_PORT"),
             health_addr=get("HEALTH_ADDR") or "0.0.0.0",  # noqa: S104 - reachable by the orchestrator

@@ -247,7 +247,7 @@ class Service:
         try:
             with contextlib.ExitStack() as stack:
                 if self.settings.lock:
-                    stack.enter_context(run_lock(self.settings.lock_file))
+                    stack.enter_context(run_lock(self.settings.lock_path))
                 result = await run_backup(self.settings)
                 outcome = "success"
         except LockHeld as exc:

@@ -105,7 +105,7 @@ def _run_once(settings: Settings, *, as_json: bool, show_progress: bool) -> int:
     async def job() -> dbstash.BackupResult:
         if not settings.lock:
             return await dbstash.run_backup(settings, progress=progress)
-        with run_lock(settings.lock_file):
+        with run_lock(settings.lock_path):
             return await dbstash.run_backup(settings, progress=progress)
 
     try:

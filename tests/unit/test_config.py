@@ -217,3 +217,12 @@ def test_rclone_config_file_default_is_used_only_when_it_exists(
     assert Settings.from_env(BASE).rclone.config_file == str(default)
     inline = base64.b64encode(b"[y]\ntype = local\n").decode()
     assert Settings.from_env(env(RCLONE_CONFIG=inline)).rclone.config_file is None  # inline wins
+
+
+def test_lock_path_is_per_job_unless_set() -> None:
+    a = Settings.from_env(BASE)
+    b = Settings.from_env(env(RCLONE_REMOTE="s3:bucket/other"))
+    c = Settings.from_env(env(DB_URI="postgresql://app@db.example:5432/shop"))
+    assert a.lock_path == Settings.from_env(BASE).lock_path  # the same job: the same lock
+    assert len({a.lock_path, b.lock_path, c.lock_path}) == 3  # different jobs never block each other
+    assert Settings.from_env(env(BACKUP_LOCK_FILE="/shared/x.lock")).lock_path == "/shared/x.lock"

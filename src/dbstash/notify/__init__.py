@@ -13,12 +13,11 @@ import anyio
 
 from dbstash.errors import ConfigError
 from dbstash.logs import get_logger
-from dbstash.notify.base import Notifier, RunEvent, Stage
+from dbstash.notify.base import Notifier, NotifyOn, RunEvent, Stage
 from dbstash.notify.discord import DiscordNotifier
 from dbstash.notify.email import EmailNotifier
 from dbstash.notify.http import DEFAULT_TIMEOUT
 from dbstash.notify.ping import PingNotifier
-from dbstash.notify.policy import NotifyOn
 from dbstash.notify.slack import SlackNotifier
 from dbstash.notify.webhook import WebhookNotifier
 

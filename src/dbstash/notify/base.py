@@ -6,9 +6,20 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Literal
 
+from dbstash.notify.http import DEFAULT_TIMEOUT, deliver
 from dbstash.redact import GLOBAL_REDACTOR
+from dbstash.units import human_bytes
 
 Stage = Literal["start", "success", "failure"]
+#: ``NOTIFY_ON``: which outcomes a message-style notifier reports.
+NotifyOn = Literal["always", "failure", "success"]
+
+
+def wanted(notify_on: NotifyOn, stage: Stage) -> bool:
+    """``always`` -> success and failure; ``failure``/``success`` -> that one. Start events are for pings."""
+    if stage == "start":
+        return False
+    return notify_on in ("always", stage)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +53,7 @@ class RunEvent:
         """(label, value) pairs for structured messages."""
         rows = [("Status", self.stage), ("Engine", self.engine), ("Database", self.database)]
         if self.size is not None:
-            rows.append(("Size", _human(self.size)))
+            rows.append(("Size", human_bytes(self.size)))
         if self.duration is not None:
             rows.append(("Duration", f"{self.duration:.1f} s"))
         if self.remote_path:
@@ -75,14 +86,6 @@ class RunEvent:
         }
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
 class Notifier(ABC):
     """Delivers run events. ``wants`` filters which stages it is told about.
 
@@ -101,3 +104,20 @@ class Notifier(ABC):
     @abstractmethod
     def send(self, event: RunEvent) -> None:
         """Deliver *event*; raise on failure after retries."""
+
+
+class MessageNotifier(Notifier):
+    """A webhook that gets one JSON message per outcome that ``NOTIFY_ON`` selects."""
+
+    def __init__(self, url: str, notify_on: NotifyOn = "failure", *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.url, self.notify_on, self.timeout = url, notify_on, timeout
+
+    def wants(self, stage: Stage) -> bool:
+        return wanted(self.notify_on, stage)
+
+    @abstractmethod
+    def payload(self, event: RunEvent) -> dict[str, object]:
+        """The JSON body for *event*."""
+
+    def send(self, event: RunEvent) -> None:
+        deliver("POST", self.url, self.payload(event), timeout=self.timeout)

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-from dbstash.notify.base import Notifier, RunEvent, Stage
-from dbstash.notify.http import DEFAULT_TIMEOUT, deliver
-from dbstash.notify.policy import NotifyOn, wanted
+from dbstash.notify.base import MessageNotifier, RunEvent
 
 GREEN, RED = 0x2ECC71, 0xE74C3C
 
 
-class DiscordNotifier(Notifier):
+class DiscordNotifier(MessageNotifier):
     """Posts ``{"content", "embeds": [{"title", "color", "fields"}]}`` to a Discord webhook."""
 
     kind = "discord"
-
-    def __init__(self, url: str, notify_on: NotifyOn = "failure", *, timeout: float = DEFAULT_TIMEOUT) -> None:
-        self.url, self.notify_on, self.timeout = url, notify_on, timeout
-
-    def wants(self, stage: Stage) -> bool:
-        return wanted(self.notify_on, stage)
 
     def payload(self, event: RunEvent) -> dict[str, object]:
         """The JSON body (field values are cut to Discord's 1024-character limit)."""
@@ -35,6 +27,3 @@ class DiscordNotifier(Notifier):
                 }
             ],
         }
-
-    def send(self, event: RunEvent) -> None:
-        deliver("POST", self.url, self.payload(event), timeout=self.timeout)

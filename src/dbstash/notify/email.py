@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from dbstash.errors import ConfigError
-from dbstash.notify.base import Notifier, RunEvent, Stage
-from dbstash.notify.policy import NotifyOn, wanted
+from dbstash.notify.base import Notifier, NotifyOn, RunEvent, Stage, wanted
 from dbstash.redact import redact_uri
 
 if TYPE_CHECKING:
