@@ -226,3 +226,23 @@ def test_lock_path_is_per_job_unless_set() -> None:
     assert a.lock_path == Settings.from_env(BASE).lock_path  # the same job: the same lock
     assert len({a.lock_path, b.lock_path, c.lock_path}) == 3  # different jobs never block each other
     assert Settings.from_env(env(BACKUP_LOCK_FILE="/shared/x.lock")).lock_path == "/shared/x.lock"
+
+
+def test_smtp_password_file_and_notifier_secrets(tmp_path: Path) -> None:
+    pw = tmp_path / "smtp-pw"
+    pw.write_text("smtp-secret-pass\n")
+    s = Settings.from_env(
+        env(
+            NOTIFY_SMTP_URL="smtp+starttls://mailer@mail.example:587",
+            NOTIFY_EMAIL_TO="a@b.c",
+            NOTIFY_SMTP_PASSWORD="ignored",
+            NOTIFY_SMTP_PASSWORD_FILE=str(pw),
+            NOTIFY_WEBHOOK_URL="https://hooks.slack.com/services/T1/B2/tokentokentoken",
+        )
+    )
+    (email,) = (n for n in s.notifiers() if n.kind == "email")
+    (slack,) = (n for n in s.notifiers() if n.kind == "slack")
+    assert email.password == "smtp-secret-pass" and email.user == "mailer" and email.port == 587  # type: ignore[attr-defined]
+    text = GLOBAL_REDACTOR("smtp-secret-pass https://hooks.slack.com/services/T1/B2/tokentokentoken")
+    assert "smtp-secret-pass" not in text and "tokentokentoken" not in text
+    assert "smtp-secret-pass" not in repr(s) and "tokentoken" not in repr(s) and slack.kind == "slack"
