@@ -132,7 +132,9 @@ async def transfer(
         DumpFailed: the dump tool exited non-zero, was killed, or wrote an incomplete dump.
         UploadFailed: rclone failed, stopped early, or the remote holds a different size.
         BackupTimeout: *timeout* seconds passed; dump and upload were stopped and the upload aborted.
-        BackupCancelled: the surrounding task was cancelled (e.g. SIGTERM); the upload was aborted.
+
+    Cancellation of the surrounding task (SIGTERM in the CLI) propagates as the event loop's own
+    cancellation exception, after the same clean-up: dump stopped, upload aborted.
 
     In every failure case nothing is left under *name* (a partial name at most, if the abort's own
     delete failed) and an existing object called *name* is untouched.
