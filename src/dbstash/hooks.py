@@ -70,15 +70,17 @@ class ShellHook:
                 output.extend(chunk[: max(0, 65536 - len(output))])
 
         try:
-            with anyio.fail_after(self.timeout):
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(drain)
-                    status = await proc.wait()
-        except TimeoutError:
-            os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
-            log.error("%s did not finish within %gs and was killed", self.name, self.timeout)
-            return 124
+            async with proc:  # closes the pipes and the transport whatever happens
+                try:
+                    with anyio.fail_after(self.timeout):
+                        async with anyio.create_task_group() as tg:
+                            tg.start_soon(drain)
+                            status = await proc.wait()
+                except TimeoutError:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    await proc.wait()
+                    log.error("%s did not finish within %gs and was killed", self.name, self.timeout)
+                    return 124
         finally:
             for line in output.decode(errors="replace").splitlines():
                 if line.strip():
