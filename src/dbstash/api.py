@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 
@@ -66,14 +67,21 @@ class BackupResult:
         return data
 
 
-def _settings(uri: str | None, settings: Settings | None, kwargs: dict[str, object]) -> Settings:
-    if settings is not None:
-        if uri is not None or kwargs:
-            raise TypeError("pass either settings= or a uri with keyword settings, not both")
-        return settings
-    if uri is None:
-        raise TypeError("backup() needs a connection uri (or settings=)")
-    return Settings.create(uri, **kwargs)  # type: ignore[arg-type]  # keywords are Settings.create's
+@contextlib.asynccontextmanager
+async def _job_storage(settings: Settings, storage: Storage | None) -> AsyncIterator[Storage]:
+    """The caller's storage as given, or this job's rclone storage, released when the block ends.
+
+    RcloneCliStorage opens itself on first use, so an error there (no rclone) surfaces inside the
+    caller's own error handling.
+    """
+    if storage is not None:
+        yield storage
+        return
+    store = RcloneCliStorage(settings.remote, settings.rclone, redactor=GLOBAL_REDACTOR)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 async def abackup(
@@ -129,7 +137,9 @@ async def abackup(
         }
         if name_template is not None:
             kwargs["name_template"] = name_template
-        settings = _settings(uri, None, kwargs)
+        if uri is None:
+            raise TypeError("backup() needs a connection uri (or settings=)")
+        settings = Settings.create(uri, **kwargs)  # type: ignore[arg-type]  # keywords are Settings.create's
     return await run_backup(
         settings, progress=progress, storage=storage, notifiers=notifiers, pre_hook=pre_hook, post_hook=post_hook
     )
@@ -267,17 +277,10 @@ async def aprune(
     never), plans with :meth:`RetentionPolicy.plan`, and deletes unless *dry_run*. The newest backup
     is never deleted. Raises :class:`~dbstash.errors.StorageError` if the remote cannot be listed.
     """
-    own = storage is None
-    store: Storage = storage or RcloneCliStorage(settings.remote, settings.rclone, redactor=GLOBAL_REDACTOR)
-    try:
-        if own:
-            await store.__aenter__()
+    async with _job_storage(settings, storage) as store:
         plan = await plan_retention(settings, store, now=now)
         deleted = [] if dry_run else await apply_plan(plan, store)
         return PruneResult(settings.remote, plan, tuple(deleted), dry_run)
-    finally:
-        if own:
-            await store.__aexit__(None, None, None)
 
 
 def prune(settings: Settings, *, dry_run: bool = False, now: datetime | None = None) -> PruneResult:
@@ -304,8 +307,13 @@ async def dry_run(settings: Settings, *, storage: Storage | None = None) -> dict
     now = datetime.now(settings.zone)
     name = template.render(now, uuid="xxxxxxxx")
     command = engine.preview_command(settings.connection, settings.dump_options)
-    own = storage is None
-    store: Storage = storage or RcloneCliStorage(settings.remote, settings.rclone, redactor=GLOBAL_REDACTOR)
+    async with _job_storage(settings, storage) as store:
+        return await _dry_run(settings, store, command, name, now)
+
+
+async def _dry_run(
+    settings: Settings, store: Storage, command: DumpCommand, name: str, now: datetime
+) -> dict[str, object]:
     data: dict[str, object] = {
         "settings": settings.redacted(),
         "dump_argv": list(command.argv),
@@ -322,8 +330,6 @@ async def dry_run(settings: Settings, *, storage: Storage | None = None) -> dict
     log.info("dry run: would upload to %s", data["remote_path"], extra={"upload_argv": data.get("upload_argv")})
     if settings.retention.enabled:
         try:
-            if own:
-                await store.__aenter__()
             plan = await plan_retention(settings, store, ensure=Backup(name, now.astimezone(UTC), -1))
             data["retention"] = plan.to_dict()
             for d in plan.decisions:
@@ -331,9 +337,6 @@ async def dry_run(settings: Settings, *, storage: Storage | None = None) -> dict
         except DbstashError as exc:
             data["retention"] = None
             log.warning("dry run: cannot list the remote to plan retention: %s", exc)
-        finally:
-            if own:
-                await store.__aexit__(None, None, None)
     else:
         data["retention"] = []
         log.info("dry run: no retention variable is set: nothing would be deleted")
@@ -366,44 +369,41 @@ async def run_backup(
     started = datetime.now(settings.zone)
     name = template.render(started, uuid=backup_id[:8])
     with log_context(engine=engine.key, database=database, backup_id=backup_id):
-        own_storage = storage is None
-        store: Storage = storage or RcloneCliStorage(settings.remote, settings.rclone, redactor=GLOBAL_REDACTOR)
-        remote_path = store.path(name)
-        start = RunEvent("start", engine=engine.key, database=database, backup_id=backup_id, remote_path=remote_path)
-        await notify(notifiers, start)
-        result: BackupResult | None = None
-        error: BaseException | None = None
-        try:
-            if own_storage:
-                await store.__aenter__()
-            if pre_hook is not None:
-                status = await pre_hook.run(start)
-                if status != 0:
-                    raise HookFailed(f"HOOK_PRE_BACKUP exited with status {status}: the backup was not started")
-            result = await _run(
-                settings,
-                engine,
-                template,
-                store,
-                backup_id=backup_id,
-                database=database,
-                progress=progress,
-                started=started,
-                name=name,
+        async with _job_storage(settings, storage) as store:
+            remote_path = store.path(name)
+            start = RunEvent(
+                "start", engine=engine.key, database=database, backup_id=backup_id, remote_path=remote_path
             )
-            return result
-        except DbstashError as exc:
-            error = exc
-            # logged here, inside the job's context, so the record carries engine/database/backup_id
-            log.error("backup failed: %s", exc, extra={"error_type": type(exc).__name__})
-            raise
-        except BaseException as exc:  # cancellation (a signal) or a bug: reported as a failure all the same
-            error = exc
-            raise
-        finally:
-            if own_storage:
-                await store.__aexit__(None, None, None)
-            await _after(result, error, start, post_hook, notifiers)
+            await notify(notifiers, start)
+            result: BackupResult | None = None
+            error: BaseException | None = None
+            try:
+                if pre_hook is not None:
+                    status = await pre_hook.run(start)
+                    if status != 0:
+                        raise HookFailed(f"HOOK_PRE_BACKUP exited with status {status}: the backup was not started")
+                result = await _run(
+                    settings,
+                    engine,
+                    template,
+                    store,
+                    backup_id=backup_id,
+                    database=database,
+                    progress=progress,
+                    started=started,
+                    name=name,
+                )
+                return result
+            except DbstashError as exc:
+                error = exc
+                # logged here, inside the job's context, so the record carries engine/database/backup_id
+                log.error("backup failed: %s", exc, extra={"error_type": type(exc).__name__})
+                raise
+            except BaseException as exc:  # cancellation (a signal) or a bug: reported as a failure all the same
+                error = exc
+                raise
+            finally:
+                await _after(result, error, start, post_hook, notifiers)
 
 
 async def _after(

@@ -12,7 +12,7 @@ import re
 import shlex
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -375,10 +375,6 @@ class Settings:
             self.template()
         except ConfigError as exc:
             raise ConfigError(template_variable, exc.expected, exc.value) from None
-
-    def replace(self, **changes: object) -> Settings:
-        """A copy with *changes* applied (``dataclasses.replace``)."""
-        return replace(self, **changes)  # type: ignore[arg-type]  # keyword names are checked at run time
 
 
 # -- parsing helpers ---------------------------------------------------------------------------

@@ -7,8 +7,12 @@ import errno
 import fcntl
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from dbstash.errors import BackupFailed, ConfigError
+
+if TYPE_CHECKING:
+    from dbstash.config import Settings
 
 
 class LockHeld(BackupFailed):
@@ -38,3 +42,8 @@ def run_lock(path: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the flock
+
+
+def job_lock(settings: Settings) -> contextlib.AbstractContextManager[None]:
+    """The run lock of *settings*' job (``BACKUP_LOCK_FILE``), or nothing when ``BACKUP_LOCK=false``."""
+    return run_lock(settings.lock_path) if settings.lock else contextlib.nullcontext()

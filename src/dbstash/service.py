@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import signal
 import threading
@@ -24,7 +23,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from dbstash.api import BackupResult, run_backup
 from dbstash.config import Settings
 from dbstash.errors import ConfigError, DbstashError
-from dbstash.lock import LockHeld, run_lock
+from dbstash.lock import LockHeld, job_lock
 from dbstash.logs import get_logger
 from dbstash.schedule import next_run, seconds_until
 
@@ -245,9 +244,7 @@ class Service:
         error: str | None = None
         outcome = "failure"
         try:
-            with contextlib.ExitStack() as stack:
-                if self.settings.lock:
-                    stack.enter_context(run_lock(self.settings.lock_path))
+            with job_lock(self.settings):
                 result = await run_backup(self.settings)
                 outcome = "success"
         except LockHeld as exc:

@@ -15,7 +15,7 @@ import click
 import dbstash
 from dbstash.config import Settings
 from dbstash.errors import ConfigError, DbstashError
-from dbstash.lock import LockHeld, run_lock
+from dbstash.lock import LockHeld, job_lock
 from dbstash.logs import configure_logging, get_logger
 from dbstash.redact import GLOBAL_REDACTOR
 from dbstash_cli.progress import TerminalProgress
@@ -103,9 +103,7 @@ def _run_once(settings: Settings, *, as_json: bool, show_progress: bool) -> int:
     progress = TerminalProgress() if show_progress else None
 
     async def job() -> dbstash.BackupResult:
-        if not settings.lock:
-            return await dbstash.run_backup(settings, progress=progress)
-        with run_lock(settings.lock_path):
+        with job_lock(settings):
             return await dbstash.run_backup(settings, progress=progress)
 
     try:

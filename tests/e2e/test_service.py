@@ -222,6 +222,11 @@ def test_dry_run_touches_neither_database_nor_remote(pg: PgServer, tmp_path: Pat
     assert not os.path.exists(lockfile)  # not even the lock was taken
 
 
+def healthcheck(port: int) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": os.environ["PATH"], "HEALTH_PORT": str(port)}
+    return subprocess.run([*DBSTASH, "healthcheck"], env=env, capture_output=True, text=True, timeout=30)
+
+
 def test_health_and_metrics(sqlite_db: Path, tmp_path: Path, lockfile: str) -> None:
     port = free_port()
     env = sqlite_env(
@@ -246,13 +251,7 @@ def test_health_and_metrics(sqlite_db: Path, tmp_path: Path, lockfile: str) -> N
     assert 'dbstash_runs_total{outcome="success"}' in metrics
     size_line = next(line for line in metrics.splitlines() if line.startswith("dbstash_last_backup_size_bytes "))
     assert float(size_line.split()[1]) == health["last_run"]["size"]
-    hc = subprocess.run(
-        [*DBSTASH, "healthcheck"],
-        env={"PATH": os.environ["PATH"], "HEALTH_PORT": str(port)},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    hc = healthcheck(port)
     assert hc.returncode == 0
 
     moved = sqlite_db.with_suffix(".away")
@@ -262,13 +261,7 @@ def test_health_and_metrics(sqlite_db: Path, tmp_path: Path, lockfile: str) -> N
     failing = requests.get(base + "/healthz", timeout=5)
     assert failing.status_code == 503 and failing.json()["status"] == "failing"
     assert 'dbstash_runs_total{outcome="failure"} 1.0' in requests.get(base + "/metrics", timeout=5).text
-    hc = subprocess.run(
-        [*DBSTASH, "healthcheck"],
-        env={"PATH": os.environ["PATH"], "HEALTH_PORT": str(port)},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    hc = healthcheck(port)
     assert hc.returncode == 1
     moved.rename(sqlite_db)
     svc.wait_for("backup complete")

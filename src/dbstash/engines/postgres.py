@@ -298,9 +298,6 @@ class PostgresEngine(Engine):
         argv = (binary, "--no-password", *self._format_args(options), *options.extra_args)
         return DumpCommand(argv, self.libpq_env(connection), tool_version=note or (tools[0].version if tools else None))
 
-    def database_label(self, connection: Connection) -> str:
-        return connection.database or "all"
-
 
 def _tool_version(path: str) -> tuple[int, str] | None:
     try:

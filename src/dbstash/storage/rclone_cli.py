@@ -20,7 +20,7 @@ from dbstash.logs import get_logger
 from dbstash.naming import partial_name
 from dbstash.process import ChildProcess, child_base_env, grow_pipe
 from dbstash.redact import GLOBAL_REDACTOR, Redactor
-from dbstash.storage.base import RemoteEntry, Storage, Upload, join_remote
+from dbstash.storage.base import RemoteEntry, Storage, Upload
 
 log = get_logger("dbstash.storage")
 
@@ -214,10 +214,6 @@ class RcloneCliStorage(Storage):
     async def read(self, name: str) -> bytes:
         _, out, _ = await self._run("cat", self.path(name))
         return out
-
-    def remote_path(self, name: str) -> str:
-        """The full rclone path of *name*, for results and logs."""
-        return join_remote(self.remote, name)
 
 
 class RcloneUpload(Upload):
