@@ -38,9 +38,11 @@ DBSTASH_ENV_VARS = frozenset(
         "RCLONE_EXTRA_ARGS",
         "DUMP_EXTRA_ARGS",
         "PGPASSWORD",
-        "NOTIFY_WEBHOOK_URL",
     }
 )
+#: Whole families of dbstash's variables: the DB_* connection settings and every NOTIFY_* (webhook
+#: and ping URLs carry tokens, the SMTP settings a password). Prefixes, so a new one cannot be missed.
+DBSTASH_ENV_PREFIXES = ("DB_", "NOTIFY_")
 F_SETPIPE_SZ = 1031
 PIPE_SIZE = 1 << 20
 STDERR_TAIL_BYTES = 16 * 1024
@@ -49,7 +51,7 @@ STDERR_TAIL_BYTES = 16 * 1024
 def child_base_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment every child starts from: the process's own, minus dbstash's variables."""
     src = os.environ if environ is None else environ
-    return {k: v for k, v in src.items() if k not in DBSTASH_ENV_VARS}
+    return {k: v for k, v in src.items() if k not in DBSTASH_ENV_VARS and not k.startswith(DBSTASH_ENV_PREFIXES)}
 
 
 def grow_pipe(fd: int) -> None:

@@ -23,3 +23,21 @@ def test_redactor_masks_registered_values_longest_first() -> None:
     assert r("a secret-long b secret c") == "a *** b *** c"
     r.add(None, "", "ab")  # empty and tiny values are not registered
     assert r("ab cd") == "ab cd"
+
+
+def test_children_never_inherit_dbstash_secrets() -> None:
+    from dbstash.process import child_base_env
+
+    env = child_base_env(
+        {
+            "PATH": "/bin",
+            "DB_URI": "x",
+            "DB_PASSWORD": "p",
+            "RCLONE_CONFIG": "b64",
+            "NOTIFY_SMTP_PASSWORD": "s",
+            "NOTIFY_PING_URL": "u",
+            "NOTIFY_WEBHOOK_URL": "w",
+            "RCLONE_CONFIG_S3_TYPE": "s3",
+        }
+    )
+    assert env == {"PATH": "/bin", "RCLONE_CONFIG_S3_TYPE": "s3"}  # env-defined rclone remotes still pass
