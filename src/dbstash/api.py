@@ -41,6 +41,8 @@ class BackupResult:
         duration: seconds from start to commit.
         deleted: names removed by retention after this backup.
         retention_error: why retention could not run, if it failed (the backup itself stands).
+        dump_size: bytes the dump tool wrote (more than *size* when dbstash compressed the stream).
+        compression: in-stream compression by dbstash (``zstd:3``), or None.
     """
 
     remote_path: str
@@ -57,6 +59,8 @@ class BackupResult:
     dbstash_version: str
     deleted: tuple[str, ...] = ()
     retention_error: str | None = None
+    dump_size: int | None = None
+    compression: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         """Plain JSON-ready data (timestamps as ISO 8601 UTC)."""
@@ -94,7 +98,7 @@ async def abackup(
     password: str | None = None,
     password_file: str | os.PathLike[str] | None = None,
     name_template: str | None = None,
-    compress: bool = False,
+    compress: bool | str = False,
     extension: str | None = None,
     dump_extra_args: Sequence[str] | str = (),
     retention_max_files: int = 0,
@@ -113,10 +117,14 @@ async def abackup(
         >>> result = await dbstash.abackup("sqlite:///srv/app.db", remote="/srv/backups")  # doctest: +SKIP
         >>> result.remote_path, result.size, result.sha256  # doctest: +SKIP
 
+    *compress*: ``True`` for the dump tool's native compression (pg custom format, mongodump
+    ``--gzip``), ``"zstd"`` / ``"gzip"`` (or ``"zstd:19"``) for compression by dbstash on the stream,
+    any engine (appends ``.zst`` / ``.gz``).
+
     Raises:
         ConfigError: a parameter is malformed (nothing was dumped or uploaded).
         DumpFailed, UploadFailed, BackupTimeout: the run failed; nothing remains under the final name.
-        ToolNotFound: pg_dump, sqlite3 or rclone is missing or too old.
+        ToolNotFound: the dump tool or rclone is missing or too old.
     """
     if settings is None:
         if remote is None:
@@ -155,7 +163,7 @@ def backup(
     password: str | None = None,
     password_file: str | os.PathLike[str] | None = None,
     name_template: str | None = None,
-    compress: bool = False,
+    compress: bool | str = False,
     extension: str | None = None,
     dump_extra_args: Sequence[str] | str = (),
     retention_max_files: int = 0,
@@ -320,7 +328,11 @@ async def _dry_run(
         "dump_tool": command.tool_version,
         "backup_name": name,
         "remote_path": store.path(name),
+        "stream_compression": str(settings.stream_compress) if settings.stream_compress else None,
+        "warnings": settings.warnings(),
     }
+    for warning in settings.warnings():
+        log.warning("dry run: %s", warning)
     if isinstance(store, RcloneCliStorage):
         partial = f"{name}.<id>.dbstash-partial"
         data["upload_argv"] = store.argv("rcat", store.path(partial))
@@ -445,16 +457,10 @@ async def _run(
     t0 = time.monotonic()
     remote_path = storage.path(name)
     options = settings.dump_options
-    conflicts = engine.stream_conflicts(options.extra_args)
-    if conflicts:
-        log.warning(
-            "DUMP_EXTRA_ARGS has flags that write to disk instead of stdout in stream mode: %s",
-            " ".join(conflicts),
-        )
-    if options.compress and not engine.native_compression():
-        log.warning("BACKUP_COMPRESS=true: %s has no native compression; the dump is not compressed", engine.key)
-    if not template.unique:
-        log.warning("the name template has no {ts}, {date}+{time} or {uuid}: a new backup replaces the previous one")
+    for warning in settings.warnings():
+        log.warning(warning)
+    if engine.key == "redis":
+        log.info("the Redis RDB holds the whole instance (every database), whatever the URI's /N says")
     log.info("backup started", extra={"remote_path": remote_path, "source": settings.connection.display_uri()})
 
     async def prepare() -> DumpCommand:
@@ -463,7 +469,14 @@ async def _run(
         return command
 
     done = await transfer(
-        engine, prepare, storage, name, redactor=GLOBAL_REDACTOR, timeout=settings.timeout, progress=progress
+        engine,
+        prepare,
+        storage,
+        name,
+        redactor=GLOBAL_REDACTOR,
+        timeout=settings.timeout,
+        progress=progress,
+        compression=settings.stream_compress,
     )
     stats, command = done.stats, done.command
     finished = datetime.now(UTC)
@@ -494,12 +507,15 @@ async def _run(
         dbstash_version=__version__,
         deleted=tuple(deleted),
         retention_error=retention_error,
+        dump_size=stats.dump_size,
+        compression=str(settings.stream_compress) if settings.stream_compress else None,
     )
     log.info(
         "backup complete",
         extra={
             "remote_path": remote_path,
             "size": stats.size,
+            "dump_size": stats.dump_size,
             "sha256": stats.sha256,
             "duration": result.duration,
             "deleted": deleted,

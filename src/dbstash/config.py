@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from dbstash.engines import engine_for_uri, get_engine
+from dbstash.compression import StreamCompression, parse_compress
+from dbstash.engines import ENGINES, engine_for_uri, get_engine
 from dbstash.engines.base import Connection, DumpOptions, Engine
+from dbstash.engines.mongo import MongoEngine
 from dbstash.errors import ConfigError
 from dbstash.hooks import ShellHook
 from dbstash.naming import DEFAULT_TEMPLATE, NameTemplate
@@ -54,6 +56,8 @@ class Settings:
     compress: bool = False
     extension: str | None = None
     dump_extra_args: tuple[str, ...] = ()
+    #: gzip/zstd done by dbstash on the stream (``BACKUP_COMPRESS=gzip|zstd``); ``compress`` is the tool's own
+    stream_compress: StreamCompression | None = None
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
     rclone: RcloneOptions = field(default_factory=RcloneOptions)
     timeout: float | None = None
@@ -156,8 +160,33 @@ class Settings:
     def template(self) -> NameTemplate:
         """The name template bound to this job (validated)."""
         engine = self.engine()
-        ext = self.extension if self.extension is not None else engine.extension(self.dump_options)
+        ext = self.extension
+        if ext is None:
+            ext = engine.extension(self.dump_options, self.connection)
+            if self.stream_compress is not None:
+                ext += self.stream_compress.suffix
         return NameTemplate.parse(self.name_template, db=self.database_label, engine=self.engine_key, extension=ext)
+
+    def warnings(self) -> list[str]:
+        """What deserves a warning in these settings (the run still proceeds): logged at start-up and per run."""
+        engine = self.engine()
+        found = []
+        conflicts = engine.stream_conflicts(self.dump_extra_args)
+        if conflicts:
+            found.append(
+                "DUMP_EXTRA_ARGS has flags that make the dump tool write to disk instead of stdout in stream mode: "
+                + " ".join(conflicts)
+            )
+        if self.compress and not engine.native_compression(self.connection):
+            found.append(
+                f"BACKUP_COMPRESS=true: {engine.key} has no native compression here; the dump is not compressed "
+                "(BACKUP_COMPRESS=zstd or gzip compresses any engine's stream in dbstash)"
+            )
+        if not self.template().unique:
+            found.append(
+                "the name template has no {ts}, {date}+{time} or {uuid}: a new backup replaces the previous one"
+            )
+        return found
 
     def redacted(self) -> dict[str, object]:
         """The resolved settings as plain data with every secret masked (for dry runs and logs)."""
@@ -167,7 +196,7 @@ class Settings:
             "remote": self.remote,
             "name_template": self.name_template,
             "extension": self.template().extension,
-            "compress": self.compress,
+            "compress": str(self.stream_compress) if self.stream_compress else ("native" if self.compress else False),
             "dump_extra_args": list(self.dump_extra_args),
             "retention_max_files": self.retention.max_files,
             "retention_max_days": self.retention.max_days,
@@ -195,7 +224,7 @@ class Settings:
         password: str | None = None,
         password_file: str | os.PathLike[str] | None = None,
         name_template: str = DEFAULT_TEMPLATE,
-        compress: bool = False,
+        compress: bool | str = False,
         extension: str | None = None,
         dump_extra_args: Sequence[str] | str = (),
         retention_max_files: int = 0,
@@ -213,11 +242,13 @@ class Settings:
         if password is not None and connection.password is None:
             connection = connection.with_password(password)
         extra = tuple(shlex.split(dump_extra_args)) if isinstance(dump_extra_args, str) else tuple(dump_extra_args)
+        native, stream_compress = parse_compress(compress, "compress")
         settings = cls(
             connection=connection,
             remote=_check_remote(remote, "remote"),
             name_template=name_template,
-            compress=compress,
+            compress=native,
+            stream_compress=stream_compress,
             extension=_check_extension(extension, "extension"),
             dump_extra_args=extra,
             retention=_retention(retention_max_files, retention_max_days, retention_keep, _check_tz(tz, "tz")),
@@ -257,7 +288,9 @@ class Settings:
             GLOBAL_REDACTOR.add(*uri_secrets(uri))
             engine = engine_for_uri(uri, variable=uri_var)
             if get("DB_ENGINE") and env["DB_ENGINE"] != engine.key:
-                raise ConfigError("DB_ENGINE", f"the engine of DB_URI ({engine.key}) or unset", env["DB_ENGINE"])
+                if env["DB_ENGINE"] not in _same_scheme(engine):
+                    raise ConfigError("DB_ENGINE", f"the engine of DB_URI ({engine.key}) or unset", env["DB_ENGINE"])
+                engine = get_engine(env["DB_ENGINE"])  # mysql:// on a MariaDB image: prefer mariadb-dump
             connection = engine.parse_uri(uri, variable=uri_var)
             # DB_URI wins over DB_*; a password from DB_PASSWORD(_FILE) only fills a URI that has none
             if connection.password is None and password is not None:
@@ -269,10 +302,8 @@ class Settings:
                 )
             key = get("DB_ENGINE")
             if key is None:
-                raise ConfigError("DB_ENGINE", "an engine key (pg, sqlite) when DB_URI is not set")
+                raise ConfigError("DB_ENGINE", f"an engine key ({', '.join(ENGINES)}) when DB_URI is not set")
             engine = get_engine(key)
-            if key != "sqlite" and not get("DB_NAME"):
-                raise ConfigError("DB_NAME", "a database name (with DB_HOST)")
             connection = engine.from_parts(
                 host=get("DB_HOST"),
                 port=get("DB_PORT"),
@@ -281,6 +312,8 @@ class Settings:
                 password=password,
             )
         GLOBAL_REDACTOR.add(connection.password)
+        if isinstance(engine, MongoEngine):
+            connection = engine.with_auth_source(connection, get("DB_AUTH_SOURCE"))
 
         remote = get("RCLONE_REMOTE")
         if remote is None:
@@ -314,13 +347,15 @@ class Settings:
         )
 
         timeout = _parse_duration(env.get("BACKUP_TIMEOUT", ""), "BACKUP_TIMEOUT")
+        native_compress, stream_compress = parse_compress(env.get("BACKUP_COMPRESS"))
         tz = _check_tz(get("TZ") or "UTC", "TZ")
         schedule = (get("BACKUP_SCHEDULE") or "0 2 * * *").strip()
         settings = cls(
             connection=connection,
             remote=_check_remote(remote, "RCLONE_REMOTE"),
             name_template=get("BACKUP_NAME_TEMPLATE") or DEFAULT_TEMPLATE,
-            compress=_parse_bool(env.get("BACKUP_COMPRESS", ""), "BACKUP_COMPRESS"),
+            compress=native_compress,
+            stream_compress=stream_compress,
             extension=_check_extension(get("BACKUP_EXTENSION"), "BACKUP_EXTENSION"),
             dump_extra_args=_split_args(env.get("DUMP_EXTRA_ARGS", ""), "DUMP_EXTRA_ARGS"),
             retention=RetentionPolicy(
@@ -378,6 +413,11 @@ class Settings:
 
 
 # -- parsing helpers ---------------------------------------------------------------------------
+def _same_scheme(engine: Engine) -> tuple[str, ...]:
+    """Engine keys that may be named in DB_ENGINE for this URI's engine (``mysql://`` also serves MariaDB)."""
+    return ("mariadb",) if engine.key == "mysql" else ()
+
+
 NOTIFY_ON = ("failure", "success", "always")
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import anyio
 
+from dbstash.compression import Compressor, StreamCompression
 from dbstash.engines.base import DumpCommand, Engine
 from dbstash.errors import BackupTimeout, DumpFailed, UploadFailed
 from dbstash.logs import get_logger
@@ -44,6 +45,8 @@ class TransferStats:
     size: int
     sha256: str
     tail: bytes
+    #: bytes the dump tool wrote (differs from *size* when dbstash compressed the stream)
+    dump_size: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,10 +63,13 @@ class Relay:
     It never closes *dst_fd*: whether the upload sees end of input is the commit decision's call.
     """
 
-    def __init__(self, src_fd: int, dst_fd: int, progress: Progress | None = None) -> None:
+    def __init__(
+        self, src_fd: int, dst_fd: int, progress: Progress | None = None, compressor: Compressor | None = None
+    ) -> None:
         self.src_fd = src_fd
         self.dst_fd = dst_fd
         self.progress = progress
+        self.compressor = compressor
         self.done = threading.Event()
         self.stopped = False
 
@@ -77,10 +83,12 @@ class Relay:
         buf = bytearray(CHUNK)
         view = memoryview(buf)
         digest = hashlib.sha256()
-        total = 0
+        total = 0  # bytes read from the dump
+        stored = 0  # bytes written to the upload (and hashed)
         tail = b""
         next_progress = time.monotonic() + PROGRESS_EVERY
-        src, dst = self.src_fd, self.dst_fd
+        src = self.src_fd
+        compressor = self.compressor
         eof = False
         while not eof:
             n = 0
@@ -93,23 +101,35 @@ class Relay:
             if n == 0:
                 break
             chunk = view[:n]
-            digest.update(chunk)
-            off = 0
-            while off < n:
-                if self.stopped:
-                    raise UploadFailed("upload interrupted")
-                try:
-                    off += os.write(dst, chunk[off:])
-                except BrokenPipeError:
-                    raise UploadFailed("rclone stopped reading (the upload failed)") from None
+            out: bytes | memoryview = chunk if compressor is None else compressor.compress(chunk)
+            stored += self._write(out, digest)
             total += n
             tail = (tail + bytes(chunk[-TAIL:]))[-TAIL:] if n < TAIL else bytes(chunk[-TAIL:])
             if self.progress is not None and time.monotonic() >= next_progress:
                 self.progress(total)
                 next_progress = time.monotonic() + PROGRESS_EVERY
+        if compressor is not None:
+            stored += self._write(compressor.flush(), digest)
         if self.progress is not None:
             self.progress(total)
-        return TransferStats(total, digest.hexdigest(), tail)
+        return TransferStats(stored, digest.hexdigest(), tail, dump_size=total)
+
+    def _write(self, data: bytes | memoryview, digest: hashlib._Hash) -> int:
+        """Hash *data* and write all of it to the upload; returns its length."""
+        n = len(data)
+        if not n:
+            return 0
+        digest.update(data)
+        view = memoryview(data)
+        off = 0
+        while off < n:
+            if self.stopped:
+                raise UploadFailed("upload interrupted")
+            try:
+                off += os.write(self.dst_fd, view[off:])
+            except BrokenPipeError:
+                raise UploadFailed("rclone stopped reading (the upload failed)") from None
+        return n
 
 
 async def transfer(
@@ -122,11 +142,13 @@ async def transfer(
     timeout: float | None = None,
     progress: Progress | None = None,
     on_started: Callable[[ChildProcess, Upload], None] | None = None,
+    compression: StreamCompression | None = None,
 ) -> Transfer:
     """Run *command*, stream its stdout to *storage* under *name*, and commit only on full success.
 
     *command* may be an async callable that builds it (probing the server): it then runs after the
-    upload process was started, so rclone's start-up overlaps the probe.
+    upload process was started, so rclone's start-up overlaps the probe. With *compression* the
+    stream is compressed on the way; size and sha256 then describe the stored (compressed) bytes.
 
     Raises:
         DumpFailed: the dump tool exited non-zero, was killed, or wrote an incomplete dump.
@@ -149,17 +171,20 @@ async def transfer(
                 if callable(command):
                     command = await command()
                 env = {**child_base_env(), **command.env}
-                dump = ChildProcess(
-                    command.argv,
-                    env=env,
-                    name=os.path.basename(command.argv[0]),
-                    redact=redactor,
-                    stdout=subprocess.PIPE,
-                )
+                with command.materialize() as (argv, pass_fds):
+                    dump = ChildProcess(
+                        argv,
+                        env=env,
+                        name=os.path.basename(command.argv[0]),
+                        redact=redactor,
+                        stdout=subprocess.PIPE,
+                        pass_fds=pass_fds,
+                    )
                 assert dump.popen.stdout is not None
                 src_fd = dump.popen.stdout.fileno()
                 grow_pipe(src_fd)
-                relay = Relay(src_fd, upload.fileno(), progress)
+                compressor = compression.compressor() if compression is not None else None
+                relay = Relay(src_fd, upload.fileno(), progress, compressor)
                 if on_started is not None:
                     on_started(dump, upload)
                 stats = await anyio.to_thread.run_sync(relay.run, abandon_on_cancel=True)
@@ -170,7 +195,7 @@ async def transfer(
                         exit_status=status,
                         stderr_tail=dump.stderr.text(),
                     )
-                reason = engine.check_output_tail(stats.tail)
+                reason = engine.check_output_tail(stats.tail, command)
                 if reason:
                     raise DumpFailed(reason, exit_status=0, stderr_tail=dump.stderr.text())
                 await upload.commit(stats.size)

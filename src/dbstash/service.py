@@ -191,6 +191,8 @@ class Service:
         """Serve until a signal (or *max_runs* runs, for tests); returns the process exit code."""
         if self.health:
             self.health.start()
+        for warning in self.settings.warnings():
+            log.warning(warning)
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._watch_signals, tg.cancel_scope)

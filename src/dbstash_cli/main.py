@@ -39,6 +39,8 @@ FLAG_ENV = {
     "rclone_extra_args": "RCLONE_EXTRA_ARGS",
     "name_template": "BACKUP_NAME_TEMPLATE",
     "extension": "BACKUP_EXTENSION",
+    "stream_compress": "BACKUP_COMPRESS",
+    "auth_source": "DB_AUTH_SOURCE",
     "dump_extra_args": "DUMP_EXTRA_ARGS",
     "retention_max_files": "RETENTION_MAX_FILES",
     "retention_max_days": "RETENTION_MAX_DAYS",
@@ -139,17 +141,25 @@ def job_options(func: Callable[..., None]) -> Callable[..., None]:
     options = [
         click.option("--uri", help="Connection URI (DB_URI), e.g. sqlite:///srv/app.db or postgresql://app@db/app."),
         click.option("--uri-file", type=click.Path(), help="File holding the URI (DB_URI_FILE)."),
-        click.option("--engine", help="Engine key when no URI is given (DB_ENGINE): pg, sqlite."),
+        click.option(
+            "--engine", help="Engine key when no URI is given (DB_ENGINE): pg, mysql, mariadb, redis, mongo, sqlite."
+        ),
         click.option("--host", help="Database host (DB_HOST)."),
         click.option("--port", help="Database port (DB_PORT)."),
         click.option("--db-name", help="Database name (DB_NAME)."),
         click.option("--user", help="Database user (DB_USER)."),
+        click.option("--auth-source", help="MongoDB auth database (DB_AUTH_SOURCE), default admin."),
         click.option("--password-file", type=click.Path(), help="File holding the password (DB_PASSWORD_FILE)."),
         click.option("--remote", help="rclone remote path (RCLONE_REMOTE), e.g. s3:bucket/pg or ./backups."),
         click.option("--rclone-config-file", type=click.Path(), help="rclone.conf to use (RCLONE_CONFIG_FILE)."),
         click.option("--rclone-extra-args", help="Extra rclone flags (RCLONE_EXTRA_ARGS)."),
         click.option("--name-template", help="Name template (BACKUP_NAME_TEMPLATE), default {db}-{date}-{time}."),
-        click.option("--compress/--no-compress", default=None, help="Native compression (BACKUP_COMPRESS)."),
+        click.option("--compress/--no-compress", default=None, help="Native compression (BACKUP_COMPRESS=true)."),
+        click.option(
+            "--stream-compress",
+            metavar="zstd|gzip[:LEVEL]",
+            help="Compress the stream in dbstash, any engine (BACKUP_COMPRESS=zstd); wins over --compress.",
+        ),
         click.option("--extension", help="File extension override (BACKUP_EXTENSION)."),
         click.option("--dump-extra-args", help="Extra dump tool flags (DUMP_EXTRA_ARGS)."),
         click.option("--retention-max-files", help="Keep at most N backups (RETENTION_MAX_FILES)."),
@@ -185,7 +195,7 @@ def _environ_with_flags(compress: bool | None, flags: Mapping[str, str | None]) 
     for flag, value in flags.items():
         if value is not None:
             environ[FLAG_ENV[flag]] = value
-    if compress is not None:
+    if compress is not None and flags.get("stream_compress") is None:
         environ["BACKUP_COMPRESS"] = "true" if compress else "false"
     if flags.get("uri") is not None:
         environ.pop("DB_URI_FILE", None)

@@ -32,7 +32,7 @@ def test_multi_host_and_ipv6() -> None:
 
 @pytest.mark.parametrize(
     "uri",
-    ["postgresql://u@h/db?foo=bar", "postgresql://u@h/db?sslpassword=x", "postgresql://u@h:xx/db", "postgresql://u@h/"],
+    ["postgresql://u@h/db?foo=bar", "postgresql://u@h/db?sslpassword=x", "postgresql://u@h:xx/db"],
 )
 def test_bad_uris(uri: str) -> None:
     with pytest.raises(ConfigError):
@@ -67,3 +67,15 @@ def test_choose_tool() -> None:
         ToolVersionMismatch, match="server is version 18 but the installed pg_dump is version 15, 16, 17"
     ):
         E.choose_tool(tools, 18)
+
+
+@pytest.mark.parametrize("uri", ["postgresql://u@h/", "postgresql://u@h", "postgresql://u@h/all"])
+def test_no_database_means_every_database_via_pg_dumpall(uri: str) -> None:
+    c = E.parse_uri(uri)
+    assert c.database is None
+    engine = PostgresEngine(["/usr/lib/postgresql/15/bin"], search_path=False)
+    cmd = engine.preview_command(c, DumpOptions(compress=True))
+    assert cmd.argv[0].endswith("pg_dumpall") and "--format=custom" not in cmd.argv
+    assert E.extension(DumpOptions(compress=True), c) == ".sql"
+    assert not E.native_compression(c)
+    assert "PGDATABASE" not in cmd.env

@@ -56,3 +56,35 @@ def test_relay_reports_a_reader_that_went_away() -> None:
         Relay(src_r, dst_w).run()
     os.close(src_r)
     os.close(dst_w)
+
+
+@pytest.mark.parametrize("kind", ["gzip", "zstd"])
+def test_relay_compresses_on_the_way_and_hashes_the_stored_bytes(kind: str) -> None:
+    from dbstash.compression import parse_compress
+
+    _, compression = parse_compress(kind)
+    assert compression is not None
+    data = b"".join(b"INSERT INTO t VALUES (%d, 'row');\n" % i for i in range(200_000)) + b"COMMIT;\n"
+    src_r, src_w = os.pipe()
+    dst_r, dst_w = os.pipe()
+    got = bytearray()
+    feeder = threading.Thread(target=_feed, args=(src_w, data, 65536))
+    drainer = threading.Thread(target=_drain, args=(dst_r, got))
+    feeder.start()
+    drainer.start()
+    stats = Relay(src_r, dst_w, None, compression.compressor()).run()
+    os.close(dst_w)
+    feeder.join()
+    drainer.join()
+    os.close(src_r)
+    os.close(dst_r)
+    assert stats.dump_size == len(data)
+    assert stats.size == len(got) < len(data) // 5
+    assert stats.sha256 == hashlib.sha256(got).hexdigest()
+    assert stats.tail.endswith(b"COMMIT;\n")  # the engine checks the dump's own tail, not the compressed one
+    d = compression.decompressor()
+    assert d.compress(bytes(got)) + d.flush() == data
+    truncated = compression.decompressor()
+    truncated.compress(bytes(got[: len(got) // 2]))
+    with pytest.raises(ValueError, match="truncated"):
+        truncated.flush()

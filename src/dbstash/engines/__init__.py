@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dbstash.engines.base import Connection, DumpCommand, DumpOptions, Engine
+from dbstash.engines.mongo import MongoEngine
+from dbstash.engines.mysql import MariadbEngine, MysqlEngine
 from dbstash.engines.postgres import PostgresEngine
+from dbstash.engines.redis import RedisEngine
 from dbstash.engines.sqlite import SqliteEngine
 from dbstash.errors import ConfigError
 from dbstash.redact import redact_uri
@@ -11,6 +14,10 @@ from dbstash.redact import redact_uri
 #: Engine classes by key. Adding an engine is one module plus one line here.
 ENGINES: dict[str, type[Engine]] = {
     PostgresEngine.key: PostgresEngine,
+    MysqlEngine.key: MysqlEngine,
+    MariadbEngine.key: MariadbEngine,
+    RedisEngine.key: RedisEngine,
+    MongoEngine.key: MongoEngine,
     SqliteEngine.key: SqliteEngine,
 }
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
 import shlex
+import subprocess
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -56,17 +60,50 @@ class DumpOptions:
     extra_args: tuple[str, ...] = ()
 
 
+#: How an argv element refers to a secret file: ``--defaults-extra-file={secret:client.cnf}``.
+_SECRET_REF = re.compile(r"\{secret:([A-Za-z0-9_.-]+)\}")
+
+
 @dataclass(frozen=True, slots=True)
 class DumpCommand:
-    """A ready-to-run dump: argv (never a secret in it) and the extra environment (which may hold one)."""
+    """A ready-to-run dump: argv (never a secret in it) and the extra environment (which may hold one).
+
+    Tools that only take a password from a file (mysqldump's ``--defaults-extra-file``, mongodump's
+    ``--config``) get it through *secret_files*: argv says ``{secret:NAME}`` and :meth:`materialize`
+    turns each into an anonymous in-memory file (``memfd``, mode 0600) passed to the child as
+    ``/dev/fd/N``. The secret never touches the disk, argv or a path another process could open.
+    """
 
     argv: tuple[str, ...]
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
     tool_version: str | None = None
+    secret_files: Mapping[str, bytes] = field(default_factory=dict, repr=False)
 
     def display(self) -> str:
         """The command line as a shell would show it (safe: argv never holds secrets)."""
         return shlex.join(self.argv)
+
+    @contextlib.contextmanager
+    def materialize(self) -> Iterator[tuple[list[str], tuple[int, ...]]]:
+        """(argv with ``/dev/fd/N`` for each secret file, the fds to pass). The fds close when the block ends."""
+        fds: dict[str, int] = {}
+        try:
+            for name, content in self.secret_files.items():
+                fd = os.memfd_create(f"dbstash-{name}", os.MFD_CLOEXEC)  # pass_fds opens it to the dump only
+                os.fchmod(fd, 0o600)  # tools ignore world-writable option files (memfds start 0777)
+                os.write(fd, content)
+                os.lseek(fd, 0, os.SEEK_SET)
+                fds[name] = fd
+
+            def sub(m: re.Match[str]) -> str:
+                if m.group(1) not in fds:
+                    raise KeyError(f"argv refers to an unknown secret file {m.group(1)!r}")
+                return f"/dev/fd/{fds[m.group(1)]}"
+
+            yield [_SECRET_REF.sub(sub, a) for a in self.argv], tuple(fds.values())
+        finally:
+            for fd in fds.values():
+                os.close(fd)
 
 
 class Engine(ABC):
@@ -102,8 +139,8 @@ class Engine(ABC):
         return Connection(self.key, database or None, host, port, user or None, password or None)
 
     @abstractmethod
-    def extension(self, options: DumpOptions) -> str:
-        """The automatic file extension for these options (e.g. ``.sql``, ``.dump``)."""
+    def extension(self, options: DumpOptions, connection: Connection | None = None) -> str:
+        """The automatic file extension for these options (e.g. ``.sql``, ``.dump``) and connection."""
 
     @abstractmethod
     async def dump_command(self, connection: Connection, options: DumpOptions) -> DumpCommand:
@@ -127,11 +164,11 @@ class Engine(ABC):
                     break
         return found
 
-    def native_compression(self) -> bool:
-        """Whether ``BACKUP_COMPRESS=true`` changes anything for this engine."""
+    def native_compression(self, connection: Connection | None = None) -> bool:
+        """Whether ``BACKUP_COMPRESS=true`` changes anything for this engine (and this connection)."""
         return False
 
-    def check_output_tail(self, tail: bytes) -> str | None:
+    def check_output_tail(self, tail: bytes, command: DumpCommand) -> str | None:
         """Inspect the last bytes of a dump whose tool exited 0; return why it is incomplete, or None.
 
         Some tools (the sqlite3 shell) report errors inside the dump and still exit 0.
@@ -141,3 +178,13 @@ class Engine(ABC):
     def database_label(self, connection: Connection) -> str:
         """The value of the ``{db}`` template token."""
         return connection.database or "all"
+
+
+def tool_version(path: str) -> str | None:
+    """The first line of ``PATH --version`` (``None`` if it cannot say): recorded with each backup."""
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = (out.stdout or out.stderr).strip().splitlines()
+    return lines[0].strip() if lines else None

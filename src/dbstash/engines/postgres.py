@@ -151,16 +151,31 @@ class PostgresEngine(Engine):
                 port = v
             else:
                 params[k] = v
-        if not database:
-            raise ConfigError(variable, f"{expected} (a database name is required)", shown)
+        if database is not None and database.lower() == "all":
+            database = None  # every database, through pg_dumpall
         return Connection(self.key, database, host, port, user, password, params)
 
-    def extension(self, options: DumpOptions) -> str:
+    def from_parts(
+        self,
+        *,
+        host: str | None,
+        port: str | None,
+        database: str | None,
+        user: str | None,
+        password: str | None,
+    ) -> Connection:
+        if database and database.lower() == "all":
+            database = None
+        return super().from_parts(host=host, port=port, database=database, user=user, password=password)
+
+    def extension(self, options: DumpOptions, connection: Connection | None = None) -> str:
+        if connection is not None and connection.database is None:
+            return ".sql"  # pg_dumpall writes plain SQL only
         fmt = self._format(options)
         return {"custom": ".dump", "tar": ".tar", "plain": ".sql", "directory": ""}[fmt]
 
-    def native_compression(self) -> bool:
-        return True
+    def native_compression(self, connection: Connection | None = None) -> bool:
+        return connection is None or connection.database is not None  # pg_dumpall has no compression
 
     @staticmethod
     def _format(options: DumpOptions) -> str:
@@ -286,8 +301,13 @@ class PostgresEngine(Engine):
         else:
             major = await self.server_major(connection, tools[0])
             tool = self.choose_tool(tools, major)
-        argv = [tool.pg_dump, "--no-password", *self._format_args(options), *options.extra_args]
-        return DumpCommand(tuple(argv), self.libpq_env(connection), tool_version=tool.version)
+        return DumpCommand(self._argv(tool.pg_dump, connection, options), self.libpq_env(connection), tool.version)
+
+    def _argv(self, pg_dump: str, connection: Connection, options: DumpOptions) -> tuple[str, ...]:
+        if connection.database is None:  # every database and the roles: pg_dumpall, plain SQL only
+            pg_dumpall = os.path.join(os.path.dirname(pg_dump), "pg_dumpall") if os.sep in pg_dump else "pg_dumpall"
+            return (pg_dumpall, "--no-password", *options.extra_args)
+        return (pg_dump, "--no-password", *self._format_args(options), *options.extra_args)
 
     def preview_command(self, connection: Connection, options: DumpOptions) -> DumpCommand:
         tools = self.installed_tools()
@@ -295,7 +315,7 @@ class PostgresEngine(Engine):
         note = None
         if len({t.major for t in tools}) > 1:
             note = "majors " + ", ".join(str(t.major) for t in tools) + " installed: the run picks the server's"
-        argv = (binary, "--no-password", *self._format_args(options), *options.extra_args)
+        argv = self._argv(binary, connection, options)
         return DumpCommand(argv, self.libpq_env(connection), tool_version=note or (tools[0].version if tools else None))
 
 

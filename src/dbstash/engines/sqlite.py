@@ -55,7 +55,7 @@ class SqliteEngine(Engine):
             raise ConfigError("DB_NAME", "the path of the SQLite database file", database)
         return Connection(self.key, database)
 
-    def extension(self, options: DumpOptions) -> str:
+    def extension(self, options: DumpOptions, connection: Connection | None = None) -> str:
         return ".sql"
 
     def database_label(self, connection: Connection) -> str:
@@ -80,7 +80,7 @@ class SqliteEngine(Engine):
             raise ToolNotFound("sqlite3 not found (install the sqlite3 package or use the dbstash:sqlite-3 image)")
         return DumpCommand(self._argv(tool, path, options), {}, tool_version=None)
 
-    def check_output_tail(self, tail: bytes) -> str | None:
+    def check_output_tail(self, tail: bytes, command: DumpCommand) -> str | None:
         end = tail.rstrip()
         if end.endswith(b"COMMIT;"):
             return None

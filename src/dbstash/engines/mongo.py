@@ -1,0 +1,147 @@
+"""MongoDB: ``mongodump --archive`` to stdout; the connection string, password included, in an in-memory config."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from typing import ClassVar
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
+
+import anyio
+
+from dbstash.engines.base import Connection, DumpCommand, DumpOptions, Engine, tool_version
+from dbstash.errors import ConfigError, ToolNotFound
+from dbstash.redact import redact_uri
+
+DEFAULT_AUTH_SOURCE = "admin"
+#: A dead server must not hang a run (milliseconds, MongoDB URI options; the URI's own win).
+DEFAULT_TIMEOUTS = {"connectTimeoutMS": "15000", "serverSelectionTimeoutMS": "15000"}
+
+
+class MongoEngine(Engine):
+    """MongoDB via ``mongodump --archive``: one archive stream, ``.archive`` (``.archive.gz`` with ``--gzip``).
+
+    ``DB_NAME`` (or the URI's path) picks one database; empty or ``all`` dumps every database.
+    The connection string, password included, reaches mongodump only through a YAML ``--config``
+    file held in memory (``/dev/fd/N``, mode 0600): never argv, never the disk. ``authSource``
+    comes from the URI, else ``DB_AUTH_SOURCE``, else ``admin``.
+    """
+
+    key: ClassVar[str] = "mongo"
+    schemes: ClassVar[tuple[str, ...]] = ("mongodb", "mongodb+srv")
+    default_port: ClassVar[int | None] = 27017
+    stream_conflicting_flags: ClassVar[tuple[str, ...]] = ("--out=", "-o")
+
+    def __init__(self, tool: str | None = None) -> None:
+        self._tool = tool
+
+    def parse_uri(self, uri: str, *, variable: str = "DB_URI") -> Connection:
+        shown = redact_uri(uri)
+        expected = "mongodb://user:password@host:27017/dbname?authSource=admin (or mongodb+srv://...)"
+        try:
+            parts = urlsplit(uri)
+        except ValueError:
+            raise ConfigError(variable, expected, shown) from None
+        scheme = parts.scheme.lower()
+        userinfo, _, hosts = parts.netloc.rpartition("@")
+        if scheme not in self.schemes or not hosts:
+            raise ConfigError(variable, expected, shown)
+        user, password = None, None
+        if userinfo:
+            u, sep, p = userinfo.partition(":")
+            user = unquote(u) or None
+            password = unquote(p) if sep else None
+        database = unquote(parts.path.lstrip("/"))
+        params = dict(parse_qsl(parts.query, keep_blank_values=True))
+        if scheme == "mongodb+srv":
+            params["_srv"] = "1"
+        return Connection(
+            self.key,
+            None if database.lower() in ("", "all") else database,
+            hosts,
+            None,
+            user,
+            password,
+            params,
+        )
+
+    def from_parts(
+        self,
+        *,
+        host: str | None,
+        port: str | None,
+        database: str | None,
+        user: str | None,
+        password: str | None,
+    ) -> Connection:
+        if database and database.lower() == "all":
+            database = None
+        return super().from_parts(host=host, port=port, database=database, user=user, password=password)
+
+    @staticmethod
+    def with_auth_source(connection: Connection, auth_source: str | None) -> Connection:
+        """*connection* with ``authSource`` set from ``DB_AUTH_SOURCE`` unless its URI already has one."""
+        if "authSource" in connection.params:
+            return connection
+        params = {**connection.params, "authSource": auth_source or DEFAULT_AUTH_SOURCE}
+        c = connection
+        return Connection(c.engine, c.database, c.host, c.port, c.user, c.password, params)
+
+    def connection_string(self, connection: Connection) -> str:
+        """The URI mongodump gets (in its config file only: it holds the password)."""
+        params = dict(connection.params)
+        srv = params.pop("_srv", None)
+        if connection.user or connection.password:
+            params.setdefault("authSource", DEFAULT_AUTH_SOURCE)
+        for k, v in DEFAULT_TIMEOUTS.items():
+            params.setdefault(k, v)
+        auth = ""
+        if connection.user is not None:
+            auth = quote(connection.user, safe="")
+            if connection.password is not None:
+                auth += ":" + quote(connection.password, safe="")
+            auth += "@"
+        hosts = connection.host or "127.0.0.1"
+        if connection.port and "," not in hosts and ":" not in hosts.rsplit("]", 1)[-1]:
+            hosts += f":{connection.port}"
+        scheme = "mongodb+srv" if srv else "mongodb"
+        return f"{scheme}://{auth}{hosts}/" + (f"?{urlencode(sorted(params.items()))}" if params else "")
+
+    def extension(self, options: DumpOptions, connection: Connection | None = None) -> str:
+        return ".archive.gz" if self._gzip(options) else ".archive"
+
+    def native_compression(self, connection: Connection | None = None) -> bool:
+        return True
+
+    @staticmethod
+    def _gzip(options: DumpOptions) -> bool:
+        return options.compress or "--gzip" in options.extra_args
+
+    def _argv(self, tool: str, connection: Connection, options: DumpOptions) -> tuple[str, ...]:
+        argv = [tool, "--config={secret:mongodump.yaml}", "--archive"]
+        if options.compress and "--gzip" not in options.extra_args:
+            argv.append("--gzip")
+        if connection.database:
+            argv.append(f"--db={connection.database}")
+        argv += options.extra_args
+        return tuple(argv)
+
+    def config_file(self, connection: Connection) -> bytes:
+        """mongodump's YAML config: the URI (JSON strings are valid YAML and escape everything)."""
+        return f"uri: {json.dumps(self.connection_string(connection))}\n".encode()
+
+    def preview_command(self, connection: Connection, options: DumpOptions) -> DumpCommand:
+        tool = self._tool or shutil.which("mongodump") or "mongodump"
+        return DumpCommand(self._argv(tool, connection, options), {})
+
+    async def dump_command(self, connection: Connection, options: DumpOptions) -> DumpCommand:
+        tool = self._tool or shutil.which("mongodump")
+        if not tool:
+            raise ToolNotFound("mongodump not found (install mongodb-database-tools or use a dbstash:mongo-N image)")
+        version = await anyio.to_thread.run_sync(tool_version, tool)
+        return DumpCommand(
+            self._argv(tool, connection, options),
+            {},
+            tool_version=version,
+            secret_files={"mongodump.yaml": self.config_file(connection)},
+        )

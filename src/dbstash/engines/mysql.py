@@ -1,0 +1,190 @@
+"""MySQL and MariaDB: ``mysqldump`` / ``mariadb-dump`` to stdout, credentials in an in-memory option file."""
+
+from __future__ import annotations
+
+import shutil
+from typing import ClassVar
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import anyio
+
+from dbstash.engines.base import Connection, DumpCommand, DumpOptions, Engine, tool_version
+from dbstash.errors import ConfigError, ToolNotFound
+from dbstash.redact import redact_uri
+
+#: URI query parameters accepted, as the ``[client]`` option each becomes (TLS and timeouts).
+#: Both spellings (``ssl-ca`` / ``ssl_ca``) are accepted; MySQL's and MariaDB's clients share these names.
+CLIENT_OPTIONS = frozenset(
+    {
+        "ssl",
+        "ssl-mode",
+        "ssl-ca",
+        "ssl-capath",
+        "ssl-cert",
+        "ssl-key",
+        "ssl-cipher",
+        "ssl-crl",
+        "ssl-crlpath",
+        "ssl-verify-server-cert",
+        "tls-version",
+        "connect-timeout",
+        "socket",
+        "protocol",
+        "default-character-set",
+        "compress",
+    }
+)
+#: A dead server must not hang a run (seconds; the URI's connect-timeout wins).
+DEFAULT_CONNECT_TIMEOUT = "15"
+#: What ``DB_NAME`` values mean "every database".
+ALL_DATABASES = ("", "all")
+
+
+def option_value(value: str) -> str:
+    """Quote *value* for a MySQL option file: double quotes, backslash escapes (both clients read these)."""
+    escaped = value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    return f'"{escaped}"'
+
+
+class MysqlEngine(Engine):
+    """MySQL via ``mysqldump`` (MariaDB's ``mariadb-dump`` works as well): plain SQL, ``.sql``.
+
+    Defaults: ``--single-transaction`` (a consistent snapshot of InnoDB tables without locking),
+    ``--routines --triggers --events``. ``DB_NAME`` empty or ``all`` dumps ``--all-databases``;
+    otherwise the one database's tables, without ``CREATE DATABASE``, so it restores into any
+    database name. User, password, host, port and TLS settings go in a ``[client]`` option file
+    held in memory and passed as ``--defaults-extra-file=/dev/fd/N`` (it must be the first option).
+    """
+
+    key: ClassVar[str] = "mysql"
+    schemes: ClassVar[tuple[str, ...]] = ("mysql",)
+    default_port: ClassVar[int | None] = 3306
+    stream_conflicting_flags: ClassVar[tuple[str, ...]] = ("--tab=", "-T")
+    #: Dump programs in order of preference; the first on PATH is used.
+    tools: ClassVar[tuple[str, ...]] = ("mysqldump", "mariadb-dump")
+
+    def __init__(self, tool: str | None = None) -> None:
+        """*tool*: path of the dump program; default: the first of :attr:`tools` on PATH."""
+        self._tool = tool
+
+    def parse_uri(self, uri: str, *, variable: str = "DB_URI") -> Connection:
+        shown = redact_uri(uri)
+        expected = f"{self.schemes[0]}://user:password@host:3306/dbname?ssl-mode=REQUIRED"
+        try:
+            parts = urlsplit(uri)
+            port = str(parts.port) if parts.port is not None else None
+        except ValueError:
+            raise ConfigError(variable, expected, shown) from None
+        if parts.scheme.lower() not in ("mysql", "mariadb"):  # the spec's mysql:// serves both
+            raise ConfigError(variable, expected, shown)
+        params: dict[str, str] = {}
+        for k, v in parse_qsl(parts.query, keep_blank_values=True):
+            name = k.replace("_", "-").lower()
+            if name == "sslmode":
+                name = "ssl-mode"
+            if name not in CLIENT_OPTIONS:
+                reason = f"query parameter {k!r} is not a client option dbstash passes (TLS, timeouts)"
+                raise ConfigError(variable, f"{expected} ({reason})", shown)
+            params[name] = v
+        database = unquote(parts.path.lstrip("/"))
+        if "/" in database:
+            raise ConfigError(variable, expected, shown)
+        return Connection(
+            self.key,
+            None if database.lower() in ALL_DATABASES else database,
+            unquote(parts.hostname) if parts.hostname else None,
+            port,
+            unquote(parts.username) if parts.username else None,
+            unquote(parts.password) if parts.password is not None else None,
+            params,
+        )
+
+    def from_parts(
+        self,
+        *,
+        host: str | None,
+        port: str | None,
+        database: str | None,
+        user: str | None,
+        password: str | None,
+    ) -> Connection:
+        if database and database.lower() in ALL_DATABASES:
+            database = None
+        return super().from_parts(host=host, port=port, database=database, user=user, password=password)
+
+    def extension(self, options: DumpOptions, connection: Connection | None = None) -> str:
+        return ".sql"
+
+    def option_file(self, connection: Connection) -> bytes:
+        """The ``[client]`` section for *connection* (holds the password: memfd only, never logged)."""
+        lines = ["[client]"]
+        if connection.user:
+            lines.append(f"user={option_value(connection.user)}")
+        if connection.password is not None:
+            lines.append(f"password={option_value(connection.password)}")
+        if connection.host:
+            lines.append(f"host={option_value(connection.host)}")
+        if connection.port:
+            lines.append(f"port={connection.port}")
+        params = dict(connection.params)
+        params.setdefault("connect-timeout", DEFAULT_CONNECT_TIMEOUT)
+        for k, v in sorted(params.items()):
+            lines.append(f"{k}={option_value(v)}" if v else k)
+        return ("\n".join(lines) + "\n").encode()
+
+    def _argv(self, tool: str, connection: Connection, options: DumpOptions) -> tuple[str, ...]:
+        argv = [
+            tool,
+            "--defaults-extra-file={secret:client.cnf}",  # must be first: both clients insist
+            "--single-transaction",
+            "--routines",
+            "--triggers",
+            "--events",
+            *options.extra_args,
+        ]
+        if connection.database:
+            argv += ["--", connection.database]
+        else:
+            argv.append("--all-databases")
+        return tuple(argv)
+
+    def find_tool(self) -> str | None:
+        """The dump program to run: the configured one, else the first of :attr:`tools` on PATH."""
+        if self._tool:
+            return self._tool
+        for name in self.tools:
+            found = shutil.which(name)
+            if found:
+                return found
+        return None
+
+    def preview_command(self, connection: Connection, options: DumpOptions) -> DumpCommand:
+        tool = self.find_tool() or self.tools[0]
+        return DumpCommand(self._argv(tool, connection, options), {})
+
+    async def dump_command(self, connection: Connection, options: DumpOptions) -> DumpCommand:
+        tool = self.find_tool()
+        if not tool:
+            names = " or ".join(self.tools)
+            raise ToolNotFound(f"{names} not found (install the client tools or use a dbstash:{self.key}-N image)")
+        version = await anyio.to_thread.run_sync(tool_version, tool)
+        return DumpCommand(
+            self._argv(tool, connection, options),
+            {},
+            tool_version=version,
+            secret_files={"client.cnf": self.option_file(connection)},
+        )
+
+    def check_output_tail(self, tail: bytes, command: DumpCommand) -> str | None:
+        # Both dumpers end with "-- Dump completed on ..." unless comments are switched off.
+        if b"-- Dump completed" in tail or any(a in ("--skip-comments", "--compact") for a in command.argv):
+            return None
+        return f"the {self.key} dump does not end with its '-- Dump completed' line; it is incomplete"
+
+
+class MariadbEngine(MysqlEngine):
+    """MariaDB via ``mariadb-dump`` (``mysqldump`` if that is what is installed): as :class:`MysqlEngine`."""
+
+    key: ClassVar[str] = "mariadb"
+    schemes: ClassVar[tuple[str, ...]] = ("mariadb",)
+    tools: ClassVar[tuple[str, ...]] = ("mariadb-dump", "mysqldump")

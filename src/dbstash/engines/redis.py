@@ -1,0 +1,120 @@
+"""Redis: ``redis-cli --rdb -`` streams the server's RDB snapshot to stdout; the password goes in ``REDISCLI_AUTH``."""
+
+from __future__ import annotations
+
+import shutil
+from typing import ClassVar
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import anyio
+
+from dbstash.engines.base import Connection, DumpCommand, DumpOptions, Engine, tool_version
+from dbstash.errors import ConfigError, ToolNotFound
+from dbstash.redact import redact_uri
+
+#: URI query parameters -> redis-cli TLS flags (``rediss://`` turns TLS on).
+TLS_PARAMS = {
+    "cacert": "--cacert",
+    "cacertdir": "--cacertdir",
+    "cert": "--cert",
+    "key": "--key",
+    "sni": "--sni",
+    "tls-ciphers": "--tls-ciphers",
+    "tls-ciphersuites": "--tls-ciphersuites",
+}
+#: Valueless TLS flags.
+TLS_SWITCHES = {"insecure": "--insecure"}
+
+
+class RedisEngine(Engine):
+    """Redis via ``redis-cli --rdb -``: the binary RDB snapshot, ``.rdb``.
+
+    The RDB always holds the **whole instance** (every logical database): the ``/N`` of a URI is
+    accepted but does not narrow it. The server writes the snapshot for a replica-style transfer,
+    so it waits ``repl-diskless-sync-delay`` seconds (default 5) before it starts: set it to 0 on
+    the server for faster backups. Restore: stop Redis, put the file in its ``dir`` as its
+    ``dbfilename`` (``dump.rdb``), start it with ``appendonly no`` (or re-enable AOF afterwards).
+    """
+
+    key: ClassVar[str] = "redis"
+    schemes: ClassVar[tuple[str, ...]] = ("redis", "rediss")
+    default_port: ClassVar[int | None] = 6379
+
+    def __init__(self, tool: str | None = None) -> None:
+        self._tool = tool
+
+    def parse_uri(self, uri: str, *, variable: str = "DB_URI") -> Connection:
+        shown = redact_uri(uri)
+        expected = "redis://:password@host:6379/0 or rediss://user:password@host:6380/0"
+        try:
+            parts = urlsplit(uri)
+            port = str(parts.port) if parts.port is not None else None
+        except ValueError:
+            raise ConfigError(variable, expected, shown) from None
+        scheme = parts.scheme.lower()
+        if scheme not in self.schemes or not parts.hostname:
+            raise ConfigError(variable, expected, shown)
+        db = parts.path.lstrip("/")
+        if db and not db.isdigit():
+            raise ConfigError(variable, f"{expected} (the database is a number)", shown)
+        params: dict[str, str] = {"tls": "1"} if scheme == "rediss" else {}
+        for k, v in parse_qsl(parts.query, keep_blank_values=True):
+            if k not in TLS_PARAMS and k not in TLS_SWITCHES:
+                allowed = ", ".join(sorted([*TLS_PARAMS, *TLS_SWITCHES]))
+                raise ConfigError(variable, f"{expected} (query parameters: {allowed})", shown)
+            params[k] = v
+        return Connection(
+            self.key,
+            db or None,
+            unquote(parts.hostname),
+            port,
+            unquote(parts.username) if parts.username else None,
+            unquote(parts.password) if parts.password else None,
+            params,
+        )
+
+    def from_parts(
+        self,
+        *,
+        host: str | None,
+        port: str | None,
+        database: str | None,
+        user: str | None,
+        password: str | None,
+    ) -> Connection:
+        if database and database != "all" and not database.isdigit():
+            raise ConfigError("DB_NAME", "a Redis database number (the backup holds every database anyway)", database)
+        db = None if database in (None, "", "all") else database
+        return super().from_parts(host=host, port=port, database=db, user=user, password=password)
+
+    def extension(self, options: DumpOptions, connection: Connection | None = None) -> str:
+        return ".rdb"
+
+    def database_label(self, connection: Connection) -> str:
+        return "redis"  # the RDB is the whole instance, whatever /N the URI names
+
+    def _argv(self, tool: str, connection: Connection, options: DumpOptions) -> tuple[str, ...]:
+        argv = [tool, "-h", connection.host or "127.0.0.1", "-p", connection.port or str(self.default_port)]
+        if connection.user:
+            argv += ["--user", connection.user]
+        params = dict(connection.params)
+        if params.pop("tls", None):
+            argv.append("--tls")
+        for k, v in sorted(params.items()):
+            argv += [TLS_SWITCHES[k]] if k in TLS_SWITCHES else [TLS_PARAMS[k], v]
+        argv += ["--no-auth-warning", *options.extra_args, "--rdb", "-"]
+        return tuple(argv)
+
+    def _env(self, connection: Connection) -> dict[str, str]:
+        return {"REDISCLI_AUTH": connection.password} if connection.password else {}
+
+    def preview_command(self, connection: Connection, options: DumpOptions) -> DumpCommand:
+        tool = self._tool or shutil.which("redis-cli") or "redis-cli"
+        return DumpCommand(self._argv(tool, connection, options), self._env(connection))
+
+    async def dump_command(self, connection: Connection, options: DumpOptions) -> DumpCommand:
+        tool = self._tool or shutil.which("redis-cli")
+        if not tool:
+            raise ToolNotFound("redis-cli not found (install redis-tools or use a dbstash:redis-N image)")
+        version = await anyio.to_thread.run_sync(tool_version, tool)
+        return DumpCommand(self._argv(tool, connection, options), self._env(connection), tool_version=version)
