@@ -5,6 +5,9 @@ source "$(dirname "$0")/lib.sh"
 
 apt_ensure sqlite3 sqlite3
 apt_ensure '/usr/lib/postgresql/*/bin/initdb' postgresql
+apt_ensure mariadbd mariadb-server mariadb-client
+apt_ensure redis-server redis-server redis-tools
+"$(dirname "$0")/go-peers.sh"
 venv_ensure dev
 
 cd "$ROOT"

@@ -143,3 +143,17 @@ def test_backup_of_a_16_server_uses_pg_dump_16(pg16: PgServer, tmp_path: Path, p
     assert b"Dumped by pg_dump version 16" in out
     target = restore(pg16, out, "plain")
     assert fetch(pg16, table, target) == fetch(pg16, table)
+
+
+def test_every_database_through_pg_dumpall(pg: PgServer, tmp_path: Path) -> None:
+    """DB_NAME empty: pg_dumpall (roles and every database, plain SQL); the URI names no database."""
+    table = make_table(pg, rows=50)
+    pg.createdb(other := f"other_{uuid.uuid4().hex[:6]}")
+    uri = f"postgresql://postgres:superuser-pw@127.0.0.1:{pg.port}/"
+    result = dbstash.backup(uri, remote=str(tmp_path / "remote"), compress=True)
+    assert result.name.startswith("all-") and result.name.endswith(".sql")  # pg_dumpall has no custom format
+    assert result.tool_version and "pg_dump" in result.tool_version
+    text = (tmp_path / "remote" / result.name).read_text()
+    assert "PostgreSQL database cluster dump" in text
+    assert f"CREATE DATABASE {other}" in text and f"CREATE TABLE public.{table}" in text
+    assert "CREATE ROLE app" in text

@@ -40,7 +40,7 @@ def test_mysql_uri_and_option_file_hold_the_secret_not_argv() -> None:
     assert text.startswith("[client]\n")
     assert 'password="p@ss w#rd\\"\\\\x"' not in text  # quotes are not escaped: the outer pair is stripped
     assert 'password="p@ss w#rd"\\\\x"' in text
-    assert "ssl-mode=" in text and "ssl-ca=" in text and "port=3307" in text and "connect-timeout=" in text
+    assert "ssl-mode=" in text and "ssl-ca=" in text and "port=3307" in text
 
 
 def test_mysql_option_file_is_read_back_by_the_real_client(tmp_path: object) -> None:

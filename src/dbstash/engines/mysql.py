@@ -12,7 +12,7 @@ from dbstash.engines.base import Connection, DumpCommand, DumpOptions, Engine, t
 from dbstash.errors import ConfigError, ToolNotFound
 from dbstash.redact import redact_uri
 
-#: URI query parameters accepted, as the ``[client]`` option each becomes (TLS and timeouts).
+#: URI query parameters accepted, as the ``[client]`` option each becomes (TLS, socket, charset).
 #: Both spellings (``ssl-ca`` / ``ssl_ca``) are accepted; MySQL's and MariaDB's clients share these names.
 CLIENT_OPTIONS = frozenset(
     {
@@ -27,15 +27,12 @@ CLIENT_OPTIONS = frozenset(
         "ssl-crlpath",
         "ssl-verify-server-cert",
         "tls-version",
-        "connect-timeout",
         "socket",
         "protocol",
         "default-character-set",
         "compress",
     }
 )
-#: A dead server must not hang a run (seconds; the URI's connect-timeout wins).
-DEFAULT_CONNECT_TIMEOUT = "15"
 #: What ``DB_NAME`` values mean "every database".
 ALL_DATABASES = ("", "all")
 
@@ -83,7 +80,7 @@ class MysqlEngine(Engine):
             if name == "sslmode":
                 name = "ssl-mode"
             if name not in CLIENT_OPTIONS:
-                reason = f"query parameter {k!r} is not a client option dbstash passes (TLS, timeouts)"
+                reason = f"query parameter {k!r} is not a client option dbstash passes (TLS, socket, charset)"
                 raise ConfigError(variable, f"{expected} ({reason})", shown)
             params[name] = v
         database = unquote(parts.path.lstrip("/"))
@@ -126,9 +123,9 @@ class MysqlEngine(Engine):
             lines.append(f"host={option_value(connection.host)}")
         if connection.port:
             lines.append(f"port={connection.port}")
-        params = dict(connection.params)
-        params.setdefault("connect-timeout", DEFAULT_CONNECT_TIMEOUT)
-        for k, v in sorted(params.items()):
+        # only options the dump program itself knows: a [client] option it does not know is fatal (rc 7),
+        # which is why there is no connect-timeout here (BACKUP_TIMEOUT bounds a server that hangs)
+        for k, v in sorted(connection.params.items()):
             lines.append(f"{k}={option_value(v)}" if v else k)
         return ("\n".join(lines) + "\n").encode()
 

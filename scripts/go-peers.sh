@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The MongoDB test peers, built with Go from the Go module proxy (MongoDB itself is in no registry here):
+# FerretDB v1 (MongoDB wire protocol over SQLite) and mongodump/mongorestore from mongo-tools.
+# Results go to .cache/go-bin; when a peer cannot be built, .cache/go-bin/BLOCKED says exactly why and
+# the Mongo integration tests skip with that text (the suite's -ra summary prints it).
+source "$(dirname "$0")/lib.sh"
+
+OUT="$ROOT/.cache/go-bin"
+FERRETDB_VERSION="${FERRETDB_VERSION:-v1.24.2}"      # the last v1 (SQLite backend)
+MONGO_TOOLS_VERSION="${MONGO_TOOLS_VERSION:-latest}" # tags have no "v": the proxy can only serve pseudo-versions
+mkdir -p "$OUT"
+rm -f "$OUT/BLOCKED"
+if [ -x "$OUT/ferretdb" ] && [ -x "$OUT/mongodump" ] && [ -x "$OUT/mongorestore" ]; then
+  exit 0
+fi
+blocked() { printf '%s\n' "$*" >"$OUT/BLOCKED"; log "Mongo peers blocked: $*"; exit 0; }
+command -v go >/dev/null 2>&1 || blocked "the go command is not installed"
+
+# mongo-tools first: without mongodump, FerretDB alone cannot exercise anything (and takes minutes to build)
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+log "go: fetching github.com/mongodb/mongo-tools@$MONGO_TOOLS_VERSION"
+if ! err="$(cd "$work" && go mod init dbstash-peers >/dev/null 2>&1 &&
+  timeout 600 go get "github.com/mongodb/mongo-tools@$MONGO_TOOLS_VERSION" 2>&1)"; then
+  blocked "go get github.com/mongodb/mongo-tools@$MONGO_TOOLS_VERSION failed: $(printf '%s' "$err" | tr '\n\t' '  ' | cut -c1-240)"
+fi
+for tool in mongodump mongorestore; do
+  log "go build $tool"
+  (cd "$work" && timeout 900 go build -o "$OUT/$tool" "github.com/mongodb/mongo-tools/$tool/main") ||
+    blocked "go build of $tool from mongo-tools failed (see the log above)"
+done
+# `go install ...@v1.24.2` builds a binary that panics at start: build/version/version.txt is generated
+# by FerretDB's own build and is not in the module zip. Build a copy of the module with that file written.
+log "go build FerretDB $FERRETDB_VERSION"
+src="$(cd "$work" && go mod download -json "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" |
+  sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')" || blocked "go mod download of FerretDB $FERRETDB_VERSION failed"
+[ -d "$src" ] || blocked "go mod download of FerretDB $FERRETDB_VERSION gave no source directory"
+cp -r "$src" "$work/ferretdb" && chmod -R u+w "$work/ferretdb"
+echo "$FERRETDB_VERSION" >"$work/ferretdb/build/version/version.txt"
+(cd "$work/ferretdb" && timeout 1200 go build -o "$OUT/ferretdb" ./cmd/ferretdb) ||
+  blocked "go build of FerretDB $FERRETDB_VERSION failed (see the log above)"
