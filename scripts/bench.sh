@@ -1,6 +1,18 @@
 #!/usr/bin/env bash
-# Benchmarks (not tests): dbstash vs `pg_dump | rclone rcat` vs the temp-file way. See docs/benchmarks.md.
+# Benchmarks (not tests), each against the raw shell pipeline in the same run. See docs/benchmarks.md.
+#   scripts/bench.sh            PostgreSQL (bench_pg.py) then MariaDB and Redis (bench_engines.py)
+#   scripts/bench.sh pg|engines only one of them; further arguments go to that script
 source "$(dirname "$0")/lib.sh"
 apt_ensure '/usr/lib/postgresql/*/bin/initdb' postgresql
+apt_ensure mariadbd mariadb-server mariadb-client
+apt_ensure redis-server redis-server redis-tools
+apt_ensure zstd zstd
 venv_ensure dev
-exec "$VENV/bin/python" "$ROOT/bench/bench_pg.py" "$@"
+which="${1:-all}"
+[ $# -gt 0 ] && shift
+case "$which" in
+  pg) exec "$VENV/bin/python" "$ROOT/bench/bench_pg.py" "$@" ;;
+  engines) exec "$VENV/bin/python" "$ROOT/bench/bench_engines.py" "$@" ;;
+  all) "$VENV/bin/python" "$ROOT/bench/bench_pg.py" && exec "$VENV/bin/python" "$ROOT/bench/bench_engines.py" ;;
+  *) echo "usage: scripts/bench.sh [pg|engines|all] [args...]" >&2; exit 2 ;;
+esac

@@ -29,6 +29,9 @@ from dbstash.storage.base import Storage, Upload
 log = get_logger("dbstash.pipeline")
 
 CHUNK = 1 << 20
+#: A read shorter than this means the writer is slower than the relay: pause before the next read.
+SMALL_READ = 64 << 10
+SMALL_READ_PAUSE = 0.002
 TAIL = 4096
 PROGRESS_EVERY = 0.5
 #: How long a stopped dump gets to exit after SIGTERM before SIGKILL.
@@ -98,6 +101,10 @@ class Relay:
                     eof = True
                     break
                 n += got
+                if got < SMALL_READ and n < CHUNK:
+                    # a slow writer (redis-cli writes 4 KiB at a time): let the 1 MiB pipe fill
+                    # instead of waking up for every few KiB; a fast one never gets here
+                    time.sleep(SMALL_READ_PAUSE)
             if n == 0:
                 break
             chunk = view[:n]

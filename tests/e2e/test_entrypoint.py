@@ -225,3 +225,25 @@ def _alive(pid: int) -> bool:
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+@pytest.mark.parametrize(
+    ("uri", "extra", "flag"),
+    [
+        ("mysql://app:pw@127.0.0.1:1/shop", "--tab=/var/lib/mysql-files", "--tab=/var/lib/mysql-files"),
+        ("mongodb://app:pw@127.0.0.1:1/shop", "--out /tmp/dump", "--out"),
+        ("postgresql://app:pw@127.0.0.1:1/app", "-Fd -f /tmp/d", "-Fd -f"),
+    ],
+)
+def test_conflicting_dump_flags_warn_at_start_up_and_the_run_proceeds(
+    tmp_path: Path, uri: str, extra: str, flag: str
+) -> None:
+    """Spec: a warning naming the flag at start-up; not a configuration error (the dry run still exits 0)."""
+    proc = run(
+        ["run"],
+        {"DB_URI": uri, "RCLONE_REMOTE": str(tmp_path / "r"), "DUMP_EXTRA_ARGS": extra, "DRY_RUN": "true"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    warnings = [r for r in json_logs(proc.stderr) if r.get("level") == "WARNING"]
+    assert any(flag in str(r["message"]) and "DUMP_EXTRA_ARGS" in str(r["message"]) for r in warnings), warnings
+    assert "pw@" not in proc.stderr + proc.stdout
