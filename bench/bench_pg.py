@@ -28,7 +28,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support.servers import PgServer, debian_pg_bindir  # noqa: E402
+from tests.support.servers import PgServer, debian_pg_bindir, free_port, wait_port  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 RCLONE = str(VENV_BIN / "rclone")
@@ -70,8 +70,21 @@ def timed(argv: list[str], env: dict[str, str], measure: bool = False) -> tuple[
     return elapsed, stats
 
 
+def rcd_hwm_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+
+
 def run(scale: int, rounds: int, workdir: Path, bindir: str) -> dict[str, Any]:
     server = PgServer.start(bindir)
+    rcd_port = free_port()
+    rcd = subprocess.Popen(
+        [RCLONE, "rcd", "--rc-addr", f"127.0.0.1:{rcd_port}"],
+        env={**os.environ, "RCLONE_CONFIG": "", "RCLONE_RC_USER": "bench", "RCLONE_RC_PASS": "bench-pass"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_port(rcd_port)
     try:
         t0 = time.perf_counter()
         subprocess.run(
@@ -103,22 +116,29 @@ def run(scale: int, rounds: int, workdir: Path, bindir: str) -> dict[str, Any]:
             "RCLONE_REMOTE": str(remote),
             "BACKUP_NAME_TEMPLATE": "{db}-{uuid}",
         }
+        rc_env = {
+            **db_env,
+            "RCLONE_RC_URL": f"http://127.0.0.1:{rcd_port}",
+            "RCLONE_RC_USER": "bench",
+            "RCLONE_RC_PASS": "bench-pass",
+        }
         # warm-up (page cache, Python bytecode caches): not recorded
         timed(["bash", "-o", "pipefail", "-c", raw_cmd], base_env)
         timed([DBSTASH, "backup"], db_env)
-        times: dict[str, list[float]] = {"raw": [], "dbstash": [], "tempfile": []}
-        hwm: list[int] = []
-        written: dict[str, list[int]] = {"raw": [], "dbstash": [], "tempfile": []}
+        variants = ["raw", "dbstash", "dbstash_rc", "tempfile"]
+        times: dict[str, list[float]] = {v: [] for v in variants}
+        hwm: dict[str, list[int]] = {"dbstash": [], "dbstash_rc": []}
+        written: dict[str, list[int]] = {v: [] for v in variants}
         for i in range(rounds):
-            order = ["raw", "dbstash", "tempfile"] if i % 2 == 0 else ["dbstash", "raw", "tempfile"]
+            order = variants if i % 2 == 0 else ["dbstash_rc", "dbstash", "raw", "tempfile"]
             for variant in order:
                 if variant == "raw":
                     t, st = timed(["bash", "-o", "pipefail", "-c", raw_cmd], base_env, measure=True)
                 elif variant == "tempfile":
                     t, st = timed(["bash", "-c", tmp_cmd], base_env, measure=True)
                 else:
-                    t, st = timed([DBSTASH, "backup"], db_env, measure=True)
-                    hwm.append(st.get("hwm_kb", 0))
+                    t, st = timed([DBSTASH, "backup"], db_env if variant == "dbstash" else rc_env, measure=True)
+                    hwm[variant].append(st.get("hwm_kb", 0))
                     for f in remote.glob("app-*"):
                         f.unlink()
                 written[variant].append(st.get("write_bytes", 0))
@@ -135,12 +155,18 @@ def run(scale: int, rounds: int, workdir: Path, bindir: str) -> dict[str, Any]:
             "min_max_seconds": {k: [min(v), max(v)] for k, v in times.items()},
             "ratio_dbstash_vs_raw": med["dbstash"] / med["raw"],
             "ratio_tempfile_vs_raw": med["tempfile"] / med["raw"],
-            "dbstash_peak_rss_mb": max(hwm) / 1024,
+            "ratio_rc_vs_raw": med["dbstash_rc"] / med["raw"],
+            "ratio_rc_vs_rcat": med["dbstash_rc"] / med["dbstash"],
+            "dbstash_peak_rss_mb": max(hwm["dbstash"]) / 1024,
+            "dbstash_rc_peak_rss_mb": max(hwm["dbstash_rc"]) / 1024,
+            "rcd_peak_rss_mb": rcd_hwm_kb(rcd.pid) / 1024,
             "disk_write_bytes_max": {k: max(v) for k, v in written.items()},
             "files_left_in_tmpdir": len(list(private_tmp.iterdir())),
         }
     finally:
         server.destroy()
+        rcd.terminate()
+        rcd.wait()
         shutil.rmtree(remote, ignore_errors=True)
 
 
@@ -168,9 +194,9 @@ def main() -> None:
     path.write_text(json.dumps(results, indent=2))
     print(
         "| scale | database | dump | raw pipe | dbstash | temp file | dbstash/raw | temp/raw | dbstash RSS "
-        "| disk writes raw / dbstash / temp |"
+        "| disk writes raw / dbstash / temp | dbstash rc | rc/rcat | rc/raw | RSS dbstash rc / rcd |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         m, disk = r["median_seconds"], r["disk_write_bytes_max"]
         assert isinstance(m, dict)
@@ -179,7 +205,9 @@ def main() -> None:
             f"| {r['scale']} | {r['database_bytes'] / 1e6:.0f} MB | {r['dump_bytes'] / 1e6:.0f} MB "
             f"| {m['raw']:.2f}s | {m['dbstash']:.2f}s | {m['tempfile']:.2f}s "
             f"| {r['ratio_dbstash_vs_raw']:.3f}x | {r['ratio_tempfile_vs_raw']:.3f}x "
-            f"| {r['dbstash_peak_rss_mb']:.1f} MB | {disk['raw']} B / {disk['dbstash']} B / {disk['tempfile']} B |"
+            f"| {r['dbstash_peak_rss_mb']:.1f} MB | {disk['raw']} B / {disk['dbstash']} B / {disk['tempfile']} B "
+            f"| {m['dbstash_rc']:.2f}s | {r['ratio_rc_vs_rcat']:.3f}x | {r['ratio_rc_vs_raw']:.3f}x "
+            f"| {r['dbstash_rc_peak_rss_mb']:.1f} MB / {r['rcd_peak_rss_mb']:.1f} MB |"
         )
     small, big = results
     ms, mb = small["median_seconds"], big["median_seconds"]

@@ -22,6 +22,7 @@ import pytest
 from tests.support.cases import EngineCase, MariaDbCase, MongoCase, RedisCase
 from tests.support.dbservers import FerretDbServer, MariaDbServer, RedisServer
 from tests.support.servers import PgServer, S3Server, debian_pg_bindir
+from tests.support.transports import SLOW_ARGS, RcDaemon, Transport
 
 VENV_BIN = os.path.dirname(sys.executable)
 #: Where scripts/go-peers.sh puts the Go-built MongoDB peers (FerretDB, mongodump, mongorestore).
@@ -204,3 +205,27 @@ def own_engine_case(request: pytest.FixtureRequest) -> Iterator[EngineCase]:
         case.seed()
         case.seed_big()
         yield case
+
+
+@pytest.fixture(scope="session")
+def rcd(rclone_bin: str, s3: S3Server) -> Iterator[RcDaemon]:
+    """A shared ``rclone rcd`` (basic auth) whose config holds the test S3 remote."""
+    daemon = RcDaemon.start(rclone_bin, s3.config)
+    yield daemon
+    daemon.destroy()
+
+
+@pytest.fixture(scope="session")
+def rcd_slow(rclone_bin: str, s3: S3Server) -> Iterator[RcDaemon]:
+    """The same, throttled, for tests that interrupt an upload mid-stream."""
+    daemon = RcDaemon.start(rclone_bin, s3.config, SLOW_ARGS)
+    yield daemon
+    daemon.destroy()
+
+
+@pytest.fixture(params=["cli", "rc"])
+def transport(request: pytest.FixtureRequest, s3: S3Server) -> Transport:
+    """Each storage transport in turn: spawned rclone (rcat), then a running rclone rcd (rc API)."""
+    if request.param == "cli":
+        return Transport("cli", s3)
+    return Transport("rc", s3, request.getfixturevalue("rcd"), request.getfixturevalue("rcd_slow"))

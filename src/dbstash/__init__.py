@@ -47,6 +47,7 @@ from dbstash.notify import (
 from dbstash.retention import Backup, Decision, RetentionPlan, RetentionPolicy
 from dbstash.storage.base import RemoteEntry, Storage, Upload
 from dbstash.storage.rclone_cli import RcloneCliStorage, RcloneOptions
+from dbstash.storage.rclone_rc import RcloneRcStorage, RcOptions
 
 __all__ = [
     "ENGINES",
@@ -71,8 +72,10 @@ __all__ = [
     "Notifier",
     "PingNotifier",
     "PruneResult",
+    "RcOptions",
     "RcloneCliStorage",
     "RcloneOptions",
+    "RcloneRcStorage",
     "RemoteEntry",
     "RetentionPlan",
     "RetentionPolicy",

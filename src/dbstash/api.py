@@ -25,6 +25,7 @@ from dbstash.redact import GLOBAL_REDACTOR
 from dbstash.retention import Backup, RetentionPlan
 from dbstash.storage.base import RemoteEntry, Storage
 from dbstash.storage.rclone_cli import RcloneCliStorage, RcloneOptions
+from dbstash.storage.rclone_rc import RcloneRcStorage, RcOptions
 
 log = get_logger("dbstash")
 
@@ -81,11 +82,30 @@ async def _job_storage(settings: Settings, storage: Storage | None) -> AsyncIter
     if storage is not None:
         yield storage
         return
-    store = RcloneCliStorage(settings.remote, settings.rclone, redactor=GLOBAL_REDACTOR)
+    store: RcloneCliStorage | RcloneRcStorage
+    if settings.rc is not None:
+        store = RcloneRcStorage(settings.remote, settings.rc, redactor=GLOBAL_REDACTOR)
+    else:
+        store = RcloneCliStorage(settings.remote, settings.rclone, redactor=GLOBAL_REDACTOR)
     try:
         yield store
     finally:
         store.close()
+
+
+async def preflight(settings: Settings) -> None:
+    """Start-up checks that need the network: with the rc transport, that rcd answers and takes the credentials.
+
+    Raises:
+        ConfigError: rcd refused the credentials (names ``RCLONE_RC_USER``) or the URL is not an rcd.
+        StorageError: rcd cannot be reached.
+    """
+    if settings.rc is None:
+        return
+    async with _job_storage(settings, None) as store:
+        assert isinstance(store, RcloneRcStorage)
+        await store.open()
+        log.info("using the rclone daemon at %s (rclone %s)", settings.rc.display_url(), store.version)
 
 
 async def abackup(
@@ -105,6 +125,7 @@ async def abackup(
     retention_max_days: float = 0,
     retention_keep: Mapping[str, int] | None = None,
     rclone: RcloneOptions | None = None,
+    rc: RcOptions | None = None,
     timeout: float | None = None,
     tz: str = "UTC",
     notifiers: Sequence[Notifier] | None = None,
@@ -119,7 +140,8 @@ async def abackup(
 
     *compress*: ``True`` for the dump tool's native compression (pg custom format, mongodump
     ``--gzip``), ``"zstd"`` / ``"gzip"`` (or ``"zstd:19"``) for compression by dbstash on the stream,
-    any engine (appends ``.zst`` / ``.gz``).
+    any engine (appends ``.zst`` / ``.gz``). *rc*: use a running ``rclone rcd`` (:class:`RcOptions`)
+    instead of starting rclone for each step; *rclone* options then do not apply.
 
     Raises:
         ConfigError: a parameter is malformed (nothing was dumped or uploaded).
@@ -140,6 +162,7 @@ async def abackup(
             "retention_max_days": retention_max_days,
             "retention_keep": retention_keep,
             "rclone": rclone,
+            "rc": rc,
             "timeout": timeout,
             "tz": tz,
         }
@@ -170,6 +193,7 @@ def backup(
     retention_max_days: float = 0,
     retention_keep: Mapping[str, int] | None = None,
     rclone: RcloneOptions | None = None,
+    rc: RcOptions | None = None,
     timeout: float | None = None,
     tz: str = "UTC",
     notifiers: Sequence[Notifier] | None = None,
@@ -212,6 +236,7 @@ def backup(
             retention_max_days=retention_max_days,
             retention_keep=retention_keep,
             rclone=rclone,
+            rc=rc,
             timeout=timeout,
             tz=tz,
             notifiers=notifiers,
@@ -333,13 +358,21 @@ async def _dry_run(
     }
     for warning in settings.warnings():
         log.warning("dry run: %s", warning)
+    partial = f"{name}.<id>.dbstash-partial"
     if isinstance(store, RcloneCliStorage):
-        partial = f"{name}.<id>.dbstash-partial"
         data["upload_argv"] = store.argv("rcat", store.path(partial))
         data["commit_argv"] = store.argv("moveto", store.path(partial), store.path(name))
+    elif isinstance(store, RcloneRcStorage):
+        url = store.options.display_url()
+        data["upload_rc"] = f"POST {url}/operations/uploadfile fs={store.remote} file={partial}"
+        data["commit_rc"] = f"POST {url}/operations/stat, then operations/movefile {partial} -> {name}"
     log.info("dry run: configuration", extra={"settings": data["settings"]})
     log.info("dry run: dump command: %s", command.display(), extra={"dump_argv": data["dump_argv"]})
-    log.info("dry run: would upload to %s", data["remote_path"], extra={"upload_argv": data.get("upload_argv")})
+    log.info(
+        "dry run: would upload to %s",
+        data["remote_path"],
+        extra={"upload_argv": data.get("upload_argv"), "upload_rc": data.get("upload_rc")},
+    )
     if settings.retention.enabled:
         try:
             plan = await plan_retention(settings, store, ensure=Backup(name, now.astimezone(UTC), -1))

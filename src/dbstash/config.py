@@ -29,6 +29,7 @@ from dbstash.redact import GLOBAL_REDACTOR, Redactor, uri_secrets
 from dbstash.retention import RetentionPolicy
 from dbstash.schedule import validate_cron
 from dbstash.storage.rclone_cli import RcloneOptions
+from dbstash.storage.rclone_rc import RcOptions
 
 DEFAULT_RCLONE_CONFIG_FILE = "/config/rclone.conf"
 DEFAULT_HEALTH_PORT = 8080
@@ -60,6 +61,8 @@ class Settings:
     stream_compress: StreamCompression | None = None
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
     rclone: RcloneOptions = field(default_factory=RcloneOptions)
+    #: the rc transport: set when a running ``rclone rcd`` is to be used instead of spawning rclone
+    rc: RcOptions | None = None
     timeout: float | None = None
     tz: str = "UTC"
     schedule: str = "once"
@@ -205,6 +208,7 @@ class Settings:
             if self.rclone.config_text is not None
             else self.rclone.config_file,
             "rclone_extra_args": list(self.rclone.extra_args),
+            "transport": f"rc {self.rc.display_url()}" if self.rc else "rclone cli",
             "timeout": self.timeout,
             "tz": self.tz,
             "schedule": self.schedule,
@@ -231,6 +235,7 @@ class Settings:
         retention_max_days: float = 0,
         retention_keep: Mapping[str, int] | None = None,
         rclone: RcloneOptions | None = None,
+        rc: RcOptions | None = None,
         timeout: float | None = None,
         tz: str = "UTC",
     ) -> Settings:
@@ -253,6 +258,7 @@ class Settings:
             dump_extra_args=extra,
             retention=_retention(retention_max_files, retention_max_days, retention_keep, _check_tz(tz, "tz")),
             rclone=rclone or RcloneOptions(),
+            rc=_check_rc(rc, "rc") if rc is not None else None,
             timeout=timeout if timeout else None,
             tz=_check_tz(tz, "tz"),
         )
@@ -370,6 +376,7 @@ class Settings:
                 tz=tz,
             ),
             rclone=rclone,
+            rc=_rc_from_env(env),
             timeout=timeout,
             tz=tz,
             schedule=_check_schedule(schedule),
@@ -467,6 +474,38 @@ def _register_rclone_secrets(text: str, variable: str, redactor: Redactor = GLOB
         for key, value in parser.items(section):
             if _SECRET_CONF_KEY.search(key):
                 redactor.add(value)
+
+
+def _check_rc(rc: RcOptions, variable: str) -> RcOptions:
+    parts = urlsplit(rc.url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
+        raise ConfigError(
+            variable,
+            "the base URL of an rclone rcd such as http://127.0.0.1:5572 (credentials in RCLONE_RC_USER/_PASS)",
+            GLOBAL_REDACTOR(rc.url),
+        )
+    try:
+        parts.port  # noqa: B018 - validates the port
+    except ValueError:
+        raise ConfigError(variable, "http://host:port of an rclone rcd", rc.url) from None
+    GLOBAL_REDACTOR.add(rc.password)
+    return rc
+
+
+def _rc_from_env(env: Mapping[str, str]) -> RcOptions | None:
+    """``RCLONE_RC_URL`` (+ ``RCLONE_RC_USER``, ``RCLONE_RC_PASS(_FILE)``), or None for the CLI transport."""
+    url = (env.get("RCLONE_RC_URL") or "").strip()
+    if not url:
+        for name in ("RCLONE_RC_USER", "RCLONE_RC_PASS", "RCLONE_RC_PASS_FILE"):
+            if env.get(name):
+                raise ConfigError("RCLONE_RC_URL", f"the rcd URL (http://host:5572) when {name} is set")
+        return None
+    if env.get("RCLONE_RC_PASS_FILE"):
+        password: str | None = _read_secret_file(env["RCLONE_RC_PASS_FILE"], "RCLONE_RC_PASS_FILE")
+    else:
+        password = env.get("RCLONE_RC_PASS") or None
+    GLOBAL_REDACTOR.add(password)
+    return _check_rc(RcOptions(url, user=env.get("RCLONE_RC_USER") or None, password=password), "RCLONE_RC_URL")
 
 
 def _check_remote(remote: str, variable: str) -> str:

@@ -40,9 +40,10 @@ DBSTASH_ENV_VARS = frozenset(
         "PGPASSWORD",
     }
 )
-#: Whole families of dbstash's variables: the DB_* connection settings and every NOTIFY_* (webhook
-#: and ping URLs carry tokens, the SMTP settings a password). Prefixes, so a new one cannot be missed.
-DBSTASH_ENV_PREFIXES = ("DB_", "NOTIFY_")
+#: Whole families of dbstash's variables: the DB_* connection settings, every NOTIFY_* (webhook
+#: and ping URLs carry tokens, the SMTP settings a password) and RCLONE_RC_* (the rc daemon's
+#: password). Prefixes, so a new one cannot be missed.
+DBSTASH_ENV_PREFIXES = ("DB_", "NOTIFY_", "RCLONE_RC_")
 F_SETPIPE_SZ = 1031
 PIPE_SIZE = 1 << 20
 STDERR_TAIL_BYTES = 16 * 1024

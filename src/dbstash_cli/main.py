@@ -266,6 +266,12 @@ def run() -> None:
     configure_logging(settings.log_level, settings.log_format)
     if settings.dry_run:
         sys.exit(_dry_run(settings, as_json=False))
+    try:
+        anyio.run(dbstash.api.preflight, settings)
+    except ConfigError as exc:
+        _fail_config(exc, False)
+    except DbstashError as exc:  # rcd not up yet (a sidecar starting): each run reports it if it persists
+        log.warning("start-up check failed: %s", GLOBAL_REDACTOR(str(exc)))
     if settings.schedule == "once":
         sys.exit(_run_once(settings, as_json=False, show_progress=False))
     from dbstash.service import Service  # noqa: PLC0415 - prometheus-client only for cron mode

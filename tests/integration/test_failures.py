@@ -21,6 +21,7 @@ import dbstash
 from dbstash import BackupTimeout, DumpFailed, RcloneOptions, UploadFailed
 from dbstash.naming import PARTIAL_MARK
 from tests.support.servers import PgServer, S3Server, children_named, free_port
+from tests.support.transports import Transport
 
 pytestmark = pytest.mark.integration
 SLOW = ("--bwlimit", "4M")
@@ -57,45 +58,52 @@ def kill_child(name: str, sig: int = signal.SIGKILL, arg: str | None = None) -> 
     return action
 
 
-def remote_for(where: str, tmp_path: Path, s3: S3Server) -> tuple[str, RcloneOptions, Callable[[], list[str]]]:
+def remote_for(where: str, tmp_path: Path, s3: S3Server) -> tuple[str, Callable[[], list[str]]]:
+    """A fresh remote folder (a local path, or a folder of the S3 server) and how to list it directly."""
     if where == "local":
         folder = tmp_path / "remote"
-        return (
-            str(folder),
-            RcloneOptions(extra_args=SLOW),
-            lambda: sorted(os.listdir(folder)) if folder.exists() else [],
-        )
+        return str(folder), lambda: sorted(os.listdir(folder)) if folder.exists() else []
     name = f"f-{uuid.uuid4().hex[:8]}"
-    return s3.remote(name), RcloneOptions(config_text=s3.config, extra_args=SLOW), lambda: s3.files(name)
+    return s3.remote(name), lambda: s3.files(name)
 
 
 @pytest.mark.parametrize("where", ["local", "s3"])
-def test_pg_dump_killed_mid_stream(pg: PgServer, big_table: str, tmp_path: Path, s3: S3Server, where: str) -> None:
-    remote, options, files = remote_for(where, tmp_path, s3)
+def test_pg_dump_killed_mid_stream(
+    pg: PgServer, big_table: str, tmp_path: Path, transport: Transport, where: str
+) -> None:
+    remote, files = remote_for(where, tmp_path, transport.s3)
     with pytest.raises(DumpFailed, match="pg_dump was killed by SIGKILL"):
-        dbstash.backup(pg.uri(), remote=remote, rclone=options, progress=kill_when(3 << 20, kill_child("pg_dump")))
+        dbstash.backup(
+            pg.uri(),
+            remote=remote,
+            progress=kill_when(3 << 20, kill_child("pg_dump")),
+            **transport.kwargs(slow=True),
+        )
     assert files() == []
 
 
 @pytest.mark.parametrize("where", ["local", "s3"])
 def test_rclone_killed_mid_stream(pg: PgServer, big_table: str, tmp_path: Path, s3: S3Server, where: str) -> None:
-    remote, options, files = remote_for(where, tmp_path, s3)
+    remote, files = remote_for(where, tmp_path, s3)
     with pytest.raises(UploadFailed, match="rclone"):
         dbstash.backup(
-            pg.uri(), remote=remote, rclone=options, progress=kill_when(3 << 20, kill_child("rclone", arg="rcat"))
+            pg.uri(),
+            remote=remote,
+            rclone=RcloneOptions(config_text=s3.config, extra_args=SLOW),
+            progress=kill_when(3 << 20, kill_child("rclone", arg="rcat")),
         )
     assert files() == []
 
 
-def test_server_stopped_mid_dump(own_pg: PgServer, tmp_path: Path) -> None:
+def test_server_stopped_mid_dump(own_pg: PgServer, tmp_path: Path, transport: Transport) -> None:
     own_pg.psql("CREATE TABLE big AS SELECT g AS id, repeat(md5(g::text), 9) AS pad FROM generate_series(1, 150000) g")
     remote = tmp_path / "remote"
     with pytest.raises(DumpFailed, match="pg_dump"):
         dbstash.backup(
             own_pg.uri(),
             remote=str(remote),
-            rclone=RcloneOptions(extra_args=SLOW),
             progress=kill_when(3 << 20, lambda: own_pg.stop("immediate")),
+            **transport.kwargs(slow=True),
         )
     assert not remote.exists() or os.listdir(remote) == []
 
@@ -114,47 +122,48 @@ def test_remote_unreachable(pg: PgServer, big_table: str) -> None:
     assert "unreachable-secret" not in str(info.value)
 
 
-def test_timeout_aborts(pg: PgServer, big_table: str, tmp_path: Path) -> None:
+def test_timeout_aborts(pg: PgServer, big_table: str, tmp_path: Path, transport: Transport) -> None:
     remote = tmp_path / "remote"
     with pytest.raises(BackupTimeout):
-        dbstash.backup(pg.uri(), remote=str(remote), rclone=RcloneOptions(extra_args=SLOW), timeout=2)
+        dbstash.backup(pg.uri(), remote=str(remote), timeout=2, **transport.kwargs(slow=True))
     assert not remote.exists() or os.listdir(remote) == []
     assert children_named("pg_dump", os.getpid()) == [] and children_named("rclone", os.getpid(), "rcat") == []
 
 
 @pytest.mark.parametrize("where", ["local", "s3"])
 def test_failed_run_never_touches_an_existing_backup_of_the_same_name(
-    pg: PgServer, big_table: str, tmp_path: Path, s3: S3Server, where: str
+    pg: PgServer, big_table: str, tmp_path: Path, transport: Transport, where: str
 ) -> None:
-    remote, options, files = remote_for(where, tmp_path, s3)
-    fast = RcloneOptions(config_text=options.config_text)
-    good = dbstash.backup(pg.uri(), remote=remote, rclone=fast, name_template="{db}-fixed")
+    remote, files = remote_for(where, tmp_path, transport.s3)
+    good = dbstash.backup(pg.uri(), remote=remote, name_template="{db}-fixed", **transport.kwargs())
     with pytest.raises(DumpFailed):
         dbstash.backup(
             pg.uri(),
             remote=remote,
-            rclone=options,
             name_template="{db}-fixed",
             progress=kill_when(3 << 20, kill_child("pg_dump")),
+            **transport.kwargs(slow=True),
         )
     assert files() == [good.name]
 
     async def read() -> bytes:
-        async with dbstash.RcloneCliStorage(remote, fast) as storage:
+        async with transport.storage(remote) as storage:
             return await storage.read(good.name)
 
     assert hashlib.sha256(anyio.run(read)).hexdigest() == good.sha256
 
 
-def test_partial_name_is_what_rclone_writes_while_streaming(pg: PgServer, big_table: str, tmp_path: Path) -> None:
+def test_partial_name_is_what_rclone_writes_while_streaming(
+    pg: PgServer, big_table: str, tmp_path: Path, transport: Transport
+) -> None:
     """During the upload the only object is the partial one, so a crash can only ever leave that."""
     remote = tmp_path / "remote"
     seen: list[list[str]] = []
     result = dbstash.backup(
         pg.uri(),
         remote=str(remote),
-        rclone=RcloneOptions(extra_args=SLOW),
         progress=kill_when(3 << 20, lambda: seen.append(sorted(os.listdir(remote)))),
+        **transport.kwargs(slow=True),
     )
     assert len(seen) == 1 and len(seen[0]) == 1
     assert seen[0][0].startswith(result.name) and seen[0][0].endswith(PARTIAL_MARK)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import subprocess
 import uuid
@@ -13,10 +14,11 @@ import anyio
 import pytest
 
 import dbstash
-from dbstash import DumpFailed, RcloneOptions
+from dbstash import DumpFailed
 from dbstash.engines.base import DumpOptions
 from dbstash.engines.postgres import PostgresEngine
-from tests.support.servers import PgServer, S3Server, pgserver_bindir
+from tests.support.servers import PgServer, pgserver_bindir
+from tests.support.transports import Transport
 
 pytestmark = pytest.mark.integration
 
@@ -60,20 +62,22 @@ def restore(pg: PgServer, data: bytes, fmt: str) -> str:
 
 @pytest.mark.parametrize("compress", [False, True], ids=["plain", "custom"])
 @pytest.mark.parametrize("where", ["local", "s3"])
-def test_round_trip(pg: PgServer, s3: S3Server, tmp_path: Path, compress: bool, where: str) -> None:
+def test_round_trip(
+    pg: PgServer, transport: Transport, tmp_path: Path, *, compress: bool, where: str, caplog: pytest.LogCaptureFixture
+) -> None:
     table = make_table(pg)
-    if where == "local":
-        remote, options = str(tmp_path / "remote"), RcloneOptions()
-    else:
-        remote, options = s3.remote(f"pg-{uuid.uuid4().hex[:6]}"), RcloneOptions(config_text=s3.config)
+    remote = str(tmp_path / "remote") if where == "local" else transport.s3.remote(f"pg-{uuid.uuid4().hex[:6]}")
+    caplog.set_level(logging.DEBUG, logger="dbstash")
     result = dbstash.backup(
-        pg.uri(password=False), remote=remote, password=pg.password, compress=compress, rclone=options
+        pg.uri(password=False), remote=remote, password=pg.password, compress=compress, **transport.kwargs()
     )
     assert result.name.endswith(".dump" if compress else ".sql")
     assert result.tool_version and "15" in result.tool_version
+    used_rc = any(r.getMessage().startswith("rclone rc ") for r in caplog.records)
+    assert used_rc == (transport.name == "rc")
 
     async def read() -> tuple[bytes, list[str]]:
-        async with dbstash.RcloneCliStorage(remote, options) as storage:
+        async with transport.storage(remote) as storage:
             return await storage.read(result.name), [e.name for e in await storage.list()]
 
     data, names = anyio.run(read)

@@ -13,6 +13,7 @@ import dbstash
 from dbstash import DumpFailed, RcloneOptions
 from dbstash.naming import partial_name
 from tests.support.servers import S3Server
+from tests.support.transports import Transport
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +49,7 @@ def listing(remote: str, options: RcloneOptions) -> list[str]:
 
 @pytest.mark.parametrize("where", ["local", "s3"])
 def test_retention_deletes_only_this_jobs_old_backups(
-    sqlite_db: Path, tmp_path: Path, s3: S3Server, where: str
+    sqlite_db: Path, tmp_path: Path, transport: Transport, where: str
 ) -> None:
     mine = [old_name(d) for d in (1, 2, 3, 10, 40)]
     others = [
@@ -58,11 +59,16 @@ def test_retention_deletes_only_this_jobs_old_backups(
         "app-2020-01-01-000000.dump",
         partial_name(old_name(60), "deadbeef"),
     ]
-    remote, options, _ = seed(where, tmp_path, s3, mine + others)
+    remote, _, _ = seed(where, tmp_path, transport.s3, mine + others)
     result = dbstash.backup(
-        f"sqlite:///{sqlite_db}", remote=remote, rclone=options, retention_max_files=3, retention_max_days=30
+        f"sqlite:///{sqlite_db}", remote=remote, retention_max_files=3, retention_max_days=30, **transport.kwargs()
     )
-    left = listing(remote, options)
+
+    async def go() -> list[str]:
+        async with transport.storage(remote) as st:
+            return sorted(e.name for e in await st.list())
+
+    left = anyio.run(go)
     assert result.name in left
     # newest 3 of mine (the new one + 1 and 2 days old); 3, 10 and 40 days old go (count, count, age)
     assert sorted(result.deleted) == sorted(mine[2:])
