@@ -18,6 +18,7 @@ from dbstash.engines.base import DumpCommand, Engine
 from dbstash.errors import DbstashError
 from dbstash.hooks import Hook, HookFailed
 from dbstash.logs import get_logger, log_context
+from dbstash.manifest import Manifest, manifest_name
 from dbstash.naming import NameTemplate, is_partial
 from dbstash.notify import Notifier, RunEvent, notify
 from dbstash.pipeline import Progress, transfer
@@ -44,6 +45,7 @@ class BackupResult:
         retention_error: why retention could not run, if it failed (the backup itself stands).
         dump_size: bytes the dump tool wrote (more than *size* when dbstash compressed the stream).
         compression: in-stream compression by dbstash (``zstd:3``), or None.
+        manifest_error: why the manifest (``NAME.dbstash-manifest.json``) could not be written, if so.
     """
 
     remote_path: str
@@ -62,6 +64,7 @@ class BackupResult:
     retention_error: str | None = None
     dump_size: int | None = None
     compression: str | None = None
+    manifest_error: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         """Plain JSON-ready data (timestamps as ISO 8601 UTC)."""
@@ -276,7 +279,8 @@ async def plan_retention(
 async def apply_plan(plan: RetentionPlan, storage: Storage) -> list[str]:
     """Delete what *plan* says, one object at a time, logging each with its reason."""
     doomed = plan.delete
-    await storage.delete_many([b.name for b, _ in doomed])
+    # each backup with its manifest (missing manifests of older backups are not an error)
+    await storage.delete_many([n for b, _ in doomed for n in (b.name, manifest_name(b.name))])
     for b, reason in doomed:
         log.info("retention removed %s (%s)", b.name, reason, extra={"removed": b.name})
     return [b.name for b, _ in doomed]
@@ -514,6 +518,28 @@ async def _run(
     stats, command = done.stats, done.command
     finished = datetime.now(UTC)
     duration = time.monotonic() - t0
+    manifest = Manifest(
+        name=name,
+        size=stats.size,
+        sha256=stats.sha256,
+        engine=engine.key,
+        database=database,
+        mode="stream",
+        compression=str(settings.stream_compress) if settings.stream_compress else None,
+        native_compression=settings.compress and engine.native_compression(settings.connection),
+        tool_version=command.tool_version,
+        dbstash_version=__version__,
+        started_at=started.astimezone(UTC).isoformat(),
+        finished_at=finished.isoformat(),
+        dump_size=stats.dump_size,
+        backup_id=backup_id,
+    )
+    manifest_error = None
+    try:  # after the commit, never before: a manifest always describes a complete backup
+        await storage.write(manifest_name(name), manifest.to_json())
+    except Exception as exc:
+        manifest_error = str(exc)
+        log.error("could not write the manifest of %s (the backup itself is complete): %s", name, exc)
     deleted: list[str] = []
     retention_error = None
     if settings.retention.enabled:
@@ -542,6 +568,7 @@ async def _run(
         retention_error=retention_error,
         dump_size=stats.dump_size,
         compression=str(settings.stream_compress) if settings.stream_compress else None,
+        manifest_error=manifest_error,
     )
     log.info(
         "backup complete",

@@ -86,6 +86,10 @@ class Settings:
     hook_pre: str | None = None
     hook_post: str | None = None
     hook_timeout: float = 300.0
+    #: ``VERIFY_TARGET_URI``: the scratch database ``verify`` restores into (its data is dropped afterwards)
+    verify_target: str | None = field(default=None, repr=False)
+    #: ``VERIFY_SCHEDULE``: a cron expression on which service mode runs ``verify``
+    verify_schedule: str | None = None
 
     def notifiers(self) -> list[Notifier]:
         """The notifiers these settings configure (``NOTIFY_*``)."""
@@ -406,6 +410,10 @@ class Settings:
             hook_pre=get("HOOK_PRE_BACKUP"),
             hook_post=get("HOOK_POST_BACKUP"),
             hook_timeout=_parse_duration(env.get("HOOK_TIMEOUT", ""), "HOOK_TIMEOUT") or 300.0,
+            verify_target=_check_verify_target(get("VERIFY_TARGET_URI"), engine),
+            verify_schedule=_check_schedule(env["VERIFY_SCHEDULE"].strip(), "VERIFY_SCHEDULE")
+            if get("VERIFY_SCHEDULE")
+            else None,
         )
         settings.notifiers()  # validates the NOTIFY_* URLs at start-up
         settings._validate(template_variable="BACKUP_NAME_TEMPLATE")
@@ -476,6 +484,20 @@ def _register_rclone_secrets(text: str, variable: str, redactor: Redactor = GLOB
                 redactor.add(value)
 
 
+def _check_verify_target(uri: str | None, engine: Engine) -> str | None:
+    """``VERIFY_TARGET_URI``: a URI of the job's engine (a file path for SQLite and Redis)."""
+    if uri is None:
+        return None
+    GLOBAL_REDACTOR.add(*uri_secrets(uri))
+    if engine.restores_to_file and "://" not in uri:
+        return uri
+    other = engine_for_uri(uri, variable="VERIFY_TARGET_URI")
+    if other.key != engine.key and {other.key, engine.key} != {"mysql", "mariadb"}:
+        raise ConfigError("VERIFY_TARGET_URI", f"a scratch {engine.key} database URI", GLOBAL_REDACTOR(uri))
+    GLOBAL_REDACTOR.add(other.parse_uri(uri, variable="VERIFY_TARGET_URI").password)
+    return uri
+
+
 def _check_rc(rc: RcOptions, variable: str) -> RcOptions:
     parts = urlsplit(rc.url)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
@@ -533,10 +555,10 @@ def _check_tz(tz: str, variable: str) -> str:
     return tz
 
 
-def _check_schedule(value: str) -> str:
-    if value == "once":
+def _check_schedule(value: str, variable: str = "BACKUP_SCHEDULE") -> str:
+    if value == "once" and variable == "BACKUP_SCHEDULE":
         return value
-    validate_cron(value, "BACKUP_SCHEDULE")
+    validate_cron(value, variable)
     return value
 
 

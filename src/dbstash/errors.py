@@ -77,3 +77,22 @@ class ToolNotFound(DbstashError):
     """A required executable (dump tool, rclone) is not installed or not usable."""
 
     exit_code = 2
+
+
+class RestoreError(DbstashError):
+    """A restore (or verify) did not complete: the backup could not be read or the tool failed."""
+
+    def __init__(self, message: str, *, stderr_tail: str = "") -> None:
+        self.stderr_tail = stderr_tail
+        full = message if not stderr_tail else f"{message}\n{stderr_tail}"
+        super().__init__(full)
+
+
+class ChecksumMismatch(RestoreError):
+    """The bytes read back differ from the backup's manifest: it is corrupted or truncated."""
+
+
+class RestoreRefused(DbstashError):
+    """The restore target already holds data and ``force`` was not given; nothing was touched."""
+
+    exit_code = 2

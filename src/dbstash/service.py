@@ -47,12 +47,17 @@ class ServiceState:
     last_size: int | None = None
     last_remote_path: str | None = None
     next_run_at: datetime | None = None
+    verify_status: str | None = None
+    verify_at: datetime | None = None
+    verify_error: str | None = None
+    verify_counts: dict[str, int] | None = None
+    verify_running: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def healthy(self) -> bool:
-        """200 while the last run succeeded or none has run yet."""
-        return self.last_status in (None, "success")
+        """200 while the last run (and the last verify, with ``VERIFY_SCHEDULE``) succeeded or none has run yet."""
+        return self.last_status in (None, "success") and self.verify_status in (None, "success")
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON body of ``/healthz``."""
@@ -74,6 +79,12 @@ class ServiceState:
             "last_success": iso(self.last_success_at),
             "next_run": iso(self.next_run_at),
             "started_at": iso(self.started_at),
+            "last_verify": {
+                "status": self.verify_status,
+                "at": iso(self.verify_at),
+                "error": self.verify_error,
+                "counts": self.verify_counts,
+            },
         }
 
 
@@ -97,6 +108,16 @@ class Metrics:
         self.runs = Counter("dbstash_runs", "Backup runs by outcome", ["outcome"], registry=self.registry)
         for outcome in ("success", "failure", "skipped"):
             self.runs.labels(outcome=outcome)
+        self.verify_last_success = Gauge(
+            "dbstash_verify_last_success_timestamp_seconds",
+            "Unix time of the last successful restore drill (VERIFY_SCHEDULE)",
+            registry=self.registry,
+        )
+        self.verify_runs = Counter(
+            "dbstash_verify_runs", "Restore drills by outcome", ["outcome"], registry=self.registry
+        )
+        for outcome in ("success", "failure", "skipped"):
+            self.verify_runs.labels(outcome=outcome)
 
     def render(self) -> bytes:
         """The text exposition format."""
@@ -196,6 +217,8 @@ class Service:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._watch_signals, tg.cancel_scope)
+                if self.settings.verify_schedule:
+                    tg.start_soon(self._verify_loop, tg)
                 if self.settings.on_start:
                     await self._tick(tg)
                 while self._max_runs is None or self._runs < self._max_runs:
@@ -215,6 +238,61 @@ class Service:
             if self.health:
                 self.health.stop()
         return self.exit_code
+
+    async def _verify_loop(self, tg: anyio.abc.TaskGroup) -> None:
+        """``VERIFY_SCHEDULE``: the restore drill on its own cron, one at a time."""
+        assert self.settings.verify_schedule is not None
+        schedule = self.settings.verify_schedule
+        while True:
+            due = next_run(schedule, datetime.now(UTC), self.settings.zone)
+            log.info("next verify at %s", due.isoformat(), extra={"next_verify": due.isoformat()})
+            await anyio.sleep(seconds_until(due, datetime.now(UTC)))
+            if self.state.verify_running:
+                log.warning("skipped a scheduled verify: the previous one is still running")
+                self.metrics.verify_runs.labels(outcome="skipped").inc()
+                continue
+            with self.state.lock:
+                self.state.verify_running = True
+            tg.start_soon(self.verify_once)
+
+    async def verify_once(self) -> None:
+        """One restore drill: record it for /healthz and /metrics, and notify (never ping monitors)."""
+        from dbstash.notify import PingNotifier, RunEvent, notify  # noqa: PLC0415
+        from dbstash.restore import averify  # noqa: PLC0415
+
+        started = datetime.now(UTC)
+        counts: dict[str, int] | None = None
+        error: DbstashError | None = None
+        try:
+            result = await averify(self.settings)
+            counts = result.counts
+        except DbstashError as exc:
+            error = exc
+            log.error("verify failed: %s", exc, extra={"error_type": type(exc).__name__})
+        outcome = "success" if error is None else "failure"
+        self.metrics.verify_runs.labels(outcome=outcome).inc()
+        if error is None:
+            self.metrics.verify_last_success.set(time.time())
+        with self.state.lock:
+            self.state.verify_running = False
+            self.state.verify_status = outcome
+            self.state.verify_at = started
+            self.state.verify_error = str(error) if error else None
+            self.state.verify_counts = counts
+        c = self.settings.connection
+        event = RunEvent(
+            stage=outcome,  # type: ignore[arg-type]
+            engine=c.engine,
+            database=self.settings.database_label,
+            backup_id="verify-" + started.strftime("%Y%m%dT%H%M%S"),
+            error=str(error) if error else None,
+            error_type=type(error).__name__ if error else None,
+            kind="verify",
+            detail=", ".join(f"{k}={v}" for k, v in (counts or {}).items()) or None,
+        )
+        notifiers = [n for n in self.settings.notifiers() if not isinstance(n, PingNotifier)]
+        with anyio.CancelScope(shield=True), anyio.move_on_after(120):
+            await notify(notifiers, event)
 
     async def _watch_signals(self, scope: anyio.CancelScope) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from typing import NoReturn, TypeVar
 
 import anyio
@@ -18,6 +19,7 @@ from dbstash.errors import ConfigError, DbstashError
 from dbstash.lock import LockHeld, job_lock
 from dbstash.logs import configure_logging, get_logger
 from dbstash.redact import GLOBAL_REDACTOR
+from dbstash.units import human_bytes
 from dbstash_cli.progress import TerminalProgress
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -292,6 +294,76 @@ def _dry_run(settings: Settings, *, as_json: bool) -> int:
     if as_json:
         click.echo(json.dumps({"ok": True, "dry_run": True, **plan}, default=str))
     return EXIT_OK
+
+
+def _restore_job(
+    name: str, as_json: bool, compress: bool | None, flags: Mapping[str, str | None], job: Callable[[Settings], object]
+) -> None:
+    """Shared by list/restore/verify: settings from env + flags, run *job*, map errors to exit codes and JSON."""
+    settings = _load(_environ_with_flags(compress, flags), as_json)
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        result = job(settings)
+    except DbstashError as exc:
+        message = GLOBAL_REDACTOR(str(exc))
+        log.error("%s failed: %s", name, message, extra={"error_type": type(exc).__name__})
+        if as_json:
+            out = {"ok": False, "exit_code": exc.exit_code, "error": message, "error_type": type(exc).__name__}
+            click.echo(json.dumps(out))
+        sys.exit(exc.exit_code)
+    if as_json:
+        if isinstance(result, list):
+            click.echo(json.dumps({"ok": True, name: [r.to_dict() for r in result]}))
+        else:
+            click.echo(json.dumps({"ok": True, **result.to_dict()}))  # type: ignore[attr-defined]
+        return
+    if isinstance(result, list):
+        now = datetime.now(UTC)
+        for info in result:
+            d = info.to_dict(now)
+            state = "complete" if d["complete"] else "PARTIAL (a killed run's leftover)"
+            check = "sha256 " + str(d["sha256"])[:12] if d["sha256"] else str(d["manifest_problem"] or "")
+            when = info.taken_at.astimezone(settings.zone).strftime("%Y-%m-%d %H:%M:%S")
+            click.echo(f"{when}  {human_bytes(info.size):>10}  {state:<10}  {info.name}  {check}")
+        if not result:
+            click.echo("no backups of this job on the remote yet")
+        return
+    for key, value in result.to_dict().items():  # type: ignore[attr-defined]
+        click.echo(f"{key}: {value}")
+
+
+@cli.command(name="list")
+@job_options
+def list_(as_json: bool, compress: bool | None, **flags: str | None) -> None:
+    """List this job's backups on the remote, newest first: size, time, complete or partial, checksum."""
+    _restore_job("backups", as_json, compress, flags, dbstash.list_backups)
+
+
+_BACKUP_HELP = "Which backup: latest (default), a name, or a time such as 2026-02-07T02:00 (newest at or before)."
+
+
+@cli.command()
+@job_options
+@click.option("--backup", "which", default="latest", show_default=True, help=_BACKUP_HELP)
+@click.option(
+    "--target",
+    help="Restore into this URI (same engine) instead of the job's database; SQLite: a new file; Redis: the RDB path.",
+)
+@click.option("--force", is_flag=True, help="Restore even if the target already holds data.")
+def restore(
+    as_json: bool, which: str, target: str | None, force: bool, compress: bool | None, **flags: str | None
+) -> None:
+    """Stream a backup from the remote into the database with its native tool, checking its sha256."""
+    _restore_job("restore", as_json, compress, flags, lambda s: dbstash.restore(s, which, target=target, force=force))
+
+
+@cli.command()
+@job_options
+@click.option("--backup", "which", default="latest", show_default=True, help=_BACKUP_HELP)
+@click.option("--target", help="Scratch database URI to restore into (VERIFY_TARGET_URI); its data is dropped after.")
+def verify(as_json: bool, which: str, target: str | None, compress: bool | None, **flags: str | None) -> None:
+    """The restore drill: restore into a scratch target, check the sha256, count rows per table, clean up."""
+    _restore_job("verify", as_json, compress, flags, lambda s: dbstash.verify(s, which, target=target))
 
 
 @cli.command()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from dbstash.manifest import MANIFEST_SUFFIX
 from dbstash.naming import PARTIAL_MARK
 from tests.support.servers import PgServer, S3Server, all_cmdlines, children_named
 
@@ -34,8 +35,8 @@ def test_run_once_sqlite_json_logs(sqlite_db: Path, tmp_path: Path) -> None:
     remote = tmp_path / "out"
     proc = run(["run"], {"DB_URI": f"sqlite:///{sqlite_db}", "RCLONE_REMOTE": str(remote), "BACKUP_SCHEDULE": "once"})
     assert proc.returncode == 0, proc.stderr
-    files = os.listdir(remote)
-    assert len(files) == 1 and files[0].endswith(".sql")
+    files, manifests = sorted(os.listdir(remote)), [n for n in os.listdir(remote) if n.endswith(MANIFEST_SUFFIX)]
+    assert len(files) == 2 and files[0].endswith(".sql") and manifests == [files[0] + MANIFEST_SUFFIX]
     logs = json_logs(proc.stderr)
     assert logs and all({"time", "level", "message", "engine", "database", "backup_id"} <= set(r) for r in logs)
     final = next(r for r in logs if r["message"] == "backup complete")
@@ -154,7 +155,7 @@ def test_pg_to_s3_with_base64_rclone_config_and_no_secret_anywhere(pg: PgServer,
     assert leaks == []
     assert not any(s in proc.stderr + proc.stdout for s in secrets)
     assert any("pg_dump" in str(r.get("message")) for r in json_logs(proc.stderr))  # debug logs were on
-    assert len(s3.files(folder)) == 1
+    assert len(s3.files(folder)) == 2  # the backup and its manifest
 
 
 def _slow_run(pg: PgServer, remote: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen[str]:

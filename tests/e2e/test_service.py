@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from dbstash.manifest import MANIFEST_SUFFIX
 from tests.support.servers import PgServer, children_named, free_port
 
 pytestmark = pytest.mark.e2e
@@ -178,7 +179,7 @@ def test_lock_file_stops_a_second_process_and_a_killed_holder_never_blocks(
         timeout=60,
     )
     assert third.returncode == 0, third.stderr
-    assert len(os.listdir(tmp_path / "b")) == 1
+    assert len([n for n in os.listdir(tmp_path / "b") if not n.endswith(MANIFEST_SUFFIX)]) == 1
 
 
 def test_timeout_in_the_entrypoint(pg: PgServer, tmp_path: Path, lockfile: str) -> None:
@@ -357,7 +358,7 @@ def test_endurance_200_runs_keep_fds_and_memory_flat(sqlite_db: Path, tmp_path: 
     service = Service(settings, next_time=lambda now: now + timedelta(milliseconds=20), max_runs=200, on_result=sample)
     assert anyio.run(service.run) == 0
     assert service.metrics.runs.labels(outcome="success")._value.get() == 200
-    assert len(os.listdir(tmp_path / "r")) == 200
+    assert len([n for n in os.listdir(tmp_path / "r") if not n.endswith(MANIFEST_SUFFIX)]) == 200
     (fds20, rss20), (fds200, rss200) = samples[20], samples[200]
     assert fds200 == fds20, f"file descriptors grew from {fds20} to {fds200}"
     assert rss200 - rss20 < 8 * 1024, f"RSS grew by {(rss200 - rss20) / 1024:.1f} MB over 180 runs"
@@ -367,3 +368,47 @@ def test_endurance_200_runs_keep_fds_and_memory_flat(sqlite_db: Path, tmp_path: 
 def _no_leftover_children() -> Iterator[None]:
     yield
     assert children_named("rclone", os.getpid(), "rcat") == []
+
+
+def test_verify_schedule_feeds_health_metrics_and_notifications(sqlite_db: Path, tmp_path: Path, lockfile: str) -> None:
+    """VERIFY_SCHEDULE runs the restore drill on its own cron: /healthz, /metrics and a webhook hear of it."""
+    from tests.support.receivers import HttpReceiver
+
+    hook = HttpReceiver().start()
+    port = free_port()
+    env = sqlite_env(
+        sqlite_db,
+        tmp_path / "r",
+        lockfile,
+        BACKUP_SCHEDULE="0 0 1 1 *",
+        BACKUP_ON_START="true",
+        VERIFY_SCHEDULE="* * * * * */2",  # every 2 s (croniter: a sixth field, seconds)
+        HEALTH_PORT=str(port),
+        HEALTH_ADDR="127.0.0.1",
+        NOTIFY_WEBHOOK_URL=f"http://127.0.0.1:{hook.port}/hook",
+        NOTIFY_WEBHOOK_FORMAT="json",
+        NOTIFY_ON="always",
+    )
+    svc = Running(["run"], env)
+    try:
+        svc.wait_for("backup complete")
+        svc.wait_for("verify: restored")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()
+            if health["last_verify"]["status"] == "success":
+                break
+            time.sleep(0.2)
+        assert health["last_verify"]["counts"] == {"orders": 500, "users": 200}
+        metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        assert 'dbstash_verify_runs_total{outcome="success"}' in metrics
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any(
+            (r.json() or {}).get("event") == "verify.success" for r in hook.requests
+        ):
+            time.sleep(0.2)
+        events = [(r.json() or {}).get("event") for r in hook.requests]
+        assert "backup.success" in events and "verify.success" in events
+    finally:
+        assert svc.stop() == 0
+        hook.stop()

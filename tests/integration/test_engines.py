@@ -24,6 +24,7 @@ import pytest
 import dbstash
 from dbstash import BackupResult, DumpFailed, RcloneOptions
 from dbstash.compression import parse_compress
+from dbstash.manifest import manifest_name
 from dbstash.naming import PARTIAL_MARK
 from tests.support.cases import EngineCase
 from tests.support.servers import S3Server, all_cmdlines, children_named
@@ -87,7 +88,7 @@ def test_round_trip(engine_case: EngineCase, tmp_path: Path, compress: str, capl
     native = compress == "true" and engine_case.has_native
     ext = engine_case.native_ext if native else engine_case.plain_ext
     ext += {"zstd": ".zst", "gzip": ".gz"}.get(compress, "")
-    assert result.name.endswith(ext) and stored_names(remote) == [result.name]
+    assert result.name.endswith(ext) and stored_names(remote) == [result.name, manifest_name(result.name)]
     data = read_remote(remote, result.name)
     assert len(data) == result.size
     if compress in ("zstd", "gzip"):
@@ -195,7 +196,7 @@ def test_async_api_and_s3_remote(engine_case: EngineCase, s3: S3Server) -> None:
         return await dbstash.abackup(engine_case.uri(), remote=s3.remote(folder), rclone=options, compress="zstd")
 
     result = anyio.run(go)
-    assert s3.files(folder) == [result.name]
+    assert s3.files(folder) == [result.name, manifest_name(result.name)]
 
     async def read() -> bytes:
         async with dbstash.RcloneCliStorage(s3.remote(folder), options) as storage:

@@ -19,6 +19,7 @@ import pytest
 
 import dbstash
 from dbstash import BackupTimeout, DumpFailed, RcloneOptions, UploadFailed
+from dbstash.manifest import manifest_name
 from dbstash.naming import PARTIAL_MARK
 from tests.support.servers import PgServer, S3Server, children_named, free_port
 from tests.support.transports import Transport
@@ -144,7 +145,7 @@ def test_failed_run_never_touches_an_existing_backup_of_the_same_name(
             progress=kill_when(3 << 20, kill_child("pg_dump")),
             **transport.kwargs(slow=True),
         )
-    assert files() == [good.name]
+    assert files() == [good.name, manifest_name(good.name)]
 
     async def read() -> bytes:
         async with transport.storage(remote) as storage:
@@ -167,4 +168,4 @@ def test_partial_name_is_what_rclone_writes_while_streaming(
     )
     assert len(seen) == 1 and len(seen[0]) == 1
     assert seen[0][0].startswith(result.name) and seen[0][0].endswith(PARTIAL_MARK)
-    assert os.listdir(remote) == [result.name]
+    assert sorted(os.listdir(remote)) == [result.name, manifest_name(result.name)]

@@ -17,6 +17,7 @@ import dbstash
 from dbstash import DumpFailed
 from dbstash.engines.base import DumpOptions
 from dbstash.engines.postgres import PostgresEngine
+from dbstash.manifest import manifest_name
 from tests.support.servers import PgServer, pgserver_bindir
 from tests.support.transports import Transport
 
@@ -81,7 +82,7 @@ def test_round_trip(
             return await storage.read(result.name), [e.name for e in await storage.list()]
 
     data, names = anyio.run(read)
-    assert names == [result.name]
+    assert names == [result.name, manifest_name(result.name)]
     assert len(data) == result.size and hashlib.sha256(data).hexdigest() == result.sha256
     assert data.startswith(b"PGDMP") == compress
     target = restore(pg, data, "custom" if compress else "plain")

@@ -21,6 +21,7 @@ import pytest
 
 import dbstash
 from dbstash import ConfigError, RcloneRcStorage, RcOptions, StorageError, UploadFailed
+from dbstash.manifest import manifest_name
 from dbstash.naming import PARTIAL_MARK
 from tests.support.servers import PgServer, free_port
 from tests.support.transports import SLOW_ARGS, RcDaemon
@@ -51,7 +52,8 @@ def test_entrypoint_round_trip_through_rcd_with_a_password_file(sqlite_db: Path,
     )
     assert proc.returncode == 0, proc.stderr
     assert rcd.password not in proc.stderr + proc.stdout
-    (name,) = os.listdir(remote)
+    name, manifest = sorted(os.listdir(remote))
+    assert manifest == manifest_name(name)
     assert name.startswith("app-") and name.endswith(".sql")
     assert (remote / name).read_bytes().rstrip().endswith(b"COMMIT;")
     assert "using the rclone daemon" in proc.stderr

@@ -11,6 +11,7 @@ import pytest
 
 import dbstash
 from dbstash import DumpFailed, RcloneOptions
+from dbstash.manifest import MANIFEST_SUFFIX
 from dbstash.naming import partial_name
 from tests.support.servers import S3Server
 from tests.support.transports import Transport
@@ -96,4 +97,4 @@ def test_partial_left_by_a_killed_run_is_ignored(sqlite_db: Path, tmp_path: Path
     remote, options, _ = seed("local", tmp_path, None, [leftover, yesterday])  # type: ignore[arg-type]
     result = dbstash.backup(f"sqlite:///{sqlite_db}", remote=remote, rclone=options, retention_max_files=1)
     assert result.deleted == (yesterday,)
-    assert listing(remote, options) == sorted([leftover, result.name])
+    assert listing(remote, options) == sorted([leftover, result.name, result.name + MANIFEST_SUFFIX])

@@ -13,6 +13,7 @@ import pytest
 
 import dbstash
 from dbstash import DumpFailed
+from dbstash.manifest import manifest_name
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +34,7 @@ def test_round_trip_local(sqlite_db: Path, remote_dir: Path, tmp_path: Path) -> 
     assert result.size == len(stored)
     assert result.sha256 == hashlib.sha256(stored).hexdigest()
     assert result.remote_path == f"{remote_dir}/{result.name}"
-    assert sorted(p.name for p in remote_dir.iterdir()) == [result.name]  # no partial left behind
+    assert sorted(p.name for p in remote_dir.iterdir()) == [result.name, manifest_name(result.name)]  # no partial
     restored = restore_sqlite(stored, tmp_path / "restored.db")
     original = sqlite3.connect(sqlite_db)
     for table in ("users", "orders"):
@@ -50,7 +51,7 @@ def test_round_trip_s3(sqlite_db: Path, s3: object, tmp_path: Path) -> None:
         remote=s3.remote("sqlite-rt"),
         rclone=dbstash.RcloneOptions(config_text=s3.config),
     )
-    assert s3.files("sqlite-rt") == [result.name]
+    assert s3.files("sqlite-rt") == [result.name, manifest_name(result.name)]
 
     async def read() -> bytes:
         async with dbstash.RcloneCliStorage(s3.remote("sqlite-rt"), dbstash.RcloneOptions(config_text=s3.config)) as st:

@@ -62,6 +62,14 @@ class EngineCase(ABC):
     def kill_server(self) -> None:
         """SIGKILL the server (the test's own server)."""
 
+    @abstractmethod
+    def fresh_target(self, directory: str) -> str:
+        """An empty restore target for ``dbstash.restore(target=...)``: a URI, or a file path."""
+
+    @abstractmethod
+    def target_snapshot(self, target: str) -> Snapshot:
+        """What a restore into *target* produced, comparable with :meth:`snapshot`."""
+
     def destroy(self) -> None:  # noqa: B027 - optional hook: most cases start nothing of their own
         """Stop and remove what the case started."""
 
@@ -132,6 +140,14 @@ class MariaDbCase(EngineCase):
     def kill_server(self) -> None:
         self.server.stop(9)
 
+    def fresh_target(self, directory: str) -> str:
+        target = f"restore_{uuid.uuid4().hex[:6]}"
+        self.server.sql(f"CREATE DATABASE {target}")
+        return self.server.uri(scheme=self.key, database=target)
+
+    def target_snapshot(self, target: str) -> Snapshot:
+        return self.snapshot(target.rsplit("/", 1)[1])
+
 
 class RedisCase(EngineCase):
     key = "redis"
@@ -184,6 +200,14 @@ class RedisCase(EngineCase):
 
     def kill_server(self) -> None:
         self.server.stop(9)
+
+    def fresh_target(self, directory: str) -> str:
+        return os.path.join(directory, "restored.rdb")
+
+    def target_snapshot(self, target: str) -> Snapshot:
+        restored = RedisServer.start(rdb=target, password=self.server.password)
+        self.restored.append(restored)
+        return {k: [v] for k, v in restored.dump_all().items() if not k.startswith("0/big:")}
 
     def destroy(self) -> None:
         for server in self.restored:
@@ -257,6 +281,16 @@ class MongoCase(EngineCase):
 
     def kill_server(self) -> None:
         self.server.stop(9)
+
+    def fresh_target(self, directory: str) -> str:
+        target = FerretDbServer.start(self.ferretdb)
+        self.restored.append(target)
+        return target.uri(self.database)
+
+    def target_snapshot(self, target: str) -> Snapshot:
+        port = int(target.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
+        server = next(s for s in self.restored if s.port == port)
+        return self.snapshot(server)
 
     def destroy(self) -> None:
         for server in self.restored:

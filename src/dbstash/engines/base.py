@@ -12,8 +12,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from dbstash.errors import ConfigError
-from dbstash.redact import redact_uri
+import anyio
+
+from dbstash.errors import ConfigError, DumpFailed, ToolNotFound
+from dbstash.process import child_base_env
+from dbstash.redact import GLOBAL_REDACTOR, redact_uri
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +109,18 @@ class DumpCommand:
                 os.close(fd)
 
 
+@dataclass(frozen=True, slots=True)
+class RestoreOptions:
+    """How to restore: overwrite allowed, and what the backup holds (from its manifest)."""
+
+    force: bool = False
+    #: the database the backup was taken from (None when unknown or every database)
+    source_database: str | None = None
+    all_databases: bool = False
+    #: the stored object is the tool's own gzip (mongodump --gzip: ``.archive.gz``)
+    native_gzip: bool = False
+
+
 class Engine(ABC):
     """Pure knowledge about one database engine. Subclasses live one per module under ``dbstash.engines``.
 
@@ -179,6 +194,32 @@ class Engine(ABC):
         """The value of the ``{db}`` template token."""
         return connection.database or "all"
 
+    # -- restore ------------------------------------------------------------------------------------
+    #: The target is a file (SQLite, Redis): restored into a temp file beside it, renamed when verified.
+    restores_to_file: ClassVar[bool] = False
+
+    def stopped_restore_note(self, options: RestoreOptions) -> str:
+        """Said plainly when a checksum mismatch stopped a restore before the end of its input."""
+        return "the restore tool may already have applied part of the data."
+
+    def restore_command(self, target: Connection, head: bytes, options: RestoreOptions) -> DumpCommand | None:
+        """The command that restores a dump read from stdin into *target*; *head*: the dump's first bytes.
+
+        None means the stream itself is the restored file (written to ``target.database``).
+        """
+        raise ToolNotFound(f"restoring {self.key} backups is not supported")
+
+    async def is_empty(self, target: Connection) -> bool | None:
+        """Whether *target* holds no data (None: cannot tell)."""
+        return None
+
+    async def table_counts(self, target: Connection) -> dict[str, int]:
+        """Rows per table (collection, keyspace) in *target*, for ``verify``."""
+        return {}
+
+    async def clear(self, target: Connection) -> None:  # noqa: B027 - optional: engines without one keep data
+        """Drop everything in the scratch *target* after ``verify``."""
+
 
 def tool_version(path: str) -> str | None:
     """The first line of ``PATH --version`` (``None`` if it cannot say): recorded with each backup."""
@@ -188,3 +229,23 @@ def tool_version(path: str) -> str | None:
         return None
     lines = (out.stdout or out.stderr).strip().splitlines()
     return lines[0].strip() if lines else None
+
+
+async def run_tool(command: DumpCommand, *, stdin: bytes | None = None, timeout: float = 300.0) -> str:
+    """Run a client command (secret files and environment as for a dump) and return its stdout.
+
+    Raises :class:`~dbstash.errors.DumpFailed` with the redacted stderr if it fails or times out.
+    """
+    name = os.path.basename(command.argv[0])
+    env = {**child_base_env(), **command.env}
+    try:
+        with command.materialize() as (argv, fds), anyio.fail_after(timeout):
+            proc = await anyio.run_process(argv, input=stdin, env=env, check=False, pass_fds=fds)
+    except TimeoutError:
+        raise DumpFailed(f"{name} did not finish within {timeout:.0f}s") from None
+    except OSError as exc:
+        raise ToolNotFound(f"cannot run {name}: {exc.strerror}") from None
+    if proc.returncode != 0:
+        err = GLOBAL_REDACTOR(proc.stderr.decode(errors="replace").strip())
+        raise DumpFailed(f"{name} exited with status {proc.returncode}", exit_status=proc.returncode, stderr_tail=err)
+    return str(proc.stdout.decode(errors="replace"))

@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 import anyio
 
-from dbstash.engines.base import Connection, DumpCommand, DumpOptions, Engine, tool_version
+from dbstash.engines.base import Connection, DumpCommand, DumpOptions, Engine, RestoreOptions, tool_version
 from dbstash.errors import ConfigError, ToolNotFound
 from dbstash.redact import redact_uri
 
@@ -145,3 +145,21 @@ class MongoEngine(Engine):
             tool_version=version,
             secret_files={"mongodump.yaml": self.config_file(connection)},
         )
+
+    # -- restore -----------------------------------------------------------------------------------
+    def stopped_restore_note(self, options: RestoreOptions) -> str:
+        return "mongorestore may already have inserted part of the documents."
+
+    def restore_command(self, target: Connection, head: bytes, options: RestoreOptions) -> DumpCommand:
+        tool = shutil.which("mongorestore")
+        if not tool:
+            raise ToolNotFound("mongorestore not found (install mongodb-database-tools)")
+        argv = [tool, "--config={secret:mongorestore.yaml}", "--archive"]
+        if options.native_gzip:
+            argv.append("--gzip")
+        if options.force:
+            argv.append("--drop")
+        src, dst = options.source_database, target.database
+        if src and dst and src != dst:
+            argv += [f"--nsFrom={src}.*", f"--nsTo={dst}.*"]
+        return DumpCommand(tuple(argv), {}, secret_files={"mongorestore.yaml": self.config_file(target)})

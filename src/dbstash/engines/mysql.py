@@ -8,7 +8,15 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import anyio
 
-from dbstash.engines.base import Connection, DumpCommand, DumpOptions, Engine, tool_version
+from dbstash.engines.base import (
+    Connection,
+    DumpCommand,
+    DumpOptions,
+    Engine,
+    RestoreOptions,
+    run_tool,
+    tool_version,
+)
 from dbstash.errors import ConfigError, ToolNotFound
 from dbstash.redact import redact_uri
 
@@ -178,6 +186,64 @@ class MysqlEngine(Engine):
             return None
         return f"the {self.key} dump does not end with its '-- Dump completed' line; it is incomplete"
 
+    # -- restore ---------------------------------------------------------------------------------
+    #: Client programs for restores, in order of preference.
+    clients: ClassVar[tuple[str, ...]] = ("mysql", "mariadb")
+
+    def _client(self, target: Connection, *args: str) -> DumpCommand:
+        tool = next((found for name in self.clients if (found := shutil.which(name))), None)
+        if tool is None:
+            raise ToolNotFound(f"{' or '.join(self.clients)} client not found (install the client tools)")
+        argv = (tool, "--defaults-extra-file={secret:client.cnf}", *args)
+        return DumpCommand(argv, {}, secret_files={"client.cnf": self.option_file(target)})
+
+    def stopped_restore_note(self, options: RestoreOptions) -> str:
+        return (
+            "the mysql client may already have applied part of the dump (table definitions commit at once): "
+            "restore a sound backup into an empty database."
+        )
+
+    def restore_command(self, target: Connection, head: bytes, options: RestoreOptions) -> DumpCommand:
+        if options.all_databases or target.database is None:
+            return self._client(target)  # an --all-databases dump creates and selects each database itself
+        return self._client(target, "--", target.database)
+
+    async def _query(self, target: Connection, sql: str) -> list[list[str]]:
+        out = await run_tool(
+            self._client(target, "-N", "-B", "-e", sql, *([target.database] if target.database else []))
+        )
+        return [line.split("\t") for line in out.splitlines() if line]
+
+    async def is_empty(self, target: Connection) -> bool | None:
+        if target.database is None:
+            return None
+        rows = await self._query(
+            target, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()"
+        )
+        return rows == [["0"]]
+
+    async def table_counts(self, target: Connection) -> dict[str, int]:
+        tables = await self._query(
+            target,
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+            "AND TABLE_TYPE = 'BASE TABLE' ORDER BY 1",
+        )
+        if not tables:
+            return {}
+        quoted = ["`" + t[0].replace("`", "``") + "`" for t in tables]
+        # identifiers from information_schema, backquoted; the label is the same text in a string literal
+        union = " UNION ALL ".join(
+            "SELECT '" + q[1:-1].replace("\\", "\\\\").replace("'", "''") + "', COUNT(*) FROM " + q  # noqa: S608
+            for q in quoted
+        )
+        return {name: int(n) for name, n in await self._query(target, union)}
+
+    async def clear(self, target: Connection) -> None:
+        if not target.database:
+            return
+        db = "`" + target.database.replace("`", "``") + "`"
+        await run_tool(self._client(target, "-e", f"DROP DATABASE {db}; CREATE DATABASE {db}"))
+
 
 class MariadbEngine(MysqlEngine):
     """MariaDB via ``mariadb-dump`` (``mysqldump`` if that is what is installed): as :class:`MysqlEngine`."""
@@ -185,3 +251,4 @@ class MariadbEngine(MysqlEngine):
     key: ClassVar[str] = "mariadb"
     schemes: ClassVar[tuple[str, ...]] = ("mariadb",)
     tools: ClassVar[tuple[str, ...]] = ("mariadb-dump", "mysqldump")
+    clients: ClassVar[tuple[str, ...]] = ("mariadb", "mysql")

@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import anyio
 
-from dbstash.engines.base import Connection, DumpCommand, DumpOptions, Engine
+from dbstash.engines.base import Connection, DumpCommand, DumpOptions, Engine, RestoreOptions, run_tool
 from dbstash.errors import ConfigError, DumpFailed, ToolNotFound, ToolVersionMismatch
 from dbstash.process import child_base_env
 from dbstash.redact import Redactor, redact_uri
@@ -309,6 +309,71 @@ class PostgresEngine(Engine):
             return (pg_dumpall, "--no-password", *options.extra_args)
         return (pg_dump, "--no-password", *self._format_args(options), *options.extra_args)
 
+    # -- restore -----------------------------------------------------------------------------------
+    def _client(self, name: str) -> str:
+        """psql / pg_restore of the newest installed major (restoring needs a tool at least as new as the dump)."""
+        tools = self.installed_tools()
+        if tools:
+            path = os.path.join(tools[0].bindir, name)
+            if os.access(path, os.X_OK):
+                return path
+        found = shutil.which(name)
+        if not found:
+            raise ToolNotFound(f"{name} not found (install postgresql-client)")
+        return found
+
+    def stopped_restore_note(self, options: RestoreOptions) -> str:
+        if options.all_databases:
+            return "pg_dumpall scripts do not run in one transaction: part of them may already be applied."
+        return "psql/pg_restore ran it in a single transaction, which was rolled back: nothing was applied."
+
+    def restore_command(self, target: Connection, head: bytes, options: RestoreOptions) -> DumpCommand:
+        env = self.libpq_env(target)
+        if head.startswith(b"PGDMP"):  # custom format: pg_restore, in one transaction
+            argv = [self._client("pg_restore"), "--no-password", "--no-owner", "--exit-on-error"]
+            argv += ["--single-transaction", "-d", target.database or "postgres"]
+            if options.force:
+                argv += ["--clean", "--if-exists"]
+            return DumpCommand(tuple(argv), env)
+        psql = self._client("psql")
+        if options.all_databases or target.database is None:
+            env["PGDATABASE"] = "postgres"  # pg_dumpall: CREATE DATABASE cannot run inside a transaction
+            return DumpCommand((psql, "-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1"), env)
+        return DumpCommand((psql, "-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", "--single-transaction"), env)
+
+    def _psql(self, target: Connection) -> DumpCommand:
+        argv = (self._client("psql"), "-X", "-q", "-A", "-t", "--no-password", "-v", "ON_ERROR_STOP=1")
+        return DumpCommand(argv, self.libpq_env(target))
+
+    async def is_empty(self, target: Connection) -> bool | None:
+        if target.database is None:
+            return None
+        out = await run_tool(self._psql(target), stdin=f"SELECT count(*) {_USER_RELATIONS};".encode())
+        return out.strip() == "0"
+
+    async def table_counts(self, target: Connection) -> dict[str, int]:
+        # constant SQL (no input in it); psql's \\gexec runs each generated, identifier-quoted count query
+        sql = (
+            "SELECT format('SELECT %L, count(*) FROM %I.%I', n.nspname || '.' || c.relname, n.nspname, c.relname) "  # noqa: S608
+            + _USER_RELATIONS
+            + " AND c.relkind IN ('r', 'p') ORDER BY 1 \\gexec\n"
+        )
+        out = await run_tool(self._psql(target), stdin=sql.encode())
+        counts = {}
+        for line in out.splitlines():
+            name, sep, n = line.rpartition("|")
+            if sep:
+                counts[name] = int(n)
+        return counts
+
+    async def clear(self, target: Connection) -> None:
+        sql = (
+            "SELECT format('DROP SCHEMA %I CASCADE', nspname) FROM pg_namespace "
+            "WHERE nspname NOT IN ('pg_catalog', 'information_schema') AND nspname NOT LIKE 'pg\\_%' \\gexec\n"
+            "CREATE SCHEMA IF NOT EXISTS public;\n"
+        )
+        await run_tool(self._psql(target), stdin=sql.encode())
+
     def preview_command(self, connection: Connection, options: DumpOptions) -> DumpCommand:
         tools = self.installed_tools()
         binary = tools[0].pg_dump if tools else "pg_dump"
@@ -317,6 +382,12 @@ class PostgresEngine(Engine):
             note = "majors " + ", ".join(str(t.major) for t in tools) + " installed: the run picks the server's"
         argv = self._argv(binary, connection, options)
         return DumpCommand(argv, self.libpq_env(connection), tool_version=note or (tools[0].version if tools else None))
+
+
+_USER_RELATIONS = (
+    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'"
+)
 
 
 def _tool_version(path: str) -> tuple[int, str] | None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 from typing import ClassVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import anyio
 
-from dbstash.engines.base import Connection, DumpCommand, DumpOptions, Engine, tool_version
+from dbstash.engines.base import Connection, DumpCommand, DumpOptions, Engine, RestoreOptions, run_tool, tool_version
 from dbstash.errors import ConfigError, ToolNotFound
 from dbstash.redact import redact_uri
 
@@ -118,3 +120,31 @@ class RedisEngine(Engine):
             raise ToolNotFound("redis-cli not found (install redis-tools or use a dbstash:redis-N image)")
         version = await anyio.to_thread.run_sync(tool_version, tool)
         return DumpCommand(self._argv(tool, connection, options), self._env(connection), tool_version=version)
+
+    # -- restore -----------------------------------------------------------------------------------
+    #: A Redis restore writes the RDB to a file the user names (``--target /data/dump.rdb``); loading
+    #: it is a server restart (see the docs), not something a client can do.
+    restores_to_file: ClassVar[bool] = True
+
+    def stopped_restore_note(self, options: RestoreOptions) -> str:
+        return "nothing was kept: the RDB was being written to a temp file, now removed."
+
+    def restore_command(self, target: Connection, head: bytes, options: RestoreOptions) -> DumpCommand | None:
+        return None  # the stream is the file
+
+    async def is_empty(self, target: Connection) -> bool | None:
+        path = target.database or ""
+        return not os.path.exists(path) or os.path.getsize(path) == 0
+
+    async def table_counts(self, target: Connection) -> dict[str, int]:
+        """Keys in the RDB file, read by ``redis-check-rdb`` (which also validates its checksum)."""
+        tool = shutil.which("redis-check-rdb")
+        if tool is None:
+            return {}
+        out = await run_tool(DumpCommand((tool, target.database or ""), {}))
+        found = re.search(r"(\d+) keys read", out)
+        return {"keys": int(found.group(1))} if found else {}
+
+    async def clear(self, target: Connection) -> None:
+        if target.database and os.path.exists(target.database):
+            os.unlink(target.database)

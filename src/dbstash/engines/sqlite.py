@@ -7,7 +7,7 @@ import re
 import shutil
 from typing import ClassVar
 
-from dbstash.engines.base import Connection, DumpCommand, DumpOptions, Engine
+from dbstash.engines.base import Connection, DumpCommand, DumpOptions, Engine, RestoreOptions
 from dbstash.errors import ConfigError, ToolNotFound
 
 #: How long sqlite3 waits for a writer's lock before giving up (milliseconds).
@@ -87,3 +87,36 @@ class SqliteEngine(Engine):
         if b"ROLLBACK; -- due to errors" in tail:
             return "sqlite3 reported an error inside the dump (for example 'database is locked') and rolled back"
         return "the sqlite3 dump does not end with COMMIT; it is incomplete"
+
+    # -- restore -----------------------------------------------------------------------------------
+    restores_to_file: ClassVar[bool] = True
+
+    def stopped_restore_note(self, options: RestoreOptions) -> str:
+        return "nothing was kept: it was being restored into a temp file, now removed."
+
+    def restore_command(self, target: Connection, head: bytes, options: RestoreOptions) -> DumpCommand:
+        tool = self._sqlite3 or shutil.which("sqlite3")
+        if not tool:
+            raise ToolNotFound("sqlite3 not found (install the sqlite3 package)")
+        return DumpCommand((tool, "-bail", "-batch", target.database or ""), {})
+
+    async def is_empty(self, target: Connection) -> bool | None:
+        path = target.database or ""
+        return not os.path.exists(path) or os.path.getsize(path) == 0
+
+    async def table_counts(self, target: Connection) -> dict[str, int]:
+        import sqlite3  # noqa: PLC0415 - only verify reads a database in-process
+
+        con = sqlite3.connect(f"file:{target.database}?mode=ro", uri=True)
+        try:
+            names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY 1")]
+            counts = {}
+            for n in names:  # identifiers from sqlite_master, double-quoted
+                counts[n] = con.execute('SELECT count(*) FROM "' + n.replace('"', '""') + '"').fetchone()[0]  # noqa: S608
+            return counts
+        finally:
+            con.close()
+
+    async def clear(self, target: Connection) -> None:
+        if target.database and os.path.exists(target.database):
+            os.unlink(target.database)

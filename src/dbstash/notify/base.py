@@ -36,6 +36,10 @@ class RunEvent:
     duration: float | None = None
     error: str | None = None
     error_type: str | None = None
+    #: ``backup``, or ``verify`` for the restore drill (``VERIFY_SCHEDULE``)
+    kind: str = "backup"
+    #: extra text for the message, e.g. verify's row counts
+    detail: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -45,9 +49,9 @@ class RunEvent:
     def summary(self) -> str:
         """One line for a chat message or an email subject."""
         if self.stage == "start":
-            return f"dbstash: backup of {self.engine}/{self.database} started"
+            return f"dbstash: {self.kind} of {self.engine}/{self.database} started"
         verb = "succeeded" if self.ok else "FAILED"
-        return f"dbstash: backup of {self.engine}/{self.database} {verb}"
+        return f"dbstash: {self.kind} of {self.engine}/{self.database} {verb}"
 
     def fields(self) -> list[tuple[str, str]]:
         """(label, value) pairs for structured messages."""
@@ -60,6 +64,8 @@ class RunEvent:
             rows.append(("Remote path", self.remote_path))
         if self.sha256:
             rows.append(("SHA-256", self.sha256))
+        if self.detail:
+            rows.append(("Detail", self.detail))
         if self.error:
             rows.append(("Error", self.error))
         rows.append(("Backup id", self.backup_id))
@@ -72,7 +78,7 @@ class RunEvent:
     def to_dict(self) -> dict[str, object]:
         """The generic JSON payload."""
         return {
-            "event": "backup." + self.stage,
+            "event": f"{self.kind}.{self.stage}",
             "status": self.stage,
             "engine": self.engine,
             "database": self.database,
@@ -83,6 +89,7 @@ class RunEvent:
             "duration": self.duration,
             "error": GLOBAL_REDACTOR(self.error) if self.error else None,
             "error_type": self.error_type,
+            "detail": self.detail,
         }
 
 

@@ -8,7 +8,7 @@ confirmed every byte, :meth:`Upload.abort` removes it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -82,6 +82,18 @@ class Storage(ABC):
     @abstractmethod
     async def read(self, name: str) -> bytes:
         """The whole content of *name* (small objects and tests; restores stream instead)."""
+
+    @abstractmethod
+    async def read_stream(self, name: str, sink: Callable[[bytes], None]) -> None:
+        """Stream *name* into *sink*, called from a worker thread with chunks of up to 1 MiB.
+
+        Returns only when the whole object arrived; raises StorageError otherwise. An exception
+        raised by *sink* stops the transfer and propagates.
+        """
+
+    @abstractmethod
+    async def write(self, name: str, data: bytes) -> None:
+        """Store a small object (a manifest) under *name*, replacing any object of that name."""
 
     def path(self, name: str) -> str:
         """The rclone path of *name* inside the remote folder."""

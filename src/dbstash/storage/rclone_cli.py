@@ -9,7 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -214,6 +214,38 @@ class RcloneCliStorage(Storage):
     async def read(self, name: str) -> bytes:
         _, out, _ = await self._run("cat", self.path(name))
         return out
+
+    async def write(self, name: str, data: bytes) -> None:
+        await self._run("rcat", self.path(name), stdin=data)
+
+    async def read_stream(self, name: str, sink: Callable[[bytes], None]) -> None:
+        """``rclone cat`` into *sink*; the object is complete only if rclone exits 0."""
+        proc = ChildProcess(
+            self.argv("cat", self.path(name)),
+            env=self._env(),
+            name="rclone",
+            redact=self._redact,
+            stdout=subprocess.PIPE,
+            pass_fds=self._pass_fds(),
+        )
+        assert proc.popen.stdout is not None
+        fd = proc.popen.stdout.fileno()
+        grow_pipe(fd)
+
+        def pump() -> None:
+            while chunk := os.read(fd, 1 << 20):
+                sink(chunk)
+
+        try:
+            await anyio.to_thread.run_sync(pump, abandon_on_cancel=True)
+            status = await proc.wait()
+        finally:
+            if proc.returncode is None:
+                with anyio.CancelScope(shield=True):
+                    await proc.stop(grace=5.0)
+            proc.popen.stdout.close()
+        if status != 0:
+            raise StorageError(f"rclone cat {name} {proc.describe_exit(status)}", stderr_tail=proc.stderr.text())
 
 
 class RcloneUpload(Upload):

@@ -253,6 +253,28 @@ class RcloneRcStorage(Storage):
         body = {"srcFs": self.remote, "srcRemote": src, "dstFs": self.remote, "dstRemote": dst}
         await self._call("operations/movefile", body)
 
+    async def write(self, name: str, data: bytes) -> None:
+        if self._session is None:
+            await self.open()
+
+        def post() -> None:
+            import requests  # noqa: PLC0415
+
+            assert self._session is not None
+            try:
+                reply = self._session.post(
+                    self._url("operations/uploadfile"),
+                    params={"fs": self.remote, "remote": ""},
+                    files={"file0": (name, data, "application/octet-stream")},
+                    timeout=(self.options.connect_timeout, self.options.op_timeout),
+                )
+            except requests.RequestException as exc:
+                raise StorageError(f"writing {name} through the rclone daemon failed: {type(exc).__name__}") from None
+            if reply.status_code != 200:
+                raise self._error("operations/uploadfile", reply)
+
+        await anyio.to_thread.run_sync(post, abandon_on_cancel=True)
+
     async def read(self, name: str) -> bytes:
         chunks: list[bytes] = []
         await self.read_stream(name, chunks.append)

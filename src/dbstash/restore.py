@@ -1,0 +1,549 @@
+"""List, restore and verify: every backup provably restorable.
+
+A restore streams the stored object from the remote (``rclone cat`` or the rc API) through
+decompression (gzip/zstd, when dbstash compressed it) into the engine's native tool, computing the
+sha256 of the stored bytes on the way. The tool never sees the end of its input before the
+checksum matched the manifest: tools that restore in one transaction (psql and pg_restore with
+``--single-transaction``, the sqlite3 shell into a temp file, Redis into a temp file) then roll back
+on a mismatch; others (mysql, mongorestore) may already have applied part of the data, and the
+error says so plainly.
+
+``verify`` is the restore drill: restore into a scratch target, check the checksum, count rows per
+table, and drop the scratch data again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import anyio
+
+from dbstash.compression import SUFFIXES, Compressor, StreamCompression
+from dbstash.config import Settings
+from dbstash.engines import engine_for_uri
+from dbstash.engines.base import Connection, DumpOptions, Engine, RestoreOptions
+from dbstash.errors import ChecksumMismatch, ConfigError, RestoreError, RestoreRefused, StorageError
+from dbstash.logs import get_logger
+from dbstash.manifest import Manifest, is_manifest, manifest_name
+from dbstash.naming import NameTemplate, is_partial
+from dbstash.process import ChildProcess, child_base_env
+from dbstash.redact import GLOBAL_REDACTOR
+from dbstash.storage.base import RemoteEntry, Storage
+
+log = get_logger("dbstash.restore")
+
+#: Plain bytes kept from the tool until the checksum matched (holds e.g. the dump's final COMMIT).
+HOLD_BACK = 256 << 10
+#: Bytes of the decompressed stream looked at before the tool is chosen (pg: custom format or SQL).
+HEAD = 64 << 10
+#: How long the restore tool gets to finish after its last input.
+TOOL_TIMEOUT = 6 * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class BackupInfo:
+    """One backup of this job on the remote, as :func:`list_backups` reports it.
+
+    Attributes:
+        complete: committed under its final name (a partial upload left by a killed run is not).
+        manifest: its manifest, if it has a readable one (backups from before manifests have none).
+        size_ok: the stored size equals the manifest's (None without a manifest).
+    """
+
+    name: str
+    size: int
+    taken_at: datetime
+    complete: bool
+    manifest: Manifest | None = None
+    manifest_problem: str | None = None
+
+    @property
+    def size_ok(self) -> bool | None:
+        return None if self.manifest is None else self.manifest.size == self.size
+
+    def to_dict(self, now: datetime | None = None) -> dict[str, object]:
+        """Plain JSON-ready data, with the age in seconds."""
+        now = now or datetime.now(UTC)
+        m = self.manifest
+        return {
+            "name": self.name,
+            "size": self.size,
+            "taken_at": self.taken_at.isoformat(),
+            "age_seconds": round((now - self.taken_at).total_seconds()),
+            "complete": self.complete,
+            "manifest": m is not None,
+            "sha256": m.sha256 if m else None,
+            "size_ok": self.size_ok,
+            "engine": m.engine if m else None,
+            "compression": m.compression if m else None,
+            "manifest_problem": self.manifest_problem,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreResult:
+    """A finished restore: what was restored where, and whether its checksum was verified."""
+
+    name: str
+    target: str
+    size: int
+    sha256: str
+    checksum_verified: bool
+    duration: float
+    tool: str | None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "target": self.target,
+            "size": self.size,
+            "sha256": self.sha256,
+            "checksum_verified": self.checksum_verified,
+            "duration": self.duration,
+            "tool": self.tool,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    """The restore drill's outcome: the restore, then what the scratch target held."""
+
+    restore: RestoreResult
+    counts: dict[str, int] = field(default_factory=dict)
+    cleaned: bool = True
+
+    def to_dict(self) -> dict[str, object]:
+        return {**self.restore.to_dict(), "counts": self.counts, "cleaned": self.cleaned}
+
+
+# -- listing ---------------------------------------------------------------------------------------
+def job_templates(settings: Settings) -> list[NameTemplate]:
+    """This job's names under every extension it may have used: plain or native format, with or
+    without dbstash's ``.gz``/``.zst`` (so turning compression on or off never hides older backups
+    from list and restore; retention stays with the exact current template)."""
+    current = settings.template()
+    engine = settings.engine()
+    bases = {
+        engine.extension(DumpOptions(compress=c, extra_args=settings.dump_extra_args), settings.connection)
+        for c in (False, True)
+    }
+    others = {b + suffix for b in bases for suffix in ("", *SUFFIXES.values())} - {current.extension}
+    extensions = [current.extension, *sorted(others)]
+    return [replace(current, extension=ext) for ext in extensions]
+
+
+def _infos(entries: Sequence[RemoteEntry], templates: Sequence[NameTemplate], zone: ZoneInfo) -> list[BackupInfo]:
+    names = {e.name for e in entries}
+    found = []
+    for e in entries:
+        if e.is_dir or is_manifest(e.name):
+            continue
+        final = e.name
+        complete = True
+        if is_partial(e.name):
+            final = e.name.rsplit(".", 2)[0]
+            complete = False
+        template = next((t for t in templates if t.matches(final)), None)
+        if template is None:
+            continue
+        taken = template.timestamp_of(final, zone) or e.modtime
+        found.append(
+            BackupInfo(
+                e.name,
+                e.size,
+                taken.astimezone(UTC),
+                complete,
+                manifest_problem=None if manifest_name(e.name) in names or not complete else "no manifest",
+            )
+        )
+    return sorted(found, key=lambda b: (b.taken_at, b.name), reverse=True)
+
+
+async def _with_manifest(storage: Storage, info: BackupInfo) -> BackupInfo:
+    if not info.complete or info.manifest_problem == "no manifest":
+        return info
+    try:
+        manifest = Manifest.from_json(await storage.read(manifest_name(info.name)))
+    except (ValueError, StorageError) as exc:
+        return BackupInfo(info.name, info.size, info.taken_at, True, None, f"unreadable manifest: {exc}")
+    problem = None if manifest.size == info.size else f"size {info.size} differs from the manifest's {manifest.size}"
+    return BackupInfo(info.name, info.size, info.taken_at, True, manifest, problem)
+
+
+async def alist_backups(
+    settings: Settings, *, storage: Storage | None = None, manifests: bool = True
+) -> list[BackupInfo]:
+    """This job's backups on the remote, newest first, partial uploads included (``complete=False``).
+
+    With *manifests* each complete backup's manifest is read (one small read each).
+    """
+    from dbstash.api import _job_storage  # noqa: PLC0415 - api imports this module's users
+
+    async with _job_storage(settings, storage) as store:
+        infos = _infos(await store.list(), job_templates(settings), settings.zone)
+        if not manifests:
+            return infos
+        return [await _with_manifest(store, i) for i in infos]
+
+
+def list_backups(settings: Settings, *, manifests: bool = True) -> list[BackupInfo]:
+    """This job's backups on the remote, newest first (blocking). See :func:`alist_backups`."""
+    return anyio.run(lambda: alist_backups(settings, manifests=manifests))
+
+
+_STAMP = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:[T _-](\d{2}):?(\d{2})(?::?(\d{2}))?)?$")
+
+
+def select_backup(infos: Sequence[BackupInfo], selector: str, zone: ZoneInfo) -> BackupInfo:
+    """``latest``, an exact name, or a time (``2026-02-07``, ``2026-02-07T02:00``, ``2026-02-07-020000``):
+    the newest complete backup taken at or before it."""
+    complete = [i for i in infos if i.complete]
+    if selector == "latest":
+        if not complete:
+            raise ConfigError("--backup", "a backup name or time: this job has no complete backup yet", selector)
+        return complete[0]
+    for i in infos:
+        if i.name == selector:
+            if not i.complete:
+                raise ConfigError("--backup", "a complete backup (this one is a partial upload)", selector)
+            return i
+    m = _STAMP.match(selector.strip())
+    if not m:
+        raise ConfigError("--backup", "latest, a backup name, or a time such as 2026-02-07T02:00", selector)
+    day, hh, mm, ss = m.groups()
+    when = datetime.fromisoformat(f"{day}T{hh or '23'}:{mm or '59'}:{ss or ('59' if not hh else '00')}")
+    when = when.replace(tzinfo=zone)
+    at_or_before = [i for i in complete if i.taken_at <= when.astimezone(UTC)]
+    if not at_or_before:
+        raise ConfigError("--backup", f"a time after the oldest backup ({selector} is before all of them)", selector)
+    return at_or_before[0]
+
+
+# -- restoring -------------------------------------------------------------------------------------
+def _compression_of(info: BackupInfo) -> StreamCompression | None:
+    m = info.manifest
+    if m is not None:
+        if not m.compression:
+            return None
+        kind = m.compression.split(":", 1)[0]
+        return StreamCompression(kind, 3) if kind in SUFFIXES else None  # type: ignore[arg-type]
+    # no manifest: trust the name, but never take a native .archive.gz for dbstash's own gzip
+    if info.name.endswith(".zst"):
+        return StreamCompression("zstd", 3)
+    if info.name.endswith(".gz") and not info.name.endswith(".archive.gz"):
+        return StreamCompression("gzip", 6)
+    return None
+
+
+#: Starts the restore tool once the head of the stream is known: (the tool or None, the fd to write to).
+StartTool = Callable[[bytes], tuple[ChildProcess | None, int]]
+
+
+class _Feeder:
+    """Runs in the reader thread: hash and count stored bytes, decompress, start the tool, hold back the end."""
+
+    def __init__(self, start_tool: StartTool, compression: StreamCompression | None) -> None:
+        self._start_tool = start_tool
+        self._decompress: Compressor | None = compression.decompressor() if compression else None
+        self.digest = hashlib.sha256()
+        self.size = 0
+        self._head = b""
+        self._held = b""
+        self.sink_fd: int | None = None
+        self.tool: ChildProcess | None = None
+        self.tool_died = False
+        self.decode_error: Exception | None = None
+
+    def __call__(self, chunk: bytes) -> None:
+        self.digest.update(chunk)
+        self.size += len(chunk)
+        if self.decode_error is not None:
+            return  # keep hashing to the end: the checksum says what went wrong
+        try:
+            plain = self._decompress.compress(chunk) if self._decompress else chunk
+        except Exception as exc:  # zstd/zlib errors on corrupted input
+            self.decode_error = exc
+            return
+        self._push(plain)
+
+    def _push(self, plain: bytes) -> None:
+        if self.sink_fd is None:
+            self._head += plain
+            if len(self._head) < HEAD:
+                return
+            self._open(self._head)
+            plain, self._head = self._head, b""
+        data = self._held + plain
+        if len(data) > HOLD_BACK:
+            self._write(data[:-HOLD_BACK])
+            data = data[-HOLD_BACK:]
+        self._held = data
+
+    def _open(self, head: bytes) -> None:
+        self.tool, self.sink_fd = self._start_tool(head)
+
+    def _write(self, data: bytes) -> None:
+        if self.tool_died or self.sink_fd is None:
+            return
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(self.sink_fd, view)
+            except BrokenPipeError:
+                self.tool_died = True  # the tool's exit status tells why
+                return
+            view = view[n:]
+
+    def finish(self) -> None:
+        """After the checksum matched: the rest of the input, then end of input."""
+        tail = self._decompress.flush() if self._decompress else b""
+        if self.sink_fd is None:
+            self._open(self._head + self._held + tail)
+            self._write(self._head + self._held + tail)
+        else:
+            self._write(self._held + tail)
+        self.close()
+
+    def close(self) -> None:
+        if self.sink_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.sink_fd)
+            self.sink_fd = -1
+
+
+def _target_connection(settings: Settings, target: str | None) -> tuple[Engine, Connection]:
+    engine = settings.engine()
+    if target is None:
+        return engine, settings.connection
+    if engine.restores_to_file:
+        path = target.split("://", 1)[-1] if target.startswith(("sqlite:", "file:")) else target
+        if target.startswith("sqlite:"):
+            path = engine.parse_uri(target, variable="--target").database or ""
+        return engine, Connection(engine.key, os.path.abspath(path))
+    other = engine_for_uri(target, variable="--target")
+    families = {engine.key, other.key}
+    if other.key != engine.key and families != {"mysql", "mariadb"}:
+        raise ConfigError("--target", f"a {engine.key} URI (the backup is {engine.key})", GLOBAL_REDACTOR(target))
+    GLOBAL_REDACTOR.add(*(p for p in [other.parse_uri(target, variable="--target").password] if p))
+    return engine, engine.parse_uri(target, variable="--target")
+
+
+async def arestore(
+    settings: Settings,
+    backup: str = "latest",
+    *,
+    target: str | None = None,
+    force: bool = False,
+    storage: Storage | None = None,
+) -> RestoreResult:
+    """Restore one of this job's backups (``latest``, a name, or a time) into *target* (default: the job's database).
+
+    *target*: a URI of the same engine, or a file path for SQLite (a new file) and Redis (where to
+    write the RDB). A target that already holds data needs *force*.
+
+    Raises:
+        ChecksumMismatch: the stored bytes differ from the manifest (the restore was stopped
+            before its end; see the message for what the tool may have applied).
+        RestoreError: the restore tool failed or the backup could not be read.
+        RestoreRefused: the target holds data and *force* is False (nothing was touched).
+    """
+    from dbstash.api import _job_storage  # noqa: PLC0415
+
+    t0 = time.monotonic()
+    engine, conn = _target_connection(settings, target)
+    async with _job_storage(settings, storage) as store:
+        infos = _infos(await store.list(), job_templates(settings), settings.zone)
+        info = await _with_manifest(store, select_backup(infos, backup, settings.zone))
+        if info.manifest is None:
+            log.warning("%s has no manifest (%s): its checksum cannot be verified", info.name, info.manifest_problem)
+        if not force:
+            empty = await engine.is_empty(conn)
+            if empty is False:
+                raise RestoreRefused(f"the target {conn.display_uri()} is not empty: pass --force (force=True)")
+            if empty is None:
+                log.warning("cannot tell whether %s is empty; restoring into it", conn.display_uri())
+        source_db = info.manifest.database if info.manifest else None
+        options = RestoreOptions(
+            force=force,
+            source_database=None if source_db in (None, "all") else source_db,
+            all_databases=source_db == "all",
+            native_gzip=info.name.endswith(".archive.gz"),
+        )
+        log.info("restore started", extra={"backup": info.name, "target": conn.display_uri()})
+        result = await _stream_restore(store, info, engine, conn, options)
+    duration = round(time.monotonic() - t0, 3)
+    log.info(
+        "restore complete",
+        extra={"backup": info.name, "target": conn.display_uri(), "sha256": result[1], "duration": duration},
+    )
+    return RestoreResult(
+        info.name, conn.display_uri(), result[0], result[1], info.manifest is not None, duration, result[2]
+    )
+
+
+async def _stream_restore(
+    store: Storage, info: BackupInfo, engine: Engine, conn: Connection, options: RestoreOptions
+) -> tuple[int, str, str | None]:
+    """Returns (size, sha256, tool) once the tool finished with the verified input."""
+    tmp_path: str | None = None
+    final_path = conn.database if engine.restores_to_file else None
+    if final_path is not None:
+        directory = os.path.dirname(final_path) or "."
+        if not os.path.isdir(directory):
+            raise ConfigError("--target", "a path in an existing directory", final_path)
+        fd, tmp_path = tempfile.mkstemp(
+            prefix=os.path.basename(final_path) + ".", suffix=".dbstash-partial", dir=directory
+        )
+        os.close(fd)
+    tool_conn = (
+        Connection(conn.engine, tmp_path, conn.host, conn.port, conn.user, conn.password, conn.params)
+        if tmp_path
+        else conn
+    )
+    tool_name: list[str] = []
+
+    def start_tool(head: bytes) -> tuple[ChildProcess | None, int]:
+        command = engine.restore_command(tool_conn, head, options)
+        if command is None:  # the stream itself is the restored file (Redis)
+            assert tmp_path is not None
+            return None, os.open(tmp_path, os.O_WRONLY | os.O_TRUNC)
+        tool_name.append(os.path.basename(command.argv[0]))
+        env = {**child_base_env(), **command.env}
+        with command.materialize() as (argv, pass_fds):
+            proc = ChildProcess(
+                argv,
+                env=env,
+                name=tool_name[0],
+                redact=GLOBAL_REDACTOR,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                pass_fds=pass_fds,
+            )
+        assert proc.popen.stdin is not None
+        fd = os.dup(proc.popen.stdin.fileno())
+        proc.popen.stdin.close()
+        return proc, fd
+
+    feeder = _Feeder(start_tool, _compression_of(info))
+    ok = False
+    try:
+        try:
+            await store.read_stream(info.name, feeder)
+        except StorageError as exc:
+            raise RestoreError(f"reading {info.name} failed: {exc}", stderr_tail=exc.stderr_tail) from None
+        sha = feeder.digest.hexdigest()
+        m = info.manifest
+        if m is not None and (feeder.size != m.size or sha != m.sha256):
+            what = "truncated" if feeder.size < m.size else "corrupted"
+            raise ChecksumMismatch(
+                f"{info.name} is {what}: read {feeder.size} bytes with sha256 {sha}, the manifest says {m.size} "
+                f"bytes with sha256 {m.sha256}. The restore was stopped before the end of its input: "
+                + engine.stopped_restore_note(options)
+            )
+        try:
+            if feeder.decode_error is not None:
+                raise ValueError(str(feeder.decode_error))
+            feeder.finish()
+        except ValueError as exc:  # corrupted or truncated compression, without a manifest to catch it first
+            raise RestoreError(f"{info.name} cannot be decompressed: {exc}") from None
+        tool = feeder.tool
+        if tool is not None:
+            with anyio.fail_after(TOOL_TIMEOUT):
+                status = await tool.wait()
+            if status != 0:
+                raise RestoreError(
+                    f"{tool.name} {tool.describe_exit(status)} while restoring {info.name}",
+                    stderr_tail=tool.stderr.text(),
+                )
+        if feeder.tool_died:
+            raise RestoreError(f"the restore tool stopped reading {info.name}")
+        if tmp_path is not None and final_path is not None:
+            os.replace(tmp_path, final_path)
+            tmp_path = None
+        ok = True
+        return feeder.size, sha, tool_name[0] if tool_name else None
+    finally:
+        if not ok:
+            feeder.close()
+            if feeder.tool is not None and feeder.tool.returncode is None:
+                # kill, not TERM: psql must not get a chance to treat this as the end of its input
+                feeder.tool.send_signal(signal.SIGKILL)
+                with anyio.CancelScope(shield=True):
+                    await feeder.tool.wait()
+        if tmp_path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp_path)
+
+
+def restore(
+    settings: Settings, backup: str = "latest", *, target: str | None = None, force: bool = False
+) -> RestoreResult:
+    """Restore one of this job's backups (blocking). See :func:`arestore`."""
+    return anyio.run(lambda: arestore(settings, backup, target=target, force=force))
+
+
+# -- verify ----------------------------------------------------------------------------------------
+async def averify(
+    settings: Settings, backup: str = "latest", *, target: str | None = None, storage: Storage | None = None
+) -> VerifyResult:
+    """The restore drill: restore into an empty scratch *target*, check the checksum, count rows, drop the data.
+
+    *target* defaults to ``VERIFY_TARGET_URI``; for SQLite and Redis a temp file is used when none is given.
+    Succeeds only when the restore succeeded and the checksum matched the manifest.
+    """
+    engine = settings.engine()
+    target = target or settings.verify_target
+    scratch_dir = None
+    if target is None:
+        if not engine.restores_to_file:
+            raise ConfigError("VERIFY_TARGET_URI", f"a scratch {engine.key} database URI to restore into (--target)")
+        scratch_dir = tempfile.mkdtemp(prefix="dbstash-verify-")
+        target = os.path.join(scratch_dir, "scratch" + (".rdb" if engine.key == "redis" else ".db"))
+    _, conn = _target_connection(settings, target)
+    try:
+        result = await arestore(settings, backup, target=target, storage=storage)
+        if not result.checksum_verified:
+            raise ChecksumMismatch(f"{result.name} has no manifest: its checksum cannot be verified")
+        counts = await engine.table_counts(conn)
+        log.info("verify: restored %s, checksum matched", result.name, extra={"counts": counts})
+        return VerifyResult(result, counts)
+    finally:
+        with anyio.CancelScope(shield=True):
+            try:
+                await engine.clear(conn)
+            except Exception as exc:
+                log.error("verify: could not drop the scratch data in %s: %s", conn.display_uri(), exc)
+        if scratch_dir is not None:
+            import shutil  # noqa: PLC0415
+
+            shutil.rmtree(scratch_dir, ignore_errors=True)
+
+
+def verify(settings: Settings, backup: str = "latest", *, target: str | None = None) -> VerifyResult:
+    """The restore drill (blocking). See :func:`averify`."""
+    return anyio.run(lambda: averify(settings, backup, target=target))
+
+
+__all__ = [
+    "BackupInfo",
+    "RestoreResult",
+    "VerifyResult",
+    "alist_backups",
+    "arestore",
+    "averify",
+    "list_backups",
+    "restore",
+    "select_backup",
+    "verify",
+]
