@@ -96,14 +96,15 @@ def test_pg_restore_round_trip(pg: PgServer, tmp_path: Path, compress: bool | st
     )
 
 
+@pytest.mark.parametrize("how", ["flipped", "truncated"])
 @pytest.mark.parametrize("compress", [False, True], ids=["plain", "custom"])
-def test_pg_truncated_backup_applies_nothing(pg: PgServer, tmp_path: Path, compress: bool) -> None:
+def test_pg_damaged_backup_applies_nothing(pg: PgServer, tmp_path: Path, compress: bool, how: str) -> None:
     """psql/pg_restore run in one transaction and never see end of input: a mismatch rolls everything back."""
     _pg_table(pg)
     remote = tmp_path / "remote"
     settings = _pg_settings(pg, remote, compress=compress)
     backup = dbstash.backup(settings=settings)
-    damage(remote / backup.name, "truncated")
+    damage(remote / backup.name, how)
     target = _fresh_db(pg)
     with pytest.raises(ChecksumMismatch, match="rolled back: nothing was applied"):
         dbstash.restore(settings, target=pg.uri(database=target))
@@ -254,3 +255,17 @@ def test_restore_error_when_the_backup_cannot_be_read(sqlite_db: Path, tmp_path:
     with pytest.raises(RestoreError, match=r"cannot be decompressed|sqlite3"):
         dbstash.restore(settings, target=str(tmp_path / "x.db"))
     assert not (tmp_path / "x.db").exists()
+
+
+@pytest.mark.parametrize("how", ["flipped", "truncated"])
+def test_sqlite_damaged_backup_leaves_no_file(sqlite_db: Path, tmp_path: Path, how: str) -> None:
+    remote = tmp_path / "remote"
+    settings = Settings.create(f"sqlite:///{sqlite_db}", remote=str(remote), compress="zstd")
+    backup = dbstash.backup(settings=settings)
+    damage(remote / backup.name, how)
+    out = tmp_path / "restored.db"
+    with pytest.raises(ChecksumMismatch, match="nothing was kept"):
+        dbstash.restore(settings, target=str(out))
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if "dbstash-partial" in p.name]
+    with pytest.raises(ChecksumMismatch):
+        dbstash.verify(settings)
