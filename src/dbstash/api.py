@@ -15,13 +15,14 @@ import anyio
 from dbstash._version import __version__
 from dbstash.config import Settings
 from dbstash.engines.base import DumpCommand, Engine
-from dbstash.errors import DbstashError
+from dbstash.errors import BackupTimeout, DbstashError, StorageError
 from dbstash.hooks import Hook, HookFailed
 from dbstash.logs import get_logger, log_context
 from dbstash.manifest import Manifest, manifest_name
+from dbstash.modes import dump_to_folder, folder_stats, tar_command, upload_folder, work_folder
 from dbstash.naming import NameTemplate, is_partial
 from dbstash.notify import Notifier, RunEvent, notify
-from dbstash.pipeline import Progress, transfer
+from dbstash.pipeline import Progress, TransferStats, transfer
 from dbstash.redact import GLOBAL_REDACTOR
 from dbstash.retention import Backup, RetentionPlan
 from dbstash.storage.base import RemoteEntry, Storage
@@ -252,9 +253,12 @@ def backup(
 def job_backups(entries: Sequence[RemoteEntry], template: NameTemplate, settings: Settings) -> list[Backup]:
     """The complete backups of this job among *entries*: template matches only, partial uploads never."""
     zone = settings.zone
+    names = {e.name for e in entries}
     found = []
     for e in entries:
-        if e.is_dir or is_partial(e.name) or not template.matches(e.name):
+        if e.is_dir != (settings.mode == "directory") or is_partial(e.name) or not template.matches(e.name):
+            continue
+        if e.is_dir and manifest_name(e.name) not in names:  # no manifest: an incomplete folder, not a backup
             continue
         taken = template.timestamp_of(e.name, zone) or e.modtime
         found.append(Backup(e.name, taken.astimezone(UTC), e.size))
@@ -276,11 +280,16 @@ async def plan_retention(
     return settings.retention.plan(backups, now or datetime.now(UTC))
 
 
-async def apply_plan(plan: RetentionPlan, storage: Storage) -> list[str]:
-    """Delete what *plan* says, one object at a time, logging each with its reason."""
+async def apply_plan(plan: RetentionPlan, storage: Storage, mode: str = "stream") -> list[str]:
+    """Delete what *plan* says, logging each with its reason. Folders (directory mode) are purged."""
     doomed = plan.delete
-    # each backup with its manifest (missing manifests of older backups are not an error)
-    await storage.delete_many([n for b, _ in doomed for n in (b.name, manifest_name(b.name))])
+    if mode == "directory":
+        for b, _ in doomed:
+            await storage.purge(b.name)
+        await storage.delete_many([manifest_name(b.name) for b, _ in doomed])
+    else:
+        # each backup with its manifest (missing manifests of older backups are not an error)
+        await storage.delete_many([n for b, _ in doomed for n in (b.name, manifest_name(b.name))])
     for b, reason in doomed:
         log.info("retention removed %s (%s)", b.name, reason, extra={"removed": b.name})
     return [b.name for b, _ in doomed]
@@ -316,7 +325,7 @@ async def aprune(
     """
     async with _job_storage(settings, storage) as store:
         plan = await plan_retention(settings, store, now=now)
-        deleted = [] if dry_run else await apply_plan(plan, store)
+        deleted = [] if dry_run else await apply_plan(plan, store, settings.mode)
         return PruneResult(settings.remote, plan, tuple(deleted), dry_run)
 
 
@@ -479,6 +488,34 @@ async def _after(
         await notify(notifiers, event, limit=10 if cancelled else 120)
 
 
+async def _run_multi_file(
+    settings: Settings, engine: Engine, storage: Storage, name: str, progress: Progress | None
+) -> tuple[TransferStats, DumpCommand, dict[str, tuple[int, str]] | None]:
+    """Directory and tar modes: dump into a private temp folder, then copy it (directory) or stream a tar."""
+    try:
+        with anyio.fail_after(settings.timeout):
+            async with work_folder(settings) as folder:
+                command = await dump_to_folder(settings, engine, folder)
+                found = await anyio.to_thread.run_sync(folder_stats, folder)
+                log.info("dump written to the work folder", extra={"files": len(found.files), "size": found.size})
+                if settings.mode == "directory":
+                    await upload_folder(settings, storage, folder, name, found)
+                    return TransferStats(found.size, found.sha256, b"", dump_size=found.size), command, found.files
+                done = await transfer(
+                    engine,
+                    tar_command(folder),
+                    storage,
+                    name,
+                    redactor=GLOBAL_REDACTOR,
+                    progress=progress,
+                    compression=settings.stream_compress,
+                    check_tail=False,
+                )
+                return TransferStats(done.stats.size, done.stats.sha256, b"", found.size), command, None
+    except TimeoutError:
+        raise BackupTimeout(f"the backup exceeded its timeout of {settings.timeout:g}s and was aborted") from None
+
+
 async def _run(
     settings: Settings,
     engine: Engine,
@@ -505,17 +542,21 @@ async def _run(
         log.debug("dump command: %s", command.display())
         return command
 
-    done = await transfer(
-        engine,
-        prepare,
-        storage,
-        name,
-        redactor=GLOBAL_REDACTOR,
-        timeout=settings.timeout,
-        progress=progress,
-        compression=settings.stream_compress,
-    )
-    stats, command = done.stats, done.command
+    files: dict[str, tuple[int, str]] | None = None
+    if settings.mode == "stream":
+        done = await transfer(
+            engine,
+            prepare,
+            storage,
+            name,
+            redactor=GLOBAL_REDACTOR,
+            timeout=settings.timeout,
+            progress=progress,
+            compression=settings.stream_compress,
+        )
+        stats, command = done.stats, done.command
+    else:
+        stats, command, files = await _run_multi_file(settings, engine, storage, name, progress)
     finished = datetime.now(UTC)
     duration = time.monotonic() - t0
     manifest = Manifest(
@@ -524,7 +565,7 @@ async def _run(
         sha256=stats.sha256,
         engine=engine.key,
         database=database,
-        mode="stream",
+        mode=settings.mode,
         compression=str(settings.stream_compress) if settings.stream_compress else None,
         native_compression=settings.compress and engine.native_compression(settings.connection),
         tool_version=command.tool_version,
@@ -533,11 +574,16 @@ async def _run(
         finished_at=finished.isoformat(),
         dump_size=stats.dump_size,
         backup_id=backup_id,
+        files={p: [size, digest] for p, (size, digest) in files.items()} if files is not None else None,
     )
     manifest_error = None
     try:  # after the commit, never before: a manifest always describes a complete backup
         await storage.write(manifest_name(name), manifest.to_json())
     except Exception as exc:
+        if settings.mode == "directory":  # there the manifest is the completion marker: no manifest, no backup
+            with anyio.CancelScope(shield=True), anyio.move_on_after(120), contextlib.suppress(Exception):
+                await storage.purge(name)
+            raise StorageError(f"could not write the manifest that completes folder {name}: {exc}") from None
         manifest_error = str(exc)
         log.error("could not write the manifest of %s (the backup itself is complete): %s", name, exc)
     deleted: list[str] = []
@@ -547,7 +593,7 @@ async def _run(
             plan = await plan_retention(
                 settings, storage, now=finished, ensure=Backup(name, started.astimezone(UTC), stats.size)
             )
-            deleted = await apply_plan(plan, storage)
+            deleted = await apply_plan(plan, storage, settings.mode)
         except Exception as exc:
             retention_error = str(exc)
             log.error("retention failed (the new backup is complete): %s", exc)

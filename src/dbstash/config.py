@@ -33,6 +33,8 @@ from dbstash.storage.rclone_rc import RcOptions
 
 DEFAULT_RCLONE_CONFIG_FILE = "/config/rclone.conf"
 DEFAULT_HEALTH_PORT = 8080
+DEFAULT_TEMP_DIR = "/tmp/dbstash-work"  # noqa: S108 - the spec's default; a private mkdtemp subfolder per run
+MODES = ("stream", "directory", "tar")
 LOG_LEVELS = {"debug": "DEBUG", "info": "INFO", "warn": "WARNING", "warning": "WARNING", "error": "ERROR"}
 LOG_FORMATS = ("json", "text")
 _TRUE = {"true", "1", "yes", "on"}
@@ -59,6 +61,10 @@ class Settings:
     dump_extra_args: tuple[str, ...] = ()
     #: gzip/zstd done by dbstash on the stream (``BACKUP_COMPRESS=gzip|zstd``); ``compress`` is the tool's own
     stream_compress: StreamCompression | None = None
+    #: ``BACKUP_MODE``: ``stream`` (default), ``directory`` or ``tar``
+    mode: str = "stream"
+    #: ``BACKUP_TEMP_DIR``: where directory and tar modes dump (one private subfolder per run)
+    temp_dir: str = DEFAULT_TEMP_DIR
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
     rclone: RcloneOptions = field(default_factory=RcloneOptions)
     #: the rc transport: set when a running ``rclone rcd`` is to be used instead of spawning rclone
@@ -168,8 +174,10 @@ class Settings:
         """The name template bound to this job (validated)."""
         engine = self.engine()
         ext = self.extension
-        if ext is None:
-            ext = engine.extension(self.dump_options, self.connection)
+        if self.mode == "directory":
+            ext = ""  # a folder: the template's name as it is
+        elif ext is None:
+            ext = ".tar" if self.mode == "tar" else engine.extension(self.dump_options, self.connection)
             if self.stream_compress is not None:
                 ext += self.stream_compress.suffix
         return NameTemplate.parse(self.name_template, db=self.database_label, engine=self.engine_key, extension=ext)
@@ -204,6 +212,8 @@ class Settings:
             "name_template": self.name_template,
             "extension": self.template().extension,
             "compress": str(self.stream_compress) if self.stream_compress else ("native" if self.compress else False),
+            "mode": self.mode,
+            "temp_dir": self.temp_dir if self.mode != "stream" else None,
             "dump_extra_args": list(self.dump_extra_args),
             "retention_max_files": self.retention.max_files,
             "retention_max_days": self.retention.max_days,
@@ -240,6 +250,8 @@ class Settings:
         retention_keep: Mapping[str, int] | None = None,
         rclone: RcloneOptions | None = None,
         rc: RcOptions | None = None,
+        mode: str = "stream",
+        temp_dir: str = DEFAULT_TEMP_DIR,
         timeout: float | None = None,
         tz: str = "UTC",
     ) -> Settings:
@@ -258,6 +270,8 @@ class Settings:
             name_template=name_template,
             compress=native,
             stream_compress=stream_compress,
+            mode=mode,
+            temp_dir=temp_dir,
             extension=_check_extension(extension, "extension"),
             dump_extra_args=extra,
             retention=_retention(retention_max_files, retention_max_days, retention_keep, _check_tz(tz, "tz")),
@@ -366,6 +380,8 @@ class Settings:
             name_template=get("BACKUP_NAME_TEMPLATE") or DEFAULT_TEMPLATE,
             compress=native_compress,
             stream_compress=stream_compress,
+            mode=(get("BACKUP_MODE") or "stream").strip().lower(),
+            temp_dir=get("BACKUP_TEMP_DIR") or DEFAULT_TEMP_DIR,
             extension=_check_extension(get("BACKUP_EXTENSION"), "BACKUP_EXTENSION"),
             dump_extra_args=_split_args(env.get("DUMP_EXTRA_ARGS", ""), "DUMP_EXTRA_ARGS"),
             retention=RetentionPolicy(
@@ -416,11 +432,29 @@ class Settings:
             else None,
         )
         settings.notifiers()  # validates the NOTIFY_* URLs at start-up
-        settings._validate(template_variable="BACKUP_NAME_TEMPLATE")
+        settings._validate(template_variable="BACKUP_NAME_TEMPLATE", mode_variable="BACKUP_MODE")
         return settings
 
-    def _validate(self, *, template_variable: str) -> None:
+    def _validate(self, *, template_variable: str, mode_variable: str = "mode") -> None:
         GLOBAL_REDACTOR.add(self.connection.password)
+        engine = self.engine()
+        if self.mode not in MODES:
+            raise ConfigError(mode_variable, "stream, directory or tar", self.mode)
+        if self.mode not in engine.supported_modes(self.connection):
+            raise ConfigError(
+                mode_variable,
+                f"{' or '.join(engine.supported_modes(self.connection))} for {engine.key} (the spec's mode "
+                f"matrix: this {engine.key} dump has no multi-file form)",
+                self.mode,
+            )
+        if self.mode != "stream" and not os.path.isabs(self.temp_dir):
+            raise ConfigError("BACKUP_TEMP_DIR", "an absolute path for directory and tar modes", self.temp_dir)
+        if self.mode == "directory" and self.rc is not None:
+            raise ConfigError(
+                mode_variable,
+                "stream or tar with RCLONE_RC_URL (directory mode copies a local folder: the rclone CLI transport)",
+                self.mode,
+            )
         try:
             self.template()
         except ConfigError as exc:

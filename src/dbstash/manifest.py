@@ -44,6 +44,8 @@ class Manifest:
     finished_at: str
     dump_size: int | None = None
     backup_id: str | None = None
+    #: directory mode: relative path -> [size, sha256] of every file (``sha256`` then digests this listing)
+    files: dict[str, list[object]] | None = None
     version: int = MANIFEST_VERSION
 
     def to_json(self) -> bytes:

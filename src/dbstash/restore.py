@@ -67,6 +67,7 @@ class BackupInfo:
     complete: bool
     manifest: Manifest | None = None
     manifest_problem: str | None = None
+    is_dir: bool = False
 
     @property
     def size_ok(self) -> bool | None:
@@ -147,11 +148,13 @@ def _infos(entries: Sequence[RemoteEntry], templates: Sequence[NameTemplate], zo
     names = {e.name for e in entries}
     found = []
     for e in entries:
-        if e.is_dir or is_manifest(e.name):
+        if is_manifest(e.name):
             continue
         final = e.name
         complete = True
-        if is_partial(e.name):
+        if e.is_dir:  # directory mode: the manifest beside the folder is its completion marker
+            complete = manifest_name(e.name) in names
+        elif is_partial(e.name):
             final = e.name.rsplit(".", 2)[0]
             complete = False
         template = next((t for t in templates if t.matches(final)), None)
@@ -165,6 +168,7 @@ def _infos(entries: Sequence[RemoteEntry], templates: Sequence[NameTemplate], zo
                 taken.astimezone(UTC),
                 complete,
                 manifest_problem=None if manifest_name(e.name) in names or not complete else "no manifest",
+                is_dir=e.is_dir,
             )
         )
     return sorted(found, key=lambda b: (b.taken_at, b.name), reverse=True)
@@ -176,9 +180,11 @@ async def _with_manifest(storage: Storage, info: BackupInfo) -> BackupInfo:
     try:
         manifest = Manifest.from_json(await storage.read(manifest_name(info.name)))
     except (ValueError, StorageError) as exc:
-        return BackupInfo(info.name, info.size, info.taken_at, True, None, f"unreadable manifest: {exc}")
-    problem = None if manifest.size == info.size else f"size {info.size} differs from the manifest's {manifest.size}"
-    return BackupInfo(info.name, info.size, info.taken_at, True, manifest, problem)
+        return replace(info, manifest=None, manifest_problem=f"unreadable manifest: {exc}")
+    problem = None
+    if not info.is_dir and manifest.size != info.size:
+        problem = f"size {info.size} differs from the manifest's {manifest.size}"
+    return replace(info, manifest=manifest, manifest_problem=problem)
 
 
 async def alist_backups(
@@ -365,6 +371,12 @@ async def arestore(
     async with _job_storage(settings, storage) as store:
         infos = _infos(await store.list(), job_templates(settings), settings.zone)
         info = await _with_manifest(store, select_backup(infos, backup, settings.zone))
+        mode = info.manifest.mode if info.manifest else ("directory" if info.is_dir else "stream")
+        if mode != "stream" or info.name.endswith((".tar", ".tar.gz", ".tar.zst")):
+            raise RestoreError(
+                f"{info.name} is a {mode if mode != 'stream' else 'tar'}-mode backup: restore it by hand "
+                "(docs: Backup modes); dbstash restore handles stream-mode backups"
+            )
         if info.manifest is None:
             log.warning("%s has no manifest (%s): its checksum cannot be verified", info.name, info.manifest_problem)
         if not force:

@@ -194,6 +194,21 @@ class Engine(ABC):
         """The value of the ``{db}`` template token."""
         return connection.database or "all"
 
+    # -- directory and tar modes --------------------------------------------------------------------
+    #: The spec's mode matrix: which ``BACKUP_MODE`` values this engine supports.
+    modes: ClassVar[tuple[str, ...]] = ("stream",)
+
+    #: The dump tool writes one stream that dbstash splits into files itself (MySQL: one file per table).
+    splits_stream: ClassVar[bool] = False
+
+    def supported_modes(self, connection: Connection) -> tuple[str, ...]:
+        """The modes this engine supports for *connection*."""
+        return self.modes
+
+    async def files_command(self, connection: Connection, options: DumpOptions, outdir: str) -> DumpCommand:
+        """The command that writes a multi-file dump into the existing empty folder *outdir*."""
+        raise ToolNotFound(f"{self.key} has no multi-file dump")
+
     # -- restore ------------------------------------------------------------------------------------
     #: The target is a file (SQLite, Redis): restored into a temp file beside it, renamed when verified.
     restores_to_file: ClassVar[bool] = False

@@ -146,6 +146,15 @@ class MongoEngine(Engine):
             secret_files={"mongodump.yaml": self.config_file(connection)},
         )
 
+    # -- directory and tar modes ---------------------------------------------------------------------
+    modes: ClassVar[tuple[str, ...]] = ("stream", "directory", "tar")
+
+    async def files_command(self, connection: Connection, options: DumpOptions, outdir: str) -> DumpCommand:
+        """mongodump's own layout: ``--out=DIR``, one BSON + metadata file per collection."""
+        stream = await self.dump_command(connection, options)
+        argv = [a for a in stream.argv if a != "--archive"] + [f"--out={outdir}"]
+        return DumpCommand(tuple(argv), stream.env, stream.tool_version, stream.secret_files)
+
     # -- restore -----------------------------------------------------------------------------------
     def stopped_restore_note(self, options: RestoreOptions) -> str:
         return "mongorestore may already have inserted part of the documents."

@@ -186,6 +186,15 @@ class MysqlEngine(Engine):
             return None
         return f"the {self.key} dump does not end with its '-- Dump completed' line; it is incomplete"
 
+    # -- directory and tar modes -----------------------------------------------------------------
+    # --tab would make the *server* write the files on its own host (unreachable from a container of
+    # ours); instead the one consistent --single-transaction stream is split into a file per table here.
+    modes: ClassVar[tuple[str, ...]] = ("stream", "directory", "tar")
+    splits_stream: ClassVar[bool] = True
+
+    async def files_command(self, connection: Connection, options: DumpOptions, outdir: str) -> DumpCommand:
+        return await self.dump_command(connection, options)
+
     # -- restore ---------------------------------------------------------------------------------
     #: Client programs for restores, in order of preference.
     clients: ClassVar[tuple[str, ...]] = ("mysql", "mariadb")

@@ -309,6 +309,18 @@ class PostgresEngine(Engine):
             return (pg_dumpall, "--no-password", *options.extra_args)
         return (pg_dump, "--no-password", *self._format_args(options), *options.extra_args)
 
+    # -- directory and tar modes ---------------------------------------------------------------------
+    modes: ClassVar[tuple[str, ...]] = ("stream", "directory", "tar")
+
+    def supported_modes(self, connection: Connection) -> tuple[str, ...]:
+        return self.modes if connection.database else ("stream",)  # pg_dumpall writes one SQL script
+
+    async def files_command(self, connection: Connection, options: DumpOptions, outdir: str) -> DumpCommand:
+        """``pg_dump --format=directory`` (``--jobs N`` in DUMP_EXTRA_ARGS dumps tables in parallel)."""
+        plain = await self.dump_command(connection, DumpOptions(extra_args=options.extra_args))
+        argv = (plain.argv[0], "--no-password", *options.extra_args, "--format=directory", f"--file={outdir}")
+        return DumpCommand(argv, plain.env, plain.tool_version)
+
     # -- restore -----------------------------------------------------------------------------------
     def _client(self, name: str) -> str:
         """psql / pg_restore of the newest installed major (restoring needs a tool at least as new as the dump)."""

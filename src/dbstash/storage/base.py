@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from dbstash.errors import StorageError
+
 
 @dataclass(frozen=True, slots=True)
 class RemoteEntry:
@@ -94,6 +96,15 @@ class Storage(ABC):
     @abstractmethod
     async def write(self, name: str, data: bytes) -> None:
         """Store a small object (a manifest) under *name*, replacing any object of that name."""
+
+    async def upload_dir(self, local: str, name: str, expected: dict[str, int]) -> None:
+        """Copy the local folder *local* to the folder *name*; raise UploadFailed unless every file
+        of *expected* (relative path -> size) arrived with its size."""
+        raise StorageError(f"{type(self).__name__} cannot upload folders (directory mode needs the rclone CLI)")
+
+    async def purge(self, name: str) -> None:
+        """Remove the folder *name* and everything in it (a missing folder is not an error)."""
+        raise StorageError(f"{type(self).__name__} cannot remove folders")
 
     def path(self, name: str) -> str:
         """The rclone path of *name* inside the remote folder."""

@@ -207,6 +207,25 @@ class RcloneCliStorage(Storage):
         listing = "".join(f"{n}\n" for n in names).encode()
         await self._run("delete", "--files-from-raw", "-", "--max-depth", "1", self.remote or ".", stdin=listing)
 
+    async def upload_dir(self, local: str, name: str, expected: dict[str, int]) -> None:
+        """``rclone copy`` the folder, then ``lsjson -R`` confirms every file and its size."""
+        try:
+            await self._run("copy", local, self.path(name), timeout=self.options.commit_timeout)
+        except StorageError as exc:
+            raise UploadFailed(f"rclone copy to {name} failed: {exc}", stderr_tail=exc.stderr_tail) from None
+        _, out, _ = await self._run("lsjson", "-R", "--files-only", "--no-mimetype", self.path(name))
+        stored = {i["Path"]: int(i.get("Size", -1)) for i in json.loads(out)}
+        missing = sorted(set(expected) - set(stored))
+        wrong = sorted(p for p in expected if p in stored and stored[p] >= 0 and stored[p] != expected[p])
+        if missing or wrong:
+            raise UploadFailed(
+                f"the remote folder {name} is incomplete: {len(missing)} files missing, {len(wrong)} of another size"
+                + (f" (e.g. {(missing + wrong)[0]})" if missing or wrong else "")
+            )
+
+    async def purge(self, name: str) -> None:
+        await self._run("purge", self.path(name), ok=(0, *NOT_FOUND))
+
     async def move(self, src: str, dst: str) -> None:
         """Server-side move inside the folder (a rename on local; copy + delete on S3)."""
         await self._run("moveto", self.path(src), self.path(dst))

@@ -241,7 +241,6 @@ class RcloneRcStorage(Storage):
                 raise
 
     async def purge(self, name: str) -> None:
-        """Remove the folder *name* and everything in it."""
         try:
             await self._call("operations/purge", {"fs": self.remote, "remote": name}, retry=True)
         except RcError as exc:
