@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -32,8 +33,8 @@ import anyio
 from dbstash.compression import SUFFIXES, Compressor, StreamCompression
 from dbstash.config import Settings
 from dbstash.engines import engine_for_uri
-from dbstash.engines.base import Connection, DumpOptions, Engine, RestoreOptions
-from dbstash.errors import ChecksumMismatch, ConfigError, RestoreError, RestoreRefused, StorageError
+from dbstash.engines.base import Connection, DumpCommand, DumpOptions, Engine, RestoreOptions, run_tool
+from dbstash.errors import ChecksumMismatch, ConfigError, DbstashError, RestoreError, RestoreRefused, StorageError
 from dbstash.logs import get_logger
 from dbstash.manifest import Manifest, is_manifest, manifest_name
 from dbstash.naming import NameTemplate, is_partial
@@ -372,11 +373,10 @@ async def arestore(
         infos = _infos(await store.list(), job_templates(settings), settings.zone)
         info = await _with_manifest(store, select_backup(infos, backup, settings.zone))
         mode = info.manifest.mode if info.manifest else ("directory" if info.is_dir else "stream")
-        if mode != "stream" or info.name.endswith((".tar", ".tar.gz", ".tar.zst")):
-            raise RestoreError(
-                f"{info.name} is a {mode if mode != 'stream' else 'tar'}-mode backup: restore it by hand "
-                "(docs: Backup modes); dbstash restore handles stream-mode backups"
-            )
+        if mode == "stream" and info.name.endswith((".tar", ".tar.gz", ".tar.zst")):
+            mode = "tar"
+        if mode != "stream" and info.manifest is None:
+            raise RestoreError(f"{info.name} is a {mode}-mode backup without a manifest: restore it by hand")
         if info.manifest is None:
             log.warning("%s has no manifest (%s): its checksum cannot be verified", info.name, info.manifest_problem)
         if not force:
@@ -393,7 +393,10 @@ async def arestore(
             native_gzip=info.name.endswith(".archive.gz"),
         )
         log.info("restore started", extra={"backup": info.name, "target": conn.display_uri()})
-        result = await _stream_restore(store, info, engine, conn, options)
+        if mode == "stream":
+            result = await _stream_restore(store, info, engine, conn, options)
+        else:
+            result = await _restore_files(settings, store, info, engine, conn, options=options, mode=mode)
     duration = round(time.monotonic() - t0, 3)
     log.info(
         "restore complete",
@@ -405,11 +408,20 @@ async def arestore(
 
 
 async def _stream_restore(
-    store: Storage, info: BackupInfo, engine: Engine, conn: Connection, options: RestoreOptions
+    store: Storage,
+    info: BackupInfo,
+    engine: Engine,
+    conn: Connection,
+    options: RestoreOptions,
+    *,
+    unpack_into: str | None = None,
 ) -> tuple[int, str, str | None]:
-    """Returns (size, sha256, tool) once the tool finished with the verified input."""
+    """Returns (size, sha256, tool) once the tool finished with the verified input.
+
+    *unpack_into*: a tar-mode backup: the stream goes to ``tar -x`` into that folder instead.
+    """
     tmp_path: str | None = None
-    final_path = conn.database if engine.restores_to_file else None
+    final_path = conn.database if engine.restores_to_file and unpack_into is None else None
     if final_path is not None:
         directory = os.path.dirname(final_path) or "."
         if not os.path.isdir(directory):
@@ -426,7 +438,12 @@ async def _stream_restore(
     tool_name: list[str] = []
 
     def start_tool(head: bytes) -> tuple[ChildProcess | None, int]:
-        command = engine.restore_command(tool_conn, head, options)
+        if unpack_into is not None:
+            command: DumpCommand | None = DumpCommand(
+                (shutil.which("tar") or "tar", "-x", "-C", unpack_into, "-f", "-")
+            )
+        else:
+            command = engine.restore_command(tool_conn, head, options)
         if command is None:  # the stream itself is the restored file (Redis)
             assert tmp_path is not None
             return None, os.open(tmp_path, os.O_WRONLY | os.O_TRUNC)
@@ -461,7 +478,11 @@ async def _stream_restore(
             raise ChecksumMismatch(
                 f"{info.name} is {what}: read {feeder.size} bytes with sha256 {sha}, the manifest says {m.size} "
                 f"bytes with sha256 {m.sha256}. The restore was stopped before the end of its input: "
-                + engine.stopped_restore_note(options)
+                + (
+                    "nothing was applied: it was being unpacked into a temp folder."
+                    if unpack_into is not None
+                    else engine.stopped_restore_note(options)
+                )
             )
         try:
             if feeder.decode_error is not None:
@@ -496,6 +517,46 @@ async def _stream_restore(
         if tmp_path is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp_path)
+
+
+async def _restore_files(
+    settings: Settings,
+    store: Storage,
+    info: BackupInfo,
+    engine: Engine,
+    conn: Connection,
+    *,
+    options: RestoreOptions,
+    mode: str,
+) -> tuple[int, str, str | None]:
+    """Directory and tar backups: fetch into a work folder under BACKUP_TEMP_DIR, prove every byte
+    against the manifest, and only then run the engine's tool on the folder (nothing is applied on
+    a mismatch, whatever the engine)."""
+    from dbstash.modes import folder_stats, work_folder  # noqa: PLC0415
+
+    assert info.manifest is not None
+    async with work_folder(settings) as folder:
+        if mode == "tar":
+            size, sha, _ = await _stream_restore(store, info, engine, conn, options, unpack_into=folder)
+        else:
+            await store.download_dir(info.name, folder)
+            found = await anyio.to_thread.run_sync(folder_stats, folder)
+            expected = {p: (int(v[0]), str(v[1])) for p, v in (info.manifest.files or {}).items()}  # type: ignore[call-overload]
+            if found.files != expected:
+                bad = sorted(p for p in set(found.files) | set(expected) if found.files.get(p) != expected.get(p))
+                raise ChecksumMismatch(
+                    f"{info.name} differs from its manifest in {len(bad)} file(s), e.g. {bad[0]}: nothing was applied"
+                )
+            size, sha = found.size, found.sha256
+        command = engine.restore_files_command(conn, folder, options)
+        stdin_paths: list[str] = []
+        if engine.splits_stream:  # MySQL: the per-table files, in name order, are the original dump
+            stdin_paths = [os.path.join(folder, n) for n in sorted(os.listdir(folder))]
+        try:
+            await run_tool(command, stdin_paths=stdin_paths, timeout=TOOL_TIMEOUT)
+        except DbstashError as exc:
+            raise RestoreError(f"restoring {info.name} failed: {exc}") from None
+        return size, sha, os.path.basename(command.argv[0])
 
 
 def restore(

@@ -316,3 +316,47 @@ def test_sigterm_during_the_upload_removes_the_work_folder(pg: PgServer, tmp_pat
         proc.communicate()
     assert os.listdir(temp_dir) == []
     _no_complete_backup(remote)
+
+
+# -- restore of directory and tar backups ------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["directory", "tar"])
+def test_pg_restore_of_folder_backups_checks_every_byte_first(
+    pg: PgServer, tmp_path: Path, temp_dir: Path, mode: str
+) -> None:
+    table = pg_table(pg)
+    remote = tmp_path / "remote"
+    settings = Settings.create(pg.uri(), remote=str(remote), mode=mode, temp_dir=str(temp_dir), compress="zstd")
+    backup = dbstash.backup(settings=settings)
+    target = f"restore_{uuid.uuid4().hex[:8]}"
+    pg.createdb(target)
+    result = dbstash.restore(settings, target=pg.uri(database=target))
+    assert result.checksum_verified and result.sha256 == backup.sha256 and result.tool == "pg_restore"
+    assert pg.psql(f"SELECT count(*) FROM {table}", target) == "3000"
+    # a damaged file: refused before pg_restore runs, nothing applied, work folder removed
+    if mode == "directory":
+        victim = next(p for p in (remote / backup.name).iterdir() if p.name.endswith(".dat.gz") or p.name == "toc.dat")
+    else:
+        victim = remote / backup.name
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    victim.write_bytes(bytes(data))
+    other = f"restore_{uuid.uuid4().hex[:8]}"
+    pg.createdb(other)
+    with pytest.raises(dbstash.ChecksumMismatch, match="nothing was applied"):
+        dbstash.restore(settings, target=pg.uri(database=other))
+    assert pg.psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'", other) == "0"
+    assert os.listdir(temp_dir) == []
+
+
+def test_mysql_restore_of_a_directory_backup(mariadb: MariaDbServer, tmp_path: Path, temp_dir: Path) -> None:
+    db = f"rdir_{uuid.uuid4().hex[:6]}"
+    mariadb.sql(f"CREATE DATABASE {db}")
+    mariadb.sql("CREATE TABLE a(id INT PRIMARY KEY, v TEXT); INSERT INTO a SELECT seq, MD5(seq) FROM seq_1_to_300", db)
+    settings = Settings.create(
+        mariadb.uri(database=db), remote=str(tmp_path / "remote"), mode="directory", temp_dir=str(temp_dir)
+    )
+    dbstash.backup(settings=settings)
+    target = f"rdir_t_{uuid.uuid4().hex[:6]}"
+    mariadb.sql(f"CREATE DATABASE {target}")
+    dbstash.restore(settings, target=mariadb.uri(database=target))
+    assert mariadb.table_rows(target) == mariadb.table_rows(db)

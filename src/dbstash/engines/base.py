@@ -224,6 +224,10 @@ class Engine(ABC):
         """
         raise ToolNotFound(f"restoring {self.key} backups is not supported")
 
+    def restore_files_command(self, target: Connection, folder: str, options: RestoreOptions) -> DumpCommand:
+        """The command that restores a directory/tar-mode dump unpacked in *folder* into *target*."""
+        raise ToolNotFound(f"restoring {self.key} directory backups is not supported")
+
     async def is_empty(self, target: Connection) -> bool | None:
         """Whether *target* holds no data (None: cannot tell)."""
         return None
@@ -246,21 +250,64 @@ def tool_version(path: str) -> str | None:
     return lines[0].strip() if lines else None
 
 
-async def run_tool(command: DumpCommand, *, stdin: bytes | None = None, timeout: float = 300.0) -> str:
+async def run_tool(
+    command: DumpCommand, *, stdin: bytes | None = None, stdin_paths: Sequence[str] = (), timeout: float = 300.0
+) -> str:
     """Run a client command (secret files and environment as for a dump) and return its stdout.
 
+    *stdin_paths*: files streamed, in order, to its stdin (never read whole into memory).
     Raises :class:`~dbstash.errors.DumpFailed` with the redacted stderr if it fails or times out.
     """
     name = os.path.basename(command.argv[0])
     env = {**child_base_env(), **command.env}
     try:
         with command.materialize() as (argv, fds), anyio.fail_after(timeout):
-            proc = await anyio.run_process(argv, input=stdin, env=env, check=False, pass_fds=fds)
+            if not stdin_paths:
+                proc = await anyio.run_process(argv, input=stdin, env=env, check=False, pass_fds=fds)
+                code, out, err_bytes = proc.returncode, proc.stdout, proc.stderr
+            else:
+                code, out, err_bytes = await _feed_files(argv, env, fds, stdin_paths)
     except TimeoutError:
         raise DumpFailed(f"{name} did not finish within {timeout:.0f}s") from None
     except OSError as exc:
         raise ToolNotFound(f"cannot run {name}: {exc.strerror}") from None
-    if proc.returncode != 0:
-        err = GLOBAL_REDACTOR(proc.stderr.decode(errors="replace").strip())
-        raise DumpFailed(f"{name} exited with status {proc.returncode}", exit_status=proc.returncode, stderr_tail=err)
-    return str(proc.stdout.decode(errors="replace"))
+    if code != 0:
+        err = GLOBAL_REDACTOR(err_bytes.decode(errors="replace").strip())
+        raise DumpFailed(f"{name} exited with status {code}", exit_status=code, stderr_tail=err)
+    return str(out.decode(errors="replace"))
+
+
+async def _feed_files(
+    argv: Sequence[str], env: Mapping[str, str], fds: Sequence[int], paths: Sequence[str]
+) -> tuple[int, bytes, bytes]:
+    """Run *argv* with the files of *paths* streamed to its stdin; (status, stdout, stderr)."""
+    async with await anyio.open_process(
+        list(argv),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(env),
+        pass_fds=fds,
+    ) as proc:
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        out, err = bytearray(), bytearray()
+
+        async def drain(stream: anyio.abc.ByteReceiveStream, into: bytearray) -> None:
+            async for chunk in stream:
+                into.extend(chunk)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(drain, proc.stdout, out)
+            tg.start_soon(drain, proc.stderr, err)
+            try:
+                for path in paths:
+                    with open(path, "rb") as fh:
+                        while chunk := fh.read(1 << 20):
+                            await proc.stdin.send(chunk)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, BrokenPipeError):
+                pass  # the tool stopped reading: its exit status says why
+            await proc.stdin.aclose()
+        code = await proc.wait()
+    return code, bytes(out), bytes(err)

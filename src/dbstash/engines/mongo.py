@@ -172,3 +172,10 @@ class MongoEngine(Engine):
         if src and dst and src != dst:
             argv += [f"--nsFrom={src}.*", f"--nsTo={dst}.*"]
         return DumpCommand(tuple(argv), {}, secret_files={"mongorestore.yaml": self.config_file(target)})
+
+    def restore_files_command(self, target: Connection, folder: str, options: RestoreOptions) -> DumpCommand:
+        command = self.restore_command(target, b"", options)
+        argv = [a for a in command.argv if a not in ("--archive", "--gzip")]
+        if options.native_gzip:
+            argv.append("--gzip")
+        return DumpCommand((*argv, f"--dir={folder}"), command.env, secret_files=command.secret_files)

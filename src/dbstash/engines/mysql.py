@@ -217,6 +217,9 @@ class MysqlEngine(Engine):
             return self._client(target)  # an --all-databases dump creates and selects each database itself
         return self._client(target, "--", target.database)
 
+    def restore_files_command(self, target: Connection, folder: str, options: RestoreOptions) -> DumpCommand:
+        return self.restore_command(target, b"", options)  # the files, in name order, on stdin
+
     async def _query(self, target: Connection, sql: str) -> list[list[str]]:
         out = await run_tool(
             self._client(target, "-N", "-B", "-e", sql, *([target.database] if target.database else []))

@@ -353,6 +353,13 @@ class PostgresEngine(Engine):
             return DumpCommand((psql, "-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1"), env)
         return DumpCommand((psql, "-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", "--single-transaction"), env)
 
+    def restore_files_command(self, target: Connection, folder: str, options: RestoreOptions) -> DumpCommand:
+        argv = [self._client("pg_restore"), "--no-password", "--no-owner", "--exit-on-error", "--single-transaction"]
+        argv += ["-d", target.database or "postgres"]
+        if options.force:
+            argv += ["--clean", "--if-exists"]
+        return DumpCommand((*argv, folder), self.libpq_env(target))
+
     def _psql(self, target: Connection) -> DumpCommand:
         argv = (self._client("psql"), "-X", "-q", "-A", "-t", "--no-password", "-v", "ON_ERROR_STOP=1")
         return DumpCommand(argv, self.libpq_env(target))

@@ -102,6 +102,10 @@ class Storage(ABC):
         of *expected* (relative path -> size) arrived with its size."""
         raise StorageError(f"{type(self).__name__} cannot upload folders (directory mode needs the rclone CLI)")
 
+    async def download_dir(self, name: str, local: str) -> None:
+        """Copy the folder *name* into the local folder *local*."""
+        raise StorageError(f"{type(self).__name__} cannot download folders (use the rclone CLI transport)")
+
     async def purge(self, name: str) -> None:
         """Remove the folder *name* and everything in it (a missing folder is not an error)."""
         raise StorageError(f"{type(self).__name__} cannot remove folders")

@@ -223,6 +223,9 @@ class RcloneCliStorage(Storage):
                 + (f" (e.g. {(missing + wrong)[0]})" if missing or wrong else "")
             )
 
+    async def download_dir(self, name: str, local: str) -> None:
+        await self._run("copy", self.path(name), local, timeout=self.options.commit_timeout)
+
     async def purge(self, name: str) -> None:
         await self._run("purge", self.path(name), ok=(0, *NOT_FOUND))
 
