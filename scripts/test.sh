@@ -12,12 +12,12 @@ venv_ensure dev
 
 cd "$ROOT"
 log "ruff"
-"$VENV/bin/ruff" check src tests bench
-"$VENV/bin/ruff" format --check src tests bench
+"$VENV/bin/ruff" check src tests bench examples containers
+"$VENV/bin/ruff" format --check src tests bench examples containers
 log "mypy --strict"
 "$VENV/bin/mypy"
 log "mkdocs build --strict"
-"$VENV/bin/mkdocs" build --strict -q -d "$(mktemp -d)"
+NO_MKDOCS_2_WARNING=1 "$VENV/bin/mkdocs" build --strict -q -d "$(mktemp -d)"
 log "pytest"
 # -ra prints the reason of every skip; exit 5 (no test ran) is a failure like any other non-zero.
 exec "$VENV/bin/python" -m pytest -ra -p no:cacheprovider "$@"

@@ -1,0 +1,32 @@
+"""The generated configuration reference cannot drift from the code: dbstash.envvars.ENV_VARS is
+exactly the set of variables Settings.from_env reads (found in its source), each documented once."""
+
+from __future__ import annotations
+
+import inspect
+import re
+
+from dbstash import config
+from dbstash.config import KEEP_PERIODS
+from dbstash.envvars import ENV_VARS, markdown
+
+
+def read_by_from_env() -> set[str]:
+    source = inspect.getsource(config)
+    names = set(re.findall(r'(?:get|env\.get|env\[|\bvariable=)\(?"([A-Z][A-Z0-9_]+)"', source))
+    names |= {f"RETENTION_KEEP_{p.upper()}" for p in KEEP_PERIODS}  # built with an f-string
+    return names
+
+
+def test_every_variable_read_is_documented_and_vice_versa() -> None:
+    documented = [v.name for v in ENV_VARS]
+    assert len(documented) == len(set(documented)), "documented twice"
+    assert set(documented) == read_by_from_env()
+
+
+def test_reference_page_lists_every_variable_and_marks_secrets() -> None:
+    page = markdown()
+    for v in ENV_VARS:
+        assert f"`{v.name}`" in page
+    assert "`DB_PASSWORD` (**secret**)" in page and "`DB_HOST` (**secret**)" not in page
+    assert page.count("\n## ") == len({v.section for v in ENV_VARS})
