@@ -499,7 +499,7 @@ async def _run_multi_file(
                 found = await anyio.to_thread.run_sync(folder_stats, folder)
                 log.info("dump written to the work folder", extra={"files": len(found.files), "size": found.size})
                 if settings.mode == "directory":
-                    await upload_folder(settings, storage, folder, name, found)
+                    await upload_folder(storage, folder, name, found)
                     return TransferStats(found.size, found.sha256, b"", dump_size=found.size), command, found.files
                 done = await transfer(
                     engine,

@@ -25,17 +25,18 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import anyio
 
 from dbstash.config import Settings
 from dbstash.engines.base import DumpCommand, Engine
-from dbstash.errors import BackupTimeout, DumpFailed, StorageError
+from dbstash.errors import DumpFailed, StorageError
 from dbstash.logs import get_logger
 from dbstash.process import ChildProcess, child_base_env, grow_pipe
 from dbstash.redact import GLOBAL_REDACTOR
+from dbstash.storage.base import Storage
 
 log = get_logger("dbstash.modes")
 
@@ -209,11 +210,8 @@ async def dump_to_folder(settings: Settings, engine: Engine, outdir: str) -> Dum
     return command
 
 
-async def upload_folder(settings: Settings, storage: object, local: str, name: str, stats: FolderStats) -> None:
+async def upload_folder(storage: Storage, local: str, name: str, stats: FolderStats) -> None:
     """``rclone copy`` + check; on any failure the remote folder is purged (bounded) before re-raising."""
-    from dbstash.storage.base import Storage  # noqa: PLC0415
-
-    assert isinstance(storage, Storage)
     try:
         await storage.upload_dir(local, name, {p: s for p, (s, _) in stats.files.items()})
     except BaseException:
@@ -229,13 +227,3 @@ def tar_command(folder: str) -> DumpCommand:
     """``tar -cf -`` of *folder*'s content, for the stream pipeline."""
     tar = shutil.which("tar") or "tar"
     return DumpCommand((tar, "-C", folder, "-cf", "-", "."), {})
-
-
-def timeout_left(deadline: float | None, now: Callable[[], float]) -> float | None:
-    """Seconds left before *deadline* (None: no limit); raises BackupTimeout when none are."""
-    if deadline is None:
-        return None
-    left = deadline - now()
-    if left <= 0:
-        raise BackupTimeout("the backup exceeded its timeout and was aborted")
-    return left
