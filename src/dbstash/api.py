@@ -369,7 +369,7 @@ async def _dry_run(
         "stream_compression": str(settings.stream_compress) if settings.stream_compress else None,
         "warnings": settings.warnings(),
     }
-    for warning in settings.warnings():
+    for warning in data["warnings"]:  # type: ignore[attr-defined]
         log.warning("dry run: %s", warning)
     partial = f"{name}.<id>.dbstash-partial"
     if isinstance(store, RcloneCliStorage):

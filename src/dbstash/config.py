@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dbstash.compression import StreamCompression, parse_compress
-from dbstash.engines import ENGINES, engine_for_uri, get_engine
+from dbstash.engines import ENGINES, engine_for_uri, get_engine, same_family, target_connection
 from dbstash.engines.base import Connection, DumpOptions, Engine
 from dbstash.engines.mongo import MongoEngine
 from dbstash.errors import ConfigError
@@ -312,7 +312,7 @@ class Settings:
             GLOBAL_REDACTOR.add(*uri_secrets(uri))
             engine = engine_for_uri(uri, variable=uri_var)
             if get("DB_ENGINE") and env["DB_ENGINE"] != engine.key:
-                if env["DB_ENGINE"] not in _same_scheme(engine):
+                if not same_family(env["DB_ENGINE"], engine.key):
                     raise ConfigError("DB_ENGINE", f"the engine of DB_URI ({engine.key}) or unset", env["DB_ENGINE"])
                 engine = get_engine(env["DB_ENGINE"])  # mysql:// on a MariaDB image: prefer mariadb-dump
             connection = engine.parse_uri(uri, variable=uri_var)
@@ -462,11 +462,6 @@ class Settings:
 
 
 # -- parsing helpers ---------------------------------------------------------------------------
-def _same_scheme(engine: Engine) -> tuple[str, ...]:
-    """Engine keys that may be named in DB_ENGINE for this URI's engine (``mysql://`` also serves MariaDB)."""
-    return ("mariadb",) if engine.key == "mysql" else ()
-
-
 NOTIFY_ON = ("failure", "success", "always")
 
 
@@ -522,13 +517,7 @@ def _check_verify_target(uri: str | None, engine: Engine) -> str | None:
     """``VERIFY_TARGET_URI``: a URI of the job's engine (a file path for SQLite and Redis)."""
     if uri is None:
         return None
-    GLOBAL_REDACTOR.add(*uri_secrets(uri))
-    if engine.restores_to_file and "://" not in uri:
-        return uri
-    other = engine_for_uri(uri, variable="VERIFY_TARGET_URI")
-    if other.key != engine.key and {other.key, engine.key} != {"mysql", "mariadb"}:
-        raise ConfigError("VERIFY_TARGET_URI", f"a scratch {engine.key} database URI", GLOBAL_REDACTOR(uri))
-    GLOBAL_REDACTOR.add(other.parse_uri(uri, variable="VERIFY_TARGET_URI").password)
+    target_connection(engine, uri, "VERIFY_TARGET_URI")  # validates it and registers its password
     return uri
 
 

@@ -34,7 +34,7 @@ from dbstash.config import Settings
 from dbstash.engines.base import DumpCommand, Engine
 from dbstash.errors import DumpFailed, StorageError
 from dbstash.logs import get_logger
-from dbstash.process import ChildProcess, child_base_env, grow_pipe
+from dbstash.process import grow_pipe
 from dbstash.redact import GLOBAL_REDACTOR
 from dbstash.storage.base import Storage
 
@@ -158,17 +158,8 @@ async def dump_to_folder(settings: Settings, engine: Engine, outdir: str) -> Dum
     """Run the engine's multi-file dump into *outdir*; raise DumpFailed (naming BACKUP_TEMP_DIR when it is full)."""
     command = await engine.files_command(settings.connection, settings.dump_options, outdir)
     log.debug("dump command: %s", command.display())
-    env = {**child_base_env(), **command.env}
     split_error: list[BaseException] = []
-    with command.materialize() as (argv, fds):
-        dump = ChildProcess(
-            argv,
-            env=env,
-            name=os.path.basename(command.argv[0]),
-            redact=GLOBAL_REDACTOR,
-            stdout=subprocess.PIPE if engine.splits_stream else subprocess.DEVNULL,
-            pass_fds=fds,
-        )
+    dump = command.start(GLOBAL_REDACTOR, stdout=subprocess.PIPE if engine.splits_stream else subprocess.DEVNULL)
     splitter: threading.Thread | None = None
     if engine.splits_stream:
         assert dump.popen.stdout is not None

@@ -22,7 +22,7 @@ from dbstash.compression import Compressor, StreamCompression
 from dbstash.engines.base import DumpCommand, Engine
 from dbstash.errors import BackupTimeout, DumpFailed, UploadFailed
 from dbstash.logs import get_logger
-from dbstash.process import ChildProcess, child_base_env, grow_pipe
+from dbstash.process import ChildProcess, grow_pipe
 from dbstash.redact import Redactor
 from dbstash.storage.base import Storage, Upload
 
@@ -178,16 +178,7 @@ async def transfer(
             try:
                 if callable(command):
                     command = await command()
-                env = {**child_base_env(), **command.env}
-                with command.materialize() as (argv, pass_fds):
-                    dump = ChildProcess(
-                        argv,
-                        env=env,
-                        name=os.path.basename(command.argv[0]),
-                        redact=redactor,
-                        stdout=subprocess.PIPE,
-                        pass_fds=pass_fds,
-                    )
+                dump = command.start(redactor, stdout=subprocess.PIPE)
                 assert dump.popen.stdout is not None
                 src_fd = dump.popen.stdout.fileno()
                 grow_pipe(src_fd)

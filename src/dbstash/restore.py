@@ -32,13 +32,13 @@ import anyio
 
 from dbstash.compression import SUFFIXES, Compressor, StreamCompression
 from dbstash.config import Settings
-from dbstash.engines import engine_for_uri
+from dbstash.engines import target_connection
 from dbstash.engines.base import Connection, DumpCommand, DumpOptions, Engine, RestoreOptions, run_tool
 from dbstash.errors import ChecksumMismatch, ConfigError, DbstashError, RestoreError, RestoreRefused, StorageError
 from dbstash.logs import get_logger
 from dbstash.manifest import Manifest, is_manifest, manifest_name
 from dbstash.naming import NameTemplate, is_partial
-from dbstash.process import ChildProcess, child_base_env
+from dbstash.process import ChildProcess
 from dbstash.redact import GLOBAL_REDACTOR
 from dbstash.storage.base import RemoteEntry, Storage
 
@@ -291,6 +291,11 @@ class _Feeder:
                 return
             self._open(self._head)
             plain, self._head = self._head, b""
+        if len(plain) >= HOLD_BACK:  # the usual 1 MiB chunk: write around it, copy only its tail
+            self._write(self._held)
+            self._write(memoryview(plain)[:-HOLD_BACK])
+            self._held = plain[-HOLD_BACK:]
+            return
         data = self._held + plain
         if len(data) > HOLD_BACK:
             self._write(data[:-HOLD_BACK])
@@ -300,7 +305,7 @@ class _Feeder:
     def _open(self, head: bytes) -> None:
         self.tool, self.sink_fd = self._start_tool(head)
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes | memoryview) -> None:
         if self.tool_died or self.sink_fd is None:
             return
         view = memoryview(data)
@@ -331,19 +336,7 @@ class _Feeder:
 
 def _target_connection(settings: Settings, target: str | None) -> tuple[Engine, Connection]:
     engine = settings.engine()
-    if target is None:
-        return engine, settings.connection
-    if engine.restores_to_file:
-        path = target.split("://", 1)[-1] if target.startswith(("sqlite:", "file:")) else target
-        if target.startswith("sqlite:"):
-            path = engine.parse_uri(target, variable="--target").database or ""
-        return engine, Connection(engine.key, os.path.abspath(path))
-    other = engine_for_uri(target, variable="--target")
-    families = {engine.key, other.key}
-    if other.key != engine.key and families != {"mysql", "mariadb"}:
-        raise ConfigError("--target", f"a {engine.key} URI (the backup is {engine.key})", GLOBAL_REDACTOR(target))
-    GLOBAL_REDACTOR.add(*(p for p in [other.parse_uri(target, variable="--target").password] if p))
-    return engine, engine.parse_uri(target, variable="--target")
+    return engine, settings.connection if target is None else target_connection(engine, target, "--target")
 
 
 async def arestore(
@@ -448,17 +441,7 @@ async def _stream_restore(
             assert tmp_path is not None
             return None, os.open(tmp_path, os.O_WRONLY | os.O_TRUNC)
         tool_name.append(os.path.basename(command.argv[0]))
-        env = {**child_base_env(), **command.env}
-        with command.materialize() as (argv, pass_fds):
-            proc = ChildProcess(
-                argv,
-                env=env,
-                name=tool_name[0],
-                redact=GLOBAL_REDACTOR,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
-                pass_fds=pass_fds,
-            )
+        proc = command.start(GLOBAL_REDACTOR, stdin=subprocess.PIPE)
         assert proc.popen.stdin is not None
         fd = os.dup(proc.popen.stdin.fileno())
         proc.popen.stdin.close()

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -27,7 +26,7 @@ from dbstash.compression import parse_compress
 from dbstash.manifest import manifest_name
 from dbstash.naming import PARTIAL_MARK
 from tests.support.cases import EngineCase
-from tests.support.servers import S3Server, all_cmdlines, children_named
+from tests.support.servers import S3Server, all_cmdlines, children_named, kill_when
 
 pytestmark = pytest.mark.integration
 SLOW = RcloneOptions(extra_args=("--bwlimit", "4M", "--buffer-size", "0"))
@@ -129,17 +128,6 @@ def test_cli_exit_codes_and_no_secret_in_output(engine_case: EngineCase, tmp_pat
     assert stored_names(tmp_path / "bad") == []
 
 
-def when_bytes(threshold: int, action: Callable[[], None]) -> Callable[[int], None]:
-    fired = threading.Event()
-
-    def progress(done: int) -> None:
-        if done >= threshold and not fired.is_set():
-            fired.set()
-            action()
-
-    return progress
-
-
 def test_server_killed_mid_dump(own_engine_case: EngineCase, tmp_path: Path) -> None:
     remote = tmp_path / "remote"
     with ArgvScan(own_engine_case.password) as scan, pytest.raises(DumpFailed) as info:
@@ -147,7 +135,7 @@ def test_server_killed_mid_dump(own_engine_case: EngineCase, tmp_path: Path) -> 
             own_engine_case.uri(),
             remote=str(remote),
             rclone=SLOW,
-            progress=when_bytes(4 << 20, own_engine_case.kill_server),
+            progress=kill_when(4 << 20, own_engine_case.kill_server),
         )
     assert scan.leaks == []
     assert own_engine_case.tool in scan.seen, "the argv scan saw the dump tool run"
@@ -165,7 +153,7 @@ def test_dump_tool_killed_mid_stream(own_engine_case: EngineCase, tmp_path: Path
             os.kill(pid, signal.SIGKILL)
 
     with pytest.raises(DumpFailed, match="SIGKILL"):
-        dbstash.backup(own_engine_case.uri(), remote=str(remote), rclone=SLOW, progress=when_bytes(4 << 20, kill))
+        dbstash.backup(own_engine_case.uri(), remote=str(remote), rclone=SLOW, progress=kill_when(4 << 20, kill))
     assert stored_names(remote) == []
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +20,7 @@ import dbstash
 from dbstash import BackupTimeout, DumpFailed, RcloneOptions, UploadFailed
 from dbstash.manifest import manifest_name
 from dbstash.naming import PARTIAL_MARK
-from tests.support.servers import PgServer, S3Server, children_named, free_port
+from tests.support.servers import PgServer, S3Server, children_named, free_port, kill_when
 from tests.support.transports import Transport
 
 pytestmark = pytest.mark.integration
@@ -36,17 +35,6 @@ def big_table(pg: PgServer) -> str:
         "FROM generate_series(1, 150000) g"
     )
     return "big"
-
-
-def kill_when(threshold: int, action: Callable[[], None]) -> Callable[[int], None]:
-    fired = threading.Event()
-
-    def progress(done: int) -> None:
-        if done >= threshold and not fired.is_set():
-            fired.set()
-            action()
-
-    return progress
 
 
 def kill_child(name: str, sig: int = signal.SIGKILL, arg: str | None = None) -> Callable[[], None]:

@@ -15,8 +15,9 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import sh
@@ -303,6 +304,18 @@ class S3Server:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+def kill_when(threshold: int, action: Callable[[], None]) -> Callable[[int], None]:
+    """A progress callback that runs *action* once, when *threshold* bytes went through (mid-stream kills)."""
+    fired = threading.Event()
+
+    def progress(done: int) -> None:
+        if done >= threshold and not fired.is_set():
+            fired.set()
+            action()
+
+    return progress
 
 
 def children_named(name: str, parent: int | None = None, arg: str | None = None) -> list[int]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from dbstash.engines.base import Connection, DumpCommand, DumpOptions, Engine
 from dbstash.engines.mongo import MongoEngine
 from dbstash.engines.mysql import MariadbEngine, MysqlEngine
@@ -20,6 +22,32 @@ ENGINES: dict[str, type[Engine]] = {
     MongoEngine.key: MongoEngine,
     SqliteEngine.key: SqliteEngine,
 }
+
+
+#: Engine keys that read each other's URIs (the spec's mysql:// serves MySQL and MariaDB alike).
+FAMILIES = ({"mysql", "mariadb"},)
+
+
+def same_family(a: str, b: str) -> bool:
+    """Whether engine keys *a* and *b* are the same engine or share a URI form (mysql / mariadb)."""
+    return a == b or any({a, b} <= family for family in FAMILIES)
+
+
+def target_connection(engine: Engine, target: str, variable: str) -> Connection:
+    """A restore or verify target for a backup of *engine*: a URI of the same engine family, or a
+    file path for engines that restore into a file (``sqlite:`` URIs accepted there too)."""
+    from dbstash.redact import GLOBAL_REDACTOR, uri_secrets  # noqa: PLC0415
+
+    GLOBAL_REDACTOR.add(*uri_secrets(target))
+    if engine.restores_to_file:
+        path = engine.parse_uri(target, variable=variable).database if target.startswith("sqlite:") else target
+        return Connection(engine.key, os.path.abspath(path or ""))
+    other = engine_for_uri(target, variable=variable)
+    if not same_family(engine.key, other.key):
+        raise ConfigError(variable, f"a {engine.key} URI (the backup is {engine.key})", GLOBAL_REDACTOR(target))
+    connection = engine.parse_uri(target, variable=variable)
+    GLOBAL_REDACTOR.add(connection.password)
+    return connection
 
 
 def get_engine(key: str, *, variable: str = "DB_ENGINE") -> Engine:
@@ -48,4 +76,6 @@ __all__ = [
     "Engine",
     "engine_for_uri",
     "get_engine",
+    "same_family",
+    "target_connection",
 ]

@@ -8,14 +8,14 @@ import re
 import shlex
 import subprocess
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import anyio
 
 from dbstash.errors import ConfigError, DumpFailed, ToolNotFound
-from dbstash.process import child_base_env
+from dbstash.process import ChildProcess, child_base_env
 from dbstash.redact import GLOBAL_REDACTOR, redact_uri
 
 
@@ -86,6 +86,26 @@ class DumpCommand:
         """The command line as a shell would show it (safe: argv never holds secrets)."""
         return shlex.join(self.argv)
 
+    def start(
+        self,
+        redact: Callable[[str], str],
+        *,
+        stdin: int | None = subprocess.DEVNULL,
+        stdout: int | None = subprocess.DEVNULL,
+    ) -> ChildProcess:
+        """Run this command as a child: scrubbed environment plus :attr:`env`, secret files as memfds
+        (closed in dbstash once the child has them), stderr drained into a redacted tail."""
+        with self.materialize() as (argv, pass_fds):
+            return ChildProcess(
+                argv,
+                env={**child_base_env(), **self.env},
+                name=os.path.basename(self.argv[0]),
+                redact=redact,
+                stdin=stdin,
+                stdout=stdout,
+                pass_fds=pass_fds,
+            )
+
     @contextlib.contextmanager
     def materialize(self) -> Iterator[tuple[list[str], tuple[int, ...]]]:
         """(argv with ``/dev/fd/N`` for each secret file, the fds to pass). The fds close when the block ends."""
@@ -121,6 +141,15 @@ class RestoreOptions:
     native_gzip: bool = False
 
 
+#: ``DB_NAME`` values (and URI paths) that mean "every database" (spec: the --all-databases equivalent).
+ALL_DATABASES = ("", "all")
+
+
+def one_database(name: str | None) -> str | None:
+    """*name*, or None when it asks for every database (empty or ``all``)."""
+    return None if name is None or name.strip().lower() in ALL_DATABASES else name
+
+
 class Engine(ABC):
     """Pure knowledge about one database engine. Subclasses live one per module under ``dbstash.engines``.
 
@@ -146,12 +175,12 @@ class Engine(ABC):
         user: str | None,
         password: str | None,
     ) -> Connection:
-        """Build a connection from the spec's individual ``DB_*`` variables."""
+        """Build a connection from the spec's ``DB_*`` variables (``DB_NAME`` empty or ``all``: every database)."""
         if not host:
             raise ConfigError("DB_HOST", "a host name or address (or set DB_URI instead)", host)
         if port is not None and not port.isdigit():
             raise ConfigError("DB_PORT", "a TCP port number", port)
-        return Connection(self.key, database or None, host, port, user or None, password or None)
+        return Connection(self.key, one_database(database), host, port, user or None, password or None)
 
     @abstractmethod
     def extension(self, options: DumpOptions, connection: Connection | None = None) -> str:

@@ -9,7 +9,15 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 import anyio
 
-from dbstash.engines.base import Connection, DumpCommand, DumpOptions, Engine, RestoreOptions, tool_version
+from dbstash.engines.base import (
+    Connection,
+    DumpCommand,
+    DumpOptions,
+    Engine,
+    RestoreOptions,
+    one_database,
+    tool_version,
+)
 from dbstash.errors import ConfigError, ToolNotFound
 from dbstash.redact import redact_uri
 
@@ -57,26 +65,13 @@ class MongoEngine(Engine):
             params["_srv"] = "1"
         return Connection(
             self.key,
-            None if database.lower() in ("", "all") else database,
+            one_database(database),
             hosts,
             None,
             user,
             password,
             params,
         )
-
-    def from_parts(
-        self,
-        *,
-        host: str | None,
-        port: str | None,
-        database: str | None,
-        user: str | None,
-        password: str | None,
-    ) -> Connection:
-        if database and database.lower() == "all":
-            database = None
-        return super().from_parts(host=host, port=port, database=database, user=user, password=password)
 
     @staticmethod
     def with_auth_source(connection: Connection, auth_source: str | None) -> Connection:

@@ -14,6 +14,7 @@ from dbstash.engines.base import (
     DumpOptions,
     Engine,
     RestoreOptions,
+    one_database,
     run_tool,
     tool_version,
 )
@@ -41,8 +42,6 @@ CLIENT_OPTIONS = frozenset(
         "compress",
     }
 )
-#: What ``DB_NAME`` values mean "every database".
-ALL_DATABASES = ("", "all")
 
 
 def option_value(value: str) -> str:
@@ -96,26 +95,13 @@ class MysqlEngine(Engine):
             raise ConfigError(variable, expected, shown)
         return Connection(
             self.key,
-            None if database.lower() in ALL_DATABASES else database,
+            one_database(database),
             unquote(parts.hostname) if parts.hostname else None,
             port,
             unquote(parts.username) if parts.username else None,
             unquote(parts.password) if parts.password is not None else None,
             params,
         )
-
-    def from_parts(
-        self,
-        *,
-        host: str | None,
-        port: str | None,
-        database: str | None,
-        user: str | None,
-        password: str | None,
-    ) -> Connection:
-        if database and database.lower() in ALL_DATABASES:
-            database = None
-        return super().from_parts(host=host, port=port, database=database, user=user, password=password)
 
     def extension(self, options: DumpOptions, connection: Connection | None = None) -> str:
         return ".sql"

@@ -14,7 +14,15 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import anyio
 
-from dbstash.engines.base import Connection, DumpCommand, DumpOptions, Engine, RestoreOptions, run_tool
+from dbstash.engines.base import (
+    Connection,
+    DumpCommand,
+    DumpOptions,
+    Engine,
+    RestoreOptions,
+    one_database,
+    run_tool,
+)
 from dbstash.errors import ConfigError, DumpFailed, ToolNotFound, ToolVersionMismatch
 from dbstash.process import child_base_env
 from dbstash.redact import Redactor, redact_uri
@@ -151,22 +159,8 @@ class PostgresEngine(Engine):
                 port = v
             else:
                 params[k] = v
-        if database is not None and database.lower() == "all":
-            database = None  # every database, through pg_dumpall
-        return Connection(self.key, database, host, port, user, password, params)
-
-    def from_parts(
-        self,
-        *,
-        host: str | None,
-        port: str | None,
-        database: str | None,
-        user: str | None,
-        password: str | None,
-    ) -> Connection:
-        if database and database.lower() == "all":
-            database = None
-        return super().from_parts(host=host, port=port, database=database, user=user, password=password)
+        # no database, or "all": every database, through pg_dumpall
+        return Connection(self.key, one_database(database), host, port, user, password, params)
 
     def extension(self, options: DumpOptions, connection: Connection | None = None) -> str:
         if connection is not None and connection.database is None:

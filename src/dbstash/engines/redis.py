@@ -10,7 +10,16 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import anyio
 
-from dbstash.engines.base import Connection, DumpCommand, DumpOptions, Engine, RestoreOptions, run_tool, tool_version
+from dbstash.engines.base import (
+    Connection,
+    DumpCommand,
+    DumpOptions,
+    Engine,
+    RestoreOptions,
+    one_database,
+    run_tool,
+    tool_version,
+)
 from dbstash.errors import ConfigError, ToolNotFound
 from dbstash.redact import redact_uri
 
@@ -84,10 +93,9 @@ class RedisEngine(Engine):
         user: str | None,
         password: str | None,
     ) -> Connection:
-        if database and database != "all" and not database.isdigit():
+        if one_database(database) is not None and not str(database).isdigit():
             raise ConfigError("DB_NAME", "a Redis database number (the backup holds every database anyway)", database)
-        db = None if database in (None, "", "all") else database
-        return super().from_parts(host=host, port=port, database=db, user=user, password=password)
+        return super().from_parts(host=host, port=port, database=database, user=user, password=password)
 
     def extension(self, options: DumpOptions, connection: Connection | None = None) -> str:
         return ".rdb"
