@@ -14,18 +14,19 @@ import anyio
 
 from dbstash._version import __version__
 from dbstash.config import Settings
+from dbstash.engines import same_family
 from dbstash.engines.base import DumpCommand, Engine
-from dbstash.errors import BackupTimeout, DbstashError, StorageError
+from dbstash.errors import BackupTimeout, ConfigError, DbstashError, StorageError, UploadFailed
 from dbstash.hooks import Hook, HookFailed
 from dbstash.logs import get_logger, log_context
 from dbstash.manifest import Manifest, manifest_name
 from dbstash.modes import dump_to_folder, folder_stats, tar_command, upload_folder, work_folder
-from dbstash.naming import NameTemplate, is_partial
+from dbstash.naming import NameTemplate, is_partial, partial_target
 from dbstash.notify import Notifier, RunEvent, notify
 from dbstash.pipeline import Progress, TransferStats, transfer
 from dbstash.redact import GLOBAL_REDACTOR
 from dbstash.retention import Backup, RetentionPlan
-from dbstash.storage.base import RemoteEntry, Storage
+from dbstash.storage.base import RemoteEntry, Storage, remote_name, taken
 from dbstash.storage.rclone_cli import RcloneCliStorage, RcloneOptions
 from dbstash.storage.rclone_rc import RcloneRcStorage, RcOptions
 
@@ -46,7 +47,9 @@ class BackupResult:
         retention_error: why retention could not run, if it failed (the backup itself stands).
         dump_size: bytes the dump tool wrote (more than *size* when dbstash compressed the stream).
         compression: in-stream compression by dbstash (``zstd:3``), or None.
-        manifest_error: why the manifest (``NAME.dbstash-manifest.json``) could not be written, if so.
+
+    Every committed backup has its manifest (``NAME.dbstash-manifest.json``): a run whose manifest
+    could not be stored fails instead.
     """
 
     remote_path: str
@@ -65,7 +68,6 @@ class BackupResult:
     retention_error: str | None = None
     dump_size: int | None = None
     compression: str | None = None
-    manifest_error: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         """Plain JSON-ready data (timestamps as ISO 8601 UTC)."""
@@ -97,19 +99,36 @@ async def _job_storage(settings: Settings, storage: Storage | None) -> AsyncIter
         store.close()
 
 
-async def preflight(settings: Settings) -> None:
-    """Start-up checks that need the network: with the rc transport, that rcd answers and takes the credentials.
+async def preflight(settings: Settings, *, remote_variable: str = "RCLONE_REMOTE") -> None:
+    """Start-up checks that need rclone or the network, so bad input fails before anything is dumped.
+
+    With the CLI transport: the remote that *settings* name is defined in rclone's config. With the
+    rc transport: rcd answers and takes the credentials.
 
     Raises:
-        ConfigError: rcd refused the credentials (names ``RCLONE_RC_USER``) or the URL is not an rcd.
+        ConfigError: the remote is not defined (names *remote_variable*), rcd refused the
+            credentials (names ``RCLONE_RC_USER``) or the URL is not an rcd.
         StorageError: rcd cannot be reached.
+        ToolNotFound: rclone is not installed.
     """
-    if settings.rc is None:
-        return
     async with _job_storage(settings, None) as store:
-        assert isinstance(store, RcloneRcStorage)
-        await store.open()
-        log.info("using the rclone daemon at %s (rclone %s)", settings.rc.display_url(), store.version)
+        if isinstance(store, RcloneRcStorage):
+            await store.open()
+            log.info("using the rclone daemon at %s (rclone %s)", store.options.display_url(), store.version)
+            return
+        assert isinstance(store, RcloneCliStorage)
+        name = remote_name(settings.remote)
+        if name is None:
+            return
+        defined = await store.remotes()
+        if name not in defined:
+            raise ConfigError(
+                remote_variable,
+                f"a remote defined in the rclone config (no remote called {name!r}; defined: "
+                + (", ".join(defined) or "none")
+                + "), or a local path",
+                settings.remote,
+            )
 
 
 async def abackup(
@@ -265,19 +284,87 @@ def job_backups(entries: Sequence[RemoteEntry], template: NameTemplate, settings
     return found
 
 
+#: A partial upload of this job older than this (or than the job's timeout, if longer) is a leftover of an
+#: abort that could not remove it (dead remote, SIGKILL): the next successful run and ``prune`` delete it.
+#: An upload in progress is never that old: its partial is rewritten as bytes arrive (local, SFTP) or
+#: appears only when complete, moments before its commit (object stores).
+STALE_PARTIAL_AGE = 24 * 3600.0
+
+
+def stale_partials(
+    entries: Sequence[RemoteEntry], template: NameTemplate, now: datetime, timeout: float | None = None
+) -> list[str]:
+    """This job's partial uploads among *entries* that no run can still be writing (see :data:`STALE_PARTIAL_AGE`)."""
+    limit = max(STALE_PARTIAL_AGE, timeout or 0)
+    found = []
+    for e in entries:
+        target = partial_target(e.name)
+        if target is not None and template.matches(target) and (now - e.modtime).total_seconds() > limit:
+            found.append(e.name)
+    return found
+
+
+async def _remove_stale_partials(settings: Settings, template: NameTemplate, storage: Storage, now: datetime) -> None:
+    """Delete leftovers of earlier aborted runs of this job; a failure is logged, never fatal."""
+    try:
+        stale = stale_partials(await storage.list(), template, now, settings.timeout)
+        if stale:
+            await storage.delete_many(stale)
+            log.info("removed %d stale partial upload(s) of earlier runs", len(stale), extra={"removed": stale})
+    except Exception as exc:
+        log.warning("could not remove stale partial uploads: %s", exc)
+
+
 async def plan_retention(
     settings: Settings, storage: Storage, *, now: datetime | None = None, ensure: Backup | None = None
 ) -> RetentionPlan:
     """List the remote once and plan retention for this job (no deletion).
 
+    Only this job's backups take part: names the template matches, and, where a backup has a
+    manifest, only if the manifest names this job's engine and database (another job whose names
+    happen to match is never touched). A backup whose manifest cannot be read takes no part either.
     *ensure* adds a backup the listing may not show yet (eventually consistent backends), so the
     one just written always counts as the newest.
     """
     template = settings.template()
-    backups = job_backups(await storage.list(), template, settings)
+    entries = await storage.list()
+    backups = await _own_backups(settings, storage, entries, job_backups(entries, template, settings))
     if ensure is not None and all(b.name != ensure.name for b in backups):
         backups.append(ensure)
     return settings.retention.plan(backups, now or datetime.now(UTC))
+
+
+async def _own_backups(
+    settings: Settings, storage: Storage, entries: Sequence[RemoteEntry], backups: list[Backup]
+) -> list[Backup]:
+    """*backups* less those whose manifest says another engine or database made them."""
+    present = {e.name for e in entries}
+    wanted = [manifest_name(b.name) for b in backups if manifest_name(b.name) in present]
+    texts = await storage.read_many(wanted) if wanted else {}
+    engine, database = settings.engine_key, settings.database_label
+    own = []
+    for b in backups:
+        key = manifest_name(b.name)
+        if key not in present:
+            own.append(b)  # a backup from before manifests existed: the template is all there is to go by
+            continue
+        try:
+            m = Manifest.from_json(texts[key])
+        except (KeyError, ValueError):
+            log.warning("retention leaves %s alone: its manifest cannot be read", b.name)
+            continue
+        if not same_family(m.engine, engine) or m.database != database:
+            log.info(
+                "retention leaves %s alone: its manifest says %s database %r, this job is %s %r",
+                b.name,
+                m.engine,
+                m.database,
+                engine,
+                database,
+            )
+            continue
+        own.append(b)
+    return own
 
 
 async def apply_plan(plan: RetentionPlan, storage: Storage, mode: str = "stream") -> list[str]:
@@ -320,12 +407,16 @@ async def aprune(
     """Apply this job's retention policy to its remote folder now (the async twin of :func:`prune`).
 
     Lists the folder once, keeps only this job's complete backups (template matches, partial uploads
-    never), plans with :meth:`RetentionPolicy.plan`, and deletes unless *dry_run*. The newest backup
-    is never deleted. Raises :class:`~dbstash.errors.StorageError` if the remote cannot be listed.
+    never, manifests naming this job), plans with :meth:`RetentionPolicy.plan`, and deletes unless
+    *dry_run*, along with partial uploads that aborted runs of this job left behind
+    (:func:`stale_partials`). The newest backup is never deleted. Raises
+    :class:`~dbstash.errors.StorageError` if the remote cannot be listed.
     """
     async with _job_storage(settings, storage) as store:
         plan = await plan_retention(settings, store, now=now)
         deleted = [] if dry_run else await apply_plan(plan, store, settings.mode)
+        if not dry_run:
+            await _remove_stale_partials(settings, settings.template(), store, now or datetime.now(UTC))
         return PruneResult(settings.remote, plan, tuple(deleted), dry_run)
 
 
@@ -488,9 +579,57 @@ async def _after(
         await notify(notifiers, event, limit=10 if cancelled else 120)
 
 
+class _ManifestWriter:
+    """Writes the manifest of the backup being committed, before it appears under its name."""
+
+    def __init__(
+        self, settings: Settings, engine: Engine, storage: Storage, *, backup_id: str, database: str, started: datetime
+    ) -> None:
+        self.settings, self.engine, self.storage = settings, engine, storage
+        self.backup_id, self.database, self.started = backup_id, database, started
+        self.files: dict[str, tuple[int, str]] | None = None
+        self.written: Manifest | None = None
+
+    async def __call__(self, name: str, stats: TransferStats, command: DumpCommand) -> None:
+        s = self.settings
+        manifest = Manifest(
+            name=name,
+            size=stats.size,
+            sha256=stats.sha256,
+            engine=self.engine.key,
+            database=self.database,
+            mode=s.mode,
+            compression=str(s.stream_compress) if s.stream_compress else None,
+            native_compression=s.compress and self.engine.native_compression(s.connection),
+            tool_version=command.tool_version,
+            dbstash_version=__version__,
+            started_at=self.started.astimezone(UTC).isoformat(),
+            finished_at=datetime.now(UTC).isoformat(),
+            dump_size=stats.dump_size,
+            backup_id=self.backup_id,
+            files={p: [size, digest] for p, (size, digest) in self.files.items()} if self.files is not None else None,
+        )
+        try:
+            await self.storage.write_verified(manifest_name(name), manifest.to_json())
+        except StorageError as exc:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(10), contextlib.suppress(Exception):
+                await self.storage.delete(manifest_name(name))
+            raise UploadFailed(
+                f"{exc}: the backup was not committed (a backup without its manifest is not one)"
+            ) from None
+        self.written = manifest
+
+
 async def _run_multi_file(
-    settings: Settings, engine: Engine, storage: Storage, name: str, progress: Progress | None
-) -> tuple[TransferStats, DumpCommand, dict[str, tuple[int, str]] | None]:
+    settings: Settings,
+    engine: Engine,
+    storage: Storage,
+    name: str,
+    progress: Progress | None,
+    *,
+    manifest: _ManifestWriter,
+    alternative: str | None,
+) -> tuple[TransferStats, DumpCommand, str]:
     """Directory and tar modes: dump into a private temp folder, then copy it (directory) or stream a tar."""
     try:
         with anyio.fail_after(settings.timeout):
@@ -498,9 +637,20 @@ async def _run_multi_file(
                 command = await dump_to_folder(settings, engine, folder)
                 found = await anyio.to_thread.run_sync(folder_stats, folder)
                 log.info("dump written to the work folder", extra={"files": len(found.files), "size": found.size})
+                manifest.files = found.files
                 if settings.mode == "directory":
+                    if alternative is not None and taken(await storage.list(), name):
+                        log.warning("%s is already taken (another run of this job?): stored as %s", name, alternative)
+                        name = alternative
+                    stats = TransferStats(found.size, found.sha256, b"", dump_size=found.size)
                     await upload_folder(storage, folder, name, found)
-                    return TransferStats(found.size, found.sha256, b"", dump_size=found.size), command, found.files
+                    try:  # the manifest is the folder's completion marker: no manifest, no backup
+                        await manifest(name, stats, command)
+                    except BaseException:
+                        with anyio.CancelScope(shield=True), anyio.move_on_after(120), contextlib.suppress(Exception):
+                            await storage.purge(name)
+                        raise
+                    return stats, command, name
                 done = await transfer(
                     engine,
                     tar_command(folder),
@@ -510,8 +660,11 @@ async def _run_multi_file(
                     progress=progress,
                     compression=settings.stream_compress,
                     check_tail=False,
+                    alternative=alternative,
+                    before_publish=lambda final, stats, _: manifest(final, stats, command),
+                    stall_timeout=settings.stall_timeout,
                 )
-                return TransferStats(done.stats.size, done.stats.sha256, b"", found.size), command, None
+                return TransferStats(done.stats.size, done.stats.sha256, b"", found.size), command, done.name
     except TimeoutError:
         raise BackupTimeout(f"the backup exceeded its timeout of {settings.timeout:g}s and was aborted") from None
 
@@ -529,20 +682,20 @@ async def _run(
     name: str,
 ) -> BackupResult:
     t0 = time.monotonic()
-    remote_path = storage.path(name)
     options = settings.dump_options
     for warning in settings.warnings():
         log.warning(warning)
     if engine.key == "redis":
         log.info("the Redis RDB holds the whole instance (every database), whatever the URI's /N says")
-    log.info("backup started", extra={"remote_path": remote_path, "source": settings.connection.display_uri()})
+    log.info("backup started", extra={"remote_path": storage.path(name), "source": settings.connection.display_uri()})
 
     async def prepare() -> DumpCommand:
         command = await engine.dump_command(settings.connection, options)
         log.debug("dump command: %s", command.display())
         return command
 
-    files: dict[str, tuple[int, str]] | None = None
+    writer = _ManifestWriter(settings, engine, storage, backup_id=backup_id, database=database, started=started)
+    alternative = template.alternative(name, backup_id)
     if settings.mode == "stream":
         done = await transfer(
             engine,
@@ -553,39 +706,19 @@ async def _run(
             timeout=settings.timeout,
             progress=progress,
             compression=settings.stream_compress,
+            alternative=alternative,
+            before_publish=writer,
+            stall_timeout=settings.stall_timeout,
         )
-        stats, command = done.stats, done.command
+        stats, command, name = done.stats, done.command, done.name
     else:
-        stats, command, files = await _run_multi_file(settings, engine, storage, name, progress)
+        stats, command, name = await _run_multi_file(
+            settings, engine, storage, name, progress, manifest=writer, alternative=alternative
+        )
+    remote_path = storage.path(name)
     finished = datetime.now(UTC)
     duration = time.monotonic() - t0
-    manifest = Manifest(
-        name=name,
-        size=stats.size,
-        sha256=stats.sha256,
-        engine=engine.key,
-        database=database,
-        mode=settings.mode,
-        compression=str(settings.stream_compress) if settings.stream_compress else None,
-        native_compression=settings.compress and engine.native_compression(settings.connection),
-        tool_version=command.tool_version,
-        dbstash_version=__version__,
-        started_at=started.astimezone(UTC).isoformat(),
-        finished_at=finished.isoformat(),
-        dump_size=stats.dump_size,
-        backup_id=backup_id,
-        files={p: [size, digest] for p, (size, digest) in files.items()} if files is not None else None,
-    )
-    manifest_error = None
-    try:  # after the commit, never before: a manifest always describes a complete backup
-        await storage.write(manifest_name(name), manifest.to_json())
-    except Exception as exc:
-        if settings.mode == "directory":  # there the manifest is the completion marker: no manifest, no backup
-            with anyio.CancelScope(shield=True), anyio.move_on_after(120), contextlib.suppress(Exception):
-                await storage.purge(name)
-            raise StorageError(f"could not write the manifest that completes folder {name}: {exc}") from None
-        manifest_error = str(exc)
-        log.error("could not write the manifest of %s (the backup itself is complete): %s", name, exc)
+    await _remove_stale_partials(settings, template, storage, finished)
     deleted: list[str] = []
     retention_error = None
     if settings.retention.enabled:
@@ -614,7 +747,6 @@ async def _run(
         retention_error=retention_error,
         dump_size=stats.dump_size,
         compression=str(settings.stream_compress) if settings.stream_compress else None,
-        manifest_error=manifest_error,
     )
     log.info(
         "backup complete",

@@ -128,8 +128,8 @@ def parse_compress(
         return True, None
     if text in ("false", "0", "no", "off", "", "none"):
         return False, None
-    kind, _, level_text = text.partition(":")
-    if kind not in SUFFIXES:
+    kind, colon, level_text = text.partition(":")
+    if kind not in SUFFIXES or (colon and not level_text):
         raise ConfigError(variable, EXPECTED, value)
     if level_text:
         low, high = LEVEL_RANGES[kind]

@@ -6,6 +6,7 @@ import base64
 import binascii
 import configparser
 import hashlib
+import ipaddress
 import math
 import os
 import re
@@ -18,13 +19,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dbstash.compression import StreamCompression, parse_compress
 from dbstash.engines import ENGINES, engine_for_uri, get_engine, same_family, target_connection
-from dbstash.engines.base import Connection, DumpOptions, Engine
+from dbstash.engines.base import Connection, DumpOptions, Engine, check_ports
 from dbstash.engines.mongo import MongoEngine
 from dbstash.errors import ConfigError
 from dbstash.hooks import ShellHook
-from dbstash.naming import DEFAULT_TEMPLATE, NameTemplate
+from dbstash.manifest import MANIFEST_SUFFIX
+from dbstash.naming import DEFAULT_TEMPLATE, PARTIAL_MARK, NameTemplate
 from dbstash.notify import FORMATS, EmailNotifier, Notifier, PingNotifier, webhook_notifier
 from dbstash.notify.base import NotifyOn
+from dbstash.pipeline import DEFAULT_STALL_TIMEOUT
 from dbstash.redact import GLOBAL_REDACTOR, Redactor, uri_secrets
 from dbstash.retention import RetentionPolicy
 from dbstash.schedule import validate_cron
@@ -70,6 +73,8 @@ class Settings:
     #: the rc transport: set when a running ``rclone rcd`` is to be used instead of spawning rclone
     rc: RcOptions | None = None
     timeout: float | None = None
+    #: ``BACKUP_STALL_TIMEOUT``: seconds without a byte moving before a run fails (None: never)
+    stall_timeout: float | None = DEFAULT_STALL_TIMEOUT
     tz: str = "UTC"
     schedule: str = "once"
     log_level: str = "INFO"
@@ -224,6 +229,7 @@ class Settings:
             "rclone_extra_args": list(self.rclone.extra_args),
             "transport": f"rc {self.rc.display_url()}" if self.rc else "rclone cli",
             "timeout": self.timeout,
+            "stall_timeout": self.stall_timeout,
             "tz": self.tz,
             "schedule": self.schedule,
             "on_start": self.on_start,
@@ -253,11 +259,17 @@ class Settings:
         mode: str = "stream",
         temp_dir: str = DEFAULT_TEMP_DIR,
         timeout: float | None = None,
+        stall_timeout: float | None = DEFAULT_STALL_TIMEOUT,
         tz: str = "UTC",
     ) -> Settings:
-        """Validate library arguments into settings; errors name the parameter at fault."""
+        """Validate library arguments into settings; errors name the parameter at fault.
+
+        *stall_timeout*: seconds without a byte moving from the dump to the upload before the run
+        fails (a frozen server or a dead remote); None or 0 turns it off.
+        """
         engine = engine_for_uri(uri, variable="uri")
         connection = engine.parse_uri(uri, variable="uri")
+        check_ports(connection, "uri")
         if password_file is not None:
             password = _read_secret_file(os.fspath(password_file), "password_file")
         if password is not None and connection.password is None:
@@ -278,9 +290,10 @@ class Settings:
             rclone=rclone or RcloneOptions(),
             rc=_check_rc(rc, "rc") if rc is not None else None,
             timeout=timeout if timeout else None,
+            stall_timeout=stall_timeout if stall_timeout else None,
             tz=_check_tz(tz, "tz"),
         )
-        settings._validate(template_variable="name_template")
+        settings._validate(template_variable="name_template", db_variable="uri")
         return settings
 
     @classmethod
@@ -316,6 +329,7 @@ class Settings:
                     raise ConfigError("DB_ENGINE", f"the engine of DB_URI ({engine.key}) or unset", env["DB_ENGINE"])
                 engine = get_engine(env["DB_ENGINE"])  # mysql:// on a MariaDB image: prefer mariadb-dump
             connection = engine.parse_uri(uri, variable=uri_var)
+            check_ports(connection, uri_var)
             # DB_URI wins over DB_*; a password from DB_PASSWORD(_FILE) only fills a URI that has none
             if connection.password is None and password is not None:
                 connection = connection.with_password(password)
@@ -371,6 +385,8 @@ class Settings:
         )
 
         timeout = _parse_duration(env.get("BACKUP_TIMEOUT", ""), "BACKUP_TIMEOUT")
+        stall = env.get("BACKUP_STALL_TIMEOUT", "").strip()
+        stall_timeout = _parse_duration(stall, "BACKUP_STALL_TIMEOUT") if stall else DEFAULT_STALL_TIMEOUT
         native_compress, stream_compress = parse_compress(env.get("BACKUP_COMPRESS"))
         tz = _check_tz(get("TZ") or "UTC", "TZ")
         schedule = (get("BACKUP_SCHEDULE") or "0 2 * * *").strip()
@@ -398,6 +414,7 @@ class Settings:
             rclone=rclone,
             rc=_rc_from_env(env),
             timeout=timeout,
+            stall_timeout=stall_timeout,
             tz=tz,
             schedule=_check_schedule(schedule),
             log_level=_parse_choice(get("LOG_LEVEL") or "info", "LOG_LEVEL", LOG_LEVELS),
@@ -407,7 +424,7 @@ class Settings:
             lock_file=get("BACKUP_LOCK_FILE"),
             dry_run=_parse_bool(env.get("DRY_RUN", ""), "DRY_RUN"),
             health_port=_parse_port(env.get("HEALTH_PORT", ""), "HEALTH_PORT"),
-            health_addr=get("HEALTH_ADDR") or "0.0.0.0",  # noqa: S104 - reachable by the orchestrator
+            health_addr=_check_addr(get("HEALTH_ADDR") or "0.0.0.0", "HEALTH_ADDR"),  # noqa: S104 - reachable by the orchestrator
             notify_on=_parse_choice(get("NOTIFY_ON") or "failure", "NOTIFY_ON", {c: c for c in NOTIFY_ON}),
             notify_webhook_url=_secret(get("NOTIFY_WEBHOOK_URL")),
             notify_webhook_format=_parse_choice(
@@ -432,10 +449,14 @@ class Settings:
             else None,
         )
         settings.notifiers()  # validates the NOTIFY_* URLs at start-up
-        settings._validate(template_variable="BACKUP_NAME_TEMPLATE", mode_variable="BACKUP_MODE")
+        settings._validate(
+            template_variable="BACKUP_NAME_TEMPLATE",
+            mode_variable="BACKUP_MODE",
+            db_variable=uri_var if uri is not None else "DB_NAME",
+        )
         return settings
 
-    def _validate(self, *, template_variable: str, mode_variable: str = "mode") -> None:
+    def _validate(self, *, template_variable: str, mode_variable: str = "mode", db_variable: str = "DB_NAME") -> None:
         GLOBAL_REDACTOR.add(self.connection.password)
         engine = self.engine()
         if self.mode not in MODES:
@@ -458,6 +479,8 @@ class Settings:
         try:
             self.template()
         except ConfigError as exc:
+            if exc.variable == "DB_NAME":  # the database name, not the template, is what cannot be a file name
+                raise ConfigError(db_variable, exc.expected, exc.value) from None
             raise ConfigError(template_variable, exc.expected, exc.value) from None
 
 
@@ -483,6 +506,8 @@ def _retention(max_files: int, max_days: float, keep: Mapping[str, int] | None, 
     unknown = set(keep) - set(KEEP_PERIODS)
     if unknown:
         raise ConfigError("retention_keep", "a mapping with keys " + ", ".join(KEEP_PERIODS), str(sorted(unknown)))
+    if not 0 <= max_days <= MAX_RETENTION_DAYS or not math.isfinite(max_days):
+        raise ConfigError("retention_max_days", f"a number of days from 0 to {MAX_RETENTION_DAYS}", str(max_days))
     return RetentionPolicy(
         max_files=max_files, max_days=max_days, tz=tz, **{f"keep_{p}": int(n) for p, n in keep.items()}
     )
@@ -494,6 +519,10 @@ def _read_secret_file(path: str, variable: str) -> str:
             value = fh.read()
     except OSError as exc:
         raise ConfigError(variable, f"the path of a readable file ({exc.strerror})", path) from None
+    except UnicodeDecodeError:
+        raise ConfigError(
+            variable, "a file holding UTF-8 text (this one is binary or in another encoding)", path
+        ) from None
     value = value.rstrip("\r\n")
     if not value:
         raise ConfigError(variable, "a file holding a non-empty secret", path)
@@ -567,6 +596,9 @@ def _check_extension(ext: str | None, variable: str) -> str | None:
         ext = "." + ext
     if "/" in ext or "\\" in ext or ".." in ext or any(c.isspace() for c in ext):
         raise ConfigError(variable, "a file extension such as .sql or .dump", ext)
+    if ext.endswith(MANIFEST_SUFFIX) or PARTIAL_MARK in ext:
+        # every backup would look like a manifest or an unfinished upload: listed, retained and restored never
+        raise ConfigError(variable, f"a file extension such as .sql or .dump (not ending in {MANIFEST_SUFFIX})", ext)
     return ext
 
 
@@ -603,6 +635,22 @@ def _parse_int(value: str, variable: str) -> int:
     return int(v)
 
 
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+
+
+def _check_addr(value: str, variable: str) -> str:
+    """An IP address to listen on (0.0.0.0, ::, 127.0.0.1) or a host name that is not a broken IPv4 address."""
+    v = value.strip().strip("[]")
+    try:
+        ipaddress.ip_address(v)
+    except ValueError:
+        if not _HOSTNAME.match(v) or re.fullmatch(r"[\d.]+", v):
+            raise ConfigError(variable, "an IP address to listen on such as 0.0.0.0, :: or 127.0.0.1", value) from None
+    return v
+
+
 def _parse_port(value: str, variable: str) -> int:
     v = value.strip()
     if not v:
@@ -612,16 +660,21 @@ def _parse_port(value: str, variable: str) -> int:
     return int(v)
 
 
+#: The longest RETENTION_MAX_DAYS: a century. Longer ones overflow date arithmetic and mean "forever" (0).
+MAX_RETENTION_DAYS = 36500
+
+
 def _parse_days(value: str, variable: str) -> float:
     v = value.strip()
     if not v:
         return 0
+    expected = f"a number of days from 0 to {MAX_RETENTION_DAYS} (0 = unlimited)"
     try:
         days = float(v)
     except ValueError:
-        raise ConfigError(variable, "a number of days >= 0 (0 = unlimited)", value) from None
-    if days < 0 or not math.isfinite(days):
-        raise ConfigError(variable, "a number of days >= 0 (0 = unlimited)", value)
+        raise ConfigError(variable, expected, value) from None
+    if days < 0 or not math.isfinite(days) or days > MAX_RETENTION_DAYS:
+        raise ConfigError(variable, expected, value)
     return days
 
 

@@ -79,6 +79,7 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("HOOK_TIMEOUT", "Notifications and hooks", "5m", "timeout of each hook"),
     # service and safety
     EnvVar("BACKUP_TIMEOUT", "Service and safety", "0 (no limit)", "maximum duration of one backup (1h, 30m, 90s)"),
+    EnvVar("BACKUP_STALL_TIMEOUT", "Service and safety", "45s", "fail a run when no byte moved from the dump to the upload for this long (a frozen server, a dead remote); 0 = never"),
     EnvVar("BACKUP_LOCK", "Service and safety", "true", "never two overlapping runs of this job"),
     EnvVar("BACKUP_LOCK_FILE", "Service and safety", "per job in $TMPDIR", "lock file path (share it across containers through a volume)"),
     EnvVar("DRY_RUN", "Service and safety", "false", "show what would happen; touch nothing"),

@@ -12,6 +12,7 @@ import anyio
 from dbstash.errors import BackupFailed
 from dbstash.logs import get_logger
 from dbstash.notify.base import RunEvent
+from dbstash.process import child_base_env
 from dbstash.redact import GLOBAL_REDACTOR
 
 log = get_logger("dbstash.hooks")
@@ -31,6 +32,8 @@ class Hook(Protocol):
 class ShellHook:
     """A shell command (``sh -c``) run with the process environment plus ``DBSTASH_*`` variables.
 
+    The environment is scrubbed like every child's: no ``DB_*``, ``NOTIFY_*``, ``VERIFY_*`` or rclone
+    variables (they hold passwords, tokens and keys); what a hook may know comes as ``DBSTASH_*``:
     ``DBSTASH_STATUS`` (start, success, failure), ``DBSTASH_FILE`` (remote path), ``DBSTASH_SIZE``,
     ``DBSTASH_SHA256``, ``DBSTASH_ENGINE``, ``DBSTASH_DATABASE``, ``DBSTASH_BACKUP_ID``, ``DBSTASH_ERROR``.
     """
@@ -50,7 +53,7 @@ class ShellHook:
             "DBSTASH_BACKUP_ID": event.backup_id,
             "DBSTASH_ERROR": event.error or "",
         }
-        return {**os.environ, **extra}
+        return {**child_base_env(), **extra}
 
     async def run(self, event: RunEvent) -> int:
         log.info("running %s", self.name)

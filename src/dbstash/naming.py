@@ -35,9 +35,17 @@ class NameTemplate:
 
     @classmethod
     def parse(
-        cls, template: str, *, db: str, engine: str, extension: str, variable: str = "BACKUP_NAME_TEMPLATE"
+        cls,
+        template: str,
+        *,
+        db: str,
+        engine: str,
+        extension: str,
+        variable: str = "BACKUP_NAME_TEMPLATE",
+        db_variable: str = "DB_NAME",
     ) -> NameTemplate:
-        """Validate *template* and bind it; raises :class:`ConfigError` naming *variable*."""
+        """Validate *template* and bind it; raises :class:`ConfigError` naming *variable*, or
+        *db_variable* when the database name is what cannot become part of a file name."""
         expected = (
             "a file name made of text and the tokens {db} {engine} {date} {time} {ts} {uuid}, with no '/' and no '..'"
         )
@@ -53,6 +61,10 @@ class NameTemplate:
             raise ConfigError(variable, expected, template)
         for name, value in (("database name", db), ("engine", engine)):
             if not value or "/" in value or "\\" in value or value in (".", "..") or ".." in value:
+                if name == "database name" and "{db}" in template:
+                    raise ConfigError(
+                        db_variable, "a database name usable in a file name (no '/', '\\' or '..')", value
+                    )
                 raise ConfigError(
                     variable, f"a template whose tokens stay inside the remote folder ({name} {value!r})", template
                 )
@@ -82,6 +94,17 @@ class NameTemplate:
         tokens = set(_TOKEN.findall(self.template))
         return "ts" in tokens or {"date", "time"} <= tokens
 
+    def alternative(self, name: str, run_id: str) -> str | None:
+        """The name a run takes when *name* is already taken (another run of this job in the same second).
+
+        ``app-2026-02-07-020000.sql`` -> ``app-2026-02-07-020000-a1b2c3d4.sql``. None when the template
+        has ``{uuid}`` (already unique per run) or no time at all (a new backup replaces the old on purpose).
+        """
+        if "uuid" in set(_TOKEN.findall(self.template)) or not self.has_time:
+            return None
+        stem = name[: len(name) - len(self.extension)] if self.extension else name
+        return f"{stem}-{run_id[:8]}{self.extension}"
+
     @property
     def unique(self) -> bool:
         """Whether two runs get different names (a time or ``{uuid}`` in the template)."""
@@ -108,6 +131,8 @@ class NameTemplate:
             parts.append(f"(?P<{group}>{body})" if group else f"(?:{body})")
             pos = m.end()
         parts.append(re.escape(self.template[pos:]))
+        if "uuid" not in seen and self.has_time:
+            parts.append(r"(?:-[0-9a-f]{8})?")  # a run that found its name taken (see alternative())
         parts.append(re.escape(self.extension))
         return re.compile("^" + "".join(parts) + "$")
 
@@ -145,6 +170,15 @@ class NameTemplate:
 def partial_name(final: str, upload_id: str) -> str:
     """The name an upload is written under until it is committed."""
     return f"{final}.{upload_id}{PARTIAL_MARK}"
+
+
+def partial_target(name: str) -> str | None:
+    """The final name an uncommitted upload called *name* was headed for (None if *name* is no partial)."""
+    if not name.endswith(PARTIAL_MARK):
+        return None
+    head = name[: -len(PARTIAL_MARK)]
+    final, dot, upload_id = head.rpartition(".")
+    return final if dot and final and upload_id else None
 
 
 def is_partial(name: str) -> bool:

@@ -34,8 +34,15 @@ SMALL_READ = 64 << 10
 SMALL_READ_PAUSE = 0.002
 TAIL = 4096
 PROGRESS_EVERY = 0.5
-#: How long a stopped dump gets to exit after SIGTERM before SIGKILL.
-DUMP_STOP_GRACE = 5.0
+#: How long a stopped dump, or a stopped upload, gets to exit after SIGTERM before SIGKILL.
+STOP_GRACE = 2.0
+#: The whole abort (stop both processes, remove the partial upload) fits in this many seconds, so a
+#: SIGTERM is honoured well inside Docker's 10 s stop grace even when the remote is dead. A partial
+#: left behind is removed by the next successful run or by ``prune`` (see ``stale_partials``).
+ABORT_BUDGET = 5.0
+#: Default for ``stall_timeout``: no byte read from the dump and none written to the upload for this
+#: long means a dead peer (a frozen server, a remote that stopped answering): the run fails.
+DEFAULT_STALL_TIMEOUT = 45.0
 
 #: Progress callback: called from the relay thread with the bytes relayed so far.
 Progress = Callable[[int], None]
@@ -54,10 +61,11 @@ class TransferStats:
 
 @dataclass(frozen=True, slots=True)
 class Transfer:
-    """A committed transfer: the relay's numbers and the dump command that produced them."""
+    """A committed transfer: the relay's numbers, the dump command that produced them, the name it got."""
 
     stats: TransferStats
     command: DumpCommand
+    name: str
 
 
 class Relay:
@@ -75,6 +83,10 @@ class Relay:
         self.compressor = compressor
         self.done = threading.Event()
         self.stopped = False
+        #: monotonic time of the last byte read or written; the stall watchdog reads it
+        self.last_active = time.monotonic()
+        #: which side the relay is waiting for: "dump" (reading) or "upload" (writing)
+        self.waiting = "dump"
 
     def run(self) -> TransferStats:
         try:
@@ -96,11 +108,13 @@ class Relay:
         while not eof:
             n = 0
             while n < CHUNK:  # wait for a full chunk: fewer, bigger writes downstream
+                self.waiting = "dump"
                 got = os.readv(src, [view[n:]])
                 if got == 0:
                     eof = True
                     break
                 n += got
+                self.last_active = time.monotonic()
                 if got < SMALL_READ and n < CHUNK:
                     # a slow writer (redis-cli writes 4 KiB at a time): let the 1 MiB pipe fill
                     # instead of waking up for every few KiB; a fast one never gets here
@@ -129,6 +143,7 @@ class Relay:
         digest.update(data)
         view = memoryview(data)
         off = 0
+        self.waiting = "upload"
         while off < n:
             if self.stopped:
                 raise UploadFailed("upload interrupted")
@@ -136,7 +151,53 @@ class Relay:
                 off += os.write(self.dst_fd, view[off:])
             except BrokenPipeError:
                 raise UploadFailed("rclone stopped reading (the upload failed)") from None
+            self.last_active = time.monotonic()
         return n
+
+
+async def _relay_watched(relay: Relay, stall_timeout: float | None) -> TransferStats:
+    """Run *relay* in a worker thread; fail if no byte moves for *stall_timeout* seconds.
+
+    A frozen database server or a remote that stopped answering leaves the relay blocked in a read
+    or a write forever: the watchdog notices and raises, and the caller's clean-up stops both
+    processes, which unblocks the thread.
+    """
+    if not stall_timeout:
+        return await anyio.to_thread.run_sync(relay.run, abandon_on_cancel=True)
+    done: list[tuple[TransferStats | None, BaseException | None]] = []
+
+    def guarded() -> tuple[TransferStats | None, BaseException | None]:
+        # the relay's own failure comes back as a value: raised inside the task group it would
+        # reach the caller wrapped in an exception group
+        try:
+            return relay.run(), None
+        except BaseException as exc:
+            return None, exc
+
+    async def watch(scope: anyio.CancelScope) -> None:
+        while True:
+            await anyio.sleep(min(1.0, stall_timeout / 4))
+            if time.monotonic() - relay.last_active >= stall_timeout:
+                scope.cancel()
+                return
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch, tg.cancel_scope)
+        done.append(await anyio.to_thread.run_sync(guarded, abandon_on_cancel=True))
+        tg.cancel_scope.cancel()
+    if done:
+        stats, error = done[0]
+        if error is not None:
+            raise error
+        assert stats is not None
+        return stats
+    if relay.waiting == "upload":
+        raise UploadFailed(
+            f"the upload accepted no data for {stall_timeout:g}s (the remote stopped answering?): aborted"
+        )
+    raise DumpFailed(
+        f"the dump tool produced no data for {stall_timeout:g}s (the database server stopped answering?): aborted"
+    )
 
 
 async def transfer(
@@ -151,12 +212,21 @@ async def transfer(
     on_started: Callable[[ChildProcess, Upload], None] | None = None,
     compression: StreamCompression | None = None,
     check_tail: bool = True,
+    alternative: str | None = None,
+    before_publish: Callable[[str, TransferStats, DumpCommand], Awaitable[None]] | None = None,
+    stall_timeout: float | None = DEFAULT_STALL_TIMEOUT,
 ) -> Transfer:
     """Run *command*, stream its stdout to *storage* under *name*, and commit only on full success.
 
     *command* may be an async callable that builds it (probing the server): it then runs after the
     upload process was started, so rclone's start-up overlaps the probe. With *compression* the
     stream is compressed on the way; size and sha256 then describe the stored (compressed) bytes.
+
+    *alternative*: the name to take if *name* is already taken on the remote (the commit never
+    replaces what this run did not create). *before_publish* is called with the chosen name, the
+    relay's numbers and the command once every byte is confirmed and before the backup appears under
+    its name (it writes the manifest; if it raises, nothing is published). *stall_timeout*: seconds
+    without a byte moving before the run fails (None: never).
 
     Raises:
         DumpFailed: the dump tool exited non-zero, was killed, or wrote an incomplete dump.
@@ -186,7 +256,7 @@ async def transfer(
                 relay = Relay(src_fd, upload.fileno(), progress, compressor)
                 if on_started is not None:
                     on_started(dump, upload)
-                stats = await anyio.to_thread.run_sync(relay.run, abandon_on_cancel=True)
+                stats = await _relay_watched(relay, stall_timeout)
                 status = await dump.wait()
                 if status != 0:
                     raise DumpFailed(
@@ -197,9 +267,15 @@ async def transfer(
                 reason = engine.check_output_tail(stats.tail, command) if check_tail else None
                 if reason:
                     raise DumpFailed(reason, exit_status=0, stderr_tail=dump.stderr.text())
-                await upload.commit(stats.size)
+                built = command
+
+                async def publishing(final: str) -> None:
+                    if before_publish is not None:
+                        await before_publish(final, stats, built)
+
+                final = await upload.commit(stats.size, alternative=alternative, before_publish=publishing)
                 committed = True
-                return Transfer(stats, command)
+                return Transfer(stats, command, final)
             except UploadFailed as exc:
                 # The dump usually dies of the broken pipe too; the upload's reason is the real one.
                 detail = upload.failure_detail()
@@ -221,16 +297,22 @@ async def transfer(
 
 
 async def _cleanup(dump: ChildProcess | None, relay: Relay | None, upload: Upload) -> None:
-    """Stop everything in the order that keeps the commit protocol: dump, upload, relay, then abort."""
+    """Stop everything in the order that keeps the commit protocol: dump and upload, relay, then abort.
+
+    Bounded by :data:`ABORT_BUDGET`: both processes get SIGTERM at once (SIGKILL after
+    :data:`STOP_GRACE`), and removing the partial upload gets what is left of the budget.
+    """
+    deadline = time.monotonic() + ABORT_BUDGET
     if relay is not None:
         relay.stopped = True
-    if dump is not None:
-        await dump.stop(grace=DUMP_STOP_GRACE)
-    await upload.interrupt()
+    async with anyio.create_task_group() as tg:
+        if dump is not None:
+            tg.start_soon(dump.stop, STOP_GRACE)
+        tg.start_soon(upload.interrupt)
     if relay is not None:
         # both ends are dead now: the relay thread ends at once (EOF or EPIPE)
-        await anyio.to_thread.run_sync(relay.done.wait, 30.0, abandon_on_cancel=True)
-    await upload.abort()
+        await anyio.to_thread.run_sync(relay.done.wait, STOP_GRACE, abandon_on_cancel=True)
+    await upload.abort(timeout=max(1.0, deadline - time.monotonic()))
 
 
 __all__ = ["Relay", "Transfer", "TransferStats", "transfer"]

@@ -43,16 +43,27 @@ DBSTASH_ENV_VARS = frozenset(
 #: Whole families of dbstash's variables: the DB_* connection settings, every NOTIFY_* (webhook
 #: and ping URLs carry tokens, the SMTP settings a password) and RCLONE_RC_* (the rc daemon's
 #: password). Prefixes, so a new one cannot be missed.
-DBSTASH_ENV_PREFIXES = ("DB_", "NOTIFY_", "RCLONE_RC_")
+DBSTASH_ENV_PREFIXES = ("DB_", "NOTIFY_", "RCLONE_RC_", "VERIFY_")
+#: rclone's own variables (``RCLONE_CONFIG_<REMOTE>_SECRET_ACCESS_KEY``...): for rclone only, never a
+#: dump tool, a restore tool or a hook.
+RCLONE_ENV_PREFIX = "RCLONE_"
+#: rclone creates files and folders with this umask: a backup on a local (or mounted) remote is
+#: readable by its owner only (0600 files, 0700 folders), never by every local user.
+PRIVATE_UMASK = 0o077
 F_SETPIPE_SZ = 1031
 PIPE_SIZE = 1 << 20
 STDERR_TAIL_BYTES = 16 * 1024
 
 
-def child_base_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment every child starts from: the process's own, minus dbstash's variables."""
+def child_base_env(environ: Mapping[str, str] | None = None, *, rclone: bool = False) -> dict[str, str]:
+    """The environment every child starts from: the process's own, minus dbstash's variables.
+
+    Only rclone itself (*rclone*) keeps rclone's ``RCLONE_*`` variables (remotes defined in the
+    environment carry their keys there); every other child gets none of them.
+    """
     src = os.environ if environ is None else environ
-    return {k: v for k, v in src.items() if k not in DBSTASH_ENV_VARS and not k.startswith(DBSTASH_ENV_PREFIXES)}
+    drop = DBSTASH_ENV_PREFIXES if rclone else (*DBSTASH_ENV_PREFIXES, RCLONE_ENV_PREFIX)
+    return {k: v for k, v in src.items() if k not in DBSTASH_ENV_VARS and not k.startswith(drop)}
 
 
 def grow_pipe(fd: int) -> None:
@@ -118,6 +129,7 @@ class ChildProcess:
         stdin: int | None = subprocess.DEVNULL,
         stdout: int | None = subprocess.DEVNULL,
         pass_fds: Sequence[int] = (),
+        umask: int = -1,
     ) -> None:
         self.name = name
         try:
@@ -130,6 +142,7 @@ class ChildProcess:
                 start_new_session=True,
                 pass_fds=tuple(pass_fds),
                 bufsize=0,
+                umask=umask,
             )
         except OSError as exc:
             raise ToolNotFound(f"cannot start {name} ({argv[0]}): {exc.strerror}") from None

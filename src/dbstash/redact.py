@@ -9,8 +9,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 MASK = "***"
 
-# scheme://user:password@host -> scheme://user:***@host
-_URI_PASSWORD = re.compile(r"(?P<prefix>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/?#@\s]*:)(?P<secret>[^@/\s]*)(?P<at>@)")
+# scheme://user:password@host -> scheme://user:***@host. The password runs to the *last* '@' of the
+# URI (greedy), so a raw, un-encoded '/', '@', '#' or '?' in it (a malformed URI) is masked whole too.
+_URI_PASSWORD = re.compile(r"(?P<prefix>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/?#@\s'\"]*:)(?P<secret>[^\s'\"]*)(?P<at>@)")
 _QUERY_SECRET = re.compile(
     r"(?P<key>[?&;](?:password|pass|pwd|sslpassword|secret|token|key|access_key_id|secret_access_key)=)"
     r"(?P<secret>[^&#\s]*)",

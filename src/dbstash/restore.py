@@ -48,6 +48,8 @@ log = get_logger("dbstash.restore")
 HOLD_BACK = 256 << 10
 #: Bytes of the decompressed stream looked at before the tool is chosen (pg: custom format or SQL).
 HEAD = 64 << 10
+#: Files the sqlite3 shell keeps beside a database while it writes (left behind when it is killed).
+SQLITE_SIDE_FILES = ("-journal", "-wal", "-shm")
 #: How long the restore tool gets to finish after its last input.
 TOOL_TIMEOUT = 6 * 3600.0
 
@@ -346,11 +348,18 @@ async def arestore(
     target: str | None = None,
     force: bool = False,
     storage: Storage | None = None,
+    allow_unverified: bool = False,
 ) -> RestoreResult:
     """Restore one of this job's backups (``latest``, a name, or a time) into *target* (default: the job's database).
 
     *target*: a URI of the same engine, or a file path for SQLite (a new file) and Redis (where to
-    write the RDB). A target that already holds data needs *force*.
+    write the RDB). A target that already holds data needs *force*. A backup without a readable
+    manifest cannot be proven complete: restoring it needs *allow_unverified*.
+
+    For engines whose restore is not one transaction (MySQL, MariaDB, MongoDB, pg_dumpall scripts)
+    the stored bytes are read twice: a first pass proves them against the manifest, and only then
+    does the tool get them (the second pass is checked too). A tampered or truncated backup is
+    refused with the target untouched, at the cost of reading the backup twice.
 
     Raises:
         ChecksumMismatch: the stored bytes differ from the manifest (the restore was stopped
@@ -371,6 +380,11 @@ async def arestore(
         if mode != "stream" and info.manifest is None:
             raise RestoreError(f"{info.name} is a {mode}-mode backup without a manifest: restore it by hand")
         if info.manifest is None:
+            if not allow_unverified:
+                raise RestoreRefused(
+                    f"{info.name} has no usable manifest ({info.manifest_problem}): its bytes cannot be proven "
+                    "complete. Restore it anyway with --allow-unverified (allow_unverified=True)"
+                )
             log.warning("%s has no manifest (%s): its checksum cannot be verified", info.name, info.manifest_problem)
         if not force:
             empty = await engine.is_empty(conn)
@@ -387,6 +401,8 @@ async def arestore(
         )
         log.info("restore started", extra={"backup": info.name, "target": conn.display_uri()})
         if mode == "stream":
+            if info.manifest is not None and not engine.atomic_restore(options):
+                await _prove(store, info)
             result = await _stream_restore(store, info, engine, conn, options)
         else:
             result = await _restore_files(settings, store, info, engine, conn, options=options, mode=mode)
@@ -398,6 +414,32 @@ async def arestore(
     return RestoreResult(
         info.name, conn.display_uri(), result[0], result[1], info.manifest is not None, duration, result[2]
     )
+
+
+async def _prove(store: Storage, info: BackupInfo) -> None:
+    """Read the whole stored object once and check it against the manifest; nothing is applied yet."""
+    assert info.manifest is not None
+    digest = hashlib.sha256()
+    size = 0
+
+    def take(chunk: bytes) -> None:
+        nonlocal size
+        digest.update(chunk)
+        size += len(chunk)
+
+    log.info("checking %s against its manifest before restoring (first pass)", info.name)
+    try:
+        await store.read_stream(info.name, take)
+    except StorageError as exc:
+        raise RestoreError(f"reading {info.name} failed: {exc}", stderr_tail=exc.stderr_tail) from None
+    m = info.manifest
+    sha = digest.hexdigest()
+    if size != m.size or sha != m.sha256:
+        what = "truncated" if size < m.size else "corrupted"
+        raise ChecksumMismatch(
+            f"{info.name} is {what}: read {size} bytes with sha256 {sha}, the manifest says {m.size} bytes with "
+            f"sha256 {m.sha256}. Nothing was applied: the bytes were checked before the restore tool started."
+        )
 
 
 async def _stream_restore(
@@ -498,8 +540,9 @@ async def _stream_restore(
                 with anyio.CancelScope(shield=True):
                     await feeder.tool.wait()
         if tmp_path is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp_path)
+            for leftover in (tmp_path, *(tmp_path + s for s in SQLITE_SIDE_FILES)):
+                with contextlib.suppress(OSError):
+                    os.unlink(leftover)
 
 
 async def _restore_files(
@@ -543,10 +586,15 @@ async def _restore_files(
 
 
 def restore(
-    settings: Settings, backup: str = "latest", *, target: str | None = None, force: bool = False
+    settings: Settings,
+    backup: str = "latest",
+    *,
+    target: str | None = None,
+    force: bool = False,
+    allow_unverified: bool = False,
 ) -> RestoreResult:
     """Restore one of this job's backups (blocking). See :func:`arestore`."""
-    return anyio.run(lambda: arestore(settings, backup, target=target, force=force))
+    return anyio.run(lambda: arestore(settings, backup, target=target, force=force, allow_unverified=allow_unverified))
 
 
 # -- verify ----------------------------------------------------------------------------------------

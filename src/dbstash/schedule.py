@@ -25,6 +25,12 @@ def validate_cron(expression: str, variable: str = "BACKUP_SCHEDULE") -> None:
     # a sixth field (seconds, croniter's extension) is accepted for short test schedules
     if len(fields) not in (5, 6) or not croniter.is_valid(expression):
         raise ConfigError(variable, "a five-field cron expression such as '0 2 * * *', or 'once'", expression)
+    try:  # valid fields can still name a day that never comes (0 0 30 2 *: February 30th)
+        croniter(expression, datetime(2000, 1, 1)).get_next(datetime)
+    except (ValueError, OverflowError):
+        raise ConfigError(
+            variable, "a cron expression that fires on a date that exists (not e.g. February 30th)", expression
+        ) from None
 
 
 def _fixed_hours(expression: str) -> bool:
@@ -40,7 +46,7 @@ def _second_occurrence(t: datetime, tz: ZoneInfo) -> bool:
     return first.utcoffset() != second.utcoffset() and t.utcoffset() == second.utcoffset()
 
 
-def next_run(expression: str, after: datetime, tz: ZoneInfo) -> datetime:
+def next_run(expression: str, after: datetime, tz: ZoneInfo, variable: str = "BACKUP_SCHEDULE") -> datetime:
     """The first time strictly after *after* that *expression* fires, as an aware datetime in *tz*."""
     from croniter import croniter  # noqa: PLC0415 - see validate_cron
 
@@ -51,7 +57,7 @@ def next_run(expression: str, after: datetime, tz: ZoneInfo) -> datetime:
         if skip_repeats and _second_occurrence(nxt, tz):
             continue
         return nxt.astimezone(tz)
-    raise ConfigError("BACKUP_SCHEDULE", "an expression that fires at least once in 1000 tries", expression)
+    raise ConfigError(variable, "an expression that fires at least once in 1000 tries", expression)
 
 
 def seconds_until(when: datetime, now: datetime) -> float:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import signal
 import threading
@@ -88,6 +89,12 @@ class ServiceState:
         }
 
 
+def health_error(exc: BaseException) -> str:
+    """What /healthz says about a failure: its kind only. The endpoint listens on 0.0.0.0 by default,
+    and error texts name hosts, users and paths; the full text is in the logs and notifications."""
+    return f"{type(exc).__name__} (the logs have the details)"
+
+
 class Metrics:
     """Prometheus metrics in a registry of their own (no process-global state)."""
 
@@ -157,7 +164,13 @@ class HealthServer:
         try:
             self.httpd = ThreadingHTTPServer((addr, port), Handler)
         except OSError as exc:
-            raise ConfigError("HEALTH_PORT", f"a free port to serve /healthz on ({exc.strerror})", str(port)) from None
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    "HEALTH_PORT", f"a free port to serve /healthz on ({exc.strerror})", str(port)
+                ) from None
+            raise ConfigError(
+                "HEALTH_ADDR", f"an address of this host to serve /healthz on ({exc.strerror})", addr
+            ) from None
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="dbstash-health", daemon=True)
 
@@ -277,7 +290,7 @@ class Service:
             self.state.verify_running = False
             self.state.verify_status = outcome
             self.state.verify_at = started
-            self.state.verify_error = str(error) if error else None
+            self.state.verify_error = health_error(error) if error else None
             self.state.verify_counts = counts
         c = self.settings.connection
         event = RunEvent(
@@ -331,7 +344,7 @@ class Service:
             log.warning("%s", exc)
             outcome, error = "skipped", str(exc)
         except DbstashError as exc:
-            error = str(exc)  # run_backup has logged it with the job's context
+            error = health_error(exc)  # run_backup has logged it in full, with the job's context
         except anyio.get_cancelled_exc_class():
             error = "aborted by a signal"
             self._record(outcome, started, time.monotonic() - t0, None, error)

@@ -242,6 +242,12 @@ def backup(as_json: bool, dry_run: bool, compress: bool | None, **flags: str | N
     configure_logging(settings.log_level, settings.log_format)
     if settings.dry_run:
         sys.exit(_dry_run(settings, as_json=as_json))
+    try:
+        anyio.run(dbstash.api.preflight, settings)
+    except ConfigError as exc:
+        _fail_config(exc, as_json)
+    except DbstashError as exc:  # rcd unreachable: the run itself reports it
+        log.warning("start-up check failed: %s", GLOBAL_REDACTOR(str(exc)))
     sys.exit(_run_once(settings, as_json=as_json, show_progress=sys.stderr.isatty() and not as_json))
 
 
@@ -376,11 +382,28 @@ _BACKUP_HELP = "Which backup: latest (default), a name, or a time such as 2026-0
     help="Restore into this URI (same engine) instead of the job's database; SQLite: a new file; Redis: the RDB path.",
 )
 @click.option("--force", is_flag=True, help="Restore even if the target already holds data.")
-def restore(
-    as_json: bool, which: str, target: str | None, force: bool, compress: bool | None, **flags: str | None
+@click.option(
+    "--allow-unverified",
+    is_flag=True,
+    help="Restore a backup that has no usable manifest (its bytes cannot be proven complete).",
+)
+def restore(  # noqa: PLR0917 - click passes every option by keyword
+    as_json: bool,
+    which: str,
+    target: str | None,
+    force: bool,
+    allow_unverified: bool,
+    compress: bool | None,
+    **flags: str | None,
 ) -> None:
     """Stream a backup from the remote into the database with its native tool, checking its sha256."""
-    _restore_job("restore", as_json, compress, flags, lambda s: dbstash.restore(s, which, target=target, force=force))
+    _restore_job(
+        "restore",
+        as_json,
+        compress,
+        flags,
+        lambda s: dbstash.restore(s, which, target=target, force=force, allow_unverified=allow_unverified),
+    )
 
 
 @cli.command()

@@ -268,7 +268,23 @@ def test_directory_retention_counts_and_purges_folders(pg: PgServer, tmp_path: P
         old = remote / f"app-{day}-000000"
         old.mkdir()
         (old / "toc.dat").write_text("x")
-        (remote / manifest_name(old.name)).write_text("{}")
+        (remote / manifest_name(old.name)).write_bytes(
+            Manifest(
+                name=old.name,
+                size=1,
+                sha256="0" * 64,
+                engine="pg",
+                database="app",
+                mode="directory",
+                compression=None,
+                native_compression=False,
+                tool_version=None,
+                dbstash_version="0.2.0",
+                started_at=f"{day}T00:00:00+00:00",
+                finished_at=f"{day}T00:00:01+00:00",
+                files={"toc.dat": [1, "0" * 64]},
+            ).to_json()
+        )
     (remote / "app-2026-01-03-000000").mkdir()
     (remote / "app-2026-01-03-000000" / "half").write_text("x")
     (remote / "other-2026-01-01-000000").mkdir()

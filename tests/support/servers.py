@@ -350,3 +350,36 @@ def all_cmdlines() -> Iterator[tuple[int, str]]:
         except OSError:
             continue
         yield int(path.split("/")[2]), raw.replace(b"\0", b" ").decode(errors="replace")
+
+
+class Blackhole:
+    """A TCP server on loopback that accepts every connection and never answers: a hung peer.
+
+    Connections are held open (and never read) until :meth:`close`, as a frozen S3, SFTP or WebDAV
+    server would hold them.
+    """
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port: int = self.sock.getsockname()[1]
+        self.held: list[socket.socket] = []
+        self._closed = False
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+
+    def close(self) -> None:
+        self._closed = True
+        self.sock.close()
+        for conn in self.held:
+            conn.close()

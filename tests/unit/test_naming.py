@@ -38,8 +38,16 @@ def test_rejects_bad_templates(bad: str) -> None:
 
 @pytest.mark.parametrize("db", ["a/b", "..", "x/../y"])
 def test_rejects_tokens_that_escape_the_folder(db: str) -> None:
-    with pytest.raises(ConfigError, match="inside the remote folder"):
+    # the database name is at fault, not the template: the error names DB_NAME (issue 14, item 12)
+    with pytest.raises(ConfigError, match="database name usable in a file name") as info:
         t(db=db)
+    assert info.value.variable == "DB_NAME"
+
+
+def test_a_template_without_db_keeps_blaming_the_template_for_bad_tokens() -> None:
+    with pytest.raises(ConfigError, match="inside the remote folder") as info:
+        NameTemplate.parse("{engine}-{date}", db="a/b", engine="../x", extension=".sql")
+    assert info.value.variable == "BACKUP_NAME_TEMPLATE"
 
 
 def test_pattern_matches_own_names_only() -> None:

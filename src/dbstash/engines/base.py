@@ -14,9 +14,18 @@ from typing import ClassVar
 
 import anyio
 
-from dbstash.errors import ConfigError, DumpFailed, ToolNotFound
+from dbstash.errors import ConfigError, RestoreError, ToolNotFound
 from dbstash.process import ChildProcess, child_base_env
 from dbstash.redact import GLOBAL_REDACTOR, redact_uri
+
+
+def check_ports(connection: Connection, variable: str) -> None:
+    """Raise :class:`ConfigError` naming *variable* unless every port of *connection* is 1-65535."""
+    for port in (connection.port or "").split(","):
+        if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+            raise ConfigError(
+                variable, "a URI whose port is a TCP port number from 1 to 65535", connection.display_uri()
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,8 +187,8 @@ class Engine(ABC):
         """Build a connection from the spec's ``DB_*`` variables (``DB_NAME`` empty or ``all``: every database)."""
         if not host:
             raise ConfigError("DB_HOST", "a host name or address (or set DB_URI instead)", host)
-        if port is not None and not port.isdigit():
-            raise ConfigError("DB_PORT", "a TCP port number", port)
+        if port is not None and not (port.isdigit() and 1 <= int(port) <= 65535):
+            raise ConfigError("DB_PORT", "a TCP port number from 1 to 65535", port)
         return Connection(self.key, one_database(database), host, port, user or None, password or None)
 
     @abstractmethod
@@ -242,6 +251,12 @@ class Engine(ABC):
     #: The target is a file (SQLite, Redis): restored into a temp file beside it, renamed when verified.
     restores_to_file: ClassVar[bool] = False
 
+    def atomic_restore(self, options: RestoreOptions) -> bool:
+        """Whether a restore stopped before the end of its input leaves the target as it was (one
+        transaction rolled back, or a temp file thrown away). When it does not, restore proves the
+        stored bytes against the manifest in a first pass before the tool sees any of them."""
+        return self.restores_to_file
+
     def stopped_restore_note(self, options: RestoreOptions) -> str:
         """Said plainly when a checksum mismatch stopped a restore before the end of its input."""
         return "the restore tool may already have applied part of the data."
@@ -272,7 +287,9 @@ class Engine(ABC):
 def tool_version(path: str) -> str | None:
     """The first line of ``PATH --version`` (``None`` if it cannot say): recorded with each backup."""
     try:
-        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10, check=False)
+        out = subprocess.run(
+            [path, "--version"], capture_output=True, text=True, timeout=10, check=False, env=child_base_env()
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     lines = (out.stdout or out.stderr).strip().splitlines()
@@ -285,7 +302,8 @@ async def run_tool(
     """Run a client command (secret files and environment as for a dump) and return its stdout.
 
     *stdin_paths*: files streamed, in order, to its stdin (never read whole into memory).
-    Raises :class:`~dbstash.errors.DumpFailed` with the redacted stderr if it fails or times out.
+    Used by restore and verify (the restore tool, emptiness checks, row counts, clean-up), so it
+    raises :class:`~dbstash.errors.RestoreError` with the redacted stderr if it fails or times out.
     """
     name = os.path.basename(command.argv[0])
     env = {**child_base_env(), **command.env}
@@ -297,12 +315,12 @@ async def run_tool(
             else:
                 code, out, err_bytes = await _feed_files(argv, env, fds, stdin_paths)
     except TimeoutError:
-        raise DumpFailed(f"{name} did not finish within {timeout:.0f}s") from None
+        raise RestoreError(f"{name} did not finish within {timeout:.0f}s") from None
     except OSError as exc:
         raise ToolNotFound(f"cannot run {name}: {exc.strerror}") from None
     if code != 0:
         err = GLOBAL_REDACTOR(err_bytes.decode(errors="replace").strip())
-        raise DumpFailed(f"{name} exited with status {code}", exit_status=code, stderr_tail=err)
+        raise RestoreError(f"{name} exited with status {code}", stderr_tail=err)
     return str(out.decode(errors="replace"))
 
 

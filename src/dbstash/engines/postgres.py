@@ -328,6 +328,9 @@ class PostgresEngine(Engine):
             raise ToolNotFound(f"{name} not found (install postgresql-client)")
         return found
 
+    def atomic_restore(self, options: RestoreOptions) -> bool:
+        return not options.all_databases  # psql/pg_restore --single-transaction; pg_dumpall scripts cannot be
+
     def stopped_restore_note(self, options: RestoreOptions) -> str:
         if options.all_databases:
             return "pg_dumpall scripts do not run in one transaction: part of them may already be applied."
@@ -405,7 +408,9 @@ _USER_RELATIONS = (
 
 def _tool_version(path: str) -> tuple[int, str] | None:
     try:
-        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10, check=False).stdout
+        out = subprocess.run(
+            [path, "--version"], capture_output=True, text=True, timeout=10, check=False, env=child_base_env()
+        ).stdout
     except (OSError, subprocess.TimeoutExpired):
         return None
     m = _VERSION.search(out)

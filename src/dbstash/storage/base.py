@@ -8,11 +8,30 @@ confirmed every byte, :meth:`Upload.abort` removes it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from dbstash.errors import StorageError
+import anyio
+
+from dbstash.errors import StorageError, UploadFailed
+from dbstash.logs import get_logger
+from dbstash.manifest import manifest_name
+from dbstash.naming import partial_target
+
+log = get_logger("dbstash.storage")
+
+#: How long an abort may spend removing the partial upload, by default.
+ABORT_DELETE_TIMEOUT = 5.0
+#: How long an interrupted upload process gets to exit after SIGTERM before SIGKILL.
+INTERRUPT_GRACE = 2.0
+
+#: How often a small object (a manifest) is written before the run gives up, and the pause between tries.
+WRITE_TRIES = 3
+WRITE_RETRY_PAUSE = 1.0
+
+#: Called with the name a backup is about to be published under, before it appears there (writes the manifest).
+BeforePublish = Callable[[str], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +55,15 @@ class Upload(ABC):
         """The write end the pipeline relays into. Closing it is the commit's job, never the relay's."""
 
     @abstractmethod
-    async def commit(self, expected_size: int) -> None:
-        """Finish the upload and move it to its final name; raise UploadFailed unless every byte landed."""
+    async def commit(
+        self, expected_size: int, *, alternative: str | None = None, before_publish: BeforePublish | None = None
+    ) -> str:
+        """Finish the upload and publish it; raise UploadFailed unless every byte landed. Returns the name used.
+
+        The name is :attr:`final_name`, or *alternative* when something of this name (a backup, its
+        manifest or another run's upload) is already there: a run never replaces what it did not
+        create. *before_publish* runs with the chosen name before the object appears under it.
+        """
 
     @abstractmethod
     async def interrupt(self) -> None:
@@ -47,8 +73,13 @@ class Upload(ABC):
         """
 
     @abstractmethod
-    async def abort(self) -> None:
-        """Stop the upload and remove whatever reached the remote. Never raises for a missing object."""
+    async def abort(self, *, timeout: float | None = None) -> None:
+        """Stop the upload and remove whatever reached the remote. Never raises.
+
+        *timeout* bounds the removal (default :data:`ABORT_DELETE_TIMEOUT`); a partial upload it could
+        not remove stays under its partial name, which listing, retention and restore ignore, and a
+        later run of the job removes (:func:`stale_partials`).
+        """
 
     @abstractmethod
     def failure_detail(self) -> str:
@@ -85,6 +116,16 @@ class Storage(ABC):
     async def read(self, name: str) -> bytes:
         """The whole content of *name* (small objects and tests; restores stream instead)."""
 
+    async def read_many(self, names: Sequence[str]) -> dict[str, bytes]:
+        """The content of each of *names* that exists (small objects: manifests). Transports batch this."""
+        found: dict[str, bytes] = {}
+        for name in names:
+            try:
+                found[name] = await self.read(name)
+            except StorageError:
+                continue
+        return found
+
     @abstractmethod
     async def read_stream(self, name: str, sink: Callable[[bytes], None]) -> None:
         """Stream *name* into *sink*, called from a worker thread with chunks of up to 1 MiB.
@@ -97,6 +138,27 @@ class Storage(ABC):
     async def write(self, name: str, data: bytes) -> None:
         """Store a small object (a manifest) under *name*, replacing any object of that name."""
 
+    async def write_verified(self, name: str, data: bytes) -> None:
+        """:meth:`write`, then confirm the stored size (a full disk can leave an empty object behind
+        while the write reports success); tried :data:`WRITE_TRIES` times. Raises StorageError."""
+        problem = ""
+        for attempt in range(WRITE_TRIES):
+            if attempt:
+                await anyio.sleep(WRITE_RETRY_PAUSE)
+            try:
+                await self.write(name, data)
+                entry = await self.stat(name)
+            except StorageError as exc:
+                problem = str(exc)
+                continue
+            if entry is not None and entry.size in (len(data), -1):
+                return
+            problem = (
+                "it is missing after the write" if entry is None else f"it holds {entry.size} of {len(data)} bytes"
+            )
+            log.warning("writing %s: %s (attempt %d of %d)", name, problem, attempt + 1, WRITE_TRIES)
+        raise StorageError(f"could not store {name}: {problem}")
+
     async def upload_dir(self, local: str, name: str, expected: dict[str, int]) -> None:
         """Copy the local folder *local* to the folder *name*; raise UploadFailed unless every file
         of *expected* (relative path -> size) arrived with its size."""
@@ -105,6 +167,10 @@ class Storage(ABC):
     async def download_dir(self, name: str, local: str) -> None:
         """Copy the folder *name* into the local folder *local*."""
         raise StorageError(f"{type(self).__name__} cannot download folders (use the rclone CLI transport)")
+
+    async def move(self, src: str, dst: str) -> None:
+        """Rename the object *src* to *dst* inside the folder (replacing *dst*)."""
+        raise StorageError(f"{type(self).__name__} cannot move objects")
 
     async def purge(self, name: str) -> None:
         """Remove the folder *name* and everything in it (a missing folder is not an error)."""
@@ -121,8 +187,64 @@ class Storage(ABC):
         return None
 
 
+def remote_name(remote: str) -> str | None:
+    """The configured remote an rclone path names (``s3:bucket/x`` -> ``s3``, ``b2,opt=v:x`` -> ``b2``);
+    None for a local path (``/srv/backups``) or an on-the-fly backend (``:s3,provider=AWS:bucket``)."""
+    head, sep, _ = remote.partition(":")
+    if not sep or not head or "/" in head or "\\" in head:
+        return None
+    return head.split(",", 1)[0]
+
+
 def join_remote(remote: str, name: str) -> str:
     """``s3:bucket/pg`` + ``x.sql`` -> ``s3:bucket/pg/x.sql``; ``s3:`` + ``x`` -> ``s3:x``."""
     if not remote or remote.endswith((":", "/")):
         return remote + name
     return f"{remote}/{name}"
+
+
+def taken(entries: Sequence[RemoteEntry], name: str, own_partial: str | None = None) -> bool:
+    """Whether *name* is in use among *entries*: the object, its manifest, or another run's upload to it."""
+    for e in entries:
+        if e.name in (name, manifest_name(name)):
+            return True
+        if e.name != own_partial and partial_target(e.name) == name:
+            return True
+    return False
+
+
+async def publish(
+    storage: Storage,
+    partial: str,
+    final: str,
+    expected_size: int,
+    *,
+    alternative: str | None = None,
+    before_publish: BeforePublish | None = None,
+) -> str:
+    """The commit's second half, shared by the transports: confirm the size, pick the name, move.
+
+    One listing confirms that *partial* holds *expected_size* bytes and shows whether *final* is
+    taken. Two runs racing for one name cannot both take it: each run's upload is visible (as its
+    partial, then under its final name) from the end of its transfer on, and a run takes *final*
+    only if it sees nothing else there, so at most one of two overlapping runs sees nothing.
+    """
+    entries = await storage.list()
+    entry = next((e for e in entries if e.name == partial), None)
+    if entry is None:
+        raise UploadFailed("rclone reported success but the uploaded object is not on the remote")
+    if entry.size >= 0 and entry.size != expected_size:
+        raise UploadFailed(f"the remote holds {entry.size} bytes, {expected_size} were sent")
+    name = final
+    if alternative is not None and taken(entries, final, partial):
+        log.warning("%s is already taken (another run of this job?): this backup is stored as %s", final, alternative)
+        name = alternative
+        if taken(entries, name, partial):
+            raise UploadFailed(f"both {final} and {alternative} are taken on the remote")
+    if before_publish is not None:
+        await before_publish(name)
+    try:
+        await storage.move(partial, name)
+    except StorageError as exc:
+        raise UploadFailed(f"moving the upload to {name} failed: {exc}") from None
+    return name

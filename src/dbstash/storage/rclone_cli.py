@@ -17,21 +17,38 @@ import anyio
 
 from dbstash.errors import StorageError, ToolNotFound, UploadFailed
 from dbstash.logs import get_logger
+from dbstash.manifest import MANIFEST_SUFFIX
 from dbstash.naming import partial_name
-from dbstash.process import ChildProcess, child_base_env, grow_pipe
+from dbstash.process import PRIVATE_UMASK, ChildProcess, child_base_env, grow_pipe
 from dbstash.redact import GLOBAL_REDACTOR, Redactor
-from dbstash.storage.base import RemoteEntry, Storage, Upload
+from dbstash.storage.base import (
+    ABORT_DELETE_TIMEOUT,
+    INTERRUPT_GRACE,
+    BeforePublish,
+    RemoteEntry,
+    Storage,
+    Upload,
+    publish,
+)
 
 log = get_logger("dbstash.storage")
 
 #: rclone exit statuses meaning "no such file or directory".
 NOT_FOUND = (3, 4)
 #: Metadata calls (list, stat, move, delete) must finish within this many seconds.
-DEFAULT_OP_TIMEOUT = 300.0
-#: The abort's clean-up delete gives up after this long (the partial name keeps a leftover harmless).
-ABORT_DELETE_TIMEOUT = 60.0
-#: After end of input, rclone gets this long to finish the upload before it is stopped.
-DEFAULT_COMMIT_TIMEOUT = 3600.0
+DEFAULT_OP_TIMEOUT = 60.0
+#: ``rclone copy`` of a whole folder (directory mode) moves the whole backup: bounded by BACKUP_TIMEOUT
+#: (the run's own deadline) and, as a backstop, by this.
+COPY_TIMEOUT = 24 * 3600.0
+#: Flags dbstash gives every rclone call, before ``RCLONE_EXTRA_ARGS`` (whose flags win: rclone takes
+#: the last). rclone's own defaults (1 min to connect, 5 min of silence per attempt, 10 low-level
+#: retries, each multiplied by the S3 SDK's attempts) let a dead remote hang a run for 10 minutes;
+#: these make each attempt short, and dbstash's own bounds (the stall watchdog, DEFAULT_OP_TIMEOUT,
+#: DEFAULT_COMMIT_TIMEOUT) end the run within a minute whatever rclone does.
+DEFAULT_RCLONE_ARGS = ("--contimeout", "10s", "--timeout", "15s", "--low-level-retries", "3")
+#: After end of input, rclone gets this long to finish the upload before it is stopped: what it still
+#: holds is at most its upload buffers (S3: 4 x 5 MiB by default), so a live remote needs seconds.
+DEFAULT_COMMIT_TIMEOUT = 45.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +60,9 @@ class RcloneOptions:
         config_text: rclone.conf content (from the spec's base64 ``RCLONE_CONFIG``). It reaches rclone
             through an in-memory file (memfd), never the disk and never argv.
         config_file: path of an rclone.conf (``RCLONE_CONFIG_FILE``).
-        extra_args: flags added to every rclone call (``RCLONE_EXTRA_ARGS``).
+        extra_args: flags added to every rclone call (``RCLONE_EXTRA_ARGS``), after *default_args*.
+        default_args: dbstash's timeouts for every call (:data:`DEFAULT_RCLONE_ARGS`); flags of the same
+            name in *extra_args* win.
         env: extra environment for rclone, e.g. ``RCLONE_CONFIG_MYS3_TYPE=s3`` style remotes.
         op_timeout: seconds allowed for each list/stat/move/delete call.
     """
@@ -52,6 +71,7 @@ class RcloneOptions:
     config_text: str | None = field(default=None, repr=False)
     config_file: str | None = None
     extra_args: tuple[str, ...] = ()
+    default_args: tuple[str, ...] = DEFAULT_RCLONE_ARGS
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
     op_timeout: float = DEFAULT_OP_TIMEOUT
     commit_timeout: float = DEFAULT_COMMIT_TIMEOUT
@@ -119,7 +139,7 @@ class RcloneCliStorage(Storage):
 
     # -- building commands -----------------------------------------------------------------------
     def _env(self) -> dict[str, str]:
-        env = child_base_env()
+        env = child_base_env(rclone=True)
         env.update(self.options.env)
         if self._config_fd is not None:
             env["RCLONE_CONFIG"] = f"/dev/fd/{self._config_fd}"
@@ -134,7 +154,7 @@ class RcloneCliStorage(Storage):
         """The rclone command line for *args* (public for dry runs: it never holds a secret of dbstash's)."""
         self.open()
         assert self._binary is not None
-        return [self._binary, *args, *self.options.extra_args]
+        return [self._binary, *args, *self.options.default_args, *self.options.extra_args]
 
     async def _run(
         self, *args: str, ok: Sequence[int] = (0,), timeout: float | None = None, stdin: bytes | None = None
@@ -146,11 +166,16 @@ class RcloneCliStorage(Storage):
             with anyio.fail_after(limit):
                 if stdin is None:
                     proc = await anyio.run_process(
-                        argv, stdin=subprocess.DEVNULL, env=self._env(), check=False, pass_fds=self._pass_fds()
+                        argv,
+                        stdin=subprocess.DEVNULL,
+                        env=self._env(),
+                        check=False,
+                        pass_fds=self._pass_fds(),
+                        umask=PRIVATE_UMASK,
                     )
                 else:
                     proc = await anyio.run_process(
-                        argv, input=stdin, env=self._env(), check=False, pass_fds=self._pass_fds()
+                        argv, input=stdin, env=self._env(), check=False, pass_fds=self._pass_fds(), umask=PRIVATE_UMASK
                     )
         except TimeoutError:
             raise StorageError(f"rclone {args[0]} did not finish within {limit:.0f}s") from None
@@ -172,8 +197,14 @@ class RcloneCliStorage(Storage):
             redact=self._redact,
             stdin=subprocess.PIPE,
             pass_fds=self._pass_fds(),
+            umask=PRIVATE_UMASK,
         )
         return RcloneUpload(self, proc, name, partial)
+
+    async def remotes(self) -> list[str]:
+        """The names of the remotes rclone's config defines (file, inline config or ``RCLONE_CONFIG_*`` env)."""
+        _, out, _ = await self._run("listremotes")
+        return [line.strip().rstrip(":") for line in out.decode(errors="replace").splitlines() if line.strip()]
 
     async def list(self) -> list[RemoteEntry]:
         code, out, _ = await self._run(
@@ -210,7 +241,7 @@ class RcloneCliStorage(Storage):
     async def upload_dir(self, local: str, name: str, expected: dict[str, int]) -> None:
         """``rclone copy`` the folder, then ``lsjson -R`` confirms every file and its size."""
         try:
-            await self._run("copy", local, self.path(name), timeout=self.options.commit_timeout)
+            await self._run("copy", local, self.path(name), timeout=COPY_TIMEOUT)
         except StorageError as exc:
             raise UploadFailed(f"rclone copy to {name} failed: {exc}", stderr_tail=exc.stderr_tail) from None
         _, out, _ = await self._run("lsjson", "-R", "--files-only", "--no-mimetype", self.path(name))
@@ -224,7 +255,7 @@ class RcloneCliStorage(Storage):
             )
 
     async def download_dir(self, name: str, local: str) -> None:
-        await self._run("copy", self.path(name), local, timeout=self.options.commit_timeout)
+        await self._run("copy", self.path(name), local, timeout=COPY_TIMEOUT)
 
     async def purge(self, name: str) -> None:
         await self._run("purge", self.path(name), ok=(0, *NOT_FOUND))
@@ -236,6 +267,38 @@ class RcloneCliStorage(Storage):
     async def read(self, name: str) -> bytes:
         _, out, _ = await self._run("cat", self.path(name))
         return out
+
+    async def read_many(self, names: Sequence[str]) -> dict[str, bytes]:
+        """One ``rclone cat --files-from-raw -`` for JSON documents (manifests): split them apart again.
+
+        Only for objects holding one JSON object each whose ``name`` field is the object's name
+        without the manifest suffix; anything else falls back to one read per object.
+        """
+        if not names:
+            return {}
+        listing = "".join(f"{n}\n" for n in names).encode()
+        _, out, _ = await self._run(
+            "cat", "--files-from-raw", "-", "--max-depth", "1", self.remote or ".", stdin=listing
+        )
+        wanted = set(names)
+        found: dict[str, bytes] = {}
+        decoder = json.JSONDecoder()
+        text = out.decode(errors="replace")
+        pos = 0
+        try:
+            while pos < len(text):
+                while pos < len(text) and text[pos].isspace():
+                    pos += 1
+                if pos >= len(text):
+                    break
+                doc, end = decoder.raw_decode(text, pos)
+                key = f"{doc.get('name')}{MANIFEST_SUFFIX}" if isinstance(doc, dict) else None
+                if key in wanted:
+                    found[key] = text[pos:end].encode()
+                pos = end
+        except ValueError:
+            return await super().read_many(names)  # not a clean run of JSON documents: read them one by one
+        return found
 
     async def write(self, name: str, data: bytes) -> None:
         await self._run("rcat", self.path(name), stdin=data)
@@ -294,7 +357,9 @@ class RcloneUpload(Upload):
         """The rclone child (tests use it to kill rclone mid-stream)."""
         return self._proc
 
-    async def commit(self, expected_size: int) -> None:
+    async def commit(
+        self, expected_size: int, *, alternative: str | None = None, before_publish: BeforePublish | None = None
+    ) -> str:
         # Only now may rclone see end of input: the dump has exited 0.
         self._stdin.close()
         try:
@@ -306,20 +371,23 @@ class RcloneUpload(Upload):
             ) from None
         if status != 0:
             raise UploadFailed(f"rclone rcat {self._proc.describe_exit(status)}", stderr_tail=self._proc.stderr.text())
-        entry = await self._storage.stat(self.partial_name)
-        if entry is None:
-            raise UploadFailed("rclone reported success but the uploaded object is not on the remote")
-        if entry.size >= 0 and entry.size != expected_size:
-            raise UploadFailed(f"the remote holds {entry.size} bytes, {expected_size} were sent")
-        await self._storage.move(self.partial_name, self.final_name)
+        name = await publish(
+            self._storage,
+            self.partial_name,
+            self.final_name,
+            expected_size,
+            alternative=alternative,
+            before_publish=before_publish,
+        )
         self._done = True
+        return name
 
     async def interrupt(self) -> None:
         # SIGTERM: rclone's atexit handlers abort an S3 multipart upload; EOF would commit it.
         # stdin stays open until rclone is gone, so it never sees a clean end of input.
-        await self._proc.stop(grace=10.0, sig=signal.SIGTERM)
+        await self._proc.stop(grace=INTERRUPT_GRACE, sig=signal.SIGTERM)
 
-    async def abort(self) -> None:
+    async def abort(self, *, timeout: float | None = None) -> None:
         if self._done:
             return
         self._done = True
@@ -328,7 +396,7 @@ class RcloneUpload(Upload):
             self._stdin.close()
         try:
             # bounded: when the remote itself is what failed, rclone would retry for minutes
-            limit = min(ABORT_DELETE_TIMEOUT, self._storage.options.op_timeout)
+            limit = min(timeout or ABORT_DELETE_TIMEOUT, self._storage.options.op_timeout)
             await self._storage.delete(self.partial_name, timeout=limit)
         except Exception as exc:  # the remote may be what failed: the partial name keeps it harmless
             log.warning("could not remove partial upload %s: %s", self.partial_name, exc)

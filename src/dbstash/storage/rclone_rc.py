@@ -33,8 +33,16 @@ from dbstash.logs import get_logger
 from dbstash.naming import partial_name
 from dbstash.process import grow_pipe
 from dbstash.redact import GLOBAL_REDACTOR, Redactor
-from dbstash.storage.base import RemoteEntry, Storage, Upload
-from dbstash.storage.rclone_cli import ABORT_DELETE_TIMEOUT, _parse_time
+from dbstash.storage.base import (
+    ABORT_DELETE_TIMEOUT,
+    INTERRUPT_GRACE,
+    BeforePublish,
+    RemoteEntry,
+    Storage,
+    Upload,
+    publish,
+)
+from dbstash.storage.rclone_cli import _parse_time
 
 if TYPE_CHECKING:
     import requests
@@ -63,8 +71,8 @@ class RcOptions:
     url: str
     user: str | None = None
     password: str | None = field(default=None, repr=False)
-    op_timeout: float = 300.0
-    commit_timeout: float = 3600.0
+    op_timeout: float = 60.0
+    commit_timeout: float = 45.0
     connect_timeout: float = 10.0
 
     def display_url(self) -> str:
@@ -411,7 +419,9 @@ class RcUpload(Upload):
     async def _wait(self, timeout: float) -> bool:
         return await anyio.to_thread.run_sync(self._finished.wait, timeout, abandon_on_cancel=True)
 
-    async def commit(self, expected_size: int) -> None:
+    async def commit(
+        self, expected_size: int, *, alternative: str | None = None, before_publish: BeforePublish | None = None
+    ) -> str:
         self._commit = True  # set before EOF: the body then ends with its closing boundary
         os.close(self._data_w)
         self._data_w = -1
@@ -421,14 +431,17 @@ class RcUpload(Upload):
             )
         if self._failure is not None:
             raise UploadFailed(f"upload through the rclone daemon failed: {self._failure}")
-        entry = await self._storage.stat(self.partial_name)
-        if entry is None:
-            raise UploadFailed("the rclone daemon reported success but the uploaded object is not on the remote")
-        if entry.size >= 0 and entry.size != expected_size:
-            raise UploadFailed(f"the remote holds {entry.size} bytes, {expected_size} were sent")
-        await self._storage.move(self.partial_name, self.final_name)
+        name = await publish(
+            self._storage,
+            self.partial_name,
+            self.final_name,
+            expected_size,
+            alternative=alternative,
+            before_publish=before_publish,
+        )
         self._done = True
         self._close_fds()
+        return name
 
     def _close_fds(self) -> None:
         for fd in (self._data_w, self._cancel_r, self._cancel_w):
@@ -440,15 +453,15 @@ class RcUpload(Upload):
         if not self._cancelled and self._cancel_w >= 0:
             self._cancelled = True
             os.write(self._cancel_w, b"x")
-        await self._wait(30.0)
+        await self._wait(INTERRUPT_GRACE)
 
-    async def abort(self) -> None:
+    async def abort(self, *, timeout: float | None = None) -> None:
         if self._done:
             return
         self._done = True
         await self.interrupt()
         self._close_fds()
         try:
-            await self._storage.delete(self.partial_name, timeout=ABORT_DELETE_TIMEOUT)
+            await self._storage.delete(self.partial_name, timeout=timeout or ABORT_DELETE_TIMEOUT)
         except Exception as exc:  # the daemon may be what failed: the partial name keeps a leftover harmless
             log.warning("could not remove partial upload %s: %s", self.partial_name, exc)
