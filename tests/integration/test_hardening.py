@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
 import stat
 import subprocess
 import time
@@ -216,9 +217,15 @@ def test_stale_partials_of_this_job_are_removed_by_the_next_run_and_by_prune(sql
 
 
 # -- 12. messages and leftovers ------------------------------------------------------------------------
-def test_a_truncated_sqlite_restore_leaves_no_journal_behind(sqlite_db: Path, tmp_path: Path) -> None:
+def test_a_truncated_sqlite_restore_leaves_no_journal_behind(tmp_path: Path) -> None:
+    db = tmp_path / "big.db"  # ~3 MB of dump: sqlite3 is writing (with its journal) when the mismatch stops it
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, pad TEXT)")
+    con.executemany("INSERT INTO t(pad) VALUES (?)", [("x" * 100,) for _ in range(30000)])
+    con.commit()
+    con.close()
     remote = tmp_path / "remote"
-    settings = Settings.create(f"sqlite:///{sqlite_db}", remote=str(remote))
+    settings = Settings.create(f"sqlite:///{db}", remote=str(remote))
     backup = dbstash.backup(settings=settings)
     data = (remote / backup.name).read_bytes()
     (remote / backup.name).write_bytes(data[: len(data) // 2])
