@@ -47,21 +47,24 @@ from dbstash.notify import (
     WebhookNotifier,
     webhook_notifier,
 )
+from dbstash.pipeline import Pipeline, PipelineResult
 from dbstash.restore import (
     BackupInfo,
     RestoreResult,
-    VerifyResult,
     alist_backups,
     arestore,
-    averify,
     list_backups,
     restore,
-    verify,
 )
 from dbstash.retention import Backup, Decision, RetentionPlan, RetentionPolicy
-from dbstash.storage.base import RemoteEntry, Storage, Upload
+from dbstash.sink import Sink, SinkUpload, StreamSink
+from dbstash.source import CommandSource, DumpSource, Source, SourceStream, StreamSource
+from dbstash.storage.base import Catalog, RemoteEntry, Storage, Upload
+from dbstash.storage.memory import MemorySink
 from dbstash.storage.rclone_cli import RcloneCliStorage, RcloneOptions
 from dbstash.storage.rclone_rc import RcloneRcStorage, RcOptions
+from dbstash.transforms import Compress, Progress, Transform, TransformStep
+from dbstash.verify import VerifyResult, averify, verify
 
 __all__ = [
     "ENGINES",
@@ -71,7 +74,10 @@ __all__ = [
     "BackupInfo",
     "BackupResult",
     "BackupTimeout",
+    "Catalog",
     "ChecksumMismatch",
+    "CommandSource",
+    "Compress",
     "ConfigError",
     "Connection",
     "DbstashError",
@@ -80,13 +86,18 @@ __all__ = [
     "DumpCommand",
     "DumpFailed",
     "DumpOptions",
+    "DumpSource",
     "EmailNotifier",
     "Engine",
     "Hook",
     "HookFailed",
+    "MemorySink",
     "NameTemplate",
     "Notifier",
     "PingNotifier",
+    "Pipeline",
+    "PipelineResult",
+    "Progress",
     "PruneResult",
     "RcOptions",
     "RcloneCliStorage",
@@ -101,11 +112,19 @@ __all__ = [
     "RunEvent",
     "Settings",
     "ShellHook",
+    "Sink",
+    "SinkUpload",
     "SlackNotifier",
+    "Source",
+    "SourceStream",
     "Storage",
     "StorageError",
+    "StreamSink",
+    "StreamSource",
     "ToolNotFound",
     "ToolVersionMismatch",
+    "Transform",
+    "TransformStep",
     "Upload",
     "UploadFailed",
     "VerifyResult",

@@ -2,48 +2,113 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import configparser
 import hashlib
-import ipaddress
-import math
 import os
-import re
 import shlex
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from dbstash.compression import StreamCompression, parse_compress
-from dbstash.engines import ENGINES, engine_for_uri, get_engine, same_family, target_connection
+from dbstash.engines import engine_for_uri, get_engine
 from dbstash.engines.base import Connection, DumpOptions, Engine, check_ports
-from dbstash.engines.mongo import MongoEngine
+from dbstash.envparse import (
+    DEFAULT_HEALTH_PORT,
+    DEFAULT_TEMP_DIR,
+    _check_extension,
+    _check_rc,
+    _check_remote,
+    _check_tz,
+    _read_secret_file,
+    _retention,
+    settings_from_env,
+)
 from dbstash.errors import ConfigError
 from dbstash.hooks import ShellHook
-from dbstash.manifest import MANIFEST_SUFFIX
-from dbstash.naming import DEFAULT_TEMPLATE, PARTIAL_MARK, NameTemplate
-from dbstash.notify import FORMATS, EmailNotifier, Notifier, PingNotifier, webhook_notifier
+from dbstash.naming import DEFAULT_TEMPLATE, NameTemplate
+from dbstash.notify import EmailNotifier, Notifier, PingNotifier, webhook_notifier
 from dbstash.notify.base import NotifyOn
 from dbstash.pipeline import DEFAULT_STALL_TIMEOUT
-from dbstash.redact import GLOBAL_REDACTOR, Redactor, uri_secrets
+from dbstash.redact import GLOBAL_REDACTOR
 from dbstash.retention import RetentionPolicy
-from dbstash.schedule import validate_cron
 from dbstash.storage.rclone_cli import RcloneOptions
 from dbstash.storage.rclone_rc import RcOptions
 
-DEFAULT_RCLONE_CONFIG_FILE = "/config/rclone.conf"
-DEFAULT_HEALTH_PORT = 8080
-DEFAULT_TEMP_DIR = "/tmp/dbstash-work"  # noqa: S108 - the spec's default; a private mkdtemp subfolder per run
 MODES = ("stream", "directory", "tar")
-LOG_LEVELS = {"debug": "DEBUG", "info": "INFO", "warn": "WARNING", "warning": "WARNING", "error": "ERROR"}
-LOG_FORMATS = ("json", "text")
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off", ""}
-_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
-_SECRET_CONF_KEY = re.compile(r"pass|secret|key|token|sas_url|credentials", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSettings:
+    """How the entrypoint runs jobs (``BACKUP_SCHEDULE``, ``BACKUP_LOCK``, ``HEALTH_*``, ``LOG_*``, ...).
+
+    Nothing in a single backup reads these; :class:`~dbstash.service.Service` and the CLI do.
+    """
+
+    schedule: str = "once"
+    log_level: str = "INFO"
+    log_format: str = "json"
+    on_start: bool = False
+    lock: bool = True
+    lock_file: str | None = None
+    dry_run: bool = False
+    health_port: int = DEFAULT_HEALTH_PORT
+    health_addr: str = "0.0.0.0"  # noqa: S104 - the container's health endpoint is meant to be reachable
+    #: ``VERIFY_SCHEDULE``: a cron expression on which service mode runs ``verify``
+    verify_schedule: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NotifySettings:
+    """Who hears about a run (``NOTIFY_*``) and what runs around it (``HOOK_*``); builds the parts."""
+
+    on: str = "failure"
+    webhook_url: str | None = field(default=None, repr=False)
+    webhook_format: str = "auto"
+    ping_url: str | None = field(default=None, repr=False)
+    email_to: tuple[str, ...] = ()
+    email_from: str | None = None
+    smtp_url: str | None = field(default=None, repr=False)
+    smtp_password: str | None = field(default=None, repr=False)
+    timeout: float = 10.0
+    hook_pre: str | None = None
+    hook_post: str | None = None
+    hook_timeout: float = 300.0
+
+    def notifiers(self) -> list[Notifier]:
+        """The notifiers configured here."""
+        on: NotifyOn = self.on  # type: ignore[assignment]  # validated by from_env
+        found: list[Notifier] = []
+        if self.webhook_url:
+            found.append(webhook_notifier(self.webhook_url, on, self.webhook_format, self.timeout))
+        if self.ping_url:
+            parts = urlsplit(self.ping_url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ConfigError("NOTIFY_PING_URL", "an http(s):// ping URL such as https://hc-ping.com/<uuid>")
+            found.append(PingNotifier(self.ping_url, timeout=self.timeout))
+        if self.smtp_url or self.email_to:
+            if not self.smtp_url:
+                raise ConfigError(
+                    "NOTIFY_SMTP_URL", "an SMTP URL such as smtp+starttls://user@host:587 with NOTIFY_EMAIL_TO"
+                )
+            found.append(
+                EmailNotifier(
+                    self.smtp_url,
+                    list(self.email_to),
+                    self.email_from,
+                    password=self.smtp_password,
+                    notify_on=on,
+                    timeout=max(self.timeout, 5.0),
+                )
+            )
+        return found
+
+    def hooks(self) -> tuple[ShellHook | None, ShellHook | None]:
+        """(pre, post) hooks from ``HOOK_PRE_BACKUP`` / ``HOOK_POST_BACKUP``."""
+        pre = ShellHook(self.hook_pre, name="HOOK_PRE_BACKUP", timeout=self.hook_timeout) if self.hook_pre else None
+        post = ShellHook(self.hook_post, name="HOOK_POST_BACKUP", timeout=self.hook_timeout) if self.hook_post else None
+        return pre, post
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,65 +141,22 @@ class Settings:
     #: ``BACKUP_STALL_TIMEOUT``: seconds without a byte moving before a run fails (None: never)
     stall_timeout: float | None = DEFAULT_STALL_TIMEOUT
     tz: str = "UTC"
-    schedule: str = "once"
-    log_level: str = "INFO"
-    log_format: str = "json"
-    on_start: bool = False
-    lock: bool = True
-    lock_file: str | None = None
-    dry_run: bool = False
-    health_port: int = DEFAULT_HEALTH_PORT
-    health_addr: str = "0.0.0.0"  # noqa: S104 - the container's health endpoint is meant to be reachable
-    notify_on: str = "failure"
-    notify_webhook_url: str | None = field(default=None, repr=False)
-    notify_webhook_format: str = "auto"
-    notify_ping_url: str | None = field(default=None, repr=False)
-    notify_email_to: tuple[str, ...] = ()
-    notify_email_from: str | None = None
-    notify_smtp_url: str | None = field(default=None, repr=False)
-    notify_smtp_password: str | None = field(default=None, repr=False)
-    notify_timeout: float = 10.0
-    hook_pre: str | None = None
-    hook_post: str | None = None
-    hook_timeout: float = 300.0
+    #: how the entrypoint runs jobs: schedule, lock, health endpoint, logs
+    service: ServiceSettings = field(default_factory=ServiceSettings)
+    #: notifications and hooks around each run
+    notify: NotifySettings = field(default_factory=NotifySettings)
     #: ``VERIFY_TARGET_URI``: the scratch database ``verify`` restores into (its data is dropped afterwards)
     verify_target: str | None = field(default=None, repr=False)
-    #: ``VERIFY_SCHEDULE``: a cron expression on which service mode runs ``verify``
-    verify_schedule: str | None = None
+    #: an Engine object given in code (``engine=``); None: the registered engine of the URI's scheme
+    engine_object: Engine | None = field(default=None, repr=False, compare=False)
 
     def notifiers(self) -> list[Notifier]:
         """The notifiers these settings configure (``NOTIFY_*``)."""
-        on: NotifyOn = self.notify_on  # type: ignore[assignment]  # validated by from_env / create
-        found: list[Notifier] = []
-        if self.notify_webhook_url:
-            found.append(webhook_notifier(self.notify_webhook_url, on, self.notify_webhook_format, self.notify_timeout))
-        if self.notify_ping_url:
-            parts = urlsplit(self.notify_ping_url)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                raise ConfigError("NOTIFY_PING_URL", "an http(s):// ping URL such as https://hc-ping.com/<uuid>")
-            found.append(PingNotifier(self.notify_ping_url, timeout=self.notify_timeout))
-        if self.notify_smtp_url or self.notify_email_to:
-            if not self.notify_smtp_url:
-                raise ConfigError(
-                    "NOTIFY_SMTP_URL", "an SMTP URL such as smtp+starttls://user@host:587 with NOTIFY_EMAIL_TO"
-                )
-            found.append(
-                EmailNotifier(
-                    self.notify_smtp_url,
-                    list(self.notify_email_to),
-                    self.notify_email_from,
-                    password=self.notify_smtp_password,
-                    notify_on=on,
-                    timeout=max(self.notify_timeout, 5.0),
-                )
-            )
-        return found
+        return self.notify.notifiers()
 
     def hooks(self) -> tuple[ShellHook | None, ShellHook | None]:
         """(pre, post) hooks from ``HOOK_PRE_BACKUP`` / ``HOOK_POST_BACKUP``."""
-        pre = ShellHook(self.hook_pre, name="HOOK_PRE_BACKUP", timeout=self.hook_timeout) if self.hook_pre else None
-        post = ShellHook(self.hook_post, name="HOOK_POST_BACKUP", timeout=self.hook_timeout) if self.hook_post else None
-        return pre, post
+        return self.notify.hooks()
 
     # -- derived -----------------------------------------------------------------------------
     @property
@@ -143,8 +165,8 @@ class Settings:
         return self.connection.engine
 
     def engine(self) -> Engine:
-        """A fresh engine object for this job."""
-        return get_engine(self.engine_key)
+        """The engine given in code, or a fresh one of the registered kind for this job."""
+        return self.engine_object if self.engine_object is not None else get_engine(self.engine_key)
 
     @property
     def lock_path(self) -> str:
@@ -153,8 +175,8 @@ class Settings:
         Two different jobs on one host never block each other; processes that must not overlap
         across machines share a volume and set ``BACKUP_LOCK_FILE`` to a path on it.
         """
-        if self.lock_file:
-            return self.lock_file
+        if self.service.lock_file:
+            return self.service.lock_file
         c = self.connection
         identity = "|".join([c.engine, c.host or "", c.port or "", c.database or "", self.remote])
         digest = hashlib.sha256(identity.encode()).hexdigest()[:12]
@@ -231,11 +253,11 @@ class Settings:
             "timeout": self.timeout,
             "stall_timeout": self.stall_timeout,
             "tz": self.tz,
-            "schedule": self.schedule,
-            "on_start": self.on_start,
-            "lock": self.lock,
+            "schedule": self.service.schedule,
+            "on_start": self.service.on_start,
+            "lock": self.service.lock,
             "lock_file": self.lock_path,
-            "health": f"{self.health_addr}:{self.health_port}" if self.health_port else None,
+            "health": f"{self.service.health_addr}:{self.service.health_port}" if self.service.health_port else None,
         }
 
     # -- construction ------------------------------------------------------------------------
@@ -261,13 +283,21 @@ class Settings:
         timeout: float | None = None,
         stall_timeout: float | None = DEFAULT_STALL_TIMEOUT,
         tz: str = "UTC",
+        engine: Engine | str | None = None,
+        retention: RetentionPolicy | None = None,
     ) -> Settings:
         """Validate library arguments into settings; errors name the parameter at fault.
 
         *stall_timeout*: seconds without a byte moving from the dump to the upload before the run
-        fails (a frozen server or a dead remote); None or 0 turns it off.
+        fails (a frozen server or a dead remote); None or 0 turns it off. *engine*: an Engine object
+        (or registry key) instead of the one the URI's scheme names. *retention*: a
+        :class:`RetentionPolicy` instead of the ``retention_*`` numbers.
         """
-        engine = engine_for_uri(uri, variable="uri")
+        engine_object = engine if isinstance(engine, Engine) else None
+        if isinstance(engine, str):
+            engine = get_engine(engine, variable="engine")
+        if engine is None:
+            engine = engine_for_uri(uri, variable="uri")
         connection = engine.parse_uri(uri, variable="uri")
         check_ports(connection, "uri")
         if password_file is not None:
@@ -286,12 +316,15 @@ class Settings:
             temp_dir=temp_dir,
             extension=_check_extension(extension, "extension"),
             dump_extra_args=extra,
-            retention=_retention(retention_max_files, retention_max_days, retention_keep, _check_tz(tz, "tz")),
+            retention=retention
+            if retention is not None
+            else _retention(retention_max_files, retention_max_days, retention_keep, _check_tz(tz, "tz")),
             rclone=rclone or RcloneOptions(),
             rc=_check_rc(rc, "rc") if rc is not None else None,
             timeout=timeout if timeout else None,
             stall_timeout=stall_timeout if stall_timeout else None,
             tz=_check_tz(tz, "tz"),
+            engine_object=engine_object,
         )
         settings._validate(template_variable="name_template", db_variable="uri")
         return settings
@@ -302,159 +335,7 @@ class Settings:
 
         Raises :class:`ConfigError` naming the first bad variable; nothing has been touched by then.
         """
-        env = {k: v for k, v in environ.items()}
-
-        def get(name: str) -> str | None:
-            value = env.get(name)
-            return value if value not in (None, "") else None
-
-        # connection: DB_URI_FILE > DB_URI > DB_HOST + DB_NAME
-        uri = None
-        uri_var = "DB_URI"
-        if get("DB_URI_FILE"):
-            uri = _read_secret_file(env["DB_URI_FILE"], "DB_URI_FILE")
-            uri_var = "DB_URI_FILE"
-        elif get("DB_URI"):
-            uri = env["DB_URI"]
-        password = None
-        if get("DB_PASSWORD_FILE"):
-            password = _read_secret_file(env["DB_PASSWORD_FILE"], "DB_PASSWORD_FILE")
-        elif get("DB_PASSWORD"):
-            password = env["DB_PASSWORD"]
-        if uri is not None:
-            GLOBAL_REDACTOR.add(*uri_secrets(uri))
-            engine = engine_for_uri(uri, variable=uri_var)
-            if get("DB_ENGINE") and env["DB_ENGINE"] != engine.key:
-                if not same_family(env["DB_ENGINE"], engine.key):
-                    raise ConfigError("DB_ENGINE", f"the engine of DB_URI ({engine.key}) or unset", env["DB_ENGINE"])
-                engine = get_engine(env["DB_ENGINE"])  # mysql:// on a MariaDB image: prefer mariadb-dump
-            connection = engine.parse_uri(uri, variable=uri_var)
-            check_ports(connection, uri_var)
-            # DB_URI wins over DB_*; a password from DB_PASSWORD(_FILE) only fills a URI that has none
-            if connection.password is None and password is not None:
-                connection = connection.with_password(password)
-        else:
-            if not get("DB_HOST") and not get("DB_NAME"):
-                raise ConfigError(
-                    "DB_URI", "a connection URI such as postgresql://user@host:5432/db (or DB_HOST and DB_NAME)"
-                )
-            key = get("DB_ENGINE")
-            if key is None:
-                raise ConfigError("DB_ENGINE", f"an engine key ({', '.join(ENGINES)}) when DB_URI is not set")
-            engine = get_engine(key)
-            connection = engine.from_parts(
-                host=get("DB_HOST"),
-                port=get("DB_PORT"),
-                database=get("DB_NAME"),
-                user=get("DB_USER"),
-                password=password,
-            )
-        GLOBAL_REDACTOR.add(connection.password)
-        if isinstance(engine, MongoEngine):
-            connection = engine.with_auth_source(connection, get("DB_AUTH_SOURCE"))
-
-        remote = get("RCLONE_REMOTE")
-        if remote is None:
-            raise ConfigError("RCLONE_REMOTE", "an rclone remote path such as s3:my-bucket/backups or /backups")
-        config_text = None
-        config_file = None
-        if get("RCLONE_CONFIG"):
-            try:
-                config_text = base64.b64decode(env["RCLONE_CONFIG"], validate=True).decode()
-            except (binascii.Error, UnicodeDecodeError):
-                raise ConfigError(
-                    "RCLONE_CONFIG",
-                    "base64-encoded rclone.conf content (base64 -w0 rclone.conf); a path belongs in RCLONE_CONFIG_FILE",
-                    "<redacted>",
-                ) from None
-            _register_rclone_secrets(config_text, "RCLONE_CONFIG")
-        if get("RCLONE_CONFIG_FILE"):
-            config_file = env["RCLONE_CONFIG_FILE"]
-            if not os.path.isfile(config_file) or not os.access(config_file, os.R_OK):
-                raise ConfigError("RCLONE_CONFIG_FILE", "the path of a readable rclone.conf", config_file)
-            if config_text is None:
-                with open(config_file, encoding="utf-8", errors="replace") as fh:
-                    _register_rclone_secrets(fh.read(), "RCLONE_CONFIG_FILE")
-        elif config_text is None and os.path.isfile(DEFAULT_RCLONE_CONFIG_FILE):
-            config_file = DEFAULT_RCLONE_CONFIG_FILE
-        rclone = RcloneOptions(
-            binary=env.get("DBSTASH_RCLONE_BINARY") or "rclone",
-            config_text=config_text,
-            config_file=None if config_text is not None else config_file,
-            extra_args=_split_args(env.get("RCLONE_EXTRA_ARGS", ""), "RCLONE_EXTRA_ARGS"),
-        )
-
-        timeout = _parse_duration(env.get("BACKUP_TIMEOUT", ""), "BACKUP_TIMEOUT")
-        stall = env.get("BACKUP_STALL_TIMEOUT", "").strip()
-        stall_timeout = _parse_duration(stall, "BACKUP_STALL_TIMEOUT") if stall else DEFAULT_STALL_TIMEOUT
-        native_compress, stream_compress = parse_compress(env.get("BACKUP_COMPRESS"))
-        tz = _check_tz(get("TZ") or "UTC", "TZ")
-        schedule = (get("BACKUP_SCHEDULE") or "0 2 * * *").strip()
-        settings = cls(
-            connection=connection,
-            remote=_check_remote(remote, "RCLONE_REMOTE"),
-            name_template=get("BACKUP_NAME_TEMPLATE") or DEFAULT_TEMPLATE,
-            compress=native_compress,
-            stream_compress=stream_compress,
-            mode=(get("BACKUP_MODE") or "stream").strip().lower(),
-            temp_dir=get("BACKUP_TEMP_DIR") or DEFAULT_TEMP_DIR,
-            extension=_check_extension(get("BACKUP_EXTENSION"), "BACKUP_EXTENSION"),
-            dump_extra_args=_split_args(env.get("DUMP_EXTRA_ARGS", ""), "DUMP_EXTRA_ARGS"),
-            retention=RetentionPolicy(
-                max_files=_parse_int(env.get("RETENTION_MAX_FILES", ""), "RETENTION_MAX_FILES"),
-                max_days=_parse_days(env.get("RETENTION_MAX_DAYS", ""), "RETENTION_MAX_DAYS"),
-                **{
-                    f"keep_{period}": _parse_int(
-                        env.get(f"RETENTION_KEEP_{period.upper()}", ""), f"RETENTION_KEEP_{period.upper()}"
-                    )
-                    for period in KEEP_PERIODS
-                },
-                tz=tz,
-            ),
-            rclone=rclone,
-            rc=_rc_from_env(env),
-            timeout=timeout,
-            stall_timeout=stall_timeout,
-            tz=tz,
-            schedule=_check_schedule(schedule),
-            log_level=_parse_choice(get("LOG_LEVEL") or "info", "LOG_LEVEL", LOG_LEVELS),
-            log_format=_parse_choice(get("LOG_FORMAT") or "json", "LOG_FORMAT", {f: f for f in LOG_FORMATS}),
-            on_start=_parse_bool(env.get("BACKUP_ON_START", ""), "BACKUP_ON_START"),
-            lock=_parse_bool(env.get("BACKUP_LOCK", "true"), "BACKUP_LOCK"),
-            lock_file=get("BACKUP_LOCK_FILE"),
-            dry_run=_parse_bool(env.get("DRY_RUN", ""), "DRY_RUN"),
-            health_port=_parse_port(env.get("HEALTH_PORT", ""), "HEALTH_PORT"),
-            health_addr=_check_addr(get("HEALTH_ADDR") or "0.0.0.0", "HEALTH_ADDR"),  # noqa: S104 - reachable by the orchestrator
-            notify_on=_parse_choice(get("NOTIFY_ON") or "failure", "NOTIFY_ON", {c: c for c in NOTIFY_ON}),
-            notify_webhook_url=_secret(get("NOTIFY_WEBHOOK_URL")),
-            notify_webhook_format=_parse_choice(
-                get("NOTIFY_WEBHOOK_FORMAT") or "auto", "NOTIFY_WEBHOOK_FORMAT", {f: f for f in FORMATS}
-            ),
-            notify_ping_url=_secret(get("NOTIFY_PING_URL")),
-            notify_email_to=tuple(a.strip() for a in (get("NOTIFY_EMAIL_TO") or "").split(",") if a.strip()),
-            notify_email_from=get("NOTIFY_EMAIL_FROM"),
-            notify_smtp_url=_secret(get("NOTIFY_SMTP_URL")),
-            notify_smtp_password=(
-                _read_secret_file(env["NOTIFY_SMTP_PASSWORD_FILE"], "NOTIFY_SMTP_PASSWORD_FILE")
-                if get("NOTIFY_SMTP_PASSWORD_FILE")
-                else _secret(get("NOTIFY_SMTP_PASSWORD"))
-            ),
-            notify_timeout=_parse_duration(env.get("NOTIFY_TIMEOUT", ""), "NOTIFY_TIMEOUT") or 10.0,
-            hook_pre=get("HOOK_PRE_BACKUP"),
-            hook_post=get("HOOK_POST_BACKUP"),
-            hook_timeout=_parse_duration(env.get("HOOK_TIMEOUT", ""), "HOOK_TIMEOUT") or 300.0,
-            verify_target=_check_verify_target(get("VERIFY_TARGET_URI"), engine),
-            verify_schedule=_check_schedule(env["VERIFY_SCHEDULE"].strip(), "VERIFY_SCHEDULE")
-            if get("VERIFY_SCHEDULE")
-            else None,
-        )
-        settings.notifiers()  # validates the NOTIFY_* URLs at start-up
-        settings._validate(
-            template_variable="BACKUP_NAME_TEMPLATE",
-            mode_variable="BACKUP_MODE",
-            db_variable=uri_var if uri is not None else "DB_NAME",
-        )
-        return settings
+        return settings_from_env(cls, environ)
 
     def _validate(self, *, template_variable: str, mode_variable: str = "mode", db_variable: str = "DB_NAME") -> None:
         GLOBAL_REDACTOR.add(self.connection.password)
@@ -482,234 +363,3 @@ class Settings:
             if exc.variable == "DB_NAME":  # the database name, not the template, is what cannot be a file name
                 raise ConfigError(db_variable, exc.expected, exc.value) from None
             raise ConfigError(template_variable, exc.expected, exc.value) from None
-
-
-# -- parsing helpers ---------------------------------------------------------------------------
-NOTIFY_ON = ("failure", "success", "always")
-
-
-def _secret(value: str | None) -> str | None:
-    """Register a secret-bearing value (webhook and ping URLs carry their token in the path)."""
-    if value:
-        GLOBAL_REDACTOR.add(value, *uri_secrets(value))
-        path = urlsplit(value).path
-        if len(path) > 8:
-            GLOBAL_REDACTOR.add(path)
-    return value
-
-
-KEEP_PERIODS = ("hourly", "daily", "weekly", "monthly", "yearly")
-
-
-def _retention(max_files: int, max_days: float, keep: Mapping[str, int] | None, tz: str) -> RetentionPolicy:
-    keep = dict(keep or {})
-    unknown = set(keep) - set(KEEP_PERIODS)
-    if unknown:
-        raise ConfigError("retention_keep", "a mapping with keys " + ", ".join(KEEP_PERIODS), str(sorted(unknown)))
-    if not 0 <= max_days <= MAX_RETENTION_DAYS or not math.isfinite(max_days):
-        raise ConfigError("retention_max_days", f"a number of days from 0 to {MAX_RETENTION_DAYS}", str(max_days))
-    return RetentionPolicy(
-        max_files=max_files, max_days=max_days, tz=tz, **{f"keep_{p}": int(n) for p, n in keep.items()}
-    )
-
-
-def _read_secret_file(path: str, variable: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            value = fh.read()
-    except OSError as exc:
-        raise ConfigError(variable, f"the path of a readable file ({exc.strerror})", path) from None
-    except UnicodeDecodeError:
-        raise ConfigError(
-            variable, "a file holding UTF-8 text (this one is binary or in another encoding)", path
-        ) from None
-    value = value.rstrip("\r\n")
-    if not value:
-        raise ConfigError(variable, "a file holding a non-empty secret", path)
-    GLOBAL_REDACTOR.add(value, *uri_secrets(value))
-    return value
-
-
-def _register_rclone_secrets(text: str, variable: str, redactor: Redactor = GLOBAL_REDACTOR) -> None:
-    parser = configparser.ConfigParser(interpolation=None, strict=False)
-    try:
-        parser.read_string(text)
-    except configparser.Error:
-        raise ConfigError(variable, "rclone.conf content ([remote] sections of key = value)", "<redacted>") from None
-    for section in parser.sections():
-        for key, value in parser.items(section):
-            if _SECRET_CONF_KEY.search(key):
-                redactor.add(value)
-
-
-def _check_verify_target(uri: str | None, engine: Engine) -> str | None:
-    """``VERIFY_TARGET_URI``: a URI of the job's engine (a file path for SQLite and Redis)."""
-    if uri is None:
-        return None
-    target_connection(engine, uri, "VERIFY_TARGET_URI")  # validates it and registers its password
-    return uri
-
-
-def _check_rc(rc: RcOptions, variable: str) -> RcOptions:
-    parts = urlsplit(rc.url)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
-        raise ConfigError(
-            variable,
-            "the base URL of an rclone rcd such as http://127.0.0.1:5572 (credentials in RCLONE_RC_USER/_PASS)",
-            GLOBAL_REDACTOR(rc.url),
-        )
-    try:
-        parts.port  # noqa: B018 - validates the port
-    except ValueError:
-        raise ConfigError(variable, "http://host:port of an rclone rcd", rc.url) from None
-    GLOBAL_REDACTOR.add(rc.password)
-    return rc
-
-
-def _rc_from_env(env: Mapping[str, str]) -> RcOptions | None:
-    """``RCLONE_RC_URL`` (+ ``RCLONE_RC_USER``, ``RCLONE_RC_PASS(_FILE)``), or None for the CLI transport."""
-    url = (env.get("RCLONE_RC_URL") or "").strip()
-    if not url:
-        for name in ("RCLONE_RC_USER", "RCLONE_RC_PASS", "RCLONE_RC_PASS_FILE"):
-            if env.get(name):
-                raise ConfigError("RCLONE_RC_URL", f"the rcd URL (http://host:5572) when {name} is set")
-        return None
-    if env.get("RCLONE_RC_PASS_FILE"):
-        password: str | None = _read_secret_file(env["RCLONE_RC_PASS_FILE"], "RCLONE_RC_PASS_FILE")
-    else:
-        password = env.get("RCLONE_RC_PASS") or None
-    GLOBAL_REDACTOR.add(password)
-    return _check_rc(RcOptions(url, user=env.get("RCLONE_RC_USER") or None, password=password), "RCLONE_RC_URL")
-
-
-def _check_remote(remote: str, variable: str) -> str:
-    if not remote or not remote.strip() or "\n" in remote or "\x00" in remote:
-        raise ConfigError(variable, "an rclone remote path such as s3:my-bucket/backups or /backups", remote)
-    GLOBAL_REDACTOR.add(*uri_secrets(remote))
-    return remote
-
-
-def _check_extension(ext: str | None, variable: str) -> str | None:
-    if ext is None:
-        return None
-    if ext and not ext.startswith("."):
-        ext = "." + ext
-    if "/" in ext or "\\" in ext or ".." in ext or any(c.isspace() for c in ext):
-        raise ConfigError(variable, "a file extension such as .sql or .dump", ext)
-    if ext.endswith(MANIFEST_SUFFIX) or PARTIAL_MARK in ext:
-        # every backup would look like a manifest or an unfinished upload: listed, retained and restored never
-        raise ConfigError(variable, f"a file extension such as .sql or .dump (not ending in {MANIFEST_SUFFIX})", ext)
-    return ext
-
-
-def _check_tz(tz: str, variable: str) -> str:
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(variable, "an IANA time zone such as UTC or Asia/Kolkata", tz) from None
-    return tz
-
-
-def _check_schedule(value: str, variable: str = "BACKUP_SCHEDULE") -> str:
-    if value == "once" and variable == "BACKUP_SCHEDULE":
-        return value
-    validate_cron(value, variable)
-    return value
-
-
-def _parse_bool(value: str, variable: str) -> bool:
-    v = value.strip().lower()
-    if v in _TRUE:
-        return True
-    if v in _FALSE:
-        return False
-    raise ConfigError(variable, "true or false", value)
-
-
-def _parse_int(value: str, variable: str) -> int:
-    v = value.strip()
-    if not v:
-        return 0
-    if not v.isdigit():
-        raise ConfigError(variable, "a whole number >= 0 (0 = unlimited)", value)
-    return int(v)
-
-
-_HOSTNAME = re.compile(
-    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
-)
-
-
-def _check_addr(value: str, variable: str) -> str:
-    """An IP address to listen on (0.0.0.0, ::, 127.0.0.1) or a host name that is not a broken IPv4 address."""
-    v = value.strip().strip("[]")
-    try:
-        ipaddress.ip_address(v)
-    except ValueError:
-        if not _HOSTNAME.match(v) or re.fullmatch(r"[\d.]+", v):
-            raise ConfigError(variable, "an IP address to listen on such as 0.0.0.0, :: or 127.0.0.1", value) from None
-    return v
-
-
-def _parse_port(value: str, variable: str) -> int:
-    v = value.strip()
-    if not v:
-        return DEFAULT_HEALTH_PORT
-    if not v.isdigit() or int(v) > 65535:
-        raise ConfigError(variable, "a TCP port number 1-65535 (0 turns the endpoint off)", value)
-    return int(v)
-
-
-#: The longest RETENTION_MAX_DAYS: a century. Longer ones overflow date arithmetic and mean "forever" (0).
-MAX_RETENTION_DAYS = 36500
-
-
-def _parse_days(value: str, variable: str) -> float:
-    v = value.strip()
-    if not v:
-        return 0
-    expected = f"a number of days from 0 to {MAX_RETENTION_DAYS} (0 = unlimited)"
-    try:
-        days = float(v)
-    except ValueError:
-        raise ConfigError(variable, expected, value) from None
-    if days < 0 or not math.isfinite(days) or days > MAX_RETENTION_DAYS:
-        raise ConfigError(variable, expected, value)
-    return days
-
-
-def _parse_choice(value: str, variable: str, choices: Mapping[str, str]) -> str:
-    try:
-        return choices[value.strip().lower()]
-    except KeyError:
-        raise ConfigError(variable, "one of " + ", ".join(dict.fromkeys(choices)), value) from None
-
-
-def _split_args(value: str, variable: str) -> tuple[str, ...]:
-    try:
-        return tuple(shlex.split(value))
-    except ValueError as exc:
-        raise ConfigError(variable, f"shell-style arguments ({exc})", value) from None
-
-
-def parse_duration(value: str, variable: str = "BACKUP_TIMEOUT") -> float | None:
-    """``1h``, ``30m``, ``90s``, ``1h30m``, or plain seconds; ``0`` or empty means no limit (None)."""
-    return _parse_duration(value, variable)
-
-
-def _parse_duration(value: str, variable: str) -> float | None:
-    v = value.strip().lower()
-    if v in ("", "0"):
-        return None
-    expected = "a duration such as 1h, 30m, 90s or 1h30m (0 = no limit)"
-    try:
-        seconds = float(v)
-    except ValueError:
-        m = _DURATION.fullmatch(v)
-        if not m or not any(m.groups()):
-            raise ConfigError(variable, expected, value) from None
-        h, mi, s = (float(x) if x else 0.0 for x in m.groups())
-        seconds = h * 3600 + mi * 60 + s
-    if seconds < 0 or not math.isfinite(seconds):
-        raise ConfigError(variable, expected, value)
-    return seconds or None

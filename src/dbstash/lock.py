@@ -46,4 +46,4 @@ def run_lock(path: str) -> Iterator[None]:
 
 def job_lock(settings: Settings) -> contextlib.AbstractContextManager[None]:
     """The run lock of *settings*' job (``BACKUP_LOCK_FILE``), or nothing when ``BACKUP_LOCK=false``."""
-    return run_lock(settings.lock_path) if settings.lock else contextlib.nullcontext()
+    return run_lock(settings.lock_path) if settings.service.lock else contextlib.nullcontext()

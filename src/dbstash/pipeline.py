@@ -9,310 +9,285 @@ cancellation, commit decision) is structured anyio code.
 from __future__ import annotations
 
 import hashlib
-import os
-import subprocess
-import threading
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 
 import anyio
+from anyio.streams.file import FileStreamAttribute
 
-from dbstash.compression import Compressor, StreamCompression
-from dbstash.engines.base import DumpCommand, Engine
-from dbstash.errors import BackupTimeout, DumpFailed, UploadFailed
+from dbstash.compression import Compressor
+from dbstash.errors import BackupTimeout, UploadFailed
 from dbstash.logs import get_logger
-from dbstash.process import ChildProcess, grow_pipe
-from dbstash.redact import Redactor
-from dbstash.storage.base import Storage, Upload
+from dbstash.redact import GLOBAL_REDACTOR, Redactor
+from dbstash.relay import DEFAULT_STALL_TIMEOUT, TAIL, Progress, Relay, TransferStats, _relay_watched, _stalled
+from dbstash.sink import Sink, SinkUpload
+from dbstash.source import Source, SourceStream
+from dbstash.storage.base import Upload
+from dbstash.transforms import Compress, Transform
+from dbstash.transforms import Progress as ProgressTransform
 
 log = get_logger("dbstash.pipeline")
 
-CHUNK = 1 << 20
-#: A read shorter than this means the writer is slower than the relay: pause before the next read.
-SMALL_READ = 64 << 10
-SMALL_READ_PAUSE = 0.002
-TAIL = 4096
-PROGRESS_EVERY = 0.5
 #: How long a stopped dump, or a stopped upload, gets to exit after SIGTERM before SIGKILL.
 STOP_GRACE = 2.0
 #: The whole abort (stop both processes, remove the partial upload) fits in this many seconds, so a
 #: SIGTERM is honoured well inside Docker's 10 s stop grace even when the remote is dead. A partial
 #: left behind is removed by the next successful run or by ``prune`` (see ``stale_partials``).
 ABORT_BUDGET = 5.0
-#: Default for ``stall_timeout``: no byte read from the dump and none written to the upload for this
-#: long means a dead peer (a frozen server, a remote that stopped answering): the run fails.
-DEFAULT_STALL_TIMEOUT = 45.0
-
-#: Progress callback: called from the relay thread with the bytes relayed so far.
-Progress = Callable[[int], None]
 
 
 @dataclass(frozen=True, slots=True)
-class TransferStats:
-    """What went through the relay."""
+class PipelineResult:
+    """A committed run of a :class:`Pipeline`.
 
+    Attributes:
+        name: the name the backup got (the one asked for, or the alternative when it was taken).
+        size: bytes stored (confirmed by the sink before the commit).
+        sha256: hex digest of exactly the stored bytes.
+        source_size: bytes the source produced (more than *size* when a transform compressed them).
+        fast_path: whether the bytes went through the raw-descriptor relay thread.
+    """
+
+    name: str
     size: int
     sha256: str
-    tail: bytes
-    #: bytes the dump tool wrote (differs from *size* when dbstash compressed the stream)
-    dump_size: int = 0
+    source_size: int
+    fast_path: bool
 
 
-@dataclass(frozen=True, slots=True)
-class Transfer:
-    """A committed transfer: the relay's numbers, the dump command that produced them, the name it got."""
+class Pipeline:
+    """Source -> transforms -> sink, then commit only on full success; anything else aborts.
 
-    stats: TransferStats
-    command: DumpCommand
-    name: str
+    One protocol on both relay paths: relay every byte (counting it and hashing what is stored),
+    await the source's verdict, then ``commit``; a failure, the *timeout*, a stall of
+    *stall_timeout* seconds or cancellation stops the source and aborts the upload, within
+    :data:`ABORT_BUDGET` seconds. When the source and the upload both advertise a file descriptor
+    (``FileStreamAttribute.fileno``) and every transform can run in the relay thread
+    (:class:`~dbstash.Compress`, :class:`~dbstash.Progress`), the bytes go through the raw-fd relay
+    thread; otherwise through an async loop.
 
-
-class Relay:
-    """Copies *src_fd* to *dst_fd* until end of input, hashing and counting. Runs in a worker thread.
-
-    It never closes *dst_fd*: whether the upload sees end of input is the commit decision's call.
+    Example:
+        >>> import anyio, dbstash
+        >>> async def main() -> dbstash.PipelineResult:
+        ...     sink = dbstash.MemorySink()
+        ...     source = dbstash.CommandSource(["seq", "1000"])
+        ...     return await dbstash.Pipeline(source, sink, [dbstash.Compress("zstd")]).run("n.txt.zst")
+        >>> result = anyio.run(main)
+        >>> result.name, result.source_size
+        ('n.txt.zst', 3893)
     """
 
     def __init__(
-        self, src_fd: int, dst_fd: int, progress: Progress | None = None, compressor: Compressor | None = None
+        self,
+        source: Source,
+        sink: Sink,
+        transforms: Sequence[Transform] = (),
+        *,
+        timeout: float | None = None,
+        stall_timeout: float | None = DEFAULT_STALL_TIMEOUT,
+        redactor: Redactor | None = None,
     ) -> None:
-        self.src_fd = src_fd
-        self.dst_fd = dst_fd
-        self.progress = progress
-        self.compressor = compressor
-        self.done = threading.Event()
-        self.stopped = False
-        #: monotonic time of the last byte read or written; the stall watchdog reads it
-        self.last_active = time.monotonic()
-        #: which side the relay is waiting for: "dump" (reading) or "upload" (writing)
-        self.waiting = "dump"
+        self.source = source
+        self.sink = sink
+        self.transforms = tuple(transforms)
+        self.timeout = timeout
+        self.stall_timeout = stall_timeout
+        self.redactor = redactor or GLOBAL_REDACTOR
 
-    def run(self) -> TransferStats:
+    async def run(
+        self,
+        name: str,
+        *,
+        alternative: str | None = None,
+        before_publish: Callable[[str, PipelineResult], Awaitable[None]] | None = None,
+        on_started: Callable[[SourceStream, SinkUpload], None] | None = None,
+    ) -> PipelineResult:
+        """Relay the source into the sink as *name* and commit; returns what was committed.
+
+        *alternative*: the name to take if *name* is taken on the sink (storages only: a run never
+        replaces what it did not create). *before_publish* is called with the chosen name and the
+        numbers once every byte is confirmed, before the backup appears under its name (it writes
+        the manifest; if it raises, nothing is published).
+
+        Raises:
+            DumpFailed: the source failed (its verdict), or produced nothing for *stall_timeout*.
+            UploadFailed: the sink failed, stopped reading, or holds another size.
+            BackupTimeout: *timeout* seconds passed.
+
+        Cancellation propagates after the same clean-up.
+        """
+        upload = await self.sink.begin(name)
+        stream: SourceStream | None = None
+        relay: Relay | None = None
+        committed = False
         try:
-            return self._run()
+            with anyio.fail_after(self.timeout):
+                try:
+                    stream = await self.source.start(self.redactor)
+                    if on_started is not None:
+                        on_started(stream, upload)
+                    src_fd = stream.extra(FileStreamAttribute.fileno, None)  # noqa: S610 - anyio typed attributes
+                    dst_fd = upload.extra(FileStreamAttribute.fileno, None)  # noqa: S610
+                    plan = _relay_plan(self.transforms)
+                    if src_fd is not None and dst_fd is not None and plan is not None:
+                        compressor, progress = plan
+                        relay = Relay(src_fd, dst_fd, progress, compressor)
+                        stats = await _relay_watched(relay, self.stall_timeout)
+                    else:
+                        stats = await _relay_async(stream, upload, self.transforms, self.stall_timeout)
+                    await stream.verdict(stats.tail if relay is not None else None)
+                    result = PipelineResult(name, stats.size, stats.sha256, stats.dump_size, relay is not None)
+
+                    async def publishing(final: str) -> None:
+                        if before_publish is not None:
+                            await before_publish(final, replace(result, name=final))
+
+                    if isinstance(upload, Upload):
+                        final = await upload.commit(stats.size, alternative=alternative, before_publish=publishing)
+                    else:
+                        await publishing(upload.name)
+                        final = await upload.commit(stats.size)
+                    committed = True
+                    return replace(result, name=final)
+                except UploadFailed as exc:
+                    # the source usually dies of the broken pipe too; the upload's reason is the real one
+                    detail = upload.failure_detail() if isinstance(upload, Upload) else ""
+                    if detail and detail not in str(exc):
+                        raise UploadFailed(str(exc), stderr_tail=detail) from None
+                    raise
+                finally:
+                    if not committed:
+                        with anyio.CancelScope(shield=True):
+                            await _cleanup(stream, relay, upload)
+        except TimeoutError:
+            raise BackupTimeout(f"the backup exceeded its timeout of {self.timeout:g}s and was aborted") from None
+        except anyio.get_cancelled_exc_class():
+            log.warning("backup cancelled: upload aborted")
+            raise
         finally:
-            self.done.set()
-
-    def _run(self) -> TransferStats:
-        buf = bytearray(CHUNK)
-        view = memoryview(buf)
-        digest = hashlib.sha256()
-        total = 0  # bytes read from the dump
-        stored = 0  # bytes written to the upload (and hashed)
-        tail = b""
-        next_progress = time.monotonic() + PROGRESS_EVERY
-        src = self.src_fd
-        compressor = self.compressor
-        eof = False
-        while not eof:
-            n = 0
-            while n < CHUNK:  # wait for a full chunk: fewer, bigger writes downstream
-                self.waiting = "dump"
-                got = os.readv(src, [view[n:]])
-                if got == 0:
-                    eof = True
-                    break
-                n += got
-                self.last_active = time.monotonic()
-                if got < SMALL_READ and n < CHUNK:
-                    # a slow writer (redis-cli writes 4 KiB at a time): let the 1 MiB pipe fill
-                    # instead of waking up for every few KiB; a fast one never gets here
-                    time.sleep(SMALL_READ_PAUSE)
-            if n == 0:
-                break
-            chunk = view[:n]
-            out: bytes | memoryview = chunk if compressor is None else compressor.compress(chunk)
-            stored += self._write(out, digest)
-            total += n
-            tail = (tail + bytes(chunk[-TAIL:]))[-TAIL:] if n < TAIL else bytes(chunk[-TAIL:])
-            if self.progress is not None and time.monotonic() >= next_progress:
-                self.progress(total)
-                next_progress = time.monotonic() + PROGRESS_EVERY
-        if compressor is not None:
-            stored += self._write(compressor.flush(), digest)
-        if self.progress is not None:
-            self.progress(total)
-        return TransferStats(stored, digest.hexdigest(), tail, dump_size=total)
-
-    def _write(self, data: bytes | memoryview, digest: hashlib._Hash) -> int:
-        """Hash *data* and write all of it to the upload; returns its length."""
-        n = len(data)
-        if not n:
-            return 0
-        digest.update(data)
-        view = memoryview(data)
-        off = 0
-        self.waiting = "upload"
-        while off < n:
-            if self.stopped:
-                raise UploadFailed("upload interrupted")
-            try:
-                off += os.write(self.dst_fd, view[off:])
-            except BrokenPipeError:
-                raise UploadFailed("rclone stopped reading (the upload failed)") from None
-            self.last_active = time.monotonic()
-        return n
+            if stream is not None:
+                with anyio.CancelScope(shield=True):
+                    await stream.aclose()
 
 
-async def _relay_watched(relay: Relay, stall_timeout: float | None) -> TransferStats:
-    """Run *relay* in a worker thread; fail if no byte moves for *stall_timeout* seconds.
+def _relay_plan(transforms: Sequence[Transform]) -> tuple[Compressor | None, Progress | None] | None:
+    """What the relay thread runs for *transforms* (one compressor, progress callbacks), or None if it cannot."""
+    compressor: Compressor | None = None
+    callbacks: list[Progress] = []
+    for t in transforms:
+        if isinstance(t, Compress) and compressor is None:
+            compressor = t.compression.compressor()
+        elif isinstance(t, ProgressTransform):
+            callbacks.append(t.callback)
+        else:
+            return None
+    if not callbacks:
+        return compressor, None
+    if len(callbacks) == 1:
+        return compressor, callbacks[0]
 
-    A frozen database server or a remote that stopped answering leaves the relay blocked in a read
-    or a write forever: the watchdog notices and raises, and the caller's clean-up stops both
-    processes, which unblocks the thread.
-    """
-    if not stall_timeout:
-        return await anyio.to_thread.run_sync(relay.run, abandon_on_cancel=True)
-    done: list[tuple[TransferStats | None, BaseException | None]] = []
+    def every(done: int) -> None:
+        for cb in callbacks:
+            cb(done)
 
-    def guarded() -> tuple[TransferStats | None, BaseException | None]:
-        # the relay's own failure comes back as a value: raised inside the task group it would
-        # reach the caller wrapped in an exception group
-        try:
-            return relay.run(), None
-        except BaseException as exc:
-            return None, exc
+    return compressor, every
 
-    async def watch(scope: anyio.CancelScope) -> None:
+
+async def _relay_async(
+    stream: SourceStream, upload: SinkUpload, transforms: Sequence[Transform], stall_timeout: float | None
+) -> TransferStats:
+    """The general path: ``receive()`` -> transforms -> ``send()``, hashing and counting, with the stall watchdog."""
+    digest = hashlib.sha256()
+    total = stored = 0
+    tail = b""
+    last = time.monotonic()
+    waiting = "dump"
+    steps = [t.start() for t in transforms]
+
+    async def put(data: bytes) -> None:
+        nonlocal stored, last, waiting
+        if data:
+            waiting = "upload"
+            digest.update(data)
+            await upload.send(data)
+            stored += len(data)
+            last = time.monotonic()
+
+    async def pump() -> None:
+        nonlocal total, tail, last, waiting
         while True:
-            await anyio.sleep(min(1.0, stall_timeout / 4))
-            if time.monotonic() - relay.last_active >= stall_timeout:
-                scope.cancel()
-                return
+            waiting = "dump"
+            try:
+                chunk = await stream.receive()
+            except anyio.EndOfStream:
+                break
+            last = time.monotonic()
+            total += len(chunk)
+            tail = (tail + chunk)[-TAIL:]
+            for step in steps:
+                chunk = step.feed(chunk, total)
+            await put(chunk)
+        for i, step in enumerate(steps):  # flush each step through the ones after it
+            out = step.flush()
+            for later in steps[i + 1 :]:
+                out = later.feed(out, total)
+            await put(out)
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(watch, tg.cancel_scope)
-        done.append(await anyio.to_thread.run_sync(guarded, abandon_on_cancel=True))
-        tg.cancel_scope.cancel()
-    if done:
-        stats, error = done[0]
+    if not stall_timeout:
+        await pump()
+    else:
+        stalled = False
+        error: Exception | None = None
+        async with anyio.create_task_group() as tg:
+
+            async def watch() -> None:
+                nonlocal stalled
+                while True:
+                    await anyio.sleep(min(1.0, stall_timeout / 4))
+                    if time.monotonic() - last >= stall_timeout:
+                        stalled = True
+                        tg.cancel_scope.cancel()
+                        return
+
+            tg.start_soon(watch)
+            try:
+                await pump()
+            except Exception as exc:  # raised as itself, not wrapped in the task group's exception group
+                error = exc
+            tg.cancel_scope.cancel()
         if error is not None:
             raise error
-        assert stats is not None
-        return stats
-    if relay.waiting == "upload":
-        raise UploadFailed(
-            f"the upload accepted no data for {stall_timeout:g}s (the remote stopped answering?): aborted"
-        )
-    raise DumpFailed(
-        f"the dump tool produced no data for {stall_timeout:g}s (the database server stopped answering?): aborted"
-    )
+        if stalled:
+            raise _stalled(stall_timeout, waiting)
+    return TransferStats(stored, digest.hexdigest(), tail, dump_size=total)
 
 
-async def transfer(
-    engine: Engine,
-    command: DumpCommand | Callable[[], Awaitable[DumpCommand]],
-    storage: Storage,
-    name: str,
-    *,
-    redactor: Redactor,
-    timeout: float | None = None,
-    progress: Progress | None = None,
-    on_started: Callable[[ChildProcess, Upload], None] | None = None,
-    compression: StreamCompression | None = None,
-    check_tail: bool = True,
-    alternative: str | None = None,
-    before_publish: Callable[[str, TransferStats, DumpCommand], Awaitable[None]] | None = None,
-    stall_timeout: float | None = DEFAULT_STALL_TIMEOUT,
-) -> Transfer:
-    """Run *command*, stream its stdout to *storage* under *name*, and commit only on full success.
+async def _cleanup(stream: SourceStream | None, relay: Relay | None, upload: SinkUpload) -> None:
+    """Stop everything in the order that keeps the commit protocol: source and upload, relay, then abort.
 
-    *command* may be an async callable that builds it (probing the server): it then runs after the
-    upload process was started, so rclone's start-up overlaps the probe. With *compression* the
-    stream is compressed on the way; size and sha256 then describe the stored (compressed) bytes.
-
-    *alternative*: the name to take if *name* is already taken on the remote (the commit never
-    replaces what this run did not create). *before_publish* is called with the chosen name, the
-    relay's numbers and the command once every byte is confirmed and before the backup appears under
-    its name (it writes the manifest; if it raises, nothing is published). *stall_timeout*: seconds
-    without a byte moving before the run fails (None: never).
-
-    Raises:
-        DumpFailed: the dump tool exited non-zero, was killed, or wrote an incomplete dump.
-        UploadFailed: rclone failed, stopped early, or the remote holds a different size.
-        BackupTimeout: *timeout* seconds passed; dump and upload were stopped and the upload aborted.
-
-    Cancellation of the surrounding task (SIGTERM in the CLI) propagates as the event loop's own
-    cancellation exception, after the same clean-up: dump stopped, upload aborted.
-
-    In every failure case nothing is left under *name* (a partial name at most, if the abort's own
-    delete failed) and an existing object called *name* is untouched.
-    """
-    upload = await storage.begin_upload(name)
-    dump: ChildProcess | None = None
-    relay: Relay | None = None
-    committed = False
-    try:
-        with anyio.fail_after(timeout):
-            try:
-                if callable(command):
-                    command = await command()
-                dump = command.start(redactor, stdout=subprocess.PIPE)
-                assert dump.popen.stdout is not None
-                src_fd = dump.popen.stdout.fileno()
-                grow_pipe(src_fd)
-                compressor = compression.compressor() if compression is not None else None
-                relay = Relay(src_fd, upload.fileno(), progress, compressor)
-                if on_started is not None:
-                    on_started(dump, upload)
-                stats = await _relay_watched(relay, stall_timeout)
-                status = await dump.wait()
-                if status != 0:
-                    raise DumpFailed(
-                        f"{dump.name} {dump.describe_exit(status)}",
-                        exit_status=status,
-                        stderr_tail=dump.stderr.text(),
-                    )
-                reason = engine.check_output_tail(stats.tail, command) if check_tail else None
-                if reason:
-                    raise DumpFailed(reason, exit_status=0, stderr_tail=dump.stderr.text())
-                built = command
-
-                async def publishing(final: str) -> None:
-                    if before_publish is not None:
-                        await before_publish(final, stats, built)
-
-                final = await upload.commit(stats.size, alternative=alternative, before_publish=publishing)
-                committed = True
-                return Transfer(stats, command, final)
-            except UploadFailed as exc:
-                # The dump usually dies of the broken pipe too; the upload's reason is the real one.
-                detail = upload.failure_detail()
-                if detail and detail not in str(exc):
-                    raise UploadFailed(str(exc), stderr_tail=detail) from None
-                raise
-            finally:
-                if not committed:
-                    with anyio.CancelScope(shield=True):
-                        await _cleanup(dump, relay, upload)
-    except TimeoutError:
-        raise BackupTimeout(f"the backup exceeded its timeout of {timeout:g}s and was aborted") from None
-    except anyio.get_cancelled_exc_class():
-        log.warning("backup cancelled: upload aborted")
-        raise
-    finally:
-        if dump is not None and dump.popen.stdout is not None:
-            dump.popen.stdout.close()
-
-
-async def _cleanup(dump: ChildProcess | None, relay: Relay | None, upload: Upload) -> None:
-    """Stop everything in the order that keeps the commit protocol: dump and upload, relay, then abort.
-
-    Bounded by :data:`ABORT_BUDGET`: both processes get SIGTERM at once (SIGKILL after
-    :data:`STOP_GRACE`), and removing the partial upload gets what is left of the budget.
+    Bounded by :data:`ABORT_BUDGET`: the source and the upload are stopped at once (SIGTERM, SIGKILL
+    after :data:`STOP_GRACE` for processes), and removing the partial upload gets what is left.
     """
     deadline = time.monotonic() + ABORT_BUDGET
     if relay is not None:
         relay.stopped = True
     async with anyio.create_task_group() as tg:
-        if dump is not None:
-            tg.start_soon(dump.stop, STOP_GRACE)
-        tg.start_soon(upload.interrupt)
+        if stream is not None:
+            tg.start_soon(stream.stop)
+        if isinstance(upload, Upload):
+            tg.start_soon(upload.interrupt)
     if relay is not None:
         # both ends are dead now: the relay thread ends at once (EOF or EPIPE)
         await anyio.to_thread.run_sync(relay.done.wait, STOP_GRACE, abandon_on_cancel=True)
-    await upload.abort(timeout=max(1.0, deadline - time.monotonic()))
+    with anyio.move_on_after(max(1.0, deadline - time.monotonic())):
+        if isinstance(upload, Upload):
+            await upload.abort(timeout=max(1.0, deadline - time.monotonic()))
+        else:
+            try:
+                await upload.abort()
+            except Exception as exc:  # abort never raises: the run's own error is the one to report
+                log.warning("aborting the upload failed: %s", exc)
 
 
-__all__ = ["Relay", "Transfer", "TransferStats", "transfer"]
+__all__ = ["DEFAULT_STALL_TIMEOUT", "Pipeline", "PipelineResult", "Progress", "Relay", "TransferStats"]

@@ -1,4 +1,5 @@
-"""List, restore and verify: every backup provably restorable.
+"""Restore: every backup provably restorable. (About 450 lines on purpose: the whole restore protocol,
+stream and files, hold-back and proof pass, stays in one place to be read as one.)
 
 A restore streams the stored object from the remote (``rclone cat`` or the rc API) through
 decompression (gzip/zstd, when dbstash compressed it) into the engine's native tool, computing the
@@ -17,30 +18,34 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import re
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import anyio
 
 from dbstash.compression import SUFFIXES, Compressor, StreamCompression
 from dbstash.config import Settings
 from dbstash.engines import target_connection
-from dbstash.engines.base import Connection, DumpCommand, DumpOptions, Engine, RestoreOptions, run_tool
+from dbstash.engines.base import Connection, DumpCommand, Engine, RestoreOptions, run_tool
 from dbstash.errors import ChecksumMismatch, ConfigError, DbstashError, RestoreError, RestoreRefused, StorageError
+from dbstash.listing import (
+    BackupInfo,
+    _infos,
+    _with_manifest,
+    alist_backups,
+    job_templates,
+    list_backups,
+    select_backup,
+)
 from dbstash.logs import get_logger
-from dbstash.manifest import Manifest, is_manifest, manifest_name
-from dbstash.naming import NameTemplate, is_partial
 from dbstash.process import ChildProcess
 from dbstash.redact import GLOBAL_REDACTOR
-from dbstash.storage.base import RemoteEntry, Storage
+from dbstash.storage.base import Storage
 
 log = get_logger("dbstash.restore")
 
@@ -52,47 +57,6 @@ HEAD = 64 << 10
 SQLITE_SIDE_FILES = ("-journal", "-wal", "-shm")
 #: How long the restore tool gets to finish after its last input.
 TOOL_TIMEOUT = 6 * 3600.0
-
-
-@dataclass(frozen=True, slots=True)
-class BackupInfo:
-    """One backup of this job on the remote, as :func:`list_backups` reports it.
-
-    Attributes:
-        complete: committed under its final name (a partial upload left by a killed run is not).
-        manifest: its manifest, if it has a readable one (backups from before manifests have none).
-        size_ok: the stored size equals the manifest's (None without a manifest).
-    """
-
-    name: str
-    size: int
-    taken_at: datetime
-    complete: bool
-    manifest: Manifest | None = None
-    manifest_problem: str | None = None
-    is_dir: bool = False
-
-    @property
-    def size_ok(self) -> bool | None:
-        return None if self.manifest is None else self.manifest.size == self.size
-
-    def to_dict(self, now: datetime | None = None) -> dict[str, object]:
-        """Plain JSON-ready data, with the age in seconds."""
-        now = now or datetime.now(UTC)
-        m = self.manifest
-        return {
-            "name": self.name,
-            "size": self.size,
-            "taken_at": self.taken_at.isoformat(),
-            "age_seconds": round((now - self.taken_at).total_seconds()),
-            "complete": self.complete,
-            "manifest": m is not None,
-            "sha256": m.sha256 if m else None,
-            "size_ok": self.size_ok,
-            "engine": m.engine if m else None,
-            "compression": m.compression if m else None,
-            "manifest_problem": self.manifest_problem,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,127 +83,6 @@ class RestoreResult:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class VerifyResult:
-    """The restore drill's outcome: the restore, then what the scratch target held."""
-
-    restore: RestoreResult
-    counts: dict[str, int] = field(default_factory=dict)
-    cleaned: bool = True
-
-    def to_dict(self) -> dict[str, object]:
-        return {**self.restore.to_dict(), "counts": self.counts, "cleaned": self.cleaned}
-
-
-# -- listing ---------------------------------------------------------------------------------------
-def job_templates(settings: Settings) -> list[NameTemplate]:
-    """This job's names under every extension it may have used: plain or native format, with or
-    without dbstash's ``.gz``/``.zst`` (so turning compression on or off never hides older backups
-    from list and restore; retention stays with the exact current template)."""
-    current = settings.template()
-    engine = settings.engine()
-    bases = {
-        engine.extension(DumpOptions(compress=c, extra_args=settings.dump_extra_args), settings.connection)
-        for c in (False, True)
-    }
-    others = {b + suffix for b in bases for suffix in ("", *SUFFIXES.values())} - {current.extension}
-    extensions = [current.extension, *sorted(others)]
-    return [replace(current, extension=ext) for ext in extensions]
-
-
-def _infos(entries: Sequence[RemoteEntry], templates: Sequence[NameTemplate], zone: ZoneInfo) -> list[BackupInfo]:
-    names = {e.name for e in entries}
-    found = []
-    for e in entries:
-        if is_manifest(e.name):
-            continue
-        final = e.name
-        complete = True
-        if e.is_dir:  # directory mode: the manifest beside the folder is its completion marker
-            complete = manifest_name(e.name) in names
-        elif is_partial(e.name):
-            final = e.name.rsplit(".", 2)[0]
-            complete = False
-        template = next((t for t in templates if t.matches(final)), None)
-        if template is None:
-            continue
-        taken = template.timestamp_of(final, zone) or e.modtime
-        found.append(
-            BackupInfo(
-                e.name,
-                e.size,
-                taken.astimezone(UTC),
-                complete,
-                manifest_problem=None if manifest_name(e.name) in names or not complete else "no manifest",
-                is_dir=e.is_dir,
-            )
-        )
-    return sorted(found, key=lambda b: (b.taken_at, b.name), reverse=True)
-
-
-async def _with_manifest(storage: Storage, info: BackupInfo) -> BackupInfo:
-    if not info.complete or info.manifest_problem == "no manifest":
-        return info
-    try:
-        manifest = Manifest.from_json(await storage.read(manifest_name(info.name)))
-    except (ValueError, StorageError) as exc:
-        return replace(info, manifest=None, manifest_problem=f"unreadable manifest: {exc}")
-    problem = None
-    if not info.is_dir and manifest.size != info.size:
-        problem = f"size {info.size} differs from the manifest's {manifest.size}"
-    return replace(info, manifest=manifest, manifest_problem=problem)
-
-
-async def alist_backups(
-    settings: Settings, *, storage: Storage | None = None, manifests: bool = True
-) -> list[BackupInfo]:
-    """This job's backups on the remote, newest first, partial uploads included (``complete=False``).
-
-    With *manifests* each complete backup's manifest is read (one small read each).
-    """
-    from dbstash.api import _job_storage  # noqa: PLC0415 - api imports this module's users
-
-    async with _job_storage(settings, storage) as store:
-        infos = _infos(await store.list(), job_templates(settings), settings.zone)
-        if not manifests:
-            return infos
-        return [await _with_manifest(store, i) for i in infos]
-
-
-def list_backups(settings: Settings, *, manifests: bool = True) -> list[BackupInfo]:
-    """This job's backups on the remote, newest first (blocking). See :func:`alist_backups`."""
-    return anyio.run(lambda: alist_backups(settings, manifests=manifests))
-
-
-_STAMP = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:[T _-](\d{2}):?(\d{2})(?::?(\d{2}))?)?$")
-
-
-def select_backup(infos: Sequence[BackupInfo], selector: str, zone: ZoneInfo) -> BackupInfo:
-    """``latest``, an exact name, or a time (``2026-02-07``, ``2026-02-07T02:00``, ``2026-02-07-020000``):
-    the newest complete backup taken at or before it."""
-    complete = [i for i in infos if i.complete]
-    if selector == "latest":
-        if not complete:
-            raise ConfigError("--backup", "a backup name or time: this job has no complete backup yet", selector)
-        return complete[0]
-    for i in infos:
-        if i.name == selector:
-            if not i.complete:
-                raise ConfigError("--backup", "a complete backup (this one is a partial upload)", selector)
-            return i
-    m = _STAMP.match(selector.strip())
-    if not m:
-        raise ConfigError("--backup", "latest, a backup name, or a time such as 2026-02-07T02:00", selector)
-    day, hh, mm, ss = m.groups()
-    when = datetime.fromisoformat(f"{day}T{hh or '23'}:{mm or '59'}:{ss or ('59' if not hh else '00')}")
-    when = when.replace(tzinfo=zone)
-    at_or_before = [i for i in complete if i.taken_at <= when.astimezone(UTC)]
-    if not at_or_before:
-        raise ConfigError("--backup", f"a time after the oldest backup ({selector} is before all of them)", selector)
-    return at_or_before[0]
-
-
-# -- restoring -------------------------------------------------------------------------------------
 def _compression_of(info: BackupInfo) -> StreamCompression | None:
     m = info.manifest
     if m is not None:
@@ -336,7 +179,7 @@ class _Feeder:
             self.sink_fd = -1
 
 
-def _target_connection(settings: Settings, target: str | None) -> tuple[Engine, Connection]:
+def target_for(settings: Settings, target: str | None) -> tuple[Engine, Connection]:
     engine = settings.engine()
     return engine, settings.connection if target is None else target_connection(engine, target, "--target")
 
@@ -367,11 +210,11 @@ async def arestore(
         RestoreError: the restore tool failed or the backup could not be read.
         RestoreRefused: the target holds data and *force* is False (nothing was touched).
     """
-    from dbstash.api import _job_storage  # noqa: PLC0415
+    from dbstash.remote import job_storage  # noqa: PLC0415
 
     t0 = time.monotonic()
-    engine, conn = _target_connection(settings, target)
-    async with _job_storage(settings, storage) as store:
+    engine, conn = target_for(settings, target)
+    async with job_storage(settings, storage) as store:
         infos = _infos(await store.list(), job_templates(settings), settings.zone)
         info = await _with_manifest(store, select_backup(infos, backup, settings.zone))
         mode = info.manifest.mode if info.manifest else ("directory" if info.is_dir else "stream")
@@ -597,57 +440,12 @@ def restore(
     return anyio.run(lambda: arestore(settings, backup, target=target, force=force, allow_unverified=allow_unverified))
 
 
-# -- verify ----------------------------------------------------------------------------------------
-async def averify(
-    settings: Settings, backup: str = "latest", *, target: str | None = None, storage: Storage | None = None
-) -> VerifyResult:
-    """The restore drill: restore into an empty scratch *target*, check the checksum, count rows, drop the data.
-
-    *target* defaults to ``VERIFY_TARGET_URI``; for SQLite and Redis a temp file is used when none is given.
-    Succeeds only when the restore succeeded and the checksum matched the manifest.
-    """
-    engine = settings.engine()
-    target = target or settings.verify_target
-    scratch_dir = None
-    if target is None:
-        if not engine.restores_to_file:
-            raise ConfigError("VERIFY_TARGET_URI", f"a scratch {engine.key} database URI to restore into (--target)")
-        scratch_dir = tempfile.mkdtemp(prefix="dbstash-verify-")
-        target = os.path.join(scratch_dir, "scratch" + (".rdb" if engine.key == "redis" else ".db"))
-    _, conn = _target_connection(settings, target)
-    try:
-        result = await arestore(settings, backup, target=target, storage=storage)
-        if not result.checksum_verified:
-            raise ChecksumMismatch(f"{result.name} has no manifest: its checksum cannot be verified")
-        counts = await engine.table_counts(conn)
-        log.info("verify: restored %s, checksum matched", result.name, extra={"counts": counts})
-        return VerifyResult(result, counts)
-    finally:
-        with anyio.CancelScope(shield=True):
-            try:
-                await engine.clear(conn)
-            except Exception as exc:
-                log.error("verify: could not drop the scratch data in %s: %s", conn.display_uri(), exc)
-        if scratch_dir is not None:
-            import shutil  # noqa: PLC0415
-
-            shutil.rmtree(scratch_dir, ignore_errors=True)
-
-
-def verify(settings: Settings, backup: str = "latest", *, target: str | None = None) -> VerifyResult:
-    """The restore drill (blocking). See :func:`averify`."""
-    return anyio.run(lambda: averify(settings, backup, target=target))
-
-
 __all__ = [
     "BackupInfo",
     "RestoreResult",
-    "VerifyResult",
     "alist_backups",
     "arestore",
-    "averify",
     "list_backups",
     "restore",
     "select_backup",
-    "verify",
 ]

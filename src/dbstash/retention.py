@@ -116,18 +116,19 @@ class RetentionPolicy:
     tz: str = "UTC"
 
     def __post_init__(self) -> None:
-        for variable, value in (
-            ("RETENTION_MAX_FILES", self.max_files),
-            ("RETENTION_KEEP_HOURLY", self.keep_hourly),
-            ("RETENTION_KEEP_DAILY", self.keep_daily),
-            ("RETENTION_KEEP_WEEKLY", self.keep_weekly),
-            ("RETENTION_KEEP_MONTHLY", self.keep_monthly),
-            ("RETENTION_KEEP_YEARLY", self.keep_yearly),
+        # a library part: errors name its own parameters (the env path validated the variables before)
+        for parameter, value in (
+            ("max_files", self.max_files),
+            ("keep_hourly", self.keep_hourly),
+            ("keep_daily", self.keep_daily),
+            ("keep_weekly", self.keep_weekly),
+            ("keep_monthly", self.keep_monthly),
+            ("keep_yearly", self.keep_yearly),
         ):
             if not isinstance(value, int) or value < 0:
-                raise ConfigError(variable, "a whole number >= 0 (0 turns it off)", str(value))
-        if self.max_days < 0:
-            raise ConfigError("RETENTION_MAX_DAYS", "a number of days >= 0 (0 keeps every backup)", str(self.max_days))
+                raise ConfigError(parameter, "a whole number >= 0 (0 turns it off)", str(value))
+        if not 0 <= self.max_days <= 36500:
+            raise ConfigError("max_days", "a number of days from 0 to 36500 (0 keeps every backup)", str(self.max_days))
 
     @property
     def keep_rules(self) -> dict[str, int]:
@@ -146,13 +147,14 @@ class RetentionPolicy:
         """Whether this policy can ever delete anything."""
         return self.max_files > 0 or self.max_days > 0 or bool(self.keep_rules)
 
-    def plan(self, backups: Sequence[Backup], now: datetime) -> RetentionPlan:
+    def plan(self, backups: Sequence[Backup], now: datetime, *, newest: str | None = None) -> RetentionPlan:
         """Decide, without side effects, which of *backups* to delete at *now*.
 
         *backups* must hold only complete backups made by this job (the caller filters by template
-        and drops partial uploads). Ties in time are broken by name, so the plan is deterministic.
+        and drops partial uploads). Ties in time are broken by name, so the plan is deterministic;
+        *newest* names the backup that wins a tie (the one a run just wrote: two runs in one second).
         """
-        ordered = sorted(backups, key=lambda b: (b.taken_at, b.name), reverse=True)
+        ordered = sorted(backups, key=lambda b: (b.taken_at, b.name == newest, b.name), reverse=True)
         zone = ZoneInfo(self.tz)
         reasons: dict[int, list[str]] = {i: [] for i in range(len(ordered))}
         if ordered:

@@ -211,15 +211,17 @@ class Service:
         self.settings = settings
         self.state = ServiceState()
         self.metrics = Metrics()
-        self._next_time = next_time or (lambda now: next_run(settings.schedule, now, settings.zone))
+        self._next_time = next_time or (lambda now: next_run(settings.service.schedule, now, settings.zone))
         self._max_runs = max_runs
         self._on_result = on_result
         self._runs = 0
         self._run_scope: anyio.CancelScope | None = None
         self.exit_code = 0
         self.health: HealthServer | None = None
-        if settings.health_port:
-            self.health = HealthServer(self.state, self.metrics, settings.health_addr, settings.health_port)
+        if settings.service.health_port:
+            self.health = HealthServer(
+                self.state, self.metrics, settings.service.health_addr, settings.service.health_port
+            )
 
     async def run(self) -> int:
         """Serve until a signal (or *max_runs* runs, for tests); returns the process exit code."""
@@ -230,9 +232,9 @@ class Service:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._watch_signals, tg.cancel_scope)
-                if self.settings.verify_schedule:
+                if self.settings.service.verify_schedule:
                     tg.start_soon(self._verify_loop, tg)
-                if self.settings.on_start:
+                if self.settings.service.on_start:
                     await self._tick(tg)
                 while self._max_runs is None or self._runs < self._max_runs:
                     now = datetime.now(UTC)
@@ -254,8 +256,8 @@ class Service:
 
     async def _verify_loop(self, tg: anyio.abc.TaskGroup) -> None:
         """``VERIFY_SCHEDULE``: the restore drill on its own cron, one at a time."""
-        assert self.settings.verify_schedule is not None
-        schedule = self.settings.verify_schedule
+        assert self.settings.service.verify_schedule is not None
+        schedule = self.settings.service.verify_schedule
         while True:
             due = next_run(schedule, datetime.now(UTC), self.settings.zone)
             log.info("next verify at %s", due.isoformat(), extra={"next_verify": due.isoformat()})
@@ -271,7 +273,7 @@ class Service:
     async def verify_once(self) -> None:
         """One restore drill: record it for /healthz and /metrics, and notify (never ping monitors)."""
         from dbstash.notify import PingNotifier, RunEvent, notify  # noqa: PLC0415
-        from dbstash.restore import averify  # noqa: PLC0415
+        from dbstash.verify import averify  # noqa: PLC0415
 
         started = datetime.now(UTC)
         counts: dict[str, int] | None = None
@@ -320,7 +322,7 @@ class Service:
                 return
 
     async def _tick(self, tg: anyio.abc.TaskGroup) -> None:
-        if self.state.running and self.settings.lock:
+        if self.state.running and self.settings.service.lock:
             log.warning("skipped a scheduled backup: the previous one is still running (BACKUP_LOCK=true)")
             self.metrics.runs.labels(outcome="skipped").inc()
             return

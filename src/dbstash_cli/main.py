@@ -164,55 +164,80 @@ def cli() -> None:
     """
 
 
-def job_options(func: Callable[..., None]) -> Callable[..., None]:
-    """The flags shared by ``backup`` and ``prune``: each mirrors one environment variable."""
+_CONNECTION = [
+    click.option("--uri", help="Connection URI (DB_URI), e.g. sqlite:///srv/app.db or postgresql://app@db/app."),
+    click.option("--uri-file", type=click.Path(), help="File holding the URI (DB_URI_FILE)."),
+    click.option(
+        "--engine", help="Engine key when no URI is given (DB_ENGINE): pg, mysql, mariadb, redis, mongo, sqlite."
+    ),
+    click.option("--host", help="Database host (DB_HOST)."),
+    click.option("--port", help="Database port (DB_PORT)."),
+    click.option("--db-name", help="Database name (DB_NAME)."),
+    click.option("--user", help="Database user (DB_USER)."),
+    click.option("--auth-source", help="MongoDB auth database (DB_AUTH_SOURCE), default admin."),
+    click.option("--password-file", type=click.Path(), help="File holding the password (DB_PASSWORD_FILE)."),
+    click.option("--remote", help="rclone remote path (RCLONE_REMOTE), e.g. s3:bucket/pg or ./backups."),
+    click.option("--rclone-config-file", type=click.Path(), help="rclone.conf to use (RCLONE_CONFIG_FILE)."),
+    click.option("--rclone-extra-args", help="Extra rclone flags (RCLONE_EXTRA_ARGS)."),
+    click.option("--name-template", help="Name template (BACKUP_NAME_TEMPLATE), default {db}-{date}-{time}."),
+]
+_COMPRESSION = [
+    click.option("--compress/--no-compress", default=None, help="Native compression (BACKUP_COMPRESS=true)."),
+    click.option(
+        "--stream-compress",
+        metavar="zstd|gzip[:LEVEL]",
+        help="Compress the stream in dbstash, any engine (BACKUP_COMPRESS=zstd); wins over --compress.",
+    ),
+    click.option("--extension", help="File extension override (BACKUP_EXTENSION)."),
+]
+_DUMP = [
+    click.option("--dump-extra-args", help="Extra dump tool flags (DUMP_EXTRA_ARGS)."),
+    click.option("--timeout", help="Maximum run time, e.g. 1h, 30m (BACKUP_TIMEOUT)."),
+]
+_RETENTION = [
+    click.option("--retention-max-files", help="Keep at most N backups (RETENTION_MAX_FILES)."),
+    click.option("--retention-max-days", help="Delete backups older than N days (RETENTION_MAX_DAYS)."),
+    *(
+        click.option(
+            f"--retention-keep-{p}", help=f"Keep the newest backup of the last N {u} (RETENTION_KEEP_{p.upper()})."
+        )
+        for p, u in (
+            ("hourly", "hours"),
+            ("daily", "days"),
+            ("weekly", "ISO weeks"),
+            ("monthly", "months"),
+            ("yearly", "years"),
+        )
+    ),
+]
+_OUTPUT = [
+    click.option("--tz", help="Time zone for names and retention periods (TZ)."),
+    click.option("--log-level", help="debug, info, warn, error (LOG_LEVEL)."),
+    click.option("--log-format", help="json or text (LOG_FORMAT); text by default on a terminal."),
+    click.option("--json", "as_json", is_flag=True, help="Print the result (or the error) as JSON on stdout."),
+]
+
+
+def job_options(
+    *, compression: bool = False, dump: bool = False, retention: bool = False
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """The flags a subcommand uses, each mirroring one environment variable: the job's connection,
+    remote and names always; compression (which changes names), dump and retention flags only where
+    they mean something (``restore --help`` lists no retention flag)."""
     options = [
-        click.option("--uri", help="Connection URI (DB_URI), e.g. sqlite:///srv/app.db or postgresql://app@db/app."),
-        click.option("--uri-file", type=click.Path(), help="File holding the URI (DB_URI_FILE)."),
-        click.option(
-            "--engine", help="Engine key when no URI is given (DB_ENGINE): pg, mysql, mariadb, redis, mongo, sqlite."
-        ),
-        click.option("--host", help="Database host (DB_HOST)."),
-        click.option("--port", help="Database port (DB_PORT)."),
-        click.option("--db-name", help="Database name (DB_NAME)."),
-        click.option("--user", help="Database user (DB_USER)."),
-        click.option("--auth-source", help="MongoDB auth database (DB_AUTH_SOURCE), default admin."),
-        click.option("--password-file", type=click.Path(), help="File holding the password (DB_PASSWORD_FILE)."),
-        click.option("--remote", help="rclone remote path (RCLONE_REMOTE), e.g. s3:bucket/pg or ./backups."),
-        click.option("--rclone-config-file", type=click.Path(), help="rclone.conf to use (RCLONE_CONFIG_FILE)."),
-        click.option("--rclone-extra-args", help="Extra rclone flags (RCLONE_EXTRA_ARGS)."),
-        click.option("--name-template", help="Name template (BACKUP_NAME_TEMPLATE), default {db}-{date}-{time}."),
-        click.option("--compress/--no-compress", default=None, help="Native compression (BACKUP_COMPRESS=true)."),
-        click.option(
-            "--stream-compress",
-            metavar="zstd|gzip[:LEVEL]",
-            help="Compress the stream in dbstash, any engine (BACKUP_COMPRESS=zstd); wins over --compress.",
-        ),
-        click.option("--extension", help="File extension override (BACKUP_EXTENSION)."),
-        click.option("--dump-extra-args", help="Extra dump tool flags (DUMP_EXTRA_ARGS)."),
-        click.option("--retention-max-files", help="Keep at most N backups (RETENTION_MAX_FILES)."),
-        click.option("--retention-max-days", help="Delete backups older than N days (RETENTION_MAX_DAYS)."),
-        *(
-            click.option(
-                f"--retention-keep-{p}", help=f"Keep the newest backup of the last N {u} (RETENTION_KEEP_{p.upper()})."
-            )
-            for p, u in (
-                ("hourly", "hours"),
-                ("daily", "days"),
-                ("weekly", "ISO weeks"),
-                ("monthly", "months"),
-                ("yearly", "years"),
-            )
-        ),
-        click.option("--timeout", help="Maximum run time, e.g. 1h, 30m (BACKUP_TIMEOUT)."),
-        click.option("--tz", help="Time zone for names and retention periods (TZ)."),
-        click.option("--log-level", help="debug, info, warn, error (LOG_LEVEL)."),
-        click.option("--log-format", help="json or text (LOG_FORMAT); text by default on a terminal."),
-        click.option("--json", "as_json", is_flag=True, help="Print the result (or the error) as JSON on stdout."),
+        *_CONNECTION,
+        *(_COMPRESSION if compression else []),
+        *(_DUMP if dump else []),
+        *(_RETENTION if retention else []),
+        *_OUTPUT,
     ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+
+    def decorate(func: Callable[..., None]) -> Callable[..., None]:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
 
 
 def _environ_with_flags(compress: bool | None, flags: Mapping[str, str | None]) -> dict[str, str]:
@@ -231,16 +256,16 @@ def _environ_with_flags(compress: bool | None, flags: Mapping[str, str | None]) 
 
 
 @cli.command()
-@job_options
+@job_options(compression=True, dump=True, retention=True)
 @click.option("--dry-run", is_flag=True, help="Show what would happen (DRY_RUN); touch nothing.")
-def backup(as_json: bool, dry_run: bool, compress: bool | None, **flags: str | None) -> None:
+def backup(as_json: bool, dry_run: bool, compress: bool | None = None, **flags: str | None) -> None:
     """Run one backup now. Flags override the matching environment variables."""
     environ = _environ_with_flags(compress, flags)
     if dry_run:
         environ["DRY_RUN"] = "true"
     settings = _load(environ, as_json)
-    configure_logging(settings.log_level, settings.log_format)
-    if settings.dry_run:
+    configure_logging(settings.service.log_level, settings.service.log_format)
+    if settings.service.dry_run:
         sys.exit(_dry_run(settings, as_json=as_json))
     try:
         anyio.run(dbstash.api.preflight, settings)
@@ -252,16 +277,16 @@ def backup(as_json: bool, dry_run: bool, compress: bool | None, **flags: str | N
 
 
 @cli.command()
-@job_options
+@job_options(compression=True, retention=True)
 @click.option("--dry-run", is_flag=True, help="Show what would be kept (and by which rule) and what would go.")
-def prune(as_json: bool, dry_run: bool, compress: bool | None, **flags: str | None) -> None:
+def prune(as_json: bool, dry_run: bool, compress: bool | None = None, **flags: str | None) -> None:
     """Apply the retention policy to this job's backups now.
 
     Only names this job's template produces are considered; partial uploads never count; the newest
     backup is never deleted. With --dry-run nothing is deleted.
     """
     settings = _load(_environ_with_flags(compress, flags), as_json)
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.service.log_level, settings.service.log_format)
     if not settings.retention.enabled:
         log.warning(
             "no retention variable is set (RETENTION_MAX_FILES, RETENTION_MAX_DAYS, RETENTION_KEEP_*): "
@@ -297,8 +322,8 @@ def run() -> None:
     DRY_RUN=true shows what would happen and exits 0 without touching the database or the remote.
     """
     settings = _load(os.environ, as_json=False)
-    configure_logging(settings.log_level, settings.log_format)
-    if settings.dry_run:
+    configure_logging(settings.service.log_level, settings.service.log_format)
+    if settings.service.dry_run:
         sys.exit(_dry_run(settings, as_json=False))
     try:
         anyio.run(dbstash.api.preflight, settings)
@@ -306,7 +331,7 @@ def run() -> None:
         _fail_config(exc, False)
     except DbstashError as exc:  # rcd not up yet (a sidecar starting): each run reports it if it persists
         log.warning("start-up check failed: %s", GLOBAL_REDACTOR(str(exc)))
-    if settings.schedule == "once":
+    if settings.service.schedule == "once":
         sys.exit(_run_once(settings, as_json=False, show_progress=False))
     from dbstash.service import Service  # noqa: PLC0415 - prometheus-client only for cron mode
 
@@ -333,7 +358,7 @@ def _restore_job(
 ) -> None:
     """Shared by list/restore/verify: settings from env + flags, run *job*, map errors to exit codes and JSON."""
     settings = _load(_environ_with_flags(compress, flags), as_json)
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.service.log_level, settings.service.log_format)
     try:
         result = job(settings)
     except DbstashError as exc:
@@ -365,8 +390,8 @@ def _restore_job(
 
 
 @cli.command(name="list")
-@job_options
-def list_(as_json: bool, compress: bool | None, **flags: str | None) -> None:
+@job_options()
+def list_(as_json: bool, compress: bool | None = None, **flags: str | None) -> None:
     """List this job's backups on the remote, newest first: size, time, complete or partial, checksum."""
     _restore_job("backups", as_json, compress, flags, dbstash.list_backups)
 
@@ -375,7 +400,7 @@ _BACKUP_HELP = "Which backup: latest (default), a name, or a time such as 2026-0
 
 
 @cli.command()
-@job_options
+@job_options()
 @click.option("--backup", "which", default="latest", show_default=True, help=_BACKUP_HELP)
 @click.option(
     "--target",
@@ -393,7 +418,7 @@ def restore(  # noqa: PLR0917 - click passes every option by keyword
     target: str | None,
     force: bool,
     allow_unverified: bool,
-    compress: bool | None,
+    compress: bool | None = None,
     **flags: str | None,
 ) -> None:
     """Stream a backup from the remote into the database with its native tool, checking its sha256."""
@@ -407,10 +432,10 @@ def restore(  # noqa: PLR0917 - click passes every option by keyword
 
 
 @cli.command()
-@job_options
+@job_options()
 @click.option("--backup", "which", default="latest", show_default=True, help=_BACKUP_HELP)
 @click.option("--target", help="Scratch database URI to restore into (VERIFY_TARGET_URI); its data is dropped after.")
-def verify(as_json: bool, which: str, target: str | None, compress: bool | None, **flags: str | None) -> None:
+def verify(as_json: bool, which: str, target: str | None, compress: bool | None = None, **flags: str | None) -> None:
     """The restore drill: restore into a scratch target, check the sha256, count rows per table, clean up."""
     _restore_job("verify", as_json, compress, flags, lambda s: dbstash.verify(s, which, target=target))
 

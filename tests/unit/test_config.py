@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dbstash import ConfigError, Settings
-from dbstash.config import parse_duration
+from dbstash.envparse import parse_duration
 from dbstash.redact import GLOBAL_REDACTOR
 
 BASE = {"DB_URI": "postgresql://app:pw-in-uri@db.example:5432/app", "RCLONE_REMOTE": "s3:bucket/pg"}
@@ -32,7 +32,12 @@ def test_defaults() -> None:
     assert s.engine_key == "pg" and s.connection.database == "app" and s.connection.password == "pw-in-uri"
     assert s.name_template == "{db}-{date}-{time}" and s.template().extension == ".sql"
     assert s.compress is False and s.retention.max_files == 0 and s.retention.max_days == 0
-    assert s.tz == "UTC" and s.schedule == "0 2 * * *" and s.log_level == "INFO" and s.log_format == "json"
+    assert (
+        s.tz == "UTC"
+        and s.service.schedule == "0 2 * * *"
+        and s.service.log_level == "INFO"
+        and s.service.log_format == "json"
+    )
     assert s.timeout is None and s.dump_extra_args == () and s.rclone.extra_args == ()
 
 
@@ -120,7 +125,13 @@ def test_good_forms() -> None:
     assert s.compress and s.extension == ".bak" and s.template().extension == ".bak"
     assert s.dump_extra_args == ("--no-owner", "--exclude-table", "a b")
     assert (s.retention.max_files, s.retention.max_days) == (7, 1.5)
-    assert (s.log_level, s.log_format, s.tz, s.schedule, s.timeout) == ("WARNING", "text", "Asia/Kolkata", "once", 5400)
+    assert (s.service.log_level, s.service.log_format, s.tz, s.service.schedule, s.timeout) == (
+        "WARNING",
+        "text",
+        "Asia/Kolkata",
+        "once",
+        5400,
+    )
     assert s.rclone.extra_args == ("--transfers", "2", "--s3-chunk-size", "16M")
 
 
@@ -215,10 +226,10 @@ def test_settings_repr_hides_password() -> None:
 def test_rclone_config_file_default_is_used_only_when_it_exists(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import dbstash.config
+    import dbstash.envparse
 
     default = tmp_path / "config" / "rclone.conf"
-    monkeypatch.setattr(dbstash.config, "DEFAULT_RCLONE_CONFIG_FILE", str(default))
+    monkeypatch.setattr(dbstash.envparse, "DEFAULT_RCLONE_CONFIG_FILE", str(default))
     assert Settings.from_env(BASE).rclone.config_file is None
     default.parent.mkdir()
     default.write_text("[x]\ntype = local\n")

@@ -169,7 +169,7 @@ def test_kubernetes_cronjob_example(tmp_path: Path) -> None:
         (tmp_path / key).write_text(value)
     env = {k: v.replace(mount, str(tmp_path)) for k, v in env.items()}
     settings = Settings.from_env(env)
-    assert settings.engine_key == "pg" and settings.schedule == "once"
+    assert settings.engine_key == "pg" and settings.service.schedule == "once"
     assert settings.retention.keep_rules == {"daily": 7, "weekly": 4}
     with pytest.raises(ConfigError):
         Settings.from_env({**env, "BACKUP_SCHEDULE": "nightly"})

@@ -6,8 +6,8 @@ from __future__ import annotations
 import inspect
 import re
 
-from dbstash import config
-from dbstash.config import KEEP_PERIODS
+from dbstash import envparse as config  # the one env parser (Settings.from_env delegates to it)
+from dbstash.envparse import KEEP_PERIODS
 from dbstash.envvars import ENV_VARS, markdown
 
 

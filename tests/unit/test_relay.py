@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from dbstash.errors import UploadFailed
-from dbstash.pipeline import CHUNK, Relay
+from dbstash.relay import CHUNK, Relay
 
 
 def _feed(fd: int, data: bytes, piece: int) -> None:

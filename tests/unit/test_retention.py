@@ -71,3 +71,13 @@ def test_plan_is_idempotent() -> None:
 def test_negative_limits_are_config_errors(files: int, days: float) -> None:
     with pytest.raises(ConfigError):
         RetentionPolicy(max_files=files, max_days=days)
+
+
+def test_the_backup_a_run_just_wrote_wins_a_tie_in_time() -> None:
+    # two runs in one second: the second stores NAME-<id>, which sorts before NAME; it must still count as newest
+    when = datetime(2026, 1, 1, 2, 0, tzinfo=UTC)
+    first, second = Backup("app-2026-01-01-020000.sql", when, 1), Backup("app-2026-01-01-020000-1a2b3c4d.sql", when, 1)
+    plan = RetentionPolicy(max_files=1).plan([first, second], when, newest=second.name)
+    assert [d.backup.name for d in plan.decisions if d.keep] == [second.name]
+    plan = RetentionPolicy(max_files=1).plan([first, second], when, newest=first.name)
+    assert [d.backup.name for d in plan.decisions if d.keep] == [first.name]

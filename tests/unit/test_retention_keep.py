@@ -212,3 +212,18 @@ def test_a_new_backup_only_displaces_what_the_rule_says(
                 <= next(b.taken_at for b in history if b.name == other)
                 for other in before
             )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "parameter"),
+    [
+        ({"retention_max_files": -1}, "retention_max_files"),
+        ({"retention_max_days": -2}, "retention_max_days"),
+        ({"retention_max_days": 1e308}, "retention_max_days"),
+        ({"retention_keep": {"daily": -1}}, "retention_keep['daily']"),
+    ],
+)
+def test_library_errors_name_the_parameter_not_the_variable(kwargs: dict[str, object], parameter: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.create("sqlite:///x.db", remote="r:", **kwargs)  # type: ignore[arg-type]
+    assert info.value.variable == parameter and "RETENTION_" not in str(info.value)

@@ -24,6 +24,31 @@ ENGINES: dict[str, type[Engine]] = {
 }
 
 
+#: Entry-point group through which installed packages add engines: ``clickhouse = "pkg.mod:ClickhouseEngine"``.
+ENTRY_POINT_GROUP = "dbstash.engines"
+
+
+def available_engines() -> dict[str, type[Engine]]:
+    """The built-in engines, plus those installed packages declare in the ``dbstash.engines`` entry-point
+    group (a built-in key is never replaced). A third-party engine is a package, not a patch of
+    :data:`ENGINES`::
+
+        [project.entry-points."dbstash.engines"]
+        clickhouse = "dbstash_clickhouse:ClickhouseEngine"
+    """
+    from importlib.metadata import entry_points  # noqa: PLC0415 - only when an unknown key is asked for
+
+    found = dict(ENGINES)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in found:
+            continue
+        cls = ep.load()
+        if not (isinstance(cls, type) and issubclass(cls, Engine)):
+            raise TypeError(f"entry point {ep.name} = {ep.value} ({ENTRY_POINT_GROUP}) is not an Engine subclass")
+        found[ep.name] = cls
+    return found
+
+
 #: Engine keys that read each other's URIs (the spec's mysql:// serves MySQL and MariaDB alike).
 FAMILIES = ({"mysql", "mariadb"},)
 
@@ -52,10 +77,13 @@ def target_connection(engine: Engine, target: str, variable: str) -> Connection:
 
 def get_engine(key: str, *, variable: str = "DB_ENGINE") -> Engine:
     """The engine registered under *key* (``pg``, ``sqlite``, ...)."""
-    try:
+    if key in ENGINES:
         return ENGINES[key]()
+    engines = available_engines()
+    try:
+        return engines[key]()
     except KeyError:
-        raise ConfigError(variable, "one of " + ", ".join(sorted(ENGINES)), key) from None
+        raise ConfigError(variable, "one of " + ", ".join(sorted(engines)), key) from None
 
 
 def engine_for_uri(uri: str, *, variable: str = "DB_URI") -> Engine:
@@ -64,7 +92,11 @@ def engine_for_uri(uri: str, *, variable: str = "DB_URI") -> Engine:
     for cls in ENGINES.values():
         if scheme in cls.schemes:
             return cls()
-    schemes = sorted(s for cls in ENGINES.values() for s in cls.schemes)
+    engines = available_engines()
+    for cls in engines.values():
+        if scheme in cls.schemes:
+            return cls()
+    schemes = sorted(s for cls in engines.values() for s in cls.schemes)
     raise ConfigError(variable, "a URI starting with " + ", ".join(f"{s}://" for s in schemes), redact_uri(uri))
 
 
@@ -74,6 +106,7 @@ __all__ = [
     "DumpCommand",
     "DumpOptions",
     "Engine",
+    "available_engines",
     "engine_for_uri",
     "get_engine",
     "same_family",

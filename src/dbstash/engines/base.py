@@ -107,13 +107,21 @@ class DumpCommand:
         with self.materialize() as (argv, pass_fds):
             return ChildProcess(
                 argv,
-                env={**child_base_env(), **self.env},
+                env={**child_base_env(), **self.resolved_env(pass_fds)},
                 name=os.path.basename(self.argv[0]),
                 redact=redact,
                 stdin=stdin,
                 stdout=stdout,
                 pass_fds=pass_fds,
             )
+
+    def resolved_env(self, pass_fds: tuple[int, ...]) -> dict[str, str]:
+        """:attr:`env` with ``{secret:NAME}`` in values replaced as in argv (``PGPASSFILE={secret:pgpass}``).
+
+        *pass_fds* is what :meth:`materialize` gave, in the order of :attr:`secret_files`.
+        """
+        fds = dict(zip(self.secret_files, pass_fds, strict=True))
+        return {k: _SECRET_REF.sub(lambda m: f"/dev/fd/{fds[m.group(1)]}", v) for k, v in self.env.items()}
 
     @contextlib.contextmanager
     def materialize(self) -> Iterator[tuple[list[str], tuple[int, ...]]]:
@@ -306,9 +314,9 @@ async def run_tool(
     raises :class:`~dbstash.errors.RestoreError` with the redacted stderr if it fails or times out.
     """
     name = os.path.basename(command.argv[0])
-    env = {**child_base_env(), **command.env}
     try:
         with command.materialize() as (argv, fds), anyio.fail_after(timeout):
+            env = {**child_base_env(), **command.resolved_env(fds)}
             if not stdin_paths:
                 proc = await anyio.run_process(argv, input=stdin, env=env, check=False, pass_fds=fds)
                 code, out, err_bytes = proc.returncode, proc.stdout, proc.stderr

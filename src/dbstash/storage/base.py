@@ -7,17 +7,21 @@ confirmed every byte, :meth:`Upload.abort` removes it.
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import anyio
+from anyio.streams.file import FileStreamAttribute
 
 from dbstash.errors import StorageError, UploadFailed
 from dbstash.logs import get_logger
 from dbstash.manifest import manifest_name
 from dbstash.naming import partial_target
+from dbstash.sink import Sink, SinkUpload
 
 log = get_logger("dbstash.storage")
 
@@ -44,18 +48,56 @@ class RemoteEntry:
     is_dir: bool = False
 
 
-class Upload(ABC):
-    """An upload in progress. Bytes are written to :meth:`fileno` (a pipe), then committed or aborted."""
+class Upload(SinkUpload):
+    """An upload into a :class:`Storage`: written under a partial name, published by :meth:`commit`.
+
+    The rclone uploads are pipes: they advertise the write end through the typed attribute
+    ``FileStreamAttribute.fileno`` (the pipeline's relay thread writes there) and :meth:`send`
+    writes to it from async code.
+    """
 
     final_name: str
     partial_name: str
 
-    @abstractmethod
-    def fileno(self) -> int:
-        """The write end the pipeline relays into. Closing it is the commit's job, never the relay's."""
+    @property
+    def name(self) -> str:  # type: ignore[override]  # the SinkUpload attribute, derived here
+        return self.final_name
+
+    def fileno(self) -> int | None:
+        """The pipe the pipeline may write to directly, or None."""
+        return None
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        fd = self.fileno()
+        return {} if fd is None else {FileStreamAttribute.fileno: lambda: fd}
+
+    async def send(self, item: bytes) -> None:
+        """Write *item* to the pipe without blocking the event loop (the async relay's path)."""
+        fd = self.fileno()
+        if fd is None:
+            raise NotImplementedError(f"{type(self).__name__} must implement send()")
+        if not self._nonblocking:
+            os.set_blocking(fd, False)  # only the async path writes here; the relay thread never does then
+            self._nonblocking = True
+        view = memoryview(item)
+        while view:
+            await anyio.wait_writable(fd)
+            try:
+                view = view[os.write(fd, view) :]
+            except BlockingIOError:
+                continue
+            except BrokenPipeError:
+                raise UploadFailed("the upload stopped reading (it failed)") from None
+
+    _nonblocking = False
+
+    async def aclose(self) -> None:
+        if not self.committed:
+            await self.abort()
 
     @abstractmethod
-    async def commit(
+    async def commit(  # SinkUpload.commit plus keyword-only extras
         self, expected_size: int, *, alternative: str | None = None, before_publish: BeforePublish | None = None
     ) -> str:
         """Finish the upload and publish it; raise UploadFailed unless every byte landed. Returns the name used.
@@ -65,7 +107,6 @@ class Upload(ABC):
         create. *before_publish* runs with the chosen name before the object appears under it.
         """
 
-    @abstractmethod
     async def interrupt(self) -> None:
         """Stop the transfer at once without ending it cleanly (the relay then sees a broken pipe).
 
@@ -81,19 +122,15 @@ class Upload(ABC):
         later run of the job removes (:func:`stale_partials`).
         """
 
-    @abstractmethod
     def failure_detail(self) -> str:
         """What the transport reported (stderr tail, HTTP reply), redacted, for error messages."""
+        return ""
 
 
-class Storage(ABC):
-    """A folder on a remote. Implementations: rclone CLI (here), rclone rc HTTP API (later)."""
+class Catalog(ABC):
+    """What listing, retention, manifests and restore need of a remote folder: list, read, write, delete."""
 
     remote: str
-
-    @abstractmethod
-    async def begin_upload(self, name: str) -> Upload:
-        """Start writing a new object that will be called *name* once committed."""
 
     @abstractmethod
     async def list(self) -> list[RemoteEntry]:
@@ -179,6 +216,20 @@ class Storage(ABC):
     def path(self, name: str) -> str:
         """The rclone path of *name* inside the remote folder."""
         return join_remote(self.remote, name)
+
+
+class Storage(Catalog, Sink):
+    """A remote folder that is both a :class:`~dbstash.Sink` and a :class:`Catalog`: what a backup job needs.
+
+    Implementations: the rclone CLI, the rclone rc API, and :class:`~dbstash.MemorySink`.
+    """
+
+    @abstractmethod
+    async def begin_upload(self, name: str) -> Upload:
+        """Start writing a new object that will be called *name* once committed."""
+
+    async def begin(self, name: str) -> Upload:
+        return await self.begin_upload(name)
 
     async def __aenter__(self) -> Storage:
         return self

@@ -1,4 +1,5 @@
 """Storage over the rclone remote-control HTTP API (``rclone rcd``): the second transport.
+(Over 400 lines on purpose: one transport, its streaming multipart upload and every rc call, in one module.)
 
 For users who already run an rclone daemon (a sidecar container, a shared rclone): dbstash sends
 HTTP requests instead of starting rclone for each step. The daemon's own config defines the remotes.
@@ -439,7 +440,7 @@ class RcUpload(Upload):
             alternative=alternative,
             before_publish=before_publish,
         )
-        self._done = True
+        self._done = self.committed = True
         self._close_fds()
         return name
 

@@ -1,0 +1,78 @@
+"""Dry runs: what a run would do, with secrets masked, touching neither the database nor the remote."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from dbstash.config import Settings
+from dbstash.engines.base import DumpCommand
+from dbstash.errors import DbstashError
+from dbstash.logs import get_logger
+from dbstash.prune import plan_retention
+from dbstash.remote import job_storage
+from dbstash.retention import Backup
+from dbstash.storage.base import Storage
+from dbstash.storage.rclone_cli import RcloneCliStorage
+from dbstash.storage.rclone_rc import RcloneRcStorage
+
+log = get_logger("dbstash")
+
+
+async def dry_run(settings: Settings, *, storage: Storage | None = None) -> dict[str, object]:
+    """What a run would do, with secrets masked — without contacting the database or changing the remote.
+
+    Logs and returns the resolved settings, the exact dump argv, the rclone commands and the
+    retention plan the run would carry out. The plan needs one read-only listing of the remote; if
+    that fails the plan is reported as unknown (a dry run still succeeds).
+    """
+    engine = settings.engine()
+    template = settings.template()
+    now = datetime.now(settings.zone)
+    name = template.render(now, uuid="xxxxxxxx")
+    command = engine.preview_command(settings.connection, settings.dump_options)
+    async with job_storage(settings, storage) as store:
+        return await _dry_run(settings, store, command, name, now)
+
+
+async def _dry_run(
+    settings: Settings, store: Storage, command: DumpCommand, name: str, now: datetime
+) -> dict[str, object]:
+    data: dict[str, object] = {
+        "settings": settings.redacted(),
+        "dump_argv": list(command.argv),
+        "dump_tool": command.tool_version,
+        "backup_name": name,
+        "remote_path": store.path(name),
+        "stream_compression": str(settings.stream_compress) if settings.stream_compress else None,
+        "warnings": settings.warnings(),
+    }
+    for warning in data["warnings"]:  # type: ignore[attr-defined]
+        log.warning("dry run: %s", warning)
+    partial = f"{name}.<id>.dbstash-partial"
+    if isinstance(store, RcloneCliStorage):
+        data["upload_argv"] = store.argv("rcat", store.path(partial))
+        data["commit_argv"] = store.argv("moveto", store.path(partial), store.path(name))
+    elif isinstance(store, RcloneRcStorage):
+        url = store.options.display_url()
+        data["upload_rc"] = f"POST {url}/operations/uploadfile fs={store.remote} file={partial}"
+        data["commit_rc"] = f"POST {url}/operations/stat, then operations/movefile {partial} -> {name}"
+    log.info("dry run: configuration", extra={"settings": data["settings"]})
+    log.info("dry run: dump command: %s", command.display(), extra={"dump_argv": data["dump_argv"]})
+    log.info(
+        "dry run: would upload to %s",
+        data["remote_path"],
+        extra={"upload_argv": data.get("upload_argv"), "upload_rc": data.get("upload_rc")},
+    )
+    if settings.retention.enabled:
+        try:
+            plan = await plan_retention(settings, store, ensure=Backup(name, now.astimezone(UTC), -1))
+            data["retention"] = plan.to_dict()
+            for d in plan.decisions:
+                log.info("dry run: retention would %s %s (%s)", "keep" if d.keep else "delete", d.backup.name, d.reason)
+        except DbstashError as exc:
+            data["retention"] = None
+            log.warning("dry run: cannot list the remote to plan retention: %s", exc)
+    else:
+        data["retention"] = []
+        log.info("dry run: no retention variable is set: nothing would be deleted")
+    return data

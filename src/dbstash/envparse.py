@@ -1,0 +1,448 @@
+"""Reading the spec's environment variables into :class:`~dbstash.config.Settings`, and the checks behind it.
+
+The one env parser: every variable is read here, and every error names the variable. The parts it
+builds never read configuration themselves. (Over 400 lines on purpose: one reader for all ~60
+variables and their checks keeps the variable list in one place, which tests/unit/test_envvars.py
+compares with the documented list.)
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import configparser
+import ipaddress
+import math
+import os
+import re
+import shlex
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dbstash.compression import parse_compress
+from dbstash.engines import ENGINES, engine_for_uri, get_engine, same_family, target_connection
+from dbstash.engines.base import Engine, check_ports
+from dbstash.engines.mongo import MongoEngine
+from dbstash.errors import ConfigError
+from dbstash.manifest import MANIFEST_SUFFIX
+from dbstash.naming import DEFAULT_TEMPLATE, PARTIAL_MARK
+from dbstash.notify import FORMATS
+from dbstash.pipeline import DEFAULT_STALL_TIMEOUT
+from dbstash.redact import GLOBAL_REDACTOR, Redactor, uri_secrets
+from dbstash.retention import RetentionPolicy
+from dbstash.schedule import validate_cron
+from dbstash.storage.rclone_cli import RcloneOptions
+from dbstash.storage.rclone_rc import RcOptions
+
+if TYPE_CHECKING:
+    from dbstash.config import Settings
+
+DEFAULT_RCLONE_CONFIG_FILE = "/config/rclone.conf"
+DEFAULT_TEMP_DIR = "/tmp/dbstash-work"  # noqa: S108 - the spec's default; a private mkdtemp subfolder per run
+DEFAULT_HEALTH_PORT = 8080
+LOG_LEVELS = {"debug": "DEBUG", "info": "INFO", "warn": "WARNING", "warning": "WARNING", "error": "ERROR"}
+LOG_FORMATS = ("json", "text")
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off", ""}
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
+_SECRET_CONF_KEY = re.compile(r"pass|secret|key|token|sas_url|credentials", re.IGNORECASE)
+
+
+def settings_from_env(cls: type[Settings], environ: Mapping[str, str]) -> Settings:
+    """See :meth:`Settings.from_env`."""
+    from dbstash.config import NotifySettings, ServiceSettings  # noqa: PLC0415 - config imports this module
+
+    env = {k: v for k, v in environ.items()}
+
+    def get(name: str) -> str | None:
+        value = env.get(name)
+        return value if value not in (None, "") else None
+
+    # connection: DB_URI_FILE > DB_URI > DB_HOST + DB_NAME
+    uri = None
+    uri_var = "DB_URI"
+    if get("DB_URI_FILE"):
+        uri = _read_secret_file(env["DB_URI_FILE"], "DB_URI_FILE")
+        uri_var = "DB_URI_FILE"
+    elif get("DB_URI"):
+        uri = env["DB_URI"]
+    password = None
+    if get("DB_PASSWORD_FILE"):
+        password = _read_secret_file(env["DB_PASSWORD_FILE"], "DB_PASSWORD_FILE")
+    elif get("DB_PASSWORD"):
+        password = env["DB_PASSWORD"]
+    if uri is not None:
+        GLOBAL_REDACTOR.add(*uri_secrets(uri))
+        engine = engine_for_uri(uri, variable=uri_var)
+        if get("DB_ENGINE") and env["DB_ENGINE"] != engine.key:
+            if not same_family(env["DB_ENGINE"], engine.key):
+                raise ConfigError("DB_ENGINE", f"the engine of DB_URI ({engine.key}) or unset", env["DB_ENGINE"])
+            engine = get_engine(env["DB_ENGINE"])  # mysql:// on a MariaDB image: prefer mariadb-dump
+        connection = engine.parse_uri(uri, variable=uri_var)
+        check_ports(connection, uri_var)
+        # DB_URI wins over DB_*; a password from DB_PASSWORD(_FILE) only fills a URI that has none
+        if connection.password is None and password is not None:
+            connection = connection.with_password(password)
+    else:
+        if not get("DB_HOST") and not get("DB_NAME"):
+            raise ConfigError(
+                "DB_URI", "a connection URI such as postgresql://user@host:5432/db (or DB_HOST and DB_NAME)"
+            )
+        key = get("DB_ENGINE")
+        if key is None:
+            raise ConfigError("DB_ENGINE", f"an engine key ({', '.join(ENGINES)}) when DB_URI is not set")
+        engine = get_engine(key)
+        connection = engine.from_parts(
+            host=get("DB_HOST"),
+            port=get("DB_PORT"),
+            database=get("DB_NAME"),
+            user=get("DB_USER"),
+            password=password,
+        )
+    GLOBAL_REDACTOR.add(connection.password)
+    if isinstance(engine, MongoEngine):
+        connection = engine.with_auth_source(connection, get("DB_AUTH_SOURCE"))
+
+    remote = get("RCLONE_REMOTE")
+    if remote is None:
+        raise ConfigError("RCLONE_REMOTE", "an rclone remote path such as s3:my-bucket/backups or /backups")
+    config_text = None
+    config_file = None
+    if get("RCLONE_CONFIG"):
+        try:
+            config_text = base64.b64decode(env["RCLONE_CONFIG"], validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            raise ConfigError(
+                "RCLONE_CONFIG",
+                "base64-encoded rclone.conf content (base64 -w0 rclone.conf); a path belongs in RCLONE_CONFIG_FILE",
+                "<redacted>",
+            ) from None
+        _register_rclone_secrets(config_text, "RCLONE_CONFIG")
+    if get("RCLONE_CONFIG_FILE"):
+        config_file = env["RCLONE_CONFIG_FILE"]
+        if not os.path.isfile(config_file) or not os.access(config_file, os.R_OK):
+            raise ConfigError("RCLONE_CONFIG_FILE", "the path of a readable rclone.conf", config_file)
+        if config_text is None:
+            with open(config_file, encoding="utf-8", errors="replace") as fh:
+                _register_rclone_secrets(fh.read(), "RCLONE_CONFIG_FILE")
+    elif config_text is None and os.path.isfile(DEFAULT_RCLONE_CONFIG_FILE):
+        config_file = DEFAULT_RCLONE_CONFIG_FILE
+    rclone = RcloneOptions(
+        binary=env.get("DBSTASH_RCLONE_BINARY") or "rclone",
+        config_text=config_text,
+        config_file=None if config_text is not None else config_file,
+        extra_args=_split_args(env.get("RCLONE_EXTRA_ARGS", ""), "RCLONE_EXTRA_ARGS"),
+    )
+
+    timeout = _parse_duration(env.get("BACKUP_TIMEOUT", ""), "BACKUP_TIMEOUT")
+    stall = env.get("BACKUP_STALL_TIMEOUT", "").strip()
+    stall_timeout = _parse_duration(stall, "BACKUP_STALL_TIMEOUT") if stall else DEFAULT_STALL_TIMEOUT
+    native_compress, stream_compress = parse_compress(env.get("BACKUP_COMPRESS"))
+    tz = _check_tz(get("TZ") or "UTC", "TZ")
+    schedule = (get("BACKUP_SCHEDULE") or "0 2 * * *").strip()
+    settings = cls(
+        connection=connection,
+        remote=_check_remote(remote, "RCLONE_REMOTE"),
+        name_template=get("BACKUP_NAME_TEMPLATE") or DEFAULT_TEMPLATE,
+        compress=native_compress,
+        stream_compress=stream_compress,
+        mode=(get("BACKUP_MODE") or "stream").strip().lower(),
+        temp_dir=get("BACKUP_TEMP_DIR") or DEFAULT_TEMP_DIR,
+        extension=_check_extension(get("BACKUP_EXTENSION"), "BACKUP_EXTENSION"),
+        dump_extra_args=_split_args(env.get("DUMP_EXTRA_ARGS", ""), "DUMP_EXTRA_ARGS"),
+        retention=RetentionPolicy(
+            max_files=_parse_int(env.get("RETENTION_MAX_FILES", ""), "RETENTION_MAX_FILES"),
+            max_days=_parse_days(env.get("RETENTION_MAX_DAYS", ""), "RETENTION_MAX_DAYS"),
+            **{
+                f"keep_{period}": _parse_int(
+                    env.get(f"RETENTION_KEEP_{period.upper()}", ""), f"RETENTION_KEEP_{period.upper()}"
+                )
+                for period in KEEP_PERIODS
+            },
+            tz=tz,
+        ),
+        rclone=rclone,
+        rc=_rc_from_env(env),
+        timeout=timeout,
+        stall_timeout=stall_timeout,
+        tz=tz,
+        service=ServiceSettings(
+            schedule=_check_schedule(schedule),
+            log_level=_parse_choice(get("LOG_LEVEL") or "info", "LOG_LEVEL", LOG_LEVELS),
+            log_format=_parse_choice(get("LOG_FORMAT") or "json", "LOG_FORMAT", {f: f for f in LOG_FORMATS}),
+            on_start=_parse_bool(env.get("BACKUP_ON_START", ""), "BACKUP_ON_START"),
+            lock=_parse_bool(env.get("BACKUP_LOCK", "true"), "BACKUP_LOCK"),
+            lock_file=get("BACKUP_LOCK_FILE"),
+            dry_run=_parse_bool(env.get("DRY_RUN", ""), "DRY_RUN"),
+            health_port=_parse_port(env.get("HEALTH_PORT", ""), "HEALTH_PORT"),
+            health_addr=_check_addr(get("HEALTH_ADDR") or "0.0.0.0", "HEALTH_ADDR"),  # noqa: S104 - reachable by the orchestrator
+            verify_schedule=_check_schedule(env["VERIFY_SCHEDULE"].strip(), "VERIFY_SCHEDULE")
+            if get("VERIFY_SCHEDULE")
+            else None,
+        ),
+        notify=NotifySettings(
+            on=_parse_choice(get("NOTIFY_ON") or "failure", "NOTIFY_ON", {c: c for c in NOTIFY_ON}),
+            webhook_url=_secret(get("NOTIFY_WEBHOOK_URL")),
+            webhook_format=_parse_choice(
+                get("NOTIFY_WEBHOOK_FORMAT") or "auto", "NOTIFY_WEBHOOK_FORMAT", {f: f for f in FORMATS}
+            ),
+            ping_url=_secret(get("NOTIFY_PING_URL")),
+            email_to=tuple(a.strip() for a in (get("NOTIFY_EMAIL_TO") or "").split(",") if a.strip()),
+            email_from=get("NOTIFY_EMAIL_FROM"),
+            smtp_url=_secret(get("NOTIFY_SMTP_URL")),
+            smtp_password=(
+                _read_secret_file(env["NOTIFY_SMTP_PASSWORD_FILE"], "NOTIFY_SMTP_PASSWORD_FILE")
+                if get("NOTIFY_SMTP_PASSWORD_FILE")
+                else _secret(get("NOTIFY_SMTP_PASSWORD"))
+            ),
+            timeout=_parse_duration(env.get("NOTIFY_TIMEOUT", ""), "NOTIFY_TIMEOUT") or 10.0,
+            hook_pre=get("HOOK_PRE_BACKUP"),
+            hook_post=get("HOOK_POST_BACKUP"),
+            hook_timeout=_parse_duration(env.get("HOOK_TIMEOUT", ""), "HOOK_TIMEOUT") or 300.0,
+        ),
+        verify_target=_check_verify_target(get("VERIFY_TARGET_URI"), engine),
+    )
+    settings.notifiers()  # validates the NOTIFY_* URLs at start-up
+    settings._validate(
+        template_variable="BACKUP_NAME_TEMPLATE",
+        mode_variable="BACKUP_MODE",
+        db_variable=uri_var if uri is not None else "DB_NAME",
+    )
+    return settings
+
+
+# -- parsing helpers ---------------------------------------------------------------------------
+NOTIFY_ON = ("failure", "success", "always")
+
+
+def _secret(value: str | None) -> str | None:
+    """Register a secret-bearing value (webhook and ping URLs carry their token in the path)."""
+    if value:
+        GLOBAL_REDACTOR.add(value, *uri_secrets(value))
+        path = urlsplit(value).path
+        if len(path) > 8:
+            GLOBAL_REDACTOR.add(path)
+    return value
+
+
+KEEP_PERIODS = ("hourly", "daily", "weekly", "monthly", "yearly")
+
+
+def _retention(max_files: int, max_days: float, keep: Mapping[str, int] | None, tz: str) -> RetentionPolicy:
+    keep = dict(keep or {})
+    unknown = set(keep) - set(KEEP_PERIODS)
+    if unknown:
+        raise ConfigError("retention_keep", "a mapping with keys " + ", ".join(KEEP_PERIODS), str(sorted(unknown)))
+    try:
+        return RetentionPolicy(
+            max_files=max_files, max_days=max_days, tz=tz, **{f"keep_{p}": int(n) for p, n in keep.items()}
+        )
+    except ConfigError as exc:  # name the parameter of Settings.create / backup()
+        name = (
+            f"retention_keep[{exc.variable[5:]!r}]" if exc.variable.startswith("keep_") else f"retention_{exc.variable}"
+        )
+        raise ConfigError(name, exc.expected, exc.value) from None
+
+
+def _read_secret_file(path: str, variable: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            value = fh.read()
+    except OSError as exc:
+        raise ConfigError(variable, f"the path of a readable file ({exc.strerror})", path) from None
+    except UnicodeDecodeError:
+        raise ConfigError(
+            variable, "a file holding UTF-8 text (this one is binary or in another encoding)", path
+        ) from None
+    value = value.rstrip("\r\n")
+    if not value:
+        raise ConfigError(variable, "a file holding a non-empty secret", path)
+    GLOBAL_REDACTOR.add(value, *uri_secrets(value))
+    return value
+
+
+def _register_rclone_secrets(text: str, variable: str, redactor: Redactor = GLOBAL_REDACTOR) -> None:
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        parser.read_string(text)
+    except configparser.Error:
+        raise ConfigError(variable, "rclone.conf content ([remote] sections of key = value)", "<redacted>") from None
+    for section in parser.sections():
+        for key, value in parser.items(section):
+            if _SECRET_CONF_KEY.search(key):
+                redactor.add(value)
+
+
+def _check_verify_target(uri: str | None, engine: Engine) -> str | None:
+    """``VERIFY_TARGET_URI``: a URI of the job's engine (a file path for SQLite and Redis)."""
+    if uri is None:
+        return None
+    target_connection(engine, uri, "VERIFY_TARGET_URI")  # validates it and registers its password
+    return uri
+
+
+def _check_rc(rc: RcOptions, variable: str) -> RcOptions:
+    parts = urlsplit(rc.url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
+        raise ConfigError(
+            variable,
+            "the base URL of an rclone rcd such as http://127.0.0.1:5572 (credentials in RCLONE_RC_USER/_PASS)",
+            GLOBAL_REDACTOR(rc.url),
+        )
+    try:
+        parts.port  # noqa: B018 - validates the port
+    except ValueError:
+        raise ConfigError(variable, "http://host:port of an rclone rcd", rc.url) from None
+    GLOBAL_REDACTOR.add(rc.password)
+    return rc
+
+
+def _rc_from_env(env: Mapping[str, str]) -> RcOptions | None:
+    """``RCLONE_RC_URL`` (+ ``RCLONE_RC_USER``, ``RCLONE_RC_PASS(_FILE)``), or None for the CLI transport."""
+    url = (env.get("RCLONE_RC_URL") or "").strip()
+    if not url:
+        for name in ("RCLONE_RC_USER", "RCLONE_RC_PASS", "RCLONE_RC_PASS_FILE"):
+            if env.get(name):
+                raise ConfigError("RCLONE_RC_URL", f"the rcd URL (http://host:5572) when {name} is set")
+        return None
+    if env.get("RCLONE_RC_PASS_FILE"):
+        password: str | None = _read_secret_file(env["RCLONE_RC_PASS_FILE"], "RCLONE_RC_PASS_FILE")
+    else:
+        password = env.get("RCLONE_RC_PASS") or None
+    GLOBAL_REDACTOR.add(password)
+    return _check_rc(RcOptions(url, user=env.get("RCLONE_RC_USER") or None, password=password), "RCLONE_RC_URL")
+
+
+def _check_remote(remote: str, variable: str) -> str:
+    if not remote or not remote.strip() or "\n" in remote or "\x00" in remote:
+        raise ConfigError(variable, "an rclone remote path such as s3:my-bucket/backups or /backups", remote)
+    GLOBAL_REDACTOR.add(*uri_secrets(remote))
+    return remote
+
+
+def _check_extension(ext: str | None, variable: str) -> str | None:
+    if ext is None:
+        return None
+    if ext and not ext.startswith("."):
+        ext = "." + ext
+    if "/" in ext or "\\" in ext or ".." in ext or any(c.isspace() for c in ext):
+        raise ConfigError(variable, "a file extension such as .sql or .dump", ext)
+    if ext.endswith(MANIFEST_SUFFIX) or PARTIAL_MARK in ext:
+        # every backup would look like a manifest or an unfinished upload: listed, retained and restored never
+        raise ConfigError(variable, f"a file extension such as .sql or .dump (not ending in {MANIFEST_SUFFIX})", ext)
+    return ext
+
+
+def _check_tz(tz: str, variable: str) -> str:
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(variable, "an IANA time zone such as UTC or Asia/Kolkata", tz) from None
+    return tz
+
+
+def _check_schedule(value: str, variable: str = "BACKUP_SCHEDULE") -> str:
+    if value == "once" and variable == "BACKUP_SCHEDULE":
+        return value
+    validate_cron(value, variable)
+    return value
+
+
+def _parse_bool(value: str, variable: str) -> bool:
+    v = value.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise ConfigError(variable, "true or false", value)
+
+
+def _parse_int(value: str, variable: str) -> int:
+    v = value.strip()
+    if not v:
+        return 0
+    if not v.isdigit():
+        raise ConfigError(variable, "a whole number >= 0 (0 = unlimited)", value)
+    return int(v)
+
+
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+
+
+def _check_addr(value: str, variable: str) -> str:
+    """An IP address to listen on (0.0.0.0, ::, 127.0.0.1) or a host name that is not a broken IPv4 address."""
+    v = value.strip().strip("[]")
+    try:
+        ipaddress.ip_address(v)
+    except ValueError:
+        if not _HOSTNAME.match(v) or re.fullmatch(r"[\d.]+", v):
+            raise ConfigError(variable, "an IP address to listen on such as 0.0.0.0, :: or 127.0.0.1", value) from None
+    return v
+
+
+def _parse_port(value: str, variable: str) -> int:
+    v = value.strip()
+    if not v:
+        return DEFAULT_HEALTH_PORT
+    if not v.isdigit() or int(v) > 65535:
+        raise ConfigError(variable, "a TCP port number 1-65535 (0 turns the endpoint off)", value)
+    return int(v)
+
+
+#: The longest RETENTION_MAX_DAYS: a century. Longer ones overflow date arithmetic and mean "forever" (0).
+MAX_RETENTION_DAYS = 36500
+
+
+def _parse_days(value: str, variable: str) -> float:
+    v = value.strip()
+    if not v:
+        return 0
+    expected = f"a number of days from 0 to {MAX_RETENTION_DAYS} (0 = unlimited)"
+    try:
+        days = float(v)
+    except ValueError:
+        raise ConfigError(variable, expected, value) from None
+    if days < 0 or not math.isfinite(days) or days > MAX_RETENTION_DAYS:
+        raise ConfigError(variable, expected, value)
+    return days
+
+
+def _parse_choice(value: str, variable: str, choices: Mapping[str, str]) -> str:
+    try:
+        return choices[value.strip().lower()]
+    except KeyError:
+        raise ConfigError(variable, "one of " + ", ".join(dict.fromkeys(choices)), value) from None
+
+
+def _split_args(value: str, variable: str) -> tuple[str, ...]:
+    try:
+        return tuple(shlex.split(value))
+    except ValueError as exc:
+        raise ConfigError(variable, f"shell-style arguments ({exc})", value) from None
+
+
+def parse_duration(value: str, variable: str = "BACKUP_TIMEOUT") -> float | None:
+    """``1h``, ``30m``, ``90s``, ``1h30m``, or plain seconds; ``0`` or empty means no limit (None)."""
+    return _parse_duration(value, variable)
+
+
+def _parse_duration(value: str, variable: str) -> float | None:
+    v = value.strip().lower()
+    if v in ("", "0"):
+        return None
+    expected = "a duration such as 1h, 30m, 90s or 1h30m (0 = no limit)"
+    try:
+        seconds = float(v)
+    except ValueError:
+        m = _DURATION.fullmatch(v)
+        if not m or not any(m.groups()):
+            raise ConfigError(variable, expected, value) from None
+        h, mi, s = (float(x) if x else 0.0 for x in m.groups())
+        seconds = h * 3600 + mi * 60 + s
+    if seconds < 0 or not math.isfinite(seconds):
+        raise ConfigError(variable, expected, value)
+    return seconds or None

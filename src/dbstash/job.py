@@ -1,0 +1,349 @@
+"""One backup job around one Pipeline: hooks, notifications, the manifest, retention, the result."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+
+import anyio
+
+from dbstash._version import __version__
+from dbstash.config import Settings
+from dbstash.engines.base import DumpCommand, Engine
+from dbstash.errors import BackupTimeout, DbstashError, StorageError, UploadFailed
+from dbstash.hooks import Hook, HookFailed
+from dbstash.logs import get_logger, log_context
+from dbstash.manifest import Manifest, manifest_name
+from dbstash.modes import dump_to_folder, folder_stats, tar_command, upload_folder, work_folder
+from dbstash.naming import NameTemplate
+from dbstash.notify import Notifier, RunEvent, notify
+from dbstash.pipeline import Pipeline, PipelineResult, Progress
+from dbstash.prune import apply_plan, plan_retention, remove_stale_partials
+from dbstash.redact import GLOBAL_REDACTOR
+from dbstash.remote import job_storage
+from dbstash.retention import Backup
+from dbstash.source import CommandSource, DumpSource
+from dbstash.storage.base import Storage, taken
+from dbstash.transforms import Compress, Transform
+from dbstash.transforms import Progress as ProgressTransform
+
+log = get_logger("dbstash")
+
+
+@dataclass(frozen=True, slots=True)
+class BackupResult:
+    """A committed backup: where it is and what it holds.
+
+    Attributes:
+        remote_path: the full rclone path of the backup (``s3:bucket/pg/app-2026-02-07-020000.sql``).
+        name: the file name inside the remote folder.
+        size: bytes stored on the remote (confirmed by the remote before commit).
+        sha256: hex digest of exactly the stored bytes.
+        duration: seconds from start to commit.
+        deleted: names removed by retention after this backup.
+        retention_error: why retention could not run, if it failed (the backup itself stands).
+        dump_size: bytes the dump tool wrote (more than *size* when dbstash compressed the stream).
+        compression: in-stream compression by dbstash (``zstd:3``), or None.
+
+    Every committed backup has its manifest (``NAME.dbstash-manifest.json``): a run whose manifest
+    could not be stored fails instead.
+    """
+
+    remote_path: str
+    name: str
+    size: int
+    sha256: str
+    duration: float
+    started_at: datetime
+    finished_at: datetime
+    engine: str
+    database: str
+    backup_id: str
+    tool_version: str | None
+    dbstash_version: str
+    deleted: tuple[str, ...] = ()
+    retention_error: str | None = None
+    dump_size: int | None = None
+    compression: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain JSON-ready data (timestamps as ISO 8601 UTC)."""
+        data = asdict(self)
+        data["started_at"] = self.started_at.isoformat()
+        data["finished_at"] = self.finished_at.isoformat()
+        data["deleted"] = list(self.deleted)
+        return data
+
+
+async def run_backup(
+    settings: Settings,
+    *,
+    progress: Progress | None = None,
+    storage: Storage | None = None,
+    notifiers: Sequence[Notifier] | None = None,
+    pre_hook: Hook | None = None,
+    post_hook: Hook | None = None,
+) -> BackupResult:
+    """Run one backup job described by *settings*: hooks, dump, upload, commit, retention, notifications.
+
+    *notifiers* and the hooks default to what *settings* configure (``NOTIFY_*``, ``HOOK_*``); pass
+    your own objects (or ``[]``) from Python. A failing notifier or post-hook is logged and never
+    changes the outcome; a pre-hook that exits non-zero aborts the run before anything is dumped.
+    """
+    engine = settings.engine()
+    template = settings.template()
+    backup_id = secrets.token_hex(6)
+    database = settings.database_label
+    if notifiers is None:
+        notifiers = settings.notifiers()
+    if pre_hook is None and post_hook is None:
+        pre_hook, post_hook = settings.hooks()
+    started = datetime.now(settings.zone)
+    name = template.render(started, uuid=backup_id[:8])
+    with log_context(engine=engine.key, database=database, backup_id=backup_id):
+        async with job_storage(settings, storage) as store:
+            remote_path = store.path(name)
+            start = RunEvent(
+                "start", engine=engine.key, database=database, backup_id=backup_id, remote_path=remote_path
+            )
+            await notify(notifiers, start)
+            result: BackupResult | None = None
+            error: BaseException | None = None
+            try:
+                if pre_hook is not None:
+                    status = await pre_hook.run(start)
+                    if status != 0:
+                        raise HookFailed(f"HOOK_PRE_BACKUP exited with status {status}: the backup was not started")
+                result = await _run(
+                    settings,
+                    engine,
+                    template,
+                    store,
+                    backup_id=backup_id,
+                    database=database,
+                    progress=progress,
+                    started=started,
+                    name=name,
+                )
+                return result
+            except DbstashError as exc:
+                error = exc
+                # logged here, inside the job's context, so the record carries engine/database/backup_id
+                log.error("backup failed: %s", exc, extra={"error_type": type(exc).__name__})
+                raise
+            except BaseException as exc:  # cancellation (a signal) or a bug: reported as a failure all the same
+                error = exc
+                raise
+            finally:
+                await _after(result, error, start, post_hook, notifiers)
+
+
+async def _after(
+    result: BackupResult | None,
+    error: BaseException | None,
+    start: RunEvent,
+    post_hook: Hook | None,
+    notifiers: Sequence[Notifier],
+) -> None:
+    """Post-hook, then notifications. Bounded and shielded: they run even when the run was cancelled."""
+    if result is not None:
+        event = replace(start, stage="success", size=result.size, sha256=result.sha256, duration=result.duration)
+    elif isinstance(error, DbstashError):
+        event = replace(start, stage="failure", error=GLOBAL_REDACTOR(str(error)), error_type=type(error).__name__)
+    else:
+        stopped = "the backup was stopped (signal or cancellation)"
+        event = replace(start, stage="failure", error=stopped, error_type="BackupCancelled")
+    cancelled = error is not None and not isinstance(error, Exception)
+    with anyio.CancelScope(shield=True), anyio.move_on_after(15 if cancelled else 600):
+        if post_hook is not None:
+            status = await post_hook.run(event)
+            if status != 0:
+                log.warning("HOOK_POST_BACKUP exited with status %s (the backup's outcome is unchanged)", status)
+        await notify(notifiers, event, limit=10 if cancelled else 120)
+
+
+class _ManifestWriter:
+    """Writes the manifest of the backup being committed, before it appears under its name."""
+
+    def __init__(
+        self, settings: Settings, engine: Engine, storage: Storage, *, backup_id: str, database: str, started: datetime
+    ) -> None:
+        self.settings, self.engine, self.storage = settings, engine, storage
+        self.backup_id, self.database, self.started = backup_id, database, started
+        self.files: dict[str, tuple[int, str]] | None = None
+        self.written: Manifest | None = None
+
+    async def __call__(self, name: str, stats: PipelineResult, command: DumpCommand | None) -> None:
+        s = self.settings
+        manifest = Manifest(
+            name=name,
+            size=stats.size,
+            sha256=stats.sha256,
+            engine=self.engine.key,
+            database=self.database,
+            mode=s.mode,
+            compression=str(s.stream_compress) if s.stream_compress else None,
+            native_compression=s.compress and self.engine.native_compression(s.connection),
+            tool_version=command.tool_version if command is not None else None,
+            dbstash_version=__version__,
+            started_at=self.started.astimezone(UTC).isoformat(),
+            finished_at=datetime.now(UTC).isoformat(),
+            dump_size=stats.source_size,
+            backup_id=self.backup_id,
+            files={p: [size, digest] for p, (size, digest) in self.files.items()} if self.files is not None else None,
+        )
+        try:
+            await self.storage.write_verified(manifest_name(name), manifest.to_json())
+        except StorageError as exc:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(10), contextlib.suppress(Exception):
+                await self.storage.delete(manifest_name(name))
+            raise UploadFailed(
+                f"{exc}: the backup was not committed (a backup without its manifest is not one)"
+            ) from None
+        self.written = manifest
+
+
+def _transforms(settings: Settings, progress: Progress | None) -> list[Transform]:
+    found: list[Transform] = []
+    if settings.stream_compress is not None:
+        found.append(Compress(settings.stream_compress))
+    if progress is not None:
+        found.append(ProgressTransform(progress))
+    return found
+
+
+async def _run_multi_file(
+    settings: Settings,
+    engine: Engine,
+    storage: Storage,
+    name: str,
+    progress: Progress | None,
+    *,
+    manifest: _ManifestWriter,
+    alternative: str | None,
+) -> tuple[PipelineResult, DumpCommand]:
+    """Directory and tar modes: dump into a private temp folder, then copy it (directory) or stream a tar."""
+    try:
+        with anyio.fail_after(settings.timeout):
+            async with work_folder(settings) as folder:
+                command = await dump_to_folder(settings, engine, folder)
+                found = await anyio.to_thread.run_sync(folder_stats, folder)
+                log.info("dump written to the work folder", extra={"files": len(found.files), "size": found.size})
+                manifest.files = found.files
+                if settings.mode == "directory":
+                    if alternative is not None and taken(await storage.list(), name):
+                        log.warning("%s is already taken (another run of this job?): stored as %s", name, alternative)
+                        name = alternative
+                    stats = PipelineResult(name, found.size, found.sha256, found.size, fast_path=False)
+                    await upload_folder(storage, folder, name, found)
+                    try:  # the manifest is the folder's completion marker: no manifest, no backup
+                        await manifest(name, stats, command)
+                    except BaseException:
+                        with anyio.CancelScope(shield=True), anyio.move_on_after(120), contextlib.suppress(Exception):
+                            await storage.purge(name)
+                        raise
+                    return stats, command
+                tar = tar_command(folder)
+                pipeline = Pipeline(
+                    CommandSource(tar.argv, env=tar.env),
+                    storage,
+                    _transforms(settings, progress),
+                    stall_timeout=settings.stall_timeout,
+                )
+                done = await pipeline.run(
+                    name, alternative=alternative, before_publish=lambda final, r: manifest(final, r, command)
+                )
+                return replace(done, source_size=found.size), command
+    except TimeoutError:
+        raise BackupTimeout(f"the backup exceeded its timeout of {settings.timeout:g}s and was aborted") from None
+
+
+async def _run(
+    settings: Settings,
+    engine: Engine,
+    template: NameTemplate,
+    storage: Storage,
+    *,
+    backup_id: str,
+    database: str,
+    progress: Progress | None,
+    started: datetime,
+    name: str,
+) -> BackupResult:
+    t0 = time.monotonic()
+    for warning in settings.warnings():
+        log.warning(warning)
+    if engine.key == "redis":
+        log.info("the Redis RDB holds the whole instance (every database), whatever the URI's /N says")
+    log.info("backup started", extra={"remote_path": storage.path(name), "source": settings.connection.display_uri()})
+    writer = _ManifestWriter(settings, engine, storage, backup_id=backup_id, database=database, started=started)
+    alternative = template.alternative(name, backup_id)
+    if settings.mode == "stream":
+        source = DumpSource(engine, settings.connection, settings.dump_options)
+        pipeline = Pipeline(
+            source,
+            storage,
+            _transforms(settings, progress),
+            timeout=settings.timeout,
+            stall_timeout=settings.stall_timeout,
+        )
+        stats = await pipeline.run(
+            name, alternative=alternative, before_publish=lambda final, r: writer(final, r, source.command)
+        )
+        command = source.command
+        assert command is not None
+        log.debug("dump command: %s", command.display())
+    else:
+        stats, command = await _run_multi_file(
+            settings, engine, storage, name, progress, manifest=writer, alternative=alternative
+        )
+    name = stats.name
+    remote_path = storage.path(name)
+    finished = datetime.now(UTC)
+    duration = time.monotonic() - t0
+    await remove_stale_partials(settings, template, storage, finished)
+    deleted: list[str] = []
+    retention_error = None
+    if settings.retention.enabled:
+        try:
+            plan = await plan_retention(
+                settings, storage, now=finished, ensure=Backup(name, started.astimezone(UTC), stats.size)
+            )
+            deleted = await apply_plan(plan, storage, settings.mode)
+        except Exception as exc:
+            retention_error = str(exc)
+            log.error("retention failed (the new backup is complete): %s", exc)
+    result = BackupResult(
+        remote_path=remote_path,
+        name=name,
+        size=stats.size,
+        sha256=stats.sha256,
+        duration=round(duration, 3),
+        started_at=started.astimezone(UTC),
+        finished_at=finished,
+        engine=engine.key,
+        database=database,
+        backup_id=backup_id,
+        tool_version=command.tool_version,
+        dbstash_version=__version__,
+        deleted=tuple(deleted),
+        retention_error=retention_error,
+        dump_size=stats.source_size,
+        compression=str(settings.stream_compress) if settings.stream_compress else None,
+    )
+    log.info(
+        "backup complete",
+        extra={
+            "remote_path": remote_path,
+            "size": stats.size,
+            "dump_size": stats.source_size,
+            "sha256": stats.sha256,
+            "duration": result.duration,
+            "deleted": deleted,
+        },
+    )
+    return result

@@ -1,0 +1,178 @@
+"""Listing: this job's backups on the remote, paired with their manifests, and choosing one.
+
+Names of this job under any extension it may have used are listed (changing compression never
+hides older backups); partial uploads are listed as incomplete; a backup's manifest is read to
+prove what it holds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import anyio
+
+from dbstash.compression import SUFFIXES
+from dbstash.config import Settings
+from dbstash.engines.base import DumpOptions
+from dbstash.errors import ConfigError, StorageError
+from dbstash.logs import get_logger
+from dbstash.manifest import Manifest, is_manifest, manifest_name
+from dbstash.naming import NameTemplate, is_partial
+from dbstash.storage.base import RemoteEntry, Storage
+
+log = get_logger("dbstash.listing")
+
+
+@dataclass(frozen=True, slots=True)
+class BackupInfo:
+    """One backup of this job on the remote, as :func:`list_backups` reports it.
+
+    Attributes:
+        complete: committed under its final name (a partial upload left by a killed run is not).
+        manifest: its manifest, if it has a readable one (backups from before manifests have none).
+        size_ok: the stored size equals the manifest's (None without a manifest).
+    """
+
+    name: str
+    size: int
+    taken_at: datetime
+    complete: bool
+    manifest: Manifest | None = None
+    manifest_problem: str | None = None
+    is_dir: bool = False
+
+    @property
+    def size_ok(self) -> bool | None:
+        return None if self.manifest is None else self.manifest.size == self.size
+
+    def to_dict(self, now: datetime | None = None) -> dict[str, object]:
+        """Plain JSON-ready data, with the age in seconds."""
+        now = now or datetime.now(UTC)
+        m = self.manifest
+        return {
+            "name": self.name,
+            "size": self.size,
+            "taken_at": self.taken_at.isoformat(),
+            "age_seconds": round((now - self.taken_at).total_seconds()),
+            "complete": self.complete,
+            "manifest": m is not None,
+            "sha256": m.sha256 if m else None,
+            "size_ok": self.size_ok,
+            "engine": m.engine if m else None,
+            "compression": m.compression if m else None,
+            "manifest_problem": self.manifest_problem,
+        }
+
+
+def job_templates(settings: Settings) -> list[NameTemplate]:
+    """This job's names under every extension it may have used: plain or native format, with or
+    without dbstash's ``.gz``/``.zst`` (so turning compression on or off never hides older backups
+    from list and restore; retention stays with the exact current template)."""
+    current = settings.template()
+    engine = settings.engine()
+    bases = {
+        engine.extension(DumpOptions(compress=c, extra_args=settings.dump_extra_args), settings.connection)
+        for c in (False, True)
+    }
+    others = {b + suffix for b in bases for suffix in ("", *SUFFIXES.values())} - {current.extension}
+    extensions = [current.extension, *sorted(others)]
+    return [replace(current, extension=ext) for ext in extensions]
+
+
+def _infos(entries: Sequence[RemoteEntry], templates: Sequence[NameTemplate], zone: ZoneInfo) -> list[BackupInfo]:
+    names = {e.name for e in entries}
+    found = []
+    for e in entries:
+        if is_manifest(e.name):
+            continue
+        final = e.name
+        complete = True
+        if e.is_dir:  # directory mode: the manifest beside the folder is its completion marker
+            complete = manifest_name(e.name) in names
+        elif is_partial(e.name):
+            final = e.name.rsplit(".", 2)[0]
+            complete = False
+        template = next((t for t in templates if t.matches(final)), None)
+        if template is None:
+            continue
+        taken = template.timestamp_of(final, zone) or e.modtime
+        found.append(
+            BackupInfo(
+                e.name,
+                e.size,
+                taken.astimezone(UTC),
+                complete,
+                manifest_problem=None if manifest_name(e.name) in names or not complete else "no manifest",
+                is_dir=e.is_dir,
+            )
+        )
+    return sorted(found, key=lambda b: (b.taken_at, b.name), reverse=True)
+
+
+async def _with_manifest(storage: Storage, info: BackupInfo) -> BackupInfo:
+    if not info.complete or info.manifest_problem == "no manifest":
+        return info
+    try:
+        manifest = Manifest.from_json(await storage.read(manifest_name(info.name)))
+    except (ValueError, StorageError) as exc:
+        return replace(info, manifest=None, manifest_problem=f"unreadable manifest: {exc}")
+    problem = None
+    if not info.is_dir and manifest.size != info.size:
+        problem = f"size {info.size} differs from the manifest's {manifest.size}"
+    return replace(info, manifest=manifest, manifest_problem=problem)
+
+
+async def alist_backups(
+    settings: Settings, *, storage: Storage | None = None, manifests: bool = True
+) -> list[BackupInfo]:
+    """This job's backups on the remote, newest first, partial uploads included (``complete=False``).
+
+    With *manifests* each complete backup's manifest is read (one small read each).
+    """
+    from dbstash.remote import job_storage  # noqa: PLC0415 - remote imports config, which restore's users import
+
+    async with job_storage(settings, storage) as store:
+        infos = _infos(await store.list(), job_templates(settings), settings.zone)
+        if not manifests:
+            return infos
+        return [await _with_manifest(store, i) for i in infos]
+
+
+def list_backups(settings: Settings, *, manifests: bool = True) -> list[BackupInfo]:
+    """This job's backups on the remote, newest first (blocking). See :func:`alist_backups`."""
+    return anyio.run(lambda: alist_backups(settings, manifests=manifests))
+
+
+_STAMP = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:[T _-](\d{2}):?(\d{2})(?::?(\d{2}))?)?$")
+
+
+def select_backup(infos: Sequence[BackupInfo], selector: str, zone: ZoneInfo) -> BackupInfo:
+    """``latest``, an exact name, or a time (``2026-02-07``, ``2026-02-07T02:00``, ``2026-02-07-020000``):
+    the newest complete backup taken at or before it."""
+    complete = [i for i in infos if i.complete]
+    if selector == "latest":
+        if not complete:
+            raise ConfigError("--backup", "a backup name or time: this job has no complete backup yet", selector)
+        return complete[0]
+    for i in infos:
+        if i.name == selector:
+            if not i.complete:
+                raise ConfigError("--backup", "a complete backup (this one is a partial upload)", selector)
+            return i
+    m = _STAMP.match(selector.strip())
+    if not m:
+        raise ConfigError("--backup", "latest, a backup name, or a time such as 2026-02-07T02:00", selector)
+    day, hh, mm, ss = m.groups()
+    when = datetime.fromisoformat(f"{day}T{hh or '23'}:{mm or '59'}:{ss or ('59' if not hh else '00')}")
+    when = when.replace(tzinfo=zone)
+    at_or_before = [i for i in complete if i.taken_at <= when.astimezone(UTC)]
+    if not at_or_before:
+        raise ConfigError("--backup", f"a time after the oldest backup ({selector} is before all of them)", selector)
+    return at_or_before[0]
+
+
+# -- restoring -------------------------------------------------------------------------------------

@@ -1,0 +1,183 @@
+"""Retention on the remote: this job's backups among a listing, the plan, the deletions, stale partial uploads."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import anyio
+
+from dbstash.config import Settings
+from dbstash.engines import same_family
+from dbstash.logs import get_logger
+from dbstash.manifest import Manifest, manifest_name
+from dbstash.naming import NameTemplate, is_partial, partial_target
+from dbstash.remote import job_storage
+from dbstash.retention import Backup, RetentionPlan
+from dbstash.storage.base import RemoteEntry, Storage
+
+log = get_logger("dbstash")
+
+
+def job_backups(entries: Sequence[RemoteEntry], template: NameTemplate, settings: Settings) -> list[Backup]:
+    """The complete backups of this job among *entries*: template matches only, partial uploads never."""
+    zone = settings.zone
+    names = {e.name for e in entries}
+    found = []
+    for e in entries:
+        if e.is_dir != (settings.mode == "directory") or is_partial(e.name) or not template.matches(e.name):
+            continue
+        if e.is_dir and manifest_name(e.name) not in names:  # no manifest: an incomplete folder, not a backup
+            continue
+        taken = template.timestamp_of(e.name, zone) or e.modtime
+        found.append(Backup(e.name, taken.astimezone(UTC), e.size))
+    return found
+
+
+#: A partial upload of this job older than this (or than the job's timeout, if longer) is a leftover of an
+#: abort that could not remove it (dead remote, SIGKILL): the next successful run and ``prune`` delete it.
+#: An upload in progress is never that old: its partial is rewritten as bytes arrive (local, SFTP) or
+#: appears only when complete, moments before its commit (object stores).
+STALE_PARTIAL_AGE = 24 * 3600.0
+
+
+def stale_partials(
+    entries: Sequence[RemoteEntry], template: NameTemplate, now: datetime, timeout: float | None = None
+) -> list[str]:
+    """This job's partial uploads among *entries* that no run can still be writing (see :data:`STALE_PARTIAL_AGE`)."""
+    limit = max(STALE_PARTIAL_AGE, timeout or 0)
+    found = []
+    for e in entries:
+        target = partial_target(e.name)
+        if target is not None and template.matches(target) and (now - e.modtime).total_seconds() > limit:
+            found.append(e.name)
+    return found
+
+
+async def remove_stale_partials(settings: Settings, template: NameTemplate, storage: Storage, now: datetime) -> None:
+    """Delete leftovers of earlier aborted runs of this job; a failure is logged, never fatal."""
+    try:
+        stale = stale_partials(await storage.list(), template, now, settings.timeout)
+        if stale:
+            await storage.delete_many(stale)
+            log.info("removed %d stale partial upload(s) of earlier runs", len(stale), extra={"removed": stale})
+    except Exception as exc:
+        log.warning("could not remove stale partial uploads: %s", exc)
+
+
+async def plan_retention(
+    settings: Settings, storage: Storage, *, now: datetime | None = None, ensure: Backup | None = None
+) -> RetentionPlan:
+    """List the remote once and plan retention for this job (no deletion).
+
+    Only this job's backups take part: names the template matches, and, where a backup has a
+    manifest, only if the manifest names this job's engine and database (another job whose names
+    happen to match is never touched). A backup whose manifest cannot be read takes no part either.
+    *ensure* adds a backup the listing may not show yet (eventually consistent backends), so the
+    one just written always counts as the newest.
+    """
+    template = settings.template()
+    entries = await storage.list()
+    backups = await _own_backups(settings, storage, entries, job_backups(entries, template, settings))
+    if ensure is not None and all(b.name != ensure.name for b in backups):
+        backups.append(ensure)
+    return settings.retention.plan(backups, now or datetime.now(UTC), newest=ensure.name if ensure else None)
+
+
+async def _own_backups(
+    settings: Settings, storage: Storage, entries: Sequence[RemoteEntry], backups: list[Backup]
+) -> list[Backup]:
+    """*backups* less those whose manifest says another engine or database made them."""
+    present = {e.name for e in entries}
+    wanted = [manifest_name(b.name) for b in backups if manifest_name(b.name) in present]
+    texts = await storage.read_many(wanted) if wanted else {}
+    engine, database = settings.engine_key, settings.database_label
+    own = []
+    for b in backups:
+        key = manifest_name(b.name)
+        if key not in present:
+            own.append(b)  # a backup from before manifests existed: the template is all there is to go by
+            continue
+        try:
+            m = Manifest.from_json(texts[key])
+        except (KeyError, ValueError):
+            log.warning("retention leaves %s alone: its manifest cannot be read", b.name)
+            continue
+        if not same_family(m.engine, engine) or m.database != database:
+            log.info(
+                "retention leaves %s alone: its manifest says %s database %r, this job is %s %r",
+                b.name,
+                m.engine,
+                m.database,
+                engine,
+                database,
+            )
+            continue
+        own.append(b)
+    return own
+
+
+async def apply_plan(plan: RetentionPlan, storage: Storage, mode: str = "stream") -> list[str]:
+    """Delete what *plan* says, logging each with its reason. Folders (directory mode) are purged."""
+    doomed = plan.delete
+    if mode == "directory":
+        for b, _ in doomed:
+            await storage.purge(b.name)
+        await storage.delete_many([manifest_name(b.name) for b, _ in doomed])
+    else:
+        # each backup with its manifest (missing manifests of older backups are not an error)
+        await storage.delete_many([n for b, _ in doomed for n in (b.name, manifest_name(b.name))])
+    for b, reason in doomed:
+        log.info("retention removed %s (%s)", b.name, reason, extra={"removed": b.name})
+    return [b.name for b, _ in doomed]
+
+
+@dataclass(frozen=True, slots=True)
+class PruneResult:
+    """What :func:`prune` decided and did. With ``dry_run`` nothing was deleted."""
+
+    remote: str
+    plan: RetentionPlan
+    deleted: tuple[str, ...]
+    dry_run: bool
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain JSON-ready data."""
+        return {
+            "remote": self.remote,
+            "dry_run": self.dry_run,
+            "deleted": list(self.deleted),
+            "backups": self.plan.to_dict(),
+        }
+
+
+async def aprune(
+    settings: Settings, *, dry_run: bool = False, storage: Storage | None = None, now: datetime | None = None
+) -> PruneResult:
+    """Apply this job's retention policy to its remote folder now (the async twin of :func:`prune`).
+
+    Lists the folder once, keeps only this job's complete backups (template matches, partial uploads
+    never, manifests naming this job), plans with :meth:`RetentionPolicy.plan`, and deletes unless
+    *dry_run*, along with partial uploads that aborted runs of this job left behind
+    (:func:`stale_partials`). The newest backup is never deleted. Raises
+    :class:`~dbstash.errors.StorageError` if the remote cannot be listed.
+    """
+    async with job_storage(settings, storage) as store:
+        plan = await plan_retention(settings, store, now=now)
+        deleted = [] if dry_run else await apply_plan(plan, store, settings.mode)
+        if not dry_run:
+            await remove_stale_partials(settings, settings.template(), store, now or datetime.now(UTC))
+        return PruneResult(settings.remote, plan, tuple(deleted), dry_run)
+
+
+def prune(settings: Settings, *, dry_run: bool = False, now: datetime | None = None) -> PruneResult:
+    """Apply this job's retention policy to its remote folder (blocking). See :func:`aprune`.
+
+    Example:
+        >>> s = dbstash.Settings.create("sqlite:///srv/app.db", remote="/srv/backups",
+        ...                             retention_keep={"daily": 7, "weekly": 4})  # doctest: +SKIP
+        >>> for row in dbstash.prune(s, dry_run=True).plan.to_dict():  # doctest: +SKIP
+        ...     print(row["action"], row["name"], row["reasons"])
+    """
+    return anyio.run(lambda: aprune(settings, dry_run=dry_run, now=now))

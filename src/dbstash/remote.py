@@ -1,0 +1,69 @@
+"""The job's remote: the rclone storage its settings describe, and the start-up checks that need rclone."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from dbstash.config import Settings
+from dbstash.errors import ConfigError
+from dbstash.logs import get_logger
+from dbstash.redact import GLOBAL_REDACTOR
+from dbstash.storage.base import Storage, remote_name
+from dbstash.storage.rclone_cli import RcloneCliStorage
+from dbstash.storage.rclone_rc import RcloneRcStorage
+
+log = get_logger("dbstash")
+
+
+@contextlib.asynccontextmanager
+async def job_storage(settings: Settings, storage: Storage | None) -> AsyncIterator[Storage]:
+    """The caller's storage as given, or this job's rclone storage, released when the block ends.
+
+    RcloneCliStorage opens itself on first use, so an error there (no rclone) surfaces inside the
+    caller's own error handling.
+    """
+    if storage is not None:
+        yield storage
+        return
+    store: RcloneCliStorage | RcloneRcStorage
+    if settings.rc is not None:
+        store = RcloneRcStorage(settings.remote, settings.rc, redactor=GLOBAL_REDACTOR)
+    else:
+        store = RcloneCliStorage(settings.remote, settings.rclone, redactor=GLOBAL_REDACTOR)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+async def preflight(settings: Settings, *, remote_variable: str = "RCLONE_REMOTE") -> None:
+    """Start-up checks that need rclone or the network, so bad input fails before anything is dumped.
+
+    With the CLI transport: the remote that *settings* name is defined in rclone's config. With the
+    rc transport: rcd answers and takes the credentials.
+
+    Raises:
+        ConfigError: the remote is not defined (names *remote_variable*), rcd refused the
+            credentials (names ``RCLONE_RC_USER``) or the URL is not an rcd.
+        StorageError: rcd cannot be reached.
+        ToolNotFound: rclone is not installed.
+    """
+    async with job_storage(settings, None) as store:
+        if isinstance(store, RcloneRcStorage):
+            await store.open()
+            log.info("using the rclone daemon at %s (rclone %s)", store.options.display_url(), store.version)
+            return
+        assert isinstance(store, RcloneCliStorage)
+        name = remote_name(settings.remote)
+        if name is None:
+            return
+        defined = await store.remotes()
+        if name not in defined:
+            raise ConfigError(
+                remote_variable,
+                f"a remote defined in the rclone config (no remote called {name!r}; defined: "
+                + (", ".join(defined) or "none")
+                + "), or a local path",
+                settings.remote,
+            )

@@ -1,0 +1,98 @@
+"""Transforms: steps on the stream between a Source and a Sink (compression, progress, your own).
+
+Counting and sha256 are built into the :class:`~dbstash.Pipeline` (the commit needs them), so they
+are no transforms: every result carries the stored size and digest and the source's byte count.
+:class:`Compress` and :class:`Progress` also run inside the raw-descriptor relay thread (the fast
+path); any other transform makes the pipeline take its async path.
+
+A transform of your own subclasses :class:`Transform` and returns a fresh :class:`TransformStep`
+from :meth:`Transform.start` for each run (encryption will be one).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+from dbstash.compression import Compressor, StreamCompression, parse_compress
+
+
+class TransformStep(ABC):
+    """One run's state of a transform."""
+
+    @abstractmethod
+    def feed(self, chunk: bytes, total: int) -> bytes:
+        """Transform *chunk* (the source has produced *total* bytes so far); may return b"" (buffered)."""
+
+    def flush(self) -> bytes:
+        """What is left at the end of the stream."""
+        return b""
+
+
+class Transform(ABC):
+    """A step on the stream; :meth:`start` gives the state for one run."""
+
+    @abstractmethod
+    def start(self) -> TransformStep:
+        """A fresh step for one run."""
+
+
+class _CompressStep(TransformStep):
+    def __init__(self, compressor: Compressor) -> None:
+        self.compressor = compressor
+
+    def feed(self, chunk: bytes, total: int) -> bytes:
+        return self.compressor.compress(chunk)
+
+    def flush(self) -> bytes:
+        return self.compressor.flush()
+
+
+class Compress(Transform):
+    """gzip or zstd on the stream: ``Compress("zstd")``, ``Compress("gzip:9")``.
+
+    Example:
+        >>> import dbstash
+        >>> dbstash.Compress("zstd:19").suffix
+        '.zst'
+    """
+
+    def __init__(self, how: str | StreamCompression = "zstd") -> None:
+        if isinstance(how, StreamCompression):
+            self.compression = how
+        else:
+            _, parsed = parse_compress(how, "how")
+            if parsed is None:
+                raise ValueError("how: gzip, zstd, gzip:LEVEL or zstd:LEVEL")
+            self.compression = parsed
+
+    @property
+    def suffix(self) -> str:
+        """``.gz`` or ``.zst``."""
+        return self.compression.suffix
+
+    def start(self) -> TransformStep:
+        return _CompressStep(self.compression.compressor())
+
+
+class _ProgressStep(TransformStep):
+    def __init__(self, callback: Callable[[int], None]) -> None:
+        self.callback = callback
+
+    def feed(self, chunk: bytes, total: int) -> bytes:
+        self.callback(total)
+        return chunk
+
+
+class Progress(Transform):
+    """Calls *callback* with the number of bytes the source has produced so far (from the relay thread
+    on the fast path, about twice a second; from the event loop on the async path, per chunk)."""
+
+    def __init__(self, callback: Callable[[int], None]) -> None:
+        self.callback = callback
+
+    def start(self) -> TransformStep:
+        return _ProgressStep(self.callback)
+
+
+__all__ = ["Compress", "Progress", "Transform", "TransformStep"]
