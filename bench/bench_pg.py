@@ -33,6 +33,7 @@ from tests.support.servers import PgServer, debian_pg_bindir, free_port, wait_po
 VENV_BIN = Path(sys.executable).parent
 RCLONE = str(VENV_BIN / "rclone")
 DBSTASH = str(VENV_BIN / "dbstash")
+PIPELINE = [sys.executable, str(Path(__file__).resolve().parent / "pipeline_run.py")]
 
 
 def watch(pid: int, stats: dict[str, int], done: threading.Event) -> None:
@@ -75,7 +76,7 @@ def rcd_hwm_kb(pid: int) -> int:
         return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
 
 
-def run(scale: int, rounds: int, workdir: Path, bindir: str) -> dict[str, Any]:
+def run(scale: int, rounds: int, workdir: Path, bindir: str, baseline: str | None = None) -> dict[str, Any]:
     server = PgServer.start(bindir)
     rcd_port = free_port()
     rcd = subprocess.Popen(
@@ -125,17 +126,29 @@ def run(scale: int, rounds: int, workdir: Path, bindir: str) -> dict[str, Any]:
         # warm-up (page cache, Python bytecode caches): not recorded
         timed(["bash", "-o", "pipefail", "-c", raw_cmd], base_env)
         timed([DBSTASH, "backup"], db_env)
-        variants = ["raw", "dbstash", "dbstash_rc", "tempfile"]
+        variants = ["raw", "dbstash", "dbstash_rc", "tempfile", "pipeline_fast", "pipeline_async"]
+        if baseline:  # an earlier dbstash (its own venv), measured in the same rounds: before/after, same run
+            variants.append("baseline")
         times: dict[str, list[float]] = {v: [] for v in variants}
         hwm: dict[str, list[int]] = {"dbstash": [], "dbstash_rc": []}
         written: dict[str, list[int]] = {v: [] for v in variants}
         for i in range(rounds):
-            order = variants if i % 2 == 0 else ["dbstash_rc", "dbstash", "raw", "tempfile"]
+            order = variants if i % 2 == 0 else list(reversed(variants))
             for variant in order:
                 if variant == "raw":
                     t, st = timed(["bash", "-o", "pipefail", "-c", raw_cmd], base_env, measure=True)
                 elif variant == "tempfile":
                     t, st = timed(["bash", "-c", tmp_cmd], base_env, measure=True)
+                elif variant == "baseline":
+                    assert baseline is not None
+                    t, st = timed([baseline, "backup"], db_env, measure=True)
+                    for f in remote.glob("app-*"):
+                        f.unlink()
+                elif variant.startswith("pipeline_"):
+                    # the library's Pipeline alone (no manifest, no retention): the two relay paths compared
+                    t, st = timed([*PIPELINE, variant.removeprefix("pipeline_")], db_env, measure=True)
+                    for f in remote.glob("pipeline-*"):
+                        f.unlink()
                 else:
                     t, st = timed([DBSTASH, "backup"], db_env if variant == "dbstash" else rc_env, measure=True)
                     hwm[variant].append(st.get("hwm_kb", 0))
@@ -157,6 +170,9 @@ def run(scale: int, rounds: int, workdir: Path, bindir: str) -> dict[str, Any]:
             "ratio_tempfile_vs_raw": med["tempfile"] / med["raw"],
             "ratio_rc_vs_raw": med["dbstash_rc"] / med["raw"],
             "ratio_rc_vs_rcat": med["dbstash_rc"] / med["dbstash"],
+            "ratio_pipeline_fast_vs_raw": med["pipeline_fast"] / med["raw"],
+            "ratio_pipeline_async_vs_raw": med["pipeline_async"] / med["raw"],
+            "ratio_baseline_vs_raw": med["baseline"] / med["raw"] if baseline else None,
             "dbstash_peak_rss_mb": max(hwm["dbstash"]) / 1024,
             "dbstash_rc_peak_rss_mb": max(hwm["dbstash_rc"]) / 1024,
             "rcd_peak_rss_mb": rcd_hwm_kb(rcd.pid) / 1024,
@@ -176,6 +192,9 @@ def main() -> None:
     parser.add_argument("--small-scale", type=int, default=10, help="pgbench scale of the small run (RSS check)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    parser.add_argument(
+        "--baseline", help="the dbstash executable of an earlier version (its own venv), run in the same rounds"
+    )
     args = parser.parse_args()
     bindir = debian_pg_bindir()
     if bindir is None:
@@ -183,8 +202,8 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="dbstash-bench-"))
     try:
         results = [
-            run(args.small_scale, max(3, args.rounds // 2), workdir, bindir),
-            run(args.scale, args.rounds, workdir, bindir),
+            run(args.small_scale, max(3, args.rounds // 2), workdir, bindir, args.baseline),
+            run(args.scale, args.rounds, workdir, bindir, args.baseline),
         ]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -216,6 +235,18 @@ def main() -> None:
     # per-byte cost: the fixed per-run costs (interpreter start, version probe, commit calls) cancel out
     marginal = (mb["dbstash"] - ms["dbstash"]) / (mb["raw"] - ms["raw"])
     print(f"\nmarginal (per-byte) ratio dbstash/raw between the two sizes: {marginal:.3f}x")
+    print("\n| scale | Pipeline fast path | Pipeline async path | fast/raw | async/raw | async/fast |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        m = r["median_seconds"]
+        assert isinstance(m, dict)
+        print(
+            f"| {r['scale']} | {m['pipeline_fast']:.2f}s | {m['pipeline_async']:.2f}s "
+            f"| {r['ratio_pipeline_fast_vs_raw']:.3f}x | {r['ratio_pipeline_async_vs_raw']:.3f}x "
+            f"| {m['pipeline_async'] / m['pipeline_fast']:.3f}x |"
+        )
+        if r.get("ratio_baseline_vs_raw"):
+            print(f"  scale {r['scale']}: baseline {m['baseline']:.2f}s = {r['ratio_baseline_vs_raw']:.3f}x raw")
     print(f"raw results: {path}", file=sys.stderr)
 
 

@@ -187,7 +187,9 @@ class DumpSource(Source):
             built = self._build() if callable(self._build) else self.engine.dump_command(self.connection, self.options)
             self.command = await built
         command = self.command
-        proc = command.start(redactor or GLOBAL_REDACTOR, stdout=subprocess.PIPE)
+        redactor = redactor or GLOBAL_REDACTOR
+        redactor.add(self.connection.password)  # masked whichever redactor the caller gave: safe by default
+        proc = command.start(redactor, stdout=subprocess.PIPE)
         engine = self.engine
         check: TailCheck | None = (lambda tail: engine.check_output_tail(tail, command)) if self.check_tail else None
         return _ProcessStream(proc, check)

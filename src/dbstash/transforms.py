@@ -86,7 +86,16 @@ class _ProgressStep(TransformStep):
 
 class Progress(Transform):
     """Calls *callback* with the number of bytes the source has produced so far (from the relay thread
-    on the fast path, about twice a second; from the event loop on the async path, per chunk)."""
+    on the fast path, about twice a second; from the event loop on the async path, per chunk).
+
+    Example:
+        >>> import anyio, dbstash
+        >>> seen: list[int] = []
+        >>> source, sink = dbstash.CommandSource(["echo", "hi"]), dbstash.MemorySink()
+        >>> _ = anyio.run(dbstash.Pipeline(source, sink, [dbstash.Progress(seen.append)]).run, "x")
+        >>> seen[-1]
+        3
+    """
 
     def __init__(self, callback: Callable[[int], None]) -> None:
         self.callback = callback

@@ -280,3 +280,26 @@ def test_a_third_party_engine_is_found_through_its_entry_point(tmp_path: Path, s
         assert result.engine == "fakesql" and b"CREATE TABLE users" in sink.objects[result.name]
     finally:
         sys.path.remove(str(pkg))
+
+
+# -- safe by default --------------------------------------------------------------------------------------------
+def test_a_dump_source_masks_its_own_password_whatever_redactor_it_is_given() -> None:
+    from dbstash.engines.base import DumpCommand
+    from dbstash.redact import Redactor
+
+    engine = dbstash.get_engine("pg")
+    conn = engine.parse_uri("postgresql://app:pw-ECHOED-123@127.0.0.1:5432/app")
+    # a tool that echoes the password in its error output
+    cmd = DumpCommand(("sh", "-c", "echo 'auth failed for pw-ECHOED-123' >&2; exit 2"))
+    source = DumpSource(engine, conn, command=cmd)
+    with pytest.raises(DumpFailed) as info:
+        anyio.run(Pipeline(source, MemorySink(), redactor=Redactor()).run, "x")
+    assert "auth failed" in str(info.value) and "pw-ECHOED-123" not in str(info.value)
+
+
+def test_library_calls_get_the_stall_timeout_and_unique_names_by_default(sqlite_db: Path) -> None:
+    assert Pipeline(CommandSource(["true"]), MemorySink()).stall_timeout == 45.0
+    assert Settings.create(f"sqlite:///{sqlite_db}", remote="r:").stall_timeout == 45.0
+    sink = MemorySink()
+    names = {dbstash.backup(f"sqlite:///{sqlite_db}", storage=sink).name for _ in range(3)}
+    assert len(names) == 3, "three runs, three backups, even within one second"

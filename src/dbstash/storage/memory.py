@@ -61,11 +61,13 @@ class MemorySink(Storage):
     *fail_after*: uploads fail once they received more than that many bytes (to test failure paths).
 
     Example:
-        >>> import dbstash
+        >>> import os, sqlite3, tempfile, dbstash
+        >>> db = os.path.join(tempfile.mkdtemp(), "app.db")
+        >>> sqlite3.connect(db).execute("CREATE TABLE t(x)").connection.commit()
         >>> sink = dbstash.MemorySink()
-        >>> result = dbstash.backup("sqlite:///srv/app.db", storage=sink)  # doctest: +SKIP
-        >>> sorted(sink.objects)  # doctest: +SKIP
-        ['app-2026-02-07-020000.sql', 'app-2026-02-07-020000.sql.dbstash-manifest.json']
+        >>> result = dbstash.backup(f"sqlite:///{db}", storage=sink)
+        >>> sorted(sink.objects) == [result.name, result.name + ".dbstash-manifest.json"]
+        True
     """
 
     def __init__(self, remote: str = "memory:", *, fail_after: int | None = None) -> None:
