@@ -282,6 +282,7 @@ async def _run(
     log.info("backup started", extra={"remote_path": storage.path(name), "source": settings.connection.display_uri()})
     writer = _ManifestWriter(settings, engine, storage, backup_id=backup_id, database=database, started=started)
     alternative = template.alternative(name, backup_id)
+    storage.last_listing = None  # set by this run's commit (stream and tar modes); directory mode lists again
     if settings.mode == "stream":
         source = DumpSource(engine, settings.connection, settings.dump_options)
         pipeline = Pipeline(
@@ -305,7 +306,7 @@ async def _run(
     remote_path = storage.path(name)
     finished = datetime.now(UTC)
     duration = time.monotonic() - t0
-    await remove_stale_partials(settings, template, storage, finished)
+    await remove_stale_partials(settings, template, storage, finished, storage.last_listing)
     deleted: list[str] = []
     retention_error = None
     if settings.retention.enabled:

@@ -55,10 +55,21 @@ def stale_partials(
     return found
 
 
-async def remove_stale_partials(settings: Settings, template: NameTemplate, storage: Storage, now: datetime) -> None:
-    """Delete leftovers of earlier aborted runs of this job; a failure is logged, never fatal."""
+async def remove_stale_partials(
+    settings: Settings,
+    template: NameTemplate,
+    storage: Storage,
+    now: datetime,
+    entries: Sequence[RemoteEntry] | None = None,
+) -> None:
+    """Delete leftovers of earlier aborted runs of this job; a failure is logged, never fatal.
+
+    *entries*: a listing already at hand (the commit's), instead of listing again.
+    """
     try:
-        stale = stale_partials(await storage.list(), template, now, settings.timeout)
+        stale = stale_partials(
+            entries if entries is not None else await storage.list(), template, now, settings.timeout
+        )
         if stale:
             await storage.delete_many(stale)
             log.info("removed %d stale partial upload(s) of earlier runs", len(stale), extra={"removed": stale})

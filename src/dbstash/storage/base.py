@@ -131,6 +131,8 @@ class Catalog(ABC):
     """What listing, retention, manifests and restore need of a remote folder: list, read, write, delete."""
 
     remote: str
+    #: the listing the last commit made (:func:`publish`), or None
+    last_listing: list[RemoteEntry] | None = None
 
     @abstractmethod
     async def list(self) -> list[RemoteEntry]:
@@ -281,6 +283,7 @@ async def publish(
     only if it sees nothing else there, so at most one of two overlapping runs sees nothing.
     """
     entries = await storage.list()
+    storage.last_listing = entries  # the job reuses it to find stale partials: no second listing per run
     entry = next((e for e in entries if e.name == partial), None)
     if entry is None:
         raise UploadFailed("rclone reported success but the uploaded object is not on the remote")
