@@ -24,22 +24,43 @@ fi
 blocked() { printf '%s\n' "$*" >"$OUT/BLOCKED"; log "Mongo peers blocked: $*"; exit 0; }
 command -v go >/dev/null 2>&1 || blocked "the go command is not installed"
 
-# mongo-tools first: without mongodump, FerretDB alone cannot exercise anything (and takes minutes to build)
+# mongo-tools first: without mongodump, FerretDB alone cannot exercise anything (and takes minutes to build).
+# The Go module proxy refuses mongo-tools (403); the source with vendored dependencies ships beside the
+# project (../shared/peers, Apache 2.0) and builds offline. The proxy stays the fallback.
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-log "go: fetching github.com/mongodb/mongo-tools@$MONGO_TOOLS_VERSION"
-if ! err="$(cd "$work" && go mod init dbstash-peers >/dev/null 2>&1 &&
-  timeout 600 go get "github.com/mongodb/mongo-tools@$MONGO_TOOLS_VERSION" 2>&1)"; then
-  blocked "go get github.com/mongodb/mongo-tools@$MONGO_TOOLS_VERSION failed: $(printf '%s' "$err" | tr '\n\t' '  ' | cut -c1-240)"
+PEERS="${DBSTASH_SHARED_PEERS:-$ROOT/../shared/peers}"
+tarball="$PEERS/mongo-tools-src.tar.gz"
+if [ ! -x "$OUT/mongodump" ] || [ ! -x "$OUT/mongorestore" ]; then
+  if [ -f "$tarball" ]; then
+    log "building mongodump and mongorestore from $tarball (vendored, offline)"
+    mkdir -p "$work/mongo-tools"
+    tar -xzf "$tarball" -C "$work/mongo-tools"
+    src="$work/mongo-tools"
+    [ -d "$src/mongodump" ] || src="$(dirname "$(find "$work/mongo-tools" -maxdepth 3 -type d -name mongodump | head -n 1)")"
+    for tool in mongodump mongorestore; do
+      (cd "$src" && GOFLAGS=-mod=vendor GOTOOLCHAIN=local CGO_ENABLED=0 timeout 900 \
+        go build -o "$OUT/$tool" "./$tool/main") ||
+        blocked "go build of $tool from $tarball failed (see the log above)"
+    done
+  else
+    log "go: fetching github.com/mongodb/mongo-tools@$MONGO_TOOLS_VERSION ($tarball not found)"
+    if ! err="$(cd "$work" && go mod init dbstash-peers >/dev/null 2>&1 &&
+      timeout 600 go get "github.com/mongodb/mongo-tools@$MONGO_TOOLS_VERSION" 2>&1)"; then
+      blocked "no $tarball, and go get github.com/mongodb/mongo-tools@$MONGO_TOOLS_VERSION failed: $(printf '%s' "$err" | tr '\n\t' '  ' | cut -c1-240)"
+    fi
+    for tool in mongodump mongorestore; do
+      log "go build $tool"
+      (cd "$work" && timeout 900 go build -o "$OUT/$tool" "github.com/mongodb/mongo-tools/$tool/main") ||
+        blocked "go build of $tool from mongo-tools failed (see the log above)"
+    done
+  fi
 fi
-for tool in mongodump mongorestore; do
-  log "go build $tool"
-  (cd "$work" && timeout 900 go build -o "$OUT/$tool" "github.com/mongodb/mongo-tools/$tool/main") ||
-    blocked "go build of $tool from mongo-tools failed (see the log above)"
-done
+[ -x "$OUT/ferretdb" ] && exit 0
 # `go install ...@v1.24.2` builds a binary that panics at start: build/version/version.txt is generated
 # by FerretDB's own build and is not in the module zip. Build a copy of the module with that file written.
 log "go build FerretDB $FERRETDB_VERSION"
+[ -f "$work/go.mod" ] || (cd "$work" && go mod init dbstash-peers >/dev/null 2>&1)
 src="$(cd "$work" && go mod download -json "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" |
   sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')" || blocked "go mod download of FerretDB $FERRETDB_VERSION failed"
 [ -d "$src" ] || blocked "go mod download of FerretDB $FERRETDB_VERSION gave no source directory"

@@ -127,6 +127,8 @@ class Settings:
     compress: bool = False
     extension: str | None = None
     dump_extra_args: tuple[str, ...] = ()
+    #: ``RESTORE_EXTRA_ARGS``: flags appended to the restore tool (psql/pg_restore, mysql, mongorestore)
+    restore_extra_args: tuple[str, ...] = ()
     #: gzip/zstd done by dbstash on the stream (``BACKUP_COMPRESS=gzip|zstd``); ``compress`` is the tool's own
     stream_compress: StreamCompression | None = None
     #: ``BACKUP_MODE``: ``stream`` (default), ``directory`` or ``tar``
@@ -242,6 +244,7 @@ class Settings:
             "mode": self.mode,
             "temp_dir": self.temp_dir if self.mode != "stream" else None,
             "dump_extra_args": list(self.dump_extra_args),
+            "restore_extra_args": list(self.restore_extra_args),
             "retention_max_files": self.retention.max_files,
             "retention_max_days": self.retention.max_days,
             "retention_keep": self.retention.keep_rules,
@@ -273,6 +276,7 @@ class Settings:
         compress: bool | str = False,
         extension: str | None = None,
         dump_extra_args: Sequence[str] | str = (),
+        restore_extra_args: Sequence[str] | str = (),
         retention_max_files: int = 0,
         retention_max_days: float = 0,
         retention_keep: Mapping[str, int] | None = None,
@@ -316,6 +320,9 @@ class Settings:
             temp_dir=temp_dir,
             extension=_check_extension(extension, "extension"),
             dump_extra_args=extra,
+            restore_extra_args=tuple(shlex.split(restore_extra_args))
+            if isinstance(restore_extra_args, str)
+            else tuple(restore_extra_args),
             retention=retention
             if retention is not None
             else _retention(retention_max_files, retention_max_days, retention_keep, _check_tz(tz, "tz")),

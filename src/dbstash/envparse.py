@@ -152,6 +152,7 @@ def settings_from_env(cls: type[Settings], environ: Mapping[str, str]) -> Settin
         temp_dir=get("BACKUP_TEMP_DIR") or DEFAULT_TEMP_DIR,
         extension=_check_extension(get("BACKUP_EXTENSION"), "BACKUP_EXTENSION"),
         dump_extra_args=_split_args(env.get("DUMP_EXTRA_ARGS", ""), "DUMP_EXTRA_ARGS"),
+        restore_extra_args=_split_args(env.get("RESTORE_EXTRA_ARGS", ""), "RESTORE_EXTRA_ARGS"),
         retention=RetentionPolicy(
             max_files=_parse_int(env.get("RETENTION_MAX_FILES", ""), "RETENTION_MAX_FILES"),
             max_days=_parse_days(env.get("RETENTION_MAX_DAYS", ""), "RETENTION_MAX_DAYS"),

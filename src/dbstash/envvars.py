@@ -55,6 +55,7 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("BACKUP_TEMP_DIR", "Dump", "/tmp/dbstash-work", "absolute path for directory and tar modes"),
     EnvVar("BACKUP_COMPRESS", "Dump", "false", "true (the tool's native compression), false, zstd, gzip, zstd:LEVEL, gzip:LEVEL"),
     EnvVar("DUMP_EXTRA_ARGS", "Dump", "—", "flags for the dump tool, shell-quoted; win over BACKUP_COMPRESS"),
+    EnvVar("RESTORE_EXTRA_ARGS", "Dump", "—", "flags appended to the restore tool (psql/pg_restore, mysql, mongorestore), shell-quoted, e.g. --noIndexRestore"),
     # retention
     EnvVar("RETENTION_MAX_FILES", "Retention", "0 (unlimited)", "keep at most N backups"),
     EnvVar("RETENTION_MAX_DAYS", "Retention", "0 (unlimited)", "delete backups older than N days (decimals allowed)"),

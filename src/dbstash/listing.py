@@ -70,16 +70,21 @@ class BackupInfo:
 
 def job_templates(settings: Settings) -> list[NameTemplate]:
     """This job's names under every extension it may have used: plain or native format, with or
-    without dbstash's ``.gz``/``.zst`` (so turning compression on or off never hides older backups
-    from list and restore; retention stays with the exact current template)."""
+    without dbstash's ``.gz``/``.zst``, tar files and folders of the other modes (so changing
+    compression or ``BACKUP_MODE`` never hides older backups from list and restore; retention stays
+    with the exact current template)."""
     current = settings.template()
     engine = settings.engine()
     bases = {
         engine.extension(DumpOptions(compress=c, extra_args=settings.dump_extra_args), settings.connection)
         for c in (False, True)
     }
+    if "tar" in engine.supported_modes(settings.connection):
+        bases.add(".tar")  # tar mode, whatever BACKUP_MODE says now: changing the mode never hides a backup
     others = {b + suffix for b in bases for suffix in ("", *SUFFIXES.values())} - {current.extension}
-    extensions = [current.extension, *sorted(others)]
+    if "directory" in engine.supported_modes(settings.connection):
+        others.add("")  # directory mode: a folder under the template's name
+    extensions = [current.extension, *sorted(others - {current.extension})]
     return [replace(current, extension=ext) for ext in extensions]
 
 
@@ -96,7 +101,7 @@ def _infos(entries: Sequence[RemoteEntry], templates: Sequence[NameTemplate], zo
         elif is_partial(e.name):
             final = e.name.rsplit(".", 2)[0]
             complete = False
-        template = next((t for t in templates if t.matches(final)), None)
+        template = next((t for t in templates if (t.extension == "") == e.is_dir and t.matches(final)), None)
         if template is None:
             continue
         taken = template.timestamp_of(final, zone) or e.modtime

@@ -18,13 +18,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import anyio
 
@@ -32,6 +33,7 @@ from dbstash.compression import SUFFIXES, Compressor, StreamCompression
 from dbstash.config import Settings
 from dbstash.engines import target_connection
 from dbstash.engines.base import Connection, DumpCommand, Engine, RestoreOptions, run_tool
+from dbstash.engines.mongo import MongoEngine
 from dbstash.errors import ChecksumMismatch, ConfigError, DbstashError, RestoreError, RestoreRefused, StorageError
 from dbstash.listing import (
     BackupInfo,
@@ -43,6 +45,7 @@ from dbstash.listing import (
     select_backup,
 )
 from dbstash.logs import get_logger
+from dbstash.manifest import Manifest
 from dbstash.process import ChildProcess
 from dbstash.redact import GLOBAL_REDACTOR
 from dbstash.storage.base import Storage
@@ -181,7 +184,12 @@ class _Feeder:
 
 def target_for(settings: Settings, target: str | None) -> tuple[Engine, Connection]:
     engine = settings.engine()
-    return engine, settings.connection if target is None else target_connection(engine, target, "--target")
+    if target is None:
+        return engine, settings.connection
+    conn = target_connection(engine, target, "--target")
+    if isinstance(engine, MongoEngine):  # a target URI without authSource logs in where the job's does
+        conn = engine.with_auth_source(conn, settings.connection.params.get("authSource"))
+    return engine, conn
 
 
 async def arestore(
@@ -240,7 +248,10 @@ async def arestore(
             force=force,
             source_database=None if source_db in (None, "all") else source_db,
             all_databases=source_db == "all",
-            native_gzip=info.name.endswith(".archive.gz"),
+            # the manifest says whether the tool compressed (mongodump --gzip: *.bson.gz in folders and tars)
+            native_gzip=info.name.endswith(".archive.gz")
+            or bool(info.manifest and info.manifest.native_compression and engine.key == "mongo"),
+            extra_args=settings.restore_extra_args,
         )
         log.info("restore started", extra={"backup": info.name, "target": conn.display_uri()})
         if mode == "stream":
@@ -249,6 +260,11 @@ async def arestore(
             result = await _stream_restore(store, info, engine, conn, options)
         else:
             result = await _restore_files(settings, store, info, engine, conn, options=options, mode=mode)
+        if info.manifest is not None and _holds_data(info.manifest) and await engine.is_empty(conn) is True:
+            raise RestoreError(
+                f"{info.name} holds data but {conn.display_uri()} is empty after the restore: the restore tool "
+                "applied nothing although it reported success (see its output in the log)"
+            )
     duration = round(time.monotonic() - t0, 3)
     log.info(
         "restore complete",
@@ -257,6 +273,24 @@ async def arestore(
     return RestoreResult(
         info.name, conn.display_uri(), result[0], result[1], info.manifest is not None, duration, result[2]
     )
+
+
+#: A dump this big holds data: an empty database dumps to a few KiB at most (headers, an empty RDB).
+NON_EMPTY_DUMP = 64 << 10
+#: Files of a multi-file dump that hold data (a folder of only metadata restores to an empty database).
+_DATA_FILE = re.compile(r"\.(bson(\.gz)?|dat(\.gz)?|sql|txt)$")
+
+
+def _holds_data(manifest: Manifest) -> bool:
+    """Whether the backup surely holds data, so an empty target after its restore means nothing was applied."""
+    if manifest.files:
+        return any(bool(_DATA_FILE.search(p)) and int(str(v[0])) > 0 for p, v in manifest.files.items())
+    return int(manifest.dump_size or manifest.size) > NON_EMPTY_DUMP
+
+
+def _with_extra_args(command: DumpCommand, options: RestoreOptions) -> DumpCommand:
+    """*command* with ``RESTORE_EXTRA_ARGS`` appended."""
+    return replace(command, argv=(*command.argv, *options.extra_args)) if options.extra_args else command
 
 
 async def _prove(store: Storage, info: BackupInfo) -> None:
@@ -322,6 +356,10 @@ async def _stream_restore(
             )
         else:
             command = engine.restore_command(tool_conn, head, options)
+            if command is not None:
+                command = _with_extra_args(command, options)
+            elif options.extra_args:
+                log.warning("RESTORE_EXTRA_ARGS ignored: this restore writes a file and runs no tool")
         if command is None:  # the stream itself is the restored file (Redis)
             assert tmp_path is not None
             return None, os.open(tmp_path, os.O_WRONLY | os.O_TRUNC)
@@ -417,7 +455,7 @@ async def _restore_files(
                     f"{info.name} differs from its manifest in {len(bad)} file(s), e.g. {bad[0]}: nothing was applied"
                 )
             size, sha = found.size, found.sha256
-        command = engine.restore_files_command(conn, folder, options)
+        command = _with_extra_args(engine.restore_files_command(conn, folder, options), options)
         stdin_paths: list[str] = []
         if engine.splits_stream:  # MySQL: the per-table files, in name order, are the original dump
             stdin_paths = [os.path.join(folder, n) for n in sorted(os.listdir(folder))]

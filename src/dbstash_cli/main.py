@@ -44,6 +44,7 @@ FLAG_ENV = {
     "stream_compress": "BACKUP_COMPRESS",
     "auth_source": "DB_AUTH_SOURCE",
     "dump_extra_args": "DUMP_EXTRA_ARGS",
+    "restore_extra_args": "RESTORE_EXTRA_ARGS",
     "retention_max_files": "RETENTION_MAX_FILES",
     "retention_max_days": "RETENTION_MAX_DAYS",
     "retention_keep_hourly": "RETENTION_KEEP_HOURLY",
@@ -407,6 +408,7 @@ _BACKUP_HELP = "Which backup: latest (default), a name, or a time such as 2026-0
     help="Restore into this URI (same engine) instead of the job's database; SQLite: a new file; Redis: the RDB path.",
 )
 @click.option("--force", is_flag=True, help="Restore even if the target already holds data.")
+@click.option("--restore-extra-args", help="Extra flags for the restore tool (RESTORE_EXTRA_ARGS).")
 @click.option(
     "--allow-unverified",
     is_flag=True,
@@ -435,6 +437,7 @@ def restore(  # noqa: PLR0917 - click passes every option by keyword
 @job_options()
 @click.option("--backup", "which", default="latest", show_default=True, help=_BACKUP_HELP)
 @click.option("--target", help="Scratch database URI to restore into (VERIFY_TARGET_URI); its data is dropped after.")
+@click.option("--restore-extra-args", help="Extra flags for the restore tool (RESTORE_EXTRA_ARGS).")
 def verify(as_json: bool, which: str, target: str | None, compress: bool | None = None, **flags: str | None) -> None:
     """The restore drill: restore into a scratch target, check the sha256, count rows per table, clean up."""
     _restore_job("verify", as_json, compress, flags, lambda s: dbstash.verify(s, which, target=target))

@@ -231,19 +231,20 @@ class MongoCase(EngineCase):
 
     @property
     def password(self) -> str:
-        return "no-auth-on-ferretdb-v1-sqlite"
+        assert self.server.password is not None
+        return self.server.password
 
     def uri(self, *, password: bool = True) -> str:
         return self.server.uri(self.database)
 
     def wrong_uri(self) -> str:
-        return f"mongodb://nobody:wrong@127.0.0.1:{self.server.port}/{self.database}?authMechanism=PLAIN"
+        return self.server.uri(self.database, password="wrong-pw-123")
 
     def _client(self, server: FerretDbServer | None = None) -> object:
         import pymongo
 
         s = server or self.server
-        return pymongo.MongoClient(f"mongodb://127.0.0.1:{s.port}/", serverSelectionTimeoutMS=10000)
+        return pymongo.MongoClient(s.uri(""), serverSelectionTimeoutMS=10000)
 
     def seed(self) -> None:
         client = self._client()

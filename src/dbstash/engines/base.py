@@ -154,8 +154,10 @@ class RestoreOptions:
     #: the database the backup was taken from (None when unknown or every database)
     source_database: str | None = None
     all_databases: bool = False
-    #: the stored object is the tool's own gzip (mongodump --gzip: ``.archive.gz``)
+    #: the stored data is the tool's own gzip (mongodump --gzip: ``.archive.gz``, or ``*.bson.gz`` files)
     native_gzip: bool = False
+    #: ``RESTORE_EXTRA_ARGS``: flags appended to the restore tool's command (``--noIndexRestore``)
+    extra_args: tuple[str, ...] = ()
 
 
 #: ``DB_NAME`` values (and URI paths) that mean "every database" (spec: the --all-databases equivalent).

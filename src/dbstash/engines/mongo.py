@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from typing import ClassVar
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 import anyio
@@ -75,8 +75,12 @@ class MongoEngine(Engine):
 
     @staticmethod
     def with_auth_source(connection: Connection, auth_source: str | None) -> Connection:
-        """*connection* with ``authSource`` set from ``DB_AUTH_SOURCE`` unless its URI already has one."""
-        if "authSource" in connection.params:
+        """*connection* with ``authSource`` set from ``DB_AUTH_SOURCE`` unless its URI already has one.
+
+        Without a user there is no login, so no ``authSource`` either: with one, mongodump tries to
+        authenticate with an empty user and fails.
+        """
+        if "authSource" in connection.params or connection.user is None:
             return connection
         params = {**connection.params, "authSource": auth_source or DEFAULT_AUTH_SOURCE}
         c = connection
@@ -167,6 +171,61 @@ class MongoEngine(Engine):
         if src and dst and src != dst:
             argv += [f"--nsFrom={src}.*", f"--nsTo={dst}.*"]
         return DumpCommand(tuple(argv), {}, secret_files={"mongorestore.yaml": self.config_file(target)})
+
+    # -- looking into a target (restore's emptiness check, verify's counts and clean-up) ------------------
+    #: databases every server has: never counted as data, never dropped
+    SYSTEM_DATABASES: ClassVar[tuple[str, ...]] = ("admin", "local", "config")
+
+    def _client(self, target: Connection) -> Any:
+        """A pymongo client for *target* (the ``dbstash[mongo]`` extra), or None without pymongo."""
+        try:
+            import pymongo  # noqa: PLC0415 - optional: only restore/verify of MongoDB need it
+        except ImportError:
+            return None
+        return pymongo.MongoClient(self.connection_string(target))
+
+    def _databases(self, client: Any, target: Connection) -> list[str]:
+        if target.database:
+            return [target.database]
+        return [d for d in client.list_database_names() if d not in self.SYSTEM_DATABASES]
+
+    async def is_empty(self, target: Connection) -> bool | None:
+        client = self._client(target)
+        if client is None:
+            return None
+
+        def check() -> bool:
+            with client:
+                return not any(client[db].list_collection_names() for db in self._databases(client, target))
+
+        return await anyio.to_thread.run_sync(check)
+
+    async def table_counts(self, target: Connection) -> dict[str, int]:
+        client = self._client(target)
+        if client is None:
+            raise ToolNotFound("counting MongoDB documents needs pymongo: pip install 'dbstash[mongo]'")
+
+        def count() -> dict[str, int]:
+            with client:
+                return {
+                    f"{db}.{name}": int(client[db][name].count_documents({}))
+                    for db in self._databases(client, target)
+                    for name in sorted(client[db].list_collection_names())
+                }
+
+        return await anyio.to_thread.run_sync(count)
+
+    async def clear(self, target: Connection) -> None:
+        client = self._client(target)
+        if client is None:
+            raise ToolNotFound("dropping the MongoDB scratch database needs pymongo: pip install 'dbstash[mongo]'")
+
+        def drop() -> None:
+            with client:
+                for db in self._databases(client, target):
+                    client.drop_database(db)
+
+        await anyio.to_thread.run_sync(drop)
 
     def restore_files_command(self, target: Connection, folder: str, options: RestoreOptions) -> DumpCommand:
         command = self.restore_command(target, b"", options)
