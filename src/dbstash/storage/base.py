@@ -96,7 +96,15 @@ class Upload(SinkUpload):
         if not self.committed:
             await self.abort()
 
+    #: the folder this upload publishes into (set by each transport)
+    _catalog: Catalog
+    #: set once the upload was committed or aborted: neither happens twice
+    _done: bool = False
+
     @abstractmethod
+    async def _finish(self) -> None:
+        """End the transfer and wait until the remote holds every byte under :attr:`partial_name`."""
+
     async def commit(  # SinkUpload.commit plus keyword-only extras
         self, expected_size: int, *, alternative: str | None = None, before_publish: BeforePublish | None = None
     ) -> str:
@@ -106,6 +114,17 @@ class Upload(SinkUpload):
         manifest or another run's upload) is already there: a run never replaces what it did not
         create. *before_publish* runs with the chosen name before the object appears under it.
         """
+        await self._finish()
+        name = await publish(
+            self._catalog,
+            self.partial_name,
+            self.final_name,
+            expected_size,
+            alternative=alternative,
+            before_publish=before_publish,
+        )
+        self._done = self.committed = True
+        return name
 
     async def interrupt(self) -> None:
         """Stop the transfer at once without ending it cleanly (the relay then sees a broken pipe).
@@ -267,7 +286,7 @@ def taken(entries: Sequence[RemoteEntry], name: str, own_partial: str | None = N
 
 
 async def publish(
-    storage: Storage,
+    storage: Catalog,
     partial: str,
     final: str,
     expected_size: int,

@@ -14,14 +14,14 @@ from datetime import datetime
 from dbstash.errors import StorageError, UploadFailed
 from dbstash.naming import partial_name
 from dbstash.sink import now_utc
-from dbstash.storage.base import BeforePublish, RemoteEntry, Storage, Upload, publish
+from dbstash.storage.base import RemoteEntry, Storage, Upload
 
 
 class MemoryUpload(Upload):
     """Bytes kept in a buffer until the commit stores them under a partial name and publishes them."""
 
     def __init__(self, sink: MemorySink, final_name: str, partial: str) -> None:
-        self._sink = sink
+        self._sink = self._catalog = sink
         self.final_name = final_name
         self.partial_name = partial
         self._buf = bytearray()
@@ -34,20 +34,8 @@ class MemoryUpload(Upload):
             raise UploadFailed(f"the in-memory remote failed after {self._sink.fail_after} bytes (fail_after)")
         self._buf += item
 
-    async def commit(
-        self, expected_size: int, *, alternative: str | None = None, before_publish: BeforePublish | None = None
-    ) -> str:
+    async def _finish(self) -> None:
         self._sink._put(self.partial_name, bytes(self._buf))
-        name = await publish(
-            self._sink,
-            self.partial_name,
-            self.final_name,
-            expected_size,
-            alternative=alternative,
-            before_publish=before_publish,
-        )
-        self._done = self.committed = True
-        return name
 
     async def abort(self, *, timeout: float | None = None) -> None:
         self._done = True

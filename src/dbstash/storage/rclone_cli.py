@@ -27,11 +27,9 @@ from dbstash.redact import GLOBAL_REDACTOR, Redactor
 from dbstash.storage.base import (
     ABORT_DELETE_TIMEOUT,
     INTERRUPT_GRACE,
-    BeforePublish,
     RemoteEntry,
     Storage,
     Upload,
-    publish,
 )
 
 log = get_logger("dbstash.storage")
@@ -340,7 +338,7 @@ class RcloneUpload(Upload):
     """``rclone rcat`` writing to a partial name. EOF reaches rclone only in :meth:`commit`."""
 
     def __init__(self, storage: RcloneCliStorage, proc: ChildProcess, final_name: str, partial: str) -> None:
-        self._storage = storage
+        self._storage = self._catalog = storage
         self._proc = proc
         self.final_name = final_name
         self.partial_name = partial
@@ -360,9 +358,7 @@ class RcloneUpload(Upload):
         """The rclone child (tests use it to kill rclone mid-stream)."""
         return self._proc
 
-    async def commit(
-        self, expected_size: int, *, alternative: str | None = None, before_publish: BeforePublish | None = None
-    ) -> str:
+    async def _finish(self) -> None:
         # Only now may rclone see end of input: the dump has exited 0.
         self._stdin.close()
         try:
@@ -374,16 +370,6 @@ class RcloneUpload(Upload):
             ) from None
         if status != 0:
             raise UploadFailed(f"rclone rcat {self._proc.describe_exit(status)}", stderr_tail=self._proc.stderr.text())
-        name = await publish(
-            self._storage,
-            self.partial_name,
-            self.final_name,
-            expected_size,
-            alternative=alternative,
-            before_publish=before_publish,
-        )
-        self._done = self.committed = True
-        return name
 
     async def interrupt(self) -> None:
         # SIGTERM: rclone's atexit handlers abort an S3 multipart upload; EOF would commit it.

@@ -37,11 +37,9 @@ from dbstash.redact import GLOBAL_REDACTOR, Redactor
 from dbstash.storage.base import (
     ABORT_DELETE_TIMEOUT,
     INTERRUPT_GRACE,
-    BeforePublish,
     RemoteEntry,
     Storage,
     Upload,
-    publish,
 )
 from dbstash.storage.rclone_cli import _parse_time
 
@@ -337,7 +335,7 @@ class RcUpload(Upload):
     """One ``operations/uploadfile`` request whose body streams from a pipe, in a worker thread."""
 
     def __init__(self, storage: RcloneRcStorage, final_name: str, partial: str) -> None:
-        self._storage = storage
+        self._storage = self._catalog = storage
         self.final_name = final_name
         self.partial_name = partial
         self._data_r, self._data_w = os.pipe()
@@ -420,9 +418,7 @@ class RcUpload(Upload):
     async def _wait(self, timeout: float) -> bool:
         return await anyio.to_thread.run_sync(self._finished.wait, timeout, abandon_on_cancel=True)
 
-    async def commit(
-        self, expected_size: int, *, alternative: str | None = None, before_publish: BeforePublish | None = None
-    ) -> str:
+    async def _finish(self) -> None:
         self._commit = True  # set before EOF: the body then ends with its closing boundary
         os.close(self._data_w)
         self._data_w = -1
@@ -432,17 +428,7 @@ class RcUpload(Upload):
             )
         if self._failure is not None:
             raise UploadFailed(f"upload through the rclone daemon failed: {self._failure}")
-        name = await publish(
-            self._storage,
-            self.partial_name,
-            self.final_name,
-            expected_size,
-            alternative=alternative,
-            before_publish=before_publish,
-        )
-        self._done = self.committed = True
         self._close_fds()
-        return name
 
     def _close_fds(self) -> None:
         for fd in (self._data_w, self._cancel_r, self._cancel_w):
