@@ -27,6 +27,8 @@ from dbstash.redact import GLOBAL_REDACTOR, Redactor
 from dbstash.storage.base import (
     ABORT_DELETE_TIMEOUT,
     INTERRUPT_GRACE,
+    WRITE_RETRY_PAUSE,
+    WRITE_TRIES,
     RemoteEntry,
     Storage,
     Upload,
@@ -158,9 +160,15 @@ class RcloneCliStorage(Storage):
         return [self._binary, *args, *self.options.default_args, *self.options.extra_args]
 
     async def _run(
-        self, *args: str, ok: Sequence[int] = (0,), timeout: float | None = None, stdin: bytes | None = None
+        self,
+        *args: str,
+        ok: Sequence[int] = (0,),
+        timeout: float | None = None,
+        stdin: bytes | None = None,
+        fds: Sequence[int] = (),
     ) -> tuple[int, bytes, str]:
         argv = self.argv(*args)
+        pass_fds = (*self._pass_fds(), *fds)
         limit = timeout or self.options.op_timeout
         log.debug("rclone %s", " ".join(args))
         try:
@@ -171,12 +179,12 @@ class RcloneCliStorage(Storage):
                         stdin=subprocess.DEVNULL,
                         env=self._env(),
                         check=False,
-                        pass_fds=self._pass_fds(),
+                        pass_fds=pass_fds,
                         umask=PRIVATE_UMASK,
                     )
                 else:
                     proc = await anyio.run_process(
-                        argv, input=stdin, env=self._env(), check=False, pass_fds=self._pass_fds(), umask=PRIVATE_UMASK
+                        argv, input=stdin, env=self._env(), check=False, pass_fds=pass_fds, umask=PRIVATE_UMASK
                     )
         except TimeoutError:
             raise StorageError(f"rclone {args[0]} did not finish within {limit:.0f}s") from None
@@ -303,6 +311,25 @@ class RcloneCliStorage(Storage):
 
     async def write(self, name: str, data: bytes) -> None:
         await self._run("rcat", self.path(name), stdin=data)
+
+    async def write_verified(self, name: str, data: bytes) -> None:
+        """``rclone copyto`` from an in-memory file: unlike ``rcat``, a copy checks the stored size (and
+        hash where the remote has one) itself, so no second rclone start is needed to confirm it."""
+        problem = ""
+        for attempt in range(WRITE_TRIES):
+            if attempt:
+                await anyio.sleep(WRITE_RETRY_PAUSE)
+            fd = os.memfd_create("dbstash-manifest", os.MFD_CLOEXEC)
+            try:
+                os.write(fd, data)
+                await self._run("copyto", "--copy-links", f"/dev/fd/{fd}", self.path(name), fds=(fd,))
+                return
+            except StorageError as exc:
+                problem = str(exc)
+                log.warning("writing %s failed (attempt %d of %d): %s", name, attempt + 1, WRITE_TRIES, exc)
+            finally:
+                os.close(fd)
+        raise StorageError(f"could not store {name}: {problem}")
 
     async def read_stream(self, name: str, sink: Callable[[bytes], None]) -> None:
         """``rclone cat`` into *sink*; the object is complete only if rclone exits 0."""
