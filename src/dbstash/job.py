@@ -142,6 +142,10 @@ async def run_backup(
                 await _after(result, error, start, post_hook, notifiers)
 
 
+#: Seconds for the post-hook and notifications of a cancelled (signalled) run, after its bounded abort.
+CANCELLED_AFTER_BUDGET = 3.0
+
+
 async def _after(
     result: BackupResult | None,
     error: BaseException | None,
@@ -158,12 +162,13 @@ async def _after(
         stopped = "the backup was stopped (signal or cancellation)"
         event = replace(start, stage="failure", error=stopped, error_type="BackupCancelled")
     cancelled = error is not None and not isinstance(error, Exception)
-    with anyio.CancelScope(shield=True), anyio.move_on_after(15 if cancelled else 600):
+    # after a SIGTERM the abort took up to 5 s: the rest must fit in Docker's 10 s stop grace
+    with anyio.CancelScope(shield=True), anyio.move_on_after(CANCELLED_AFTER_BUDGET if cancelled else 600):
         if post_hook is not None:
             status = await post_hook.run(event)
             if status != 0:
                 log.warning("HOOK_POST_BACKUP exited with status %s (the backup's outcome is unchanged)", status)
-        await notify(notifiers, event, limit=10 if cancelled else 120)
+        await notify(notifiers, event, limit=CANCELLED_AFTER_BUDGET if cancelled else 120)
 
 
 class _ManifestWriter:

@@ -216,10 +216,18 @@ def test_backup_timeout_is_kept_when_the_remote_is_dead(
     assert elapsed < 14, f"BACKUP_TIMEOUT=5s ended after {elapsed:.0f}s"
 
 
+@pytest.mark.parametrize("notify", [False, True])
 def test_sigterm_is_honoured_within_docker_stop_grace_when_the_remote_is_dead(
-    pg: PgServer, slow_table: str, tmp_path: Path, blackhole: Blackhole
+    pg: PgServer, slow_table: str, tmp_path: Path, blackhole: Blackhole, notify: bool
 ) -> None:
-    env = _env({"DB_URI": pg.uri(), "BACKUP_SCHEDULE": "once", **dead_s3_env(blackhole.port)})
+    extra = {"DB_URI": pg.uri(), "BACKUP_SCHEDULE": "once", **dead_s3_env(blackhole.port)}
+    if notify:  # a webhook that never answers, and a post-hook: both must fit in what is left of the grace
+        extra.update(
+            NOTIFY_WEBHOOK_URL=f"http://127.0.0.1:{blackhole.port}/hook",
+            NOTIFY_ON="always",
+            HOOK_POST_BACKUP="sleep 30",
+        )
+    env = _env(extra)
     proc = subprocess.Popen([*DBSTASH, "run"], env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
     while not children_named("pg_dump", proc.pid) and time.monotonic() < deadline:
