@@ -118,6 +118,18 @@ def sqlite_db(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def tiny_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs: a full disk on demand (root only: mount)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+    path = tmp_path / "tiny"
+    path.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(path)], check=True)
+    yield path
+    subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+@pytest.fixture
 def remote_dir(tmp_path: Path) -> Path:
     """A local folder used as the rclone remote."""
     return tmp_path / "remote"

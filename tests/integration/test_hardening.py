@@ -10,9 +10,7 @@ import json
 import os
 import sqlite3
 import stat
-import subprocess
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -144,18 +142,6 @@ def test_retention_leaves_backups_whose_manifest_names_another_job(sqlite_db: Pa
 
 
 # -- 4. no manifest, no backup -------------------------------------------------------------------------
-@pytest.fixture
-def tiny_fs(tmp_path: Path) -> Iterator[Path]:
-    """A 1 MiB tmpfs (root only: mount)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
-    path = tmp_path / "tiny"
-    path.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(path)], check=True)
-    yield path
-    subprocess.run(["umount", "-l", str(path)], check=False)
-
-
 def test_a_manifest_that_cannot_be_stored_fails_the_run_and_publishes_nothing(
     sqlite_db: Path, tmp_path: Path, tiny_fs: Path
 ) -> None:

@@ -9,7 +9,6 @@ import subprocess
 import tarfile
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -159,18 +158,6 @@ def test_dump_killed_mid_way(pg: PgServer, tmp_path: Path, temp_dir: Path, mode:
         killer.cancel()
     _no_complete_backup(remote)
     assert os.listdir(temp_dir) == []
-
-
-@pytest.fixture
-def tiny_fs(tmp_path: Path) -> Iterator[Path]:
-    """A 1 MiB tmpfs: a dump bigger than that fills it (root only: mount)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
-    path = tmp_path / "tiny"
-    path.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(path)], check=True)
-    yield path
-    subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 @pytest.mark.parametrize("engine", ["pg", "mariadb"])
