@@ -75,11 +75,13 @@ class NotifySettings:
     hook_pre: str | None = None
     hook_post: str | None = None
     hook_timeout: float = 300.0
+    #: notifiers of installed packages (``dbstash.notifiers`` entry points), configured by their own variables
+    plugins: tuple[Notifier, ...] = field(default=(), repr=False)
 
     def notifiers(self) -> list[Notifier]:
         """The notifiers configured here."""
         on: NotifyOn = self.on  # type: ignore[assignment]  # validated by from_env
-        found: list[Notifier] = []
+        found: list[Notifier] = list(self.plugins)
         if self.webhook_url:
             found.append(webhook_notifier(self.webhook_url, on, self.webhook_format, self.timeout))
         if self.ping_url:

@@ -28,7 +28,7 @@ from dbstash.engines.mongo import MongoEngine
 from dbstash.errors import ConfigError
 from dbstash.manifest import MANIFEST_SUFFIX
 from dbstash.naming import DEFAULT_TEMPLATE, PARTIAL_MARK
-from dbstash.notify import FORMATS
+from dbstash.notify import FORMATS, plugin_notifiers
 from dbstash.pipeline import DEFAULT_STALL_TIMEOUT
 from dbstash.redact import GLOBAL_REDACTOR, Redactor, uri_secrets
 from dbstash.retention import RetentionPolicy
@@ -202,6 +202,7 @@ def settings_from_env(cls: type[Settings], environ: Mapping[str, str]) -> Settin
             hook_pre=get("HOOK_PRE_BACKUP"),
             hook_post=get("HOOK_POST_BACKUP"),
             hook_timeout=_parse_duration(env.get("HOOK_TIMEOUT", ""), "HOOK_TIMEOUT") or 300.0,
+            plugins=tuple(plugin_notifiers(env)),
         ),
         verify_target=_check_verify_target(get("VERIFY_TARGET_URI"), engine),
     )

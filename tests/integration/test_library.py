@@ -303,3 +303,37 @@ def test_library_calls_get_the_stall_timeout_and_unique_names_by_default(sqlite_
     sink = MemorySink()
     names = {dbstash.backup(f"sqlite:///{sqlite_db}", storage=sink).name for _ in range(3)}
     assert len(names) == 3, "three runs, three backups, even within one second"
+
+
+def test_a_third_party_notifier_is_configured_through_its_entry_point(tmp_path: Path, sqlite_db: Path) -> None:
+    """A real dist-info declaring a dbstash.notifiers factory; the env path builds it, the run notifies it."""
+    pkg = tmp_path / "site"
+    (pkg / "dbstash_filenote").mkdir(parents=True)
+    (pkg / "dbstash_filenote" / "__init__.py").write_text(
+        "import json\n"
+        "from dbstash import Notifier\n"
+        "class FileNotifier(Notifier):\n"
+        "    kind = 'filenote'\n"
+        "    def __init__(self, path): self.path = path\n"
+        "    def wants(self, stage): return True\n"
+        "    def send(self, event):\n"
+        "        with open(self.path, 'a') as fh: fh.write(json.dumps([event.stage, event.remote_path]) + '\\n')\n"
+        "def from_env(environ):\n"
+        "    path = environ.get('FILENOTE_PATH')\n"
+        "    return FileNotifier(path) if path else None\n"
+    )
+    info = pkg / "dbstash_filenote-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: dbstash-filenote\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[dbstash.notifiers]\nfilenote = dbstash_filenote:from_env\n")
+    out = tmp_path / "events.jsonl"
+    sys.path.insert(0, str(pkg))
+    try:
+        base = {"DB_URI": f"sqlite:///{sqlite_db}", "RCLONE_REMOTE": str(tmp_path / "r")}
+        assert Settings.from_env(base).notifiers() == [], "not configured: the factory returns None"
+        settings = Settings.from_env({**base, "FILENOTE_PATH": str(out)})
+        result = dbstash.backup(settings=settings)
+    finally:
+        sys.path.remove(str(pkg))
+    lines = [line for line in out.read_text().splitlines() if line]
+    assert lines == [f'["start", "{result.remote_path}"]', f'["success", "{result.remote_path}"]']

@@ -6,7 +6,7 @@ thread with a bound; a notifier that fails is logged and never changes the backu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
 import anyio
@@ -49,6 +49,34 @@ def webhook_notifier(
     if fmt == "discord":
         return DiscordNotifier(url, notify_on, timeout=timeout)
     return WebhookNotifier(url, notify_on, timeout=timeout)
+
+
+#: Entry-point group through which installed packages add notifiers. Each entry point is a callable
+#: ``(environ) -> Notifier | None`` that reads its own variables (None: not configured here).
+ENTRY_POINT_GROUP = "dbstash.notifiers"
+
+
+def plugin_notifiers(environ: Mapping[str, str]) -> list[Notifier]:
+    """The notifiers installed packages configure from *environ* (``dbstash.notifiers`` entry points).
+
+    A third-party notifier is a package, not a patch of dbstash::
+
+        [project.entry-points."dbstash.notifiers"]
+        matrix = "dbstash_matrix:from_env"   # def from_env(environ) -> Notifier | None
+
+    A factory raising :class:`~dbstash.errors.ConfigError` (naming its variable) stops start-up with exit 2.
+    """
+    from importlib.metadata import entry_points  # noqa: PLC0415 - only the env path needs it
+
+    found: list[Notifier] = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        notifier = ep.load()(environ)
+        if notifier is None:
+            continue
+        if not isinstance(notifier, Notifier):
+            raise TypeError(f"entry point {ep.name} = {ep.value} ({ENTRY_POINT_GROUP}) returned no Notifier")
+        found.append(notifier)
+    return found
 
 
 async def notify(notifiers: Sequence[Notifier], event: RunEvent, *, limit: float = 120.0) -> list[str]:
