@@ -414,12 +414,13 @@ async def _stream_restore(
         return feeder.size, sha, tool_name[0] if tool_name else None
     finally:
         if not ok:
-            feeder.close()
+            # kill BEFORE closing its stdin: closed first, the pipe's end is an end of input, and psql
+            # --single-transaction would COMMIT what it has before the SIGKILL lands (seen under load)
             if feeder.tool is not None and feeder.tool.returncode is None:
-                # kill, not TERM: psql must not get a chance to treat this as the end of its input
                 feeder.tool.send_signal(signal.SIGKILL)
                 with anyio.CancelScope(shield=True):
                     await feeder.tool.wait()
+            feeder.close()
         if tmp_path is not None:
             for leftover in (tmp_path, *(tmp_path + s for s in SQLITE_SIDE_FILES)):
                 with contextlib.suppress(OSError):
