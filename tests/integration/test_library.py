@@ -255,21 +255,30 @@ def _children() -> list[str]:
     return out.stdout.splitlines()
 
 
+def _installed(tmp_path: Path, name: str, source: str, entry_points: str) -> Path:
+    """A real installed distribution: a package and its dist-info (with entry points) in a folder for sys.path."""
+    site = tmp_path / f"site-{name}"
+    (site / name).mkdir(parents=True)
+    (site / name / "__init__.py").write_text(source)
+    info = site / f"{name}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name.replace('_', '-')}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(entry_points)
+    return site
+
+
 # -- engines as packages --------------------------------------------------------------------------------------
 def test_a_third_party_engine_is_found_through_its_entry_point(tmp_path: Path, sqlite_db: Path) -> None:
     """A real installed distribution (a dist-info folder on sys.path) declaring a dbstash.engines entry point."""
-    pkg = tmp_path / "site"
-    (pkg / "dbstash_fakesql").mkdir(parents=True)
-    (pkg / "dbstash_fakesql" / "__init__.py").write_text(
+    pkg = _installed(
+        tmp_path,
+        "dbstash_fakesql",
         "from dbstash.engines.sqlite import SqliteEngine\n"
         "class FakeSqlEngine(SqliteEngine):\n"
         "    key = 'fakesql'\n"
-        "    schemes = ('fakesql',)\n"
+        "    schemes = ('fakesql',)\n",
+        "[dbstash.engines]\nfakesql = dbstash_fakesql:FakeSqlEngine\n",
     )
-    info = pkg / "dbstash_fakesql-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: dbstash-fakesql\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[dbstash.engines]\nfakesql = dbstash_fakesql:FakeSqlEngine\n")
     sys.path.insert(0, str(pkg))
     try:
         engine = dbstash.get_engine("fakesql")
@@ -307,9 +316,9 @@ def test_library_calls_get_the_stall_timeout_and_unique_names_by_default(sqlite_
 
 def test_a_third_party_notifier_is_configured_through_its_entry_point(tmp_path: Path, sqlite_db: Path) -> None:
     """A real dist-info declaring a dbstash.notifiers factory; the env path builds it, the run notifies it."""
-    pkg = tmp_path / "site"
-    (pkg / "dbstash_filenote").mkdir(parents=True)
-    (pkg / "dbstash_filenote" / "__init__.py").write_text(
+    pkg = _installed(
+        tmp_path,
+        "dbstash_filenote",
         "import json\n"
         "from dbstash import Notifier\n"
         "class FileNotifier(Notifier):\n"
@@ -320,12 +329,9 @@ def test_a_third_party_notifier_is_configured_through_its_entry_point(tmp_path: 
         "        with open(self.path, 'a') as fh: fh.write(json.dumps([event.stage, event.remote_path]) + '\\n')\n"
         "def from_env(environ):\n"
         "    path = environ.get('FILENOTE_PATH')\n"
-        "    return FileNotifier(path) if path else None\n"
+        "    return FileNotifier(path) if path else None\n",
+        "[dbstash.notifiers]\nfilenote = dbstash_filenote:from_env\n",
     )
-    info = pkg / "dbstash_filenote-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: dbstash-filenote\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[dbstash.notifiers]\nfilenote = dbstash_filenote:from_env\n")
     out = tmp_path / "events.jsonl"
     sys.path.insert(0, str(pkg))
     try:
