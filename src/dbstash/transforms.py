@@ -30,7 +30,21 @@ class TransformStep(ABC):
 
 
 class Transform(ABC):
-    """A step on the stream; :meth:`start` gives the state for one run."""
+    """A step on the stream; :meth:`start` gives the state for one run.
+
+    Example (a transform of your own; it makes the pipeline take its async path):
+        >>> import anyio, dbstash
+        >>> class Upper(dbstash.Transform):
+        ...     class Step(dbstash.TransformStep):
+        ...         def feed(self, chunk: bytes, total: int) -> bytes:
+        ...             return chunk.upper()
+        ...     def start(self) -> dbstash.TransformStep:
+        ...         return self.Step()
+        >>> sink = dbstash.MemorySink()
+        >>> result = anyio.run(dbstash.Pipeline(dbstash.CommandSource(["printf", "hi"]), sink, [Upper()]).run, "x")
+        >>> sink.objects["x"], result.fast_path
+        (b'HI', False)
+    """
 
     @abstractmethod
     def start(self) -> TransformStep:
