@@ -6,12 +6,13 @@ descriptors in a thread, and the async loop) and must always end aborted with no
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import anyio
@@ -255,8 +256,10 @@ def _children() -> list[str]:
     return out.stdout.splitlines()
 
 
-def _installed(tmp_path: Path, name: str, source: str, entry_points: str) -> Path:
-    """A real installed distribution: a package and its dist-info (with entry points) in a folder for sys.path."""
+@contextlib.contextmanager
+def _installed(tmp_path: Path, name: str, source: str, entry_points: str) -> Iterator[None]:
+    """A real installed distribution, importable while the block runs: a package and its dist-info
+    (with entry points) in a folder put on sys.path, as pip would leave them."""
     site = tmp_path / f"site-{name}"
     (site / name).mkdir(parents=True)
     (site / name / "__init__.py").write_text(source)
@@ -264,13 +267,17 @@ def _installed(tmp_path: Path, name: str, source: str, entry_points: str) -> Pat
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name.replace('_', '-')}\nVersion: 1.0\n")
     (info / "entry_points.txt").write_text(entry_points)
-    return site
+    sys.path.insert(0, str(site))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(site))
 
 
 # -- engines as packages --------------------------------------------------------------------------------------
 def test_a_third_party_engine_is_found_through_its_entry_point(tmp_path: Path, sqlite_db: Path) -> None:
     """A real installed distribution (a dist-info folder on sys.path) declaring a dbstash.engines entry point."""
-    pkg = _installed(
+    with _installed(
         tmp_path,
         "dbstash_fakesql",
         "from dbstash.engines.sqlite import SqliteEngine\n"
@@ -278,17 +285,13 @@ def test_a_third_party_engine_is_found_through_its_entry_point(tmp_path: Path, s
         "    key = 'fakesql'\n"
         "    schemes = ('fakesql',)\n",
         "[dbstash.engines]\nfakesql = dbstash_fakesql:FakeSqlEngine\n",
-    )
-    sys.path.insert(0, str(pkg))
-    try:
+    ):
         engine = dbstash.get_engine("fakesql")
         assert type(engine).__name__ == "FakeSqlEngine"
         assert type(dbstash.engine_for_uri(f"fakesql:///{sqlite_db}")).__name__ == "FakeSqlEngine"
         sink = MemorySink()
         result = dbstash.backup(f"fakesql:///{sqlite_db}", storage=sink, engine=engine)
         assert result.engine == "fakesql" and b"CREATE TABLE users" in sink.objects[result.name]
-    finally:
-        sys.path.remove(str(pkg))
 
 
 # -- safe by default --------------------------------------------------------------------------------------------
@@ -316,7 +319,8 @@ def test_library_calls_get_the_stall_timeout_and_unique_names_by_default(sqlite_
 
 def test_a_third_party_notifier_is_configured_through_its_entry_point(tmp_path: Path, sqlite_db: Path) -> None:
     """A real dist-info declaring a dbstash.notifiers factory; the env path builds it, the run notifies it."""
-    pkg = _installed(
+    out = tmp_path / "events.jsonl"
+    with _installed(
         tmp_path,
         "dbstash_filenote",
         "import json\n"
@@ -331,15 +335,10 @@ def test_a_third_party_notifier_is_configured_through_its_entry_point(tmp_path: 
         "    path = environ.get('FILENOTE_PATH')\n"
         "    return FileNotifier(path) if path else None\n",
         "[dbstash.notifiers]\nfilenote = dbstash_filenote:from_env\n",
-    )
-    out = tmp_path / "events.jsonl"
-    sys.path.insert(0, str(pkg))
-    try:
+    ):
         base = {"DB_URI": f"sqlite:///{sqlite_db}", "RCLONE_REMOTE": str(tmp_path / "r")}
         assert Settings.from_env(base).notifiers() == [], "not configured: the factory returns None"
         settings = Settings.from_env({**base, "FILENOTE_PATH": str(out)})
         result = dbstash.backup(settings=settings)
-    finally:
-        sys.path.remove(str(pkg))
     lines = [line for line in out.read_text().splitlines() if line]
     assert lines == [f'["start", "{result.remote_path}"]', f'["success", "{result.remote_path}"]']
