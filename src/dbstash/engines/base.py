@@ -66,10 +66,16 @@ class Connection:
 
 @dataclass(frozen=True, slots=True)
 class DumpOptions:
-    """How to dump: the spec's ``BACKUP_COMPRESS`` and ``DUMP_EXTRA_ARGS``."""
+    """How to dump: the spec's ``BACKUP_COMPRESS`` and ``DUMP_EXTRA_ARGS``.
+
+    *archive*: one database of a multi-database job; engines whose tool has a self-describing
+    archive format use it (PostgreSQL's custom format keeps the database's own properties, so it
+    restores as itself or into another name).
+    """
 
     compress: bool = False
     extra_args: tuple[str, ...] = ()
+    archive: bool = False
 
 
 #: How an argv element refers to a secret file: ``--defaults-extra-file={secret:client.cnf}``.
@@ -158,6 +164,11 @@ class RestoreOptions:
     native_gzip: bool = False
     #: ``RESTORE_EXTRA_ARGS``: flags appended to the restore tool's command (``--noIndexRestore``)
     extra_args: tuple[str, ...] = ()
+    #: recreate the database as it was backed up (a database of a multi-database job restored as
+    #: itself: pg_restore --create, CREATE DATABASE for MySQL); with *force* an existing one is dropped first
+    create: bool = False
+    #: the backup is a job's globals (roles, users, grants, tablespaces), not a database
+    globals_only: bool = False
 
 
 #: ``DB_NAME`` values (and URI paths) that mean "every database" (spec: the --all-databases equivalent).
@@ -167,6 +178,34 @@ ALL_DATABASES = ("", "all")
 def one_database(name: str | None) -> str | None:
     """*name*, or None when it asks for every database (empty or ``all``)."""
     return None if name is None or name.strip().lower() in ALL_DATABASES else name
+
+
+class LineFilter:
+    """Rewrites a plain-SQL restore stream line by line (a line never spans two calls).
+
+    *kept*: what already existed on the target and was kept as it is (reported after the restore).
+    """
+
+    def __init__(self) -> None:
+        self.kept: list[str] = []
+        self._rest = b""
+
+    def line(self, line: bytes) -> bytes:
+        """One whole line (with its newline); returns what the tool gets instead."""
+        return line
+
+    def __call__(self, data: bytes) -> bytes:
+        data = self._rest + data
+        cut = data.rfind(b"\n") + 1
+        self._rest = data[cut:]
+        if not cut:
+            return b""
+        return b"".join(self.line(ln) for ln in data[:cut].splitlines(keepends=True))
+
+    def flush(self) -> bytes:
+        """The last line, if the stream did not end with a newline."""
+        rest, self._rest = self._rest, b""
+        return self.line(rest) if rest else b""
 
 
 class Engine(ABC):
@@ -242,6 +281,44 @@ class Engine(ABC):
         """The value of the ``{db}`` template token."""
         return connection.database or "all"
 
+    # -- many databases per job ------------------------------------------------------------------
+    #: The engine can list a server's databases and dump them one by one (``DB_NAME=all`` or a list).
+    lists_databases: ClassVar[bool] = False
+    #: Databases ``DB_NAME=all`` leaves out unless named (templates, the server's own catalogues).
+    system_databases: ClassVar[tuple[str, ...]] = ()
+    #: Databases that can never be dumped (PostgreSQL's template0 refuses connections): never listed.
+    hidden_databases: ClassVar[tuple[str, ...]] = ()
+
+    async def list_databases(self, connection: Connection) -> list[str]:
+        """Every database on *connection*'s server (system ones included), sorted.
+
+        Raises :class:`~dbstash.errors.RestoreError` (a client tool failed) or
+        :class:`~dbstash.errors.ToolNotFound`.
+        """
+        raise ToolNotFound(f"{self.key} cannot list databases")
+
+    def for_database(self, connection: Connection, name: str) -> Connection:
+        """*connection* (a server-level one) narrowed to the database *name*."""
+        c = connection
+        return Connection(c.engine, name, c.host, c.port, c.user, c.password, c.params)
+
+    def globals_supported(self) -> str | None:
+        """None when the engine can dump the server's globals (roles, users, grants); else why not."""
+        return f"{self.key} has no globals dump in dbstash"
+
+    async def globals_command(self, connection: Connection, options: DumpOptions) -> DumpCommand:
+        """The command that writes the server's globals (roles, users, grants, tablespaces) to stdout."""
+        raise ToolNotFound(self.globals_supported() or f"{self.key} has no globals dump")
+
+    def preview_globals_command(self, connection: Connection, options: DumpOptions) -> DumpCommand:
+        """The globals command as a dry run shows it (no server contact)."""
+        raise ToolNotFound(self.globals_supported() or f"{self.key} has no globals dump")
+
+    async def restore_filter(self, target: Connection, options: RestoreOptions) -> LineFilter | None:
+        """A filter over the restored script's lines (plain SQL), or None. Engines use it so that a
+        restore into a live server keeps what already exists (roles, users) instead of failing on it."""
+        return None
+
     # -- directory and tar modes --------------------------------------------------------------------
     #: The spec's mode matrix: which ``BACKUP_MODE`` values this engine supports.
     modes: ClassVar[tuple[str, ...]] = ("stream",)
@@ -285,6 +362,13 @@ class Engine(ABC):
     async def is_empty(self, target: Connection) -> bool | None:
         """Whether *target* holds no data (None: cannot tell)."""
         return None
+
+    async def database_exists(self, target: Connection) -> bool | None:
+        """Whether *target*'s database exists on its server (None: cannot tell, or created on first write)."""
+        return None
+
+    async def prepare_restore(self, target: Connection, options: RestoreOptions) -> None:  # noqa: B027 - optional
+        """Run before the restore tool: e.g. drop the database to recreate (``create`` with ``force``)."""
 
     async def table_counts(self, target: Connection) -> dict[str, int]:
         """Rows per table (collection, keyspace) in *target*, for ``verify``."""

@@ -18,7 +18,7 @@ from dbstash.engines.base import (
     one_database,
     tool_version,
 )
-from dbstash.errors import ConfigError, ToolNotFound
+from dbstash.errors import ConfigError, RestoreError, ToolNotFound
 from dbstash.redact import redact_uri
 
 DEFAULT_AUTH_SOURCE = "admin"
@@ -171,6 +171,33 @@ class MongoEngine(Engine):
         if src and dst and src != dst:
             argv += [f"--nsFrom={src}.*", f"--nsTo={dst}.*"]
         return DumpCommand(tuple(argv), {}, secret_files={"mongorestore.yaml": self.config_file(target)})
+
+    # -- many databases per job ---------------------------------------------------------------------
+    lists_databases: ClassVar[bool] = True
+    system_databases: ClassVar[tuple[str, ...]] = ("admin", "local", "config")
+
+    async def list_databases(self, connection: Connection) -> list[str]:
+        client = self._client(self.for_database(connection, ""))
+        if client is None:
+            raise ToolNotFound("listing MongoDB databases needs pymongo: pip install 'dbstash[mongo]'")
+
+        def names() -> list[str]:
+            with client:
+                return sorted(str(n) for n in client.list_database_names())
+
+        try:
+            return await anyio.to_thread.run_sync(names)
+        except Exception as exc:  # pymongo's errors: server selection timeout, auth failure
+            raise RestoreError(f"cannot list the MongoDB databases: {type(exc).__name__}: {exc}") from None
+
+    def for_database(self, connection: Connection, name: str) -> Connection:
+        """One database of the server; the login stays where the job's URI logs in (``admin`` when it named
+        no database), not the database being dumped."""
+        c = connection
+        params = dict(c.params)
+        if c.user is not None:
+            params.setdefault("authSource", DEFAULT_AUTH_SOURCE if c.database is None else c.database)
+        return Connection(c.engine, name or None, c.host, c.port, c.user, c.password, params)
 
     # -- looking into a target (restore's emptiness check, verify's counts and clean-up) ------------------
     #: databases every server has: never counted as data, never dropped

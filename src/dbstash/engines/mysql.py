@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 from typing import ClassVar
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -13,6 +15,7 @@ from dbstash.engines.base import (
     DumpCommand,
     DumpOptions,
     Engine,
+    LineFilter,
     RestoreOptions,
     one_database,
     run_tool,
@@ -198,8 +201,83 @@ class MysqlEngine(Engine):
             "restore a sound backup into an empty database."
         )
 
+    # -- many databases per job ---------------------------------------------------------------------
+    lists_databases: ClassVar[bool] = True
+    system_databases: ClassVar[tuple[str, ...]] = ("information_schema", "performance_schema", "sys", "mysql")
+
+    async def list_databases(self, connection: Connection) -> list[str]:
+        server = Connection(
+            connection.engine,
+            None,
+            connection.host,
+            connection.port,
+            connection.user,
+            connection.password,
+            connection.params,
+        )
+        return sorted(row[0] for row in await self._query(server, "SHOW DATABASES"))
+
+    def globals_supported(self) -> str | None:
+        tool = self.find_tool() or ""
+        if "mariadb" in os.path.basename(tool):
+            return None
+        return "users and grants are exported by mariadb-dump --system=users (MariaDB); mysqldump has no such export"
+
+    def _globals_argv(self, tool: str) -> tuple[str, ...]:
+        # IF NOT EXISTS: a user or role that exists on the restore target is kept (see MysqlGlobalsFilter)
+        return (tool, "--defaults-extra-file={secret:client.cnf}", "--system=users", "--insert-ignore")
+
+    async def globals_command(self, connection: Connection, options: DumpOptions) -> DumpCommand:
+        """``mariadb-dump --system=users``: users, roles and their grants (MariaDB 10.2.37+, 10.5.10+)."""
+        problem = self.globals_supported()
+        tool = self.find_tool()
+        if problem or tool is None:
+            raise ToolNotFound(problem or "mariadb-dump not found")
+        version = await anyio.to_thread.run_sync(tool_version, tool)
+        server = Connection(
+            connection.engine,
+            None,
+            connection.host,
+            connection.port,
+            connection.user,
+            connection.password,
+            connection.params,
+        )
+        return DumpCommand(
+            self._globals_argv(tool), {}, tool_version=version, secret_files={"client.cnf": self.option_file(server)}
+        )
+
+    def preview_globals_command(self, connection: Connection, options: DumpOptions) -> DumpCommand:
+        return DumpCommand(self._globals_argv(self.find_tool() or "mariadb-dump"), {})
+
+    async def restore_filter(self, target: Connection, options: RestoreOptions) -> LineFilter | None:
+        if not options.globals_only:
+            return None
+        server = Connection(target.engine, None, target.host, target.port, target.user, target.password, target.params)
+        rows = await self._query(server, "SELECT user, host FROM mysql.user")
+        return MysqlGlobalsFilter({(r[0], r[1] if len(r) > 1 else "") for r in rows})
+
+    async def database_exists(self, target: Connection) -> bool | None:
+        assert target.database is not None
+        rows = await self._query(
+            Connection(target.engine, None, target.host, target.port, target.user, target.password, target.params),
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA",
+        )
+        return any(r[0] == target.database for r in rows)
+
+    async def prepare_restore(self, target: Connection, options: RestoreOptions) -> None:
+        if not (options.create and target.database):
+            return
+        db = "`" + target.database.replace("`", "``") + "`"
+        sql = (f"DROP DATABASE IF EXISTS {db}; " if options.force else "") + f"CREATE DATABASE IF NOT EXISTS {db}"
+        server = Connection(target.engine, None, target.host, target.port, target.user, target.password, target.params)
+        await run_tool(self._client(server, "-e", sql))
+
+    def atomic_restore(self, options: RestoreOptions) -> bool:
+        return False
+
     def restore_command(self, target: Connection, head: bytes, options: RestoreOptions) -> DumpCommand:
-        if options.all_databases or target.database is None:
+        if options.all_databases or options.globals_only or target.database is None:
             return self._client(target)  # an --all-databases dump creates and selects each database itself
         return self._client(target, "--", target.database)
 
@@ -241,6 +319,46 @@ class MysqlEngine(Engine):
             return
         db = "`" + target.database.replace("`", "``") + "`"
         await run_tool(self._client(target, "-e", f"DROP DATABASE {db}; CREATE DATABASE {db}"))
+
+
+_USER = rb"`((?:[^`]|``)*)`@`((?:[^`]|``)*)`"
+_CREATE_USER = re.compile(rb"^CREATE USER IF NOT EXISTS " + _USER)
+#: the account a GRANT or SET DEFAULT ROLE line is about: `u`@`h` or 'u'@'h' after TO / FOR
+_GRANTEE = re.compile(rb" (?:TO|FOR) (?:" + _USER + rb"|'((?:[^']|'')*)'@'((?:[^']|'')*)')")
+
+
+def _name(raw: bytes, quote: bytes = b"`") -> str:
+    return raw.replace(quote + quote, quote).decode()
+
+
+class MysqlGlobalsFilter(LineFilter):
+    """Keeps the accounts that exist on the restore target exactly as they are.
+
+    mariadb-dump ``--insert-ignore`` writes ``CREATE USER IF NOT EXISTS``; but its ``GRANT ... TO
+    user IDENTIFIED BY PASSWORD`` lines would reset an existing user's password to the backup's, and
+    grants to the server's own accounts (root's ``GRANT PROXY``) need privileges a restoring admin
+    rarely has. So every line about an account that exists (its CREATE, GRANTs and default role) is
+    commented out; accounts the target lacks are created with their grants.
+    """
+
+    def __init__(self, users: set[tuple[str, str]]) -> None:
+        super().__init__()
+        self.users = users
+
+    def line(self, line: bytes) -> bytes:
+        if m := _CREATE_USER.match(line):
+            user = (_name(m.group(1)), _name(m.group(2)))
+            if user in self.users:
+                self.kept.append(f"user {user[0]}@{user[1]}")
+                return b"-- dbstash: account exists, kept as it is: " + line
+        elif line.startswith((b"GRANT ", b"/*M!100005 ")) and (m := _GRANTEE.search(line)):
+            if m.group(1) is not None:
+                user = (_name(m.group(1)), _name(m.group(2)))
+            else:
+                user = (_name(m.group(3), b"'"), _name(m.group(4), b"'"))
+            if user in self.users:
+                return b"-- dbstash: grant to an existing account skipped\n"
+        return line
 
 
 class MariadbEngine(MysqlEngine):

@@ -11,7 +11,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -22,6 +22,7 @@ from dbstash.engines.base import (
     DumpCommand,
     DumpOptions,
     Engine,
+    LineFilter,
     RestoreOptions,
     one_database,
     run_tool,
@@ -194,12 +195,14 @@ class PostgresEngine(Engine):
                 fmt = names.get(value[0].lower(), value.lower())
         if fmt:
             return fmt
-        return "custom" if options.compress else "plain"
+        return "custom" if options.compress or options.archive else "plain"
 
     def _format_args(self, options: DumpOptions) -> list[str]:
         explicit = any(a.startswith(("--format", "-F", "--F")) for a in options.extra_args)
         if explicit:
             return []
+        if options.archive and not options.compress:  # custom format, uncompressed (BACKUP_COMPRESS decides)
+            return ["--format=custom", "--compress=0"]
         return ["--format=custom"] if options.compress else ["--format=plain"]
 
     # -- environment and tools -----------------------------------------------------------------
@@ -306,6 +309,95 @@ class PostgresEngine(Engine):
             return (pg_dumpall, "--no-password", *options.extra_args)
         return (pg_dump, "--no-password", *self._format_args(options), *options.extra_args)
 
+    # -- many databases per job ---------------------------------------------------------------------
+    lists_databases: ClassVar[bool] = True
+    system_databases: ClassVar[tuple[str, ...]] = ("template1", "postgres")
+    hidden_databases: ClassVar[tuple[str, ...]] = ("template0",)
+
+    def _server_conn(self, connection: Connection) -> Connection:
+        """*connection* on the maintenance database (for server-level queries)."""
+        return self.for_database(connection, "postgres") if connection.database is None else connection
+
+    async def list_databases(self, connection: Connection) -> list[str]:
+        out = await run_tool(
+            self._psql(self._server_conn(connection)),
+            stdin=b"SELECT datname FROM pg_database WHERE datallowconn ORDER BY 1;",
+            timeout=PROBE_TIMEOUT,
+        )
+        return [line for line in out.splitlines() if line and line not in self.hidden_databases]
+
+    def globals_supported(self) -> str | None:
+        return None
+
+    async def is_superuser(self, connection: Connection) -> bool:
+        """Whether the job's user is a superuser (pg_dumpall needs one to read role passwords)."""
+        out = await run_tool(
+            self._psql(self._server_conn(connection)),
+            stdin=b"SELECT rolsuper FROM pg_roles WHERE rolname = current_user;",
+            timeout=PROBE_TIMEOUT,
+        )
+        return out.strip() == "t"
+
+    def _globals_argv(self, pg_dump: str, superuser: bool) -> tuple[str, ...]:
+        pg_dumpall = os.path.join(os.path.dirname(pg_dump), "pg_dumpall") if os.sep in pg_dump else "pg_dumpall"
+        return (pg_dumpall, "--no-password", "--globals-only", *(() if superuser else ("--no-role-passwords",)))
+
+    async def globals_command(self, connection: Connection, options: DumpOptions) -> DumpCommand:
+        """``pg_dumpall --globals-only``: roles, memberships, role settings, tablespaces (plain SQL).
+
+        A user that is not a superuser cannot read role passwords: ``--no-role-passwords`` then, said in the log.
+        """
+        server = self._server_conn(connection)
+        plain = await self.dump_command(server, DumpOptions())
+        superuser = await self.is_superuser(connection)
+        if not superuser:
+            from dbstash.logs import get_logger  # noqa: PLC0415
+
+            get_logger("dbstash").warning(
+                "%s is not a superuser: the globals are dumped with --no-role-passwords (roles restore without "
+                "their passwords)",
+                connection.user or "the job's user",
+            )
+        return DumpCommand(self._globals_argv(plain.argv[0], superuser), plain.env, plain.tool_version)
+
+    def preview_globals_command(self, connection: Connection, options: DumpOptions) -> DumpCommand:
+        preview = self.preview_command(self._server_conn(connection), DumpOptions())
+        return replace(preview, argv=self._globals_argv(preview.argv[0], True))
+
+    async def restore_filter(self, target: Connection, options: RestoreOptions) -> LineFilter | None:
+        if not (options.globals_only or options.all_databases):
+            return None
+        server = self.for_database(target, "postgres")
+        out = await run_tool(
+            self._psql(server),
+            stdin=b"SELECT 'r', rolname FROM pg_roles UNION ALL SELECT 't', spcname FROM pg_tablespace "
+            b"UNION ALL SELECT 'd', datname FROM pg_database;",
+            timeout=PROBE_TIMEOUT,
+        )
+        found: dict[str, set[str]] = {"r": set(), "t": set(), "d": set()}
+        for line in out.splitlines():
+            kind, sep, name = line.partition("|")
+            if sep:
+                found[kind].add(name)
+        return PgGlobalsFilter(found["r"], found["t"], found["d"], drop_databases=options.force)
+
+    async def prepare_restore(self, target: Connection, options: RestoreOptions) -> None:
+        if options.create and options.force and target.database:
+            ident = '"' + target.database.replace('"', '""') + '"'
+            server = self.for_database(target, "postgres")
+            await run_tool(self._psql(server), stdin=f"DROP DATABASE IF EXISTS {ident} WITH (FORCE);".encode())
+
+    async def database_exists(self, target: Connection) -> bool:
+        """Whether *target*'s database exists on its server."""
+        assert target.database is not None
+        literal = "'" + target.database.replace("'", "''") + "'"
+        out = await run_tool(
+            self._psql(self.for_database(target, "postgres")),
+            stdin=f"SELECT count(*) FROM pg_database WHERE datname = {literal};".encode(),  # noqa: S608 - quoted literal
+            timeout=PROBE_TIMEOUT,
+        )
+        return out.strip() == "1"
+
     # -- directory and tar modes ---------------------------------------------------------------------
     modes: ClassVar[tuple[str, ...]] = ("stream", "directory", "tar")
 
@@ -332,15 +424,24 @@ class PostgresEngine(Engine):
         return found
 
     def atomic_restore(self, options: RestoreOptions) -> bool:
-        return not options.all_databases  # psql/pg_restore --single-transaction; pg_dumpall scripts cannot be
+        # psql/pg_restore --single-transaction; pg_dumpall scripts, globals and CREATE DATABASE cannot be
+        return not (options.all_databases or options.globals_only or options.create)
 
     def stopped_restore_note(self, options: RestoreOptions) -> str:
-        if options.all_databases:
+        if options.all_databases or options.globals_only:
             return "pg_dumpall scripts do not run in one transaction: part of them may already be applied."
+        if options.create:
+            return "pg_restore --create does not run in one transaction: part of the database may be restored."
         return "psql/pg_restore ran it in a single transaction, which was rolled back: nothing was applied."
 
     def restore_command(self, target: Connection, head: bytes, options: RestoreOptions) -> DumpCommand:
         env = self.libpq_env(target)
+        if head.startswith(b"PGDMP") and options.create:
+            # the database as it was backed up: CREATE DATABASE with its owner, encoding, locale, ACL and
+            # settings from the archive, then its contents (owners kept: a restore of the whole server)
+            env["PGDATABASE"] = "postgres"
+            created = (self._client("pg_restore"), "--no-password", "--exit-on-error", "--create", "-d", "postgres")
+            return DumpCommand(created, env)
         if head.startswith(b"PGDMP"):  # custom format: pg_restore, in one transaction
             argv = [self._client("pg_restore"), "--no-password", "--no-owner", "--exit-on-error"]
             argv += ["--single-transaction", "-d", target.database or "postgres"]
@@ -348,12 +449,16 @@ class PostgresEngine(Engine):
                 argv += ["--clean", "--if-exists"]
             return DumpCommand(tuple(argv), env)
         psql = self._client("psql")
-        if options.all_databases or target.database is None:
+        if options.all_databases or options.globals_only or target.database is None:
             env["PGDATABASE"] = "postgres"  # pg_dumpall: CREATE DATABASE cannot run inside a transaction
             return DumpCommand((psql, "-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1"), env)
         return DumpCommand((psql, "-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", "--single-transaction"), env)
 
     def restore_files_command(self, target: Connection, folder: str, options: RestoreOptions) -> DumpCommand:
+        if options.create:  # as in restore_command: the database as it was, owners kept
+            env = {**self.libpq_env(target), "PGDATABASE": "postgres"}
+            created = (self._client("pg_restore"), "--no-password", "--exit-on-error", "--create", "-d", "postgres")
+            return DumpCommand((*created, folder), env)
         argv = [self._client("pg_restore"), "--no-password", "--no-owner", "--exit-on-error", "--single-transaction"]
         argv += ["-d", target.database or "postgres"]
         if options.force:
@@ -401,6 +506,50 @@ class PostgresEngine(Engine):
             note = "majors " + ", ".join(str(t.major) for t in tools) + " installed: the run picks the server's"
         argv = self._argv(binary, connection, options)
         return DumpCommand(argv, self.libpq_env(connection), tool_version=note or (tools[0].version if tools else None))
+
+
+_CREATE_ROLE = re.compile(rb'^CREATE ROLE ("(?:[^"]|"")+"|[^\s;"]+);\s*$')
+_ALTER_ROLE_WITH = re.compile(rb'^ALTER ROLE ("(?:[^"]|"")+"|[^\s;"]+) WITH ')
+_CREATE_TABLESPACE = re.compile(rb'^CREATE TABLESPACE ("(?:[^"]|"")+"|[^\s;"]+) ')
+_CREATE_DATABASE = re.compile(rb'^CREATE DATABASE ("(?:[^"]|"")+"|[^\s;"]+)[ ;]')
+
+
+def _ident(raw: bytes) -> str:
+    """The name a (possibly quoted) SQL identifier from pg_dumpall stands for."""
+    text = raw.decode()
+    return text[1:-1].replace('""', '"') if text.startswith('"') else text
+
+
+class PgGlobalsFilter(LineFilter):
+    """Makes pg_dumpall output (``--globals-only``, or a whole-server script) restorable into a live server.
+
+    A role or tablespace that already exists is kept as it is: its ``CREATE`` and its ``ALTER ROLE ...
+    WITH`` line (attributes and password) are commented out, so the running server's logins keep
+    working; memberships, settings and grants from the backup are applied. With *drop_databases*
+    (``--force``) each ``CREATE DATABASE`` of a database that exists is preceded by ``DROP DATABASE
+    ... WITH (FORCE)``; without it such a database stops the restore (psql's error names it).
+    """
+
+    def __init__(self, roles: set[str], tablespaces: set[str], databases: set[str], *, drop_databases: bool) -> None:
+        super().__init__()
+        self.roles, self.tablespaces, self.databases = roles, tablespaces, databases
+        self.drop_databases = drop_databases
+        self.dropped: list[str] = []
+
+    def line(self, line: bytes) -> bytes:
+        if m := _CREATE_ROLE.match(line):
+            if _ident(m.group(1)) in self.roles:
+                self.kept.append("role " + _ident(m.group(1)))
+                return b"-- dbstash: role exists, kept as it is: " + line
+        elif (m := _ALTER_ROLE_WITH.match(line)) and _ident(m.group(1)) in self.roles:
+            return b"-- dbstash: attributes of an existing role kept\n"  # the line holds its password hash
+        elif (m := _CREATE_TABLESPACE.match(line)) and _ident(m.group(1)) in self.tablespaces:
+            self.kept.append("tablespace " + _ident(m.group(1)))
+            return b"-- dbstash: tablespace exists, kept as it is: " + line
+        elif (m := _CREATE_DATABASE.match(line)) and self.drop_databases and _ident(m.group(1)) in self.databases:
+            self.dropped.append(_ident(m.group(1)))
+            return b"DROP DATABASE IF EXISTS " + m.group(1) + b" WITH (FORCE);\n" + line
+        return line
 
 
 _USER_RELATIONS = (
