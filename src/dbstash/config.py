@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from dbstash.compression import StreamCompression, parse_compress
+from dbstash.databases import GLOBALS_LABEL, DatabaseSelection, parse_selection
 from dbstash.engines import engine_for_uri, get_engine
 from dbstash.engines.base import Connection, DumpOptions, Engine, check_ports
 from dbstash.envparse import (
@@ -125,6 +126,8 @@ class Settings:
 
     connection: Connection
     remote: str
+    #: several databases per job (``DB_NAME`` a list or ``all``): the connection is then server-level
+    databases: DatabaseSelection | None = None
     name_template: str = DEFAULT_TEMPLATE
     compress: bool = False
     extension: str | None = None
@@ -153,6 +156,29 @@ class Settings:
     verify_target: str | None = field(default=None, repr=False)
     #: an Engine object given in code (``engine=``); None: the registered engine of the URI's scheme
     engine_object: Engine | None = field(default=None, repr=False, compare=False)
+    #: one database of a multi-database job: dumped in the tool's archive format where it has one
+    archive: bool = False
+    #: the globals object of a multi-database job (roles, users, grants): ``{db}`` is ``_globals``
+    globals_only: bool = False
+
+    # -- many databases per job ------------------------------------------------------------------
+    @property
+    def multi(self) -> bool:
+        """Whether this job backs up several databases (one object each)."""
+        return self.databases is not None
+
+    def for_database(self, name: str) -> Settings:
+        """The settings of one database of this multi-database job (its own name series and retention)."""
+        from dataclasses import replace  # noqa: PLC0415
+
+        engine = self.engine()
+        return replace(self, connection=engine.for_database(self.connection, name), databases=None, archive=True)
+
+    def for_globals(self) -> Settings:
+        """The settings of this job's globals object (stream mode, plain SQL, ``{db}`` = ``_globals``)."""
+        from dataclasses import replace  # noqa: PLC0415
+
+        return replace(self, databases=None, globals_only=True, mode="stream", extension=None, compress=False)
 
     def notifiers(self) -> list[Notifier]:
         """The notifiers these settings configure (``NOTIFY_*``)."""
@@ -189,11 +215,17 @@ class Settings:
     @property
     def dump_options(self) -> DumpOptions:
         """The dump options (compression, extra args)."""
-        return DumpOptions(compress=self.compress, extra_args=self.dump_extra_args)
+        if self.globals_only:
+            return DumpOptions()
+        return DumpOptions(compress=self.compress, extra_args=self.dump_extra_args, archive=self.archive)
 
     @property
     def database_label(self) -> str:
-        """The ``{db}`` token's value."""
+        """The ``{db}`` token's value (``_globals`` for a job's globals; for a multi-database job, what it selects)."""
+        if self.globals_only:
+            return GLOBALS_LABEL
+        if self.databases is not None and not self.databases.every:
+            return ",".join(self.databases.names)
         return self.engine().database_label(self.connection)
 
     @property
@@ -239,6 +271,13 @@ class Settings:
         return {
             "engine": self.engine_key,
             "database": self.connection.display_uri(),
+            "databases": {
+                "select": self.databases.describe(),
+                "globals": self.databases.include_globals,
+                "parallel": self.databases.parallel,
+            }
+            if self.databases
+            else None,
             "remote": self.remote,
             "name_template": self.name_template,
             "extension": self.template().extension,
@@ -291,6 +330,10 @@ class Settings:
         tz: str = "UTC",
         engine: Engine | str | None = None,
         retention: RetentionPolicy | None = None,
+        databases: str | Sequence[str] | None = None,
+        exclude: str | Sequence[str] = (),
+        include_globals: bool | None = None,
+        parallel: int = 1,
     ) -> Settings:
         """Validate library arguments into settings; errors name the parameter at fault.
 
@@ -298,6 +341,11 @@ class Settings:
         fails (a frozen server or a dead remote); None or 0 turns it off. *engine*: an Engine object
         (or registry key) instead of the one the URI's scheme names. *retention*: a
         :class:`RetentionPolicy` instead of the ``retention_*`` numbers.
+
+        *databases*: several databases of the URI's server, one backup each: ``"all"`` (every
+        database but the system ones and *exclude*, names or globs), a list of names, or
+        ``"all,postgres"``; *include_globals* (default: where the engine can) adds the roles/users
+        and grants as one more object; *parallel* databases are dumped at once.
         """
         engine_object = engine if isinstance(engine, Engine) else None
         if isinstance(engine, str):
@@ -310,10 +358,30 @@ class Settings:
             password = _read_secret_file(os.fspath(password_file), "password_file")
         if password is not None and connection.password is None:
             connection = connection.with_password(password)
+        selection = None
+        if databases is not None:
+            text = databases if isinstance(databases, str) else ",".join(databases)
+            problem = engine.globals_supported()
+            if include_globals and problem is not None:
+                raise ConfigError("include_globals", f"False: {problem}", str(include_globals))
+            selection = parse_selection(
+                text,
+                exclude=exclude,
+                include_globals=include_globals if include_globals is not None else problem is None,
+                parallel=parallel,
+                variable="databases",
+                exclude_variable="exclude",
+            )
+            connection = engine.for_database(connection, "") if connection.database else connection
+            c = connection
+            connection = Connection(c.engine, None, c.host, c.port, c.user, c.password, c.params)
+        elif exclude:
+            raise ConfigError("exclude", "empty unless databases= selects several databases", str(exclude))
         extra = tuple(shlex.split(dump_extra_args)) if isinstance(dump_extra_args, str) else tuple(dump_extra_args)
         native, stream_compress = parse_compress(compress, "compress")
         settings = cls(
             connection=connection,
+            databases=selection,
             remote=_check_remote(remote, "remote"),
             name_template=name_template,
             compress=native,
@@ -335,7 +403,7 @@ class Settings:
             tz=_check_tz(tz, "tz"),
             engine_object=engine_object,
         )
-        settings._validate(template_variable="name_template", db_variable="uri")
+        settings._validate(template_variable="name_template", db_variable="databases" if selection else "uri")
         return settings
 
     @classmethod
@@ -351,10 +419,20 @@ class Settings:
         engine = self.engine()
         if self.mode not in MODES:
             raise ConfigError(mode_variable, "stream, directory or tar", self.mode)
-        if self.mode not in engine.supported_modes(self.connection):
+        if self.databases is not None:
+            if not engine.lists_databases:
+                raise ConfigError(db_variable, f"one database: {engine.key} jobs back up one database or file")
+            if "{db}" not in self.name_template:
+                raise ConfigError(
+                    template_variable,
+                    "a template with {db} when the job backs up several databases (one series per database)",
+                    self.name_template,
+                )
+        probe = engine.for_database(self.connection, "x") if self.databases is not None else self.connection
+        if self.mode not in engine.supported_modes(probe):
             raise ConfigError(
                 mode_variable,
-                f"{' or '.join(engine.supported_modes(self.connection))} for {engine.key} (the spec's mode "
+                f"{' or '.join(engine.supported_modes(probe))} for {engine.key} (the spec's mode "
                 f"matrix: this {engine.key} dump has no multi-file form)",
                 self.mode,
             )

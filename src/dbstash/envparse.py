@@ -22,8 +22,9 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dbstash.compression import parse_compress
+from dbstash.databases import ALL_MODES, DatabaseSelection, parse_selection
 from dbstash.engines import ENGINES, engine_for_uri, get_engine, same_family, target_connection
-from dbstash.engines.base import Engine, check_ports
+from dbstash.engines.base import Connection, Engine, check_ports
 from dbstash.engines.mongo import MongoEngine
 from dbstash.errors import ConfigError
 from dbstash.manifest import MANIFEST_SUFFIX
@@ -104,6 +105,7 @@ def settings_from_env(cls: type[Settings], environ: Mapping[str, str]) -> Settin
     GLOBAL_REDACTOR.add(connection.password)
     if isinstance(engine, MongoEngine):
         connection = engine.with_auth_source(connection, get("DB_AUTH_SOURCE"))
+    connection, databases = _databases_from_env(env, engine, connection, uri_var if uri is not None else "DB_NAME")
 
     remote = get("RCLONE_REMOTE")
     if remote is None:
@@ -144,6 +146,7 @@ def settings_from_env(cls: type[Settings], environ: Mapping[str, str]) -> Settin
     schedule = (get("BACKUP_SCHEDULE") or "0 2 * * *").strip()
     settings = cls(
         connection=connection,
+        databases=databases,
         remote=_check_remote(remote, "RCLONE_REMOTE"),
         name_template=get("BACKUP_NAME_TEMPLATE") or DEFAULT_TEMPLATE,
         compress=native_compress,
@@ -217,6 +220,46 @@ def settings_from_env(cls: type[Settings], environ: Mapping[str, str]) -> Settin
 
 # -- parsing helpers ---------------------------------------------------------------------------
 NOTIFY_ON = ("failure", "success", "always")
+
+
+def _databases_from_env(
+    env: Mapping[str, str], engine: Engine, connection: Connection, db_var: str
+) -> tuple[Connection, DatabaseSelection | None]:
+    """``DB_NAME`` (or the URI's path) as a list or ``all``, with ``DB_EXCLUDE``, ``DB_ALL_MODE``,
+    ``DB_GLOBALS`` and ``DB_PARALLEL``: the server-level connection and the selection, or the
+    connection as it is and None for a one-database (or single-stream ``all``) job."""
+    raw = connection.database
+    all_mode = _parse_choice(env.get("DB_ALL_MODE", "").strip() or "separate", "DB_ALL_MODE", {m: m for m in ALL_MODES})
+    exclude = env.get("DB_EXCLUDE", "").strip()
+    globals_raw = env.get("DB_GLOBALS", "").strip()
+    explicit_globals = _parse_bool(globals_raw, "DB_GLOBALS") if globals_raw else None
+    parallel_raw = env.get("DB_PARALLEL", "").strip()
+    parallel = _parse_int(parallel_raw, "DB_PARALLEL") if parallel_raw else 1
+    if parallel_raw and parallel < 1:
+        raise ConfigError("DB_PARALLEL", "a whole number of databases dumped at once, 1 or more", parallel_raw)
+    is_list = raw is not None and "," in raw
+    many = engine.lists_databases and (
+        is_list or (raw is None and all_mode == "separate") or (raw is not None and explicit_globals is True)
+    )
+    if not many:
+        if exclude:
+            raise ConfigError("DB_EXCLUDE", f"unset unless {db_var} is all or a list of databases", exclude)
+        if is_list and engine.lists_databases:  # a list with DB_ALL_MODE=single
+            raise ConfigError("DB_ALL_MODE", f"separate when {db_var} lists databases (single is for all)", all_mode)
+        if explicit_globals and engine.globals_supported() is not None:
+            raise ConfigError("DB_GLOBALS", f"false: {engine.globals_supported()}", globals_raw)
+        if explicit_globals and raw is None:
+            raise ConfigError("DB_GLOBALS", "false with DB_ALL_MODE=single (the whole-server stream has them)")
+        return connection, None
+    problem = engine.globals_supported()
+    if explicit_globals and problem is not None:
+        raise ConfigError("DB_GLOBALS", f"false: {problem}", globals_raw)
+    include_globals = explicit_globals if explicit_globals is not None else problem is None
+    selection = parse_selection(
+        raw or "all", exclude=exclude, include_globals=include_globals, parallel=parallel, variable=db_var
+    )
+    c = connection
+    return Connection(c.engine, None, c.host, c.port, c.user, c.password, c.params), selection
 
 
 def _secret(value: str | None) -> str | None:
