@@ -9,16 +9,22 @@ Example:
 from dbstash._version import __version__
 from dbstash.api import (
     BackupResult,
+    JobResult,
     PruneResult,
     abackup,
+    abackup_many,
     aprune,
+    arun,
     backup,
+    backup_many,
     dry_run,
     plan_retention,
     prune,
     run_backup,
+    run_job,
 )
 from dbstash.config import Settings
+from dbstash.databases import GLOBALS_LABEL, DatabaseSelection
 from dbstash.engines import ENGINES, Connection, DumpCommand, DumpOptions, Engine, engine_for_uri, get_engine
 from dbstash.errors import (
     BackupCancelled,
@@ -36,6 +42,7 @@ from dbstash.errors import (
     UploadFailed,
 )
 from dbstash.hooks import Hook, HookFailed, ShellHook
+from dbstash.multi import DatabaseOutcome
 from dbstash.naming import NameTemplate
 from dbstash.notify import (
     DiscordNotifier,
@@ -51,10 +58,13 @@ from dbstash.pipeline import Pipeline, PipelineResult
 from dbstash.restore import (
     BackupInfo,
     RestoreResult,
+    RestoreRun,
     alist_backups,
     arestore,
+    arestore_many,
     list_backups,
     restore,
+    restore_many,
 )
 from dbstash.retention import Backup, Decision, RetentionPlan, RetentionPolicy
 from dbstash.sink import Sink, SinkUpload, StreamSink
@@ -64,10 +74,11 @@ from dbstash.storage.memory import MemorySink
 from dbstash.storage.rclone_cli import RcloneCliStorage, RcloneOptions
 from dbstash.storage.rclone_rc import RcloneRcStorage, RcOptions
 from dbstash.transforms import Compress, Progress, Transform, TransformStep
-from dbstash.verify import VerifyResult, averify, verify
+from dbstash.verify import VerifyResult, VerifyRun, averify, averify_many, verify, verify_many
 
 __all__ = [
     "ENGINES",
+    "GLOBALS_LABEL",
     "Backup",
     "BackupCancelled",
     "BackupFailed",
@@ -80,6 +91,8 @@ __all__ = [
     "Compress",
     "ConfigError",
     "Connection",
+    "DatabaseOutcome",
+    "DatabaseSelection",
     "DbstashError",
     "Decision",
     "DiscordNotifier",
@@ -91,6 +104,7 @@ __all__ = [
     "Engine",
     "Hook",
     "HookFailed",
+    "JobResult",
     "MemorySink",
     "NameTemplate",
     "Notifier",
@@ -107,6 +121,7 @@ __all__ = [
     "RestoreError",
     "RestoreRefused",
     "RestoreResult",
+    "RestoreRun",
     "RetentionPlan",
     "RetentionPolicy",
     "RunEvent",
@@ -128,14 +143,20 @@ __all__ = [
     "Upload",
     "UploadFailed",
     "VerifyResult",
+    "VerifyRun",
     "WebhookNotifier",
     "__version__",
     "abackup",
+    "abackup_many",
     "alist_backups",
     "aprune",
     "arestore",
+    "arestore_many",
+    "arun",
     "averify",
+    "averify_many",
     "backup",
+    "backup_many",
     "dry_run",
     "engine_for_uri",
     "get_engine",
@@ -143,7 +164,10 @@ __all__ = [
     "plan_retention",
     "prune",
     "restore",
+    "restore_many",
     "run_backup",
+    "run_job",
     "verify",
+    "verify_many",
     "webhook_notifier",
 ]

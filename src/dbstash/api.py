@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import anyio
 
@@ -13,6 +14,7 @@ from dbstash.engines.base import Engine
 from dbstash.hooks import Hook
 from dbstash.job import BackupResult, run_backup
 from dbstash.logs import get_logger
+from dbstash.multi import JobResult, run_job
 from dbstash.notify import Notifier
 from dbstash.pipeline import DEFAULT_STALL_TIMEOUT, Progress
 from dbstash.prune import PruneResult, apply_plan, aprune, job_backups, plan_retention, prune, stale_partials
@@ -188,13 +190,81 @@ def backup(
     )
 
 
+async def abackup_many(
+    uri: str | None = None,
+    *,
+    remote: str | None = None,
+    databases: str | Sequence[str] = "all",
+    exclude: str | Sequence[str] = (),
+    include_globals: bool | None = None,
+    parallel: int = 1,
+    settings: Settings | None = None,
+    storage: Storage | None = None,
+    progress: Progress | None = None,
+    notifiers: Sequence[Notifier] | None = None,
+    pre_hook: Hook | None = None,
+    post_hook: Hook | None = None,
+    **options: Any,
+) -> JobResult:
+    """Back up several databases of one server, one object each (the async twin of :func:`backup_many`).
+
+    Example:
+        >>> run = await dbstash.abackup_many("postgresql://admin@db/", remote="s3:b/pg",
+        ...                                  exclude=["test_*"], parallel=2)  # doctest: +SKIP
+        >>> run.ok, [(o.database, o.result.name if o.result else o.error) for o in run.outcomes]  # doctest: +SKIP
+
+    *databases*: ``"all"`` (every database but the system ones and *exclude*, names or globs), a
+    list of names, or ``"all,postgres"`` to add a system database. *include_globals*: also back up
+    roles/users and grants (``_globals`` object; default: where the engine can). *parallel*:
+    databases dumped at once. *options*: any other keyword of :meth:`Settings.create`
+    (``compress``, ``retention_max_files``, ``name_template`` with ``{db}``, ...).
+
+    Returns a :class:`~dbstash.multi.JobResult` even when some databases failed (``.ok``,
+    ``.failed``); each database's outcome holds its :class:`BackupResult` or its error.
+    """
+    if settings is None:
+        if uri is None or (remote is None and storage is None):
+            raise TypeError("backup_many() needs a connection uri and remote= (or storage=), or settings=")
+        settings = Settings.create(
+            uri,
+            remote=remote if remote is not None else storage.remote,  # type: ignore[union-attr]  # one is set
+            databases=databases,
+            exclude=exclude,
+            include_globals=include_globals,
+            parallel=parallel,
+            **options,
+        )
+    return await run_job(
+        settings, progress=progress, storage=storage, notifiers=notifiers, pre_hook=pre_hook, post_hook=post_hook
+    )
+
+
+def backup_many(uri: str | None = None, **kwargs: Any) -> JobResult:
+    """Back up several databases of one server, one object each (blocking). See :func:`abackup_many`."""
+    return anyio.run(lambda: abackup_many(uri, **kwargs))
+
+
+async def arun(settings: Settings, *, progress: Progress | None = None) -> BackupResult | JobResult:
+    """Run the job *settings* describe: one database (:func:`run_backup`) or several (:func:`run_job`).
+
+    What the CLI and the container entrypoint call.
+    """
+    if settings.multi:
+        return await run_job(settings, progress=progress)
+    return await run_backup(settings, progress=progress)
+
+
 __all__ = [
     "BackupResult",
+    "JobResult",
     "PruneResult",
     "abackup",
+    "abackup_many",
     "apply_plan",
     "aprune",
+    "arun",
     "backup",
+    "backup_many",
     "dry_run",
     "job_backups",
     "job_storage",
@@ -202,5 +272,6 @@ __all__ = [
     "preflight",
     "prune",
     "run_backup",
+    "run_job",
     "stale_partials",
 ]

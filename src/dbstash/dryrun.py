@@ -25,6 +25,8 @@ async def dry_run(settings: Settings, *, storage: Storage | None = None) -> dict
     retention plan the run would carry out. The plan needs one read-only listing of the remote; if
     that fails the plan is reported as unknown (a dry run still succeeds).
     """
+    if settings.multi:
+        return await _dry_run_many(settings, storage)
     engine = settings.engine()
     template = settings.template()
     now = datetime.now(settings.zone)
@@ -32,6 +34,53 @@ async def dry_run(settings: Settings, *, storage: Storage | None = None) -> dict
     command = engine.preview_command(settings.connection, settings.dump_options)
     async with job_storage(settings, storage) as store:
         return await _dry_run(settings, store, command, name, now)
+
+
+async def _dry_run_many(settings: Settings, storage: Storage | None) -> dict[str, object]:
+    """A multi-database job: the globals' and every database's command and name. ``DB_NAME=all`` asks
+    the server for its list of databases (read-only); if it cannot, the list is reported as unknown."""
+    from dbstash.multi import resolve_databases  # noqa: PLC0415 - multi imports job, which imports this module's users
+
+    assert settings.databases is not None
+    engine = settings.engine()
+    now = datetime.now(settings.zone)
+    names: list[str] | None
+    excluded: list[str] = []
+    try:
+        names, excluded = await resolve_databases(settings, engine)
+    except DbstashError as exc:
+        names = None
+        log.warning("dry run: cannot list the server's databases (%s): the list is unknown", exc)
+    parts: list[Settings] = [settings.for_globals()] if settings.databases.include_globals else []
+    parts += [settings.for_database(n) for n in names or []]
+    items = []
+    async with job_storage(settings, storage) as store:
+        for part in parts:
+            if part.globals_only:
+                command = engine.preview_globals_command(part.connection, part.dump_options)
+            else:
+                command = engine.preview_command(part.connection, part.dump_options)
+            name = part.template().render(now, uuid="xxxxxxxx")
+            log.info("dry run: %s: %s -> %s", part.database_label, command.display(), store.path(name))
+            items.append(
+                {
+                    "database": part.database_label,
+                    "dump_argv": list(command.argv),
+                    "backup_name": name,
+                    "remote_path": store.path(name),
+                }
+            )
+    warnings = settings.warnings()
+    for warning in warnings:
+        log.warning("dry run: %s", warning)
+    log.info("dry run: configuration", extra={"settings": settings.redacted()})
+    return {
+        "settings": settings.redacted(),
+        "selection": settings.databases.describe(),
+        "databases": items if names is not None else None,
+        "excluded": excluded,
+        "warnings": warnings,
+    }
 
 
 async def _dry_run(

@@ -14,7 +14,7 @@ import anyio
 from dbstash._version import __version__
 from dbstash.config import Settings
 from dbstash.engines.base import DumpCommand, Engine
-from dbstash.errors import BackupTimeout, DbstashError, StorageError, UploadFailed
+from dbstash.errors import BackupTimeout, ConfigError, DbstashError, StorageError, UploadFailed
 from dbstash.hooks import Hook, HookFailed
 from dbstash.logs import get_logger, log_context
 from dbstash.manifest import Manifest, manifest_name
@@ -94,6 +94,10 @@ async def run_backup(
     your own objects (or ``[]``) from Python. A failing notifier or post-hook is logged and never
     changes the outcome; a pre-hook that exits non-zero aborts the run before anything is dumped.
     """
+    if settings.databases is not None:
+        raise ConfigError(
+            "databases", "one database for run_backup()/backup(): a job of several databases runs with run_job()"
+        )
     engine = settings.engine()
     template = settings.template()
     backup_id = secrets.token_hex(6)
@@ -289,7 +293,12 @@ async def _run(
     alternative = template.alternative(name, backup_id)
     storage.last_listing = None  # set by this run's commit (stream and tar modes); directory mode lists again
     if settings.mode == "stream":
-        source = DumpSource(engine, settings.connection, settings.dump_options)
+        globals_command = (
+            (lambda: engine.globals_command(settings.connection, settings.dump_options))
+            if settings.globals_only
+            else None
+        )
+        source = DumpSource(engine, settings.connection, settings.dump_options, command=globals_command)
         pipeline = Pipeline(
             source,
             storage,

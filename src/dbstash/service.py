@@ -11,7 +11,7 @@ import json
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,11 +21,12 @@ import anyio
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from dbstash.api import BackupResult, run_backup
+from dbstash.api import BackupResult, run_backup, run_job
 from dbstash.config import Settings
-from dbstash.errors import ConfigError, DbstashError
+from dbstash.errors import ConfigError, DbstashError, RestoreError
 from dbstash.lock import LockHeld, job_lock
 from dbstash.logs import get_logger
+from dbstash.multi import DatabaseOutcome
 from dbstash.schedule import next_run, seconds_until
 
 log = get_logger("dbstash.service")
@@ -53,6 +54,8 @@ class ServiceState:
     verify_error: str | None = None
     verify_counts: dict[str, int] | None = None
     verify_running: bool = False
+    #: the last run's outcome per database (one entry for a one-database job)
+    databases: dict[str, dict[str, str | None]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -77,6 +80,7 @@ class ServiceState:
                 "remote_path": self.last_remote_path,
                 "error": self.last_error,
             },
+            "databases": self.databases,
             "last_success": iso(self.last_success_at),
             "next_run": iso(self.next_run_at),
             "started_at": iso(self.started_at),
@@ -113,6 +117,21 @@ class Metrics:
             "dbstash_next_run_timestamp_seconds", "Unix time of the next scheduled run", registry=self.registry
         )
         self.runs = Counter("dbstash_runs", "Backup runs by outcome", ["outcome"], registry=self.registry)
+        self.database_runs = Counter(
+            "dbstash_database_runs", "Backups by database and outcome", ["database", "outcome"], registry=self.registry
+        )
+        self.database_last_success = Gauge(
+            "dbstash_database_last_success_timestamp_seconds",
+            "Unix time of each database's last successful backup",
+            ["database"],
+            registry=self.registry,
+        )
+        self.database_last_size = Gauge(
+            "dbstash_database_last_backup_size_bytes",
+            "Size of each database's last successful backup",
+            ["database"],
+            registry=self.registry,
+        )
         for outcome in ("success", "failure", "skipped"):
             self.runs.labels(outcome=outcome)
         self.verify_last_success = Gauge(
@@ -215,6 +234,7 @@ class Service:
         self._max_runs = max_runs
         self._on_result = on_result
         self._runs = 0
+        self._job_size: int | None = None
         self._run_scope: anyio.CancelScope | None = None
         self.exit_code = 0
         self.health: HealthServer | None = None
@@ -273,14 +293,20 @@ class Service:
     async def verify_once(self) -> None:
         """One restore drill: record it for /healthz and /metrics, and notify (never ping monitors)."""
         from dbstash.notify import PingNotifier, RunEvent, notify  # noqa: PLC0415
-        from dbstash.verify import averify  # noqa: PLC0415
+        from dbstash.verify import averify, averify_many  # noqa: PLC0415
 
         started = datetime.now(UTC)
         counts: dict[str, int] | None = None
         error: DbstashError | None = None
         try:
-            result = await averify(self.settings)
-            counts = result.counts
+            if self.settings.multi:
+                run = await averify_many(self.settings)
+                counts = run.counts
+                if not run.ok:
+                    raise RestoreError("verify failed for " + "; ".join(f"{d}: {e}" for d, e in run.failed))
+            else:
+                result = await averify(self.settings)
+                counts = result.counts
         except DbstashError as exc:
             error = exc
             log.error("verify failed: %s", exc, extra={"error_type": type(exc).__name__})
@@ -340,8 +366,20 @@ class Service:
         outcome = "failure"
         try:
             with job_lock(self.settings):
-                result = await run_backup(self.settings)
-                outcome = "success"
+                if self.settings.multi:
+                    job = await run_job(self.settings)
+                    self._record_databases(job.outcomes)
+                    result = next((o.result for o in job.outcomes if o.result is not None), None)
+                    outcome = "success" if job.ok else "failure"
+                    if not job.ok:
+                        error = f"DatabasesFailed: {', '.join(job.failed)} (the logs have the details)"
+                        result = None
+                    else:
+                        self._job_size = job.size
+                else:
+                    result = await run_backup(self.settings)
+                    outcome = "success"
+                    self._record_databases((DatabaseOutcome(result.database, result=result),))
         except LockHeld as exc:
             log.warning("%s", exc)
             outcome, error = "skipped", str(exc)
@@ -354,6 +392,18 @@ class Service:
         self._record(outcome, started, time.monotonic() - t0, result, error)
         if self._on_result is not None:
             self._on_result(result)
+
+    def _record_databases(self, outcomes: Sequence[DatabaseOutcome]) -> None:
+        """Per-database metrics and /healthz lines (one per database of a multi-database job)."""
+        for o in outcomes:
+            self.metrics.database_runs.labels(database=o.database, outcome="success" if o.ok else "failure").inc()
+            if o.result is not None:
+                self.metrics.database_last_success.labels(database=o.database).set(o.result.finished_at.timestamp())
+                self.metrics.database_last_size.labels(database=o.database).set(o.result.size)
+        with self.state.lock:
+            self.state.databases = {
+                o.database: {"status": "success" if o.ok else "failure", "error_type": o.error_type} for o in outcomes
+            }
 
     def _record(
         self, outcome: str, started: datetime, duration: float, result: BackupResult | None, error: str | None
@@ -373,5 +423,9 @@ class Service:
                 self.state.last_remote_path = result.remote_path
         self.metrics.last_duration.set(duration)
         if result is not None:
+            size = self._job_size if self._job_size is not None else result.size
             self.metrics.last_success.set(result.finished_at.timestamp())
-            self.metrics.last_size.set(result.size)
+            self.metrics.last_size.set(size)
+            with self.state.lock:
+                self.state.last_size = size
+        self._job_size = None

@@ -23,6 +23,34 @@ def wanted(notify_on: NotifyOn, stage: Stage) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class RunItem:
+    """One database of a multi-database run, as notifications and hooks report it."""
+
+    database: str
+    ok: bool
+    size: int | None = None
+    remote_path: str | None = None
+    error: str | None = None
+    error_type: str | None = None
+
+    def line(self) -> str:
+        """``ok, 12.0 MiB`` or ``FAILED (DumpFailed): ...``."""
+        if self.ok:
+            return "ok" + (f", {human_bytes(self.size)}" if self.size is not None else "")
+        return f"FAILED ({self.error_type}): {self.error}"
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "database": self.database,
+            "status": "success" if self.ok else "failure",
+            "size": self.size,
+            "remote_path": self.remote_path,
+            "error": GLOBAL_REDACTOR(self.error) if self.error else None,
+            "error_type": self.error_type,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class RunEvent:
     """What notifiers and hooks are told about a run. Every text field is already redacted."""
 
@@ -40,6 +68,8 @@ class RunEvent:
     kind: str = "backup"
     #: extra text for the message, e.g. verify's row counts
     detail: str | None = None
+    #: a multi-database run: one line per database (and the globals), in the order they were taken
+    items: tuple[RunItem, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -51,6 +81,10 @@ class RunEvent:
         if self.stage == "start":
             return f"dbstash: {self.kind} of {self.engine}/{self.database} started"
         verb = "succeeded" if self.ok else "FAILED"
+        if self.items:
+            failed = [i.database for i in self.items if not i.ok]
+            count = f" ({len(self.items)} objects" + (f", failed: {', '.join(failed)})" if failed else ")")
+            return f"dbstash: {self.kind} of {self.engine}/{self.database}{count} {verb}"
         return f"dbstash: {self.kind} of {self.engine}/{self.database} {verb}"
 
     def fields(self) -> list[tuple[str, str]]:
@@ -66,6 +100,7 @@ class RunEvent:
             rows.append(("SHA-256", self.sha256))
         if self.detail:
             rows.append(("Detail", self.detail))
+        rows += [(f"Database {item.database}", item.line()) for item in self.items]
         if self.error:
             rows.append(("Error", self.error))
         rows.append(("Backup id", self.backup_id))
@@ -90,6 +125,7 @@ class RunEvent:
             "error": GLOBAL_REDACTOR(self.error) if self.error else None,
             "error_type": self.error_type,
             "detail": self.detail,
+            "databases": [item.to_dict() for item in self.items] if self.items else None,
         }
 
 
