@@ -44,6 +44,8 @@ class BackupInfo:
     manifest: Manifest | None = None
     manifest_problem: str | None = None
     is_dir: bool = False
+    #: the database the name says it holds (``_globals`` for a job's roles and users)
+    database: str | None = None
 
     @property
     def size_ok(self) -> bool | None:
@@ -55,6 +57,7 @@ class BackupInfo:
         m = self.manifest
         return {
             "name": self.name,
+            "database": self.database,
             "size": self.size,
             "taken_at": self.taken_at.isoformat(),
             "age_seconds": round((now - self.taken_at).total_seconds()),
@@ -73,6 +76,14 @@ def job_templates(settings: Settings) -> list[NameTemplate]:
     without dbstash's ``.gz``/``.zst``, tar files and folders of the other modes (so changing
     compression or ``BACKUP_MODE`` never hides older backups from list and restore; retention stays
     with the exact current template)."""
+    if settings.databases is not None:  # every database's series (and the globals'), any {db}
+        found: list[NameTemplate] = []
+        for part in (settings.for_database("x"), settings.for_globals()):
+            for t in job_templates(part):
+                wild = replace(t, db="", any_db=True)
+                if wild not in found:
+                    found.append(wild)
+        return found
     current = settings.template()
     engine = settings.engine()
     bases = {
@@ -113,9 +124,29 @@ def _infos(entries: Sequence[RemoteEntry], templates: Sequence[NameTemplate], zo
                 complete,
                 manifest_problem=None if manifest_name(e.name) in names or not complete else "no manifest",
                 is_dir=e.is_dir,
+                database=template.database_of(final),
             )
         )
     return sorted(found, key=lambda b: (b.taken_at, b.name), reverse=True)
+
+
+def job_infos(settings: Settings, entries: Sequence[RemoteEntry]) -> list[BackupInfo]:
+    """This job's backups among *entries*, newest first; for a multi-database job, of the databases
+    it selects (named ones, or any but the excluded) and its globals."""
+    infos = _infos(entries, job_templates(settings), settings.zone)
+    selection = settings.databases
+    if selection is None:
+        return infos
+    from dbstash.databases import GLOBALS_LABEL  # noqa: PLC0415
+
+    def wanted(db: str | None) -> bool:
+        if db is None or db == GLOBALS_LABEL:
+            return True
+        if not selection.every:
+            return db in selection.names
+        return not selection.excluded(db)
+
+    return [i for i in infos if wanted(i.database)]
 
 
 async def _with_manifest(storage: Storage, info: BackupInfo) -> BackupInfo:
@@ -141,7 +172,7 @@ async def alist_backups(
     from dbstash.remote import job_storage  # noqa: PLC0415 - remote imports config, which restore's users import
 
     async with job_storage(settings, storage) as store:
-        infos = _infos(await store.list(), job_templates(settings), settings.zone)
+        infos = job_infos(settings, await store.list())
         if not manifests:
             return infos
         return [await _with_manifest(store, i) for i in infos]

@@ -32,6 +32,8 @@ class NameTemplate:
     db: str
     engine: str
     extension: str
+    #: match any database name for ``{db}`` (the names of every database of a multi-database job)
+    any_db: bool = False
 
     @classmethod
     def parse(
@@ -121,7 +123,7 @@ class NameTemplate:
             group = token if token not in seen else None
             seen.add(token)
             body = {
-                "db": re.escape(self.db),
+                "db": r"[^/]+?" if self.any_db else re.escape(self.db),
                 "engine": re.escape(self.engine),
                 "date": r"\d{4}-\d{2}-\d{2}",
                 "time": r"\d{6}",
@@ -161,6 +163,11 @@ class NameTemplate:
             # a date-only name: the end of that day, so age is never overestimated
             return (day.replace(tzinfo=tz) + timedelta(days=1) - timedelta(seconds=1)).astimezone(UTC)
         return None
+
+    def database_of(self, name: str) -> str | None:
+        """The ``{db}`` part of *name* (None when the template has no ``{db}`` or *name* is not its)."""
+        m = self.pattern().match(name)
+        return m.groupdict().get("db") if m else None
 
     def matches(self, name: str) -> bool:
         """Whether *name* is a complete backup made by this job (partial uploads never match)."""

@@ -14,7 +14,7 @@ from dbstash.logs import get_logger
 from dbstash.manifest import Manifest, manifest_name
 from dbstash.naming import NameTemplate, is_partial, partial_target
 from dbstash.remote import job_storage
-from dbstash.retention import Backup, RetentionPlan
+from dbstash.retention import Backup, Decision, RetentionPlan
 from dbstash.storage.base import RemoteEntry, Storage
 
 log = get_logger("dbstash")
@@ -78,7 +78,12 @@ async def remove_stale_partials(
 
 
 async def plan_retention(
-    settings: Settings, storage: Storage, *, now: datetime | None = None, ensure: Backup | None = None
+    settings: Settings,
+    storage: Storage,
+    *,
+    now: datetime | None = None,
+    ensure: Backup | None = None,
+    entries: Sequence[RemoteEntry] | None = None,
 ) -> RetentionPlan:
     """List the remote once and plan retention for this job (no deletion).
 
@@ -86,10 +91,11 @@ async def plan_retention(
     manifest, only if the manifest names this job's engine and database (another job whose names
     happen to match is never touched). A backup whose manifest cannot be read takes no part either.
     *ensure* adds a backup the listing may not show yet (eventually consistent backends), so the
-    one just written always counts as the newest.
+    one just written always counts as the newest. *entries*: a listing at hand instead of a new one.
     """
     template = settings.template()
-    entries = await storage.list()
+    if entries is None:
+        entries = await storage.list()
     backups = await _own_backups(settings, storage, entries, job_backups(entries, template, settings))
     if ensure is not None and all(b.name != ensure.name for b in backups):
         backups.append(ensure)
@@ -175,11 +181,36 @@ async def aprune(
     :class:`~dbstash.errors.StorageError` if the remote cannot be listed.
     """
     async with job_storage(settings, storage) as store:
+        if settings.databases is not None:
+            return await _prune_many(settings, store, dry_run=dry_run, now=now)
         plan = await plan_retention(settings, store, now=now)
         deleted = [] if dry_run else await apply_plan(plan, store, settings.mode)
         if not dry_run:
             await remove_stale_partials(settings, settings.template(), store, now or datetime.now(UTC))
         return PruneResult(settings.remote, plan, tuple(deleted), dry_run)
+
+
+async def _prune_many(settings: Settings, store: Storage, *, dry_run: bool, now: datetime | None) -> PruneResult:
+    """A multi-database job: each database's series (and the globals') on its own, as its runs do it.
+
+    Series are found in the listing (a database dropped from the server still has its backups
+    pruned, its newest always kept); the decisions are reported together, series by series.
+    """
+    from dbstash.databases import GLOBALS_LABEL  # noqa: PLC0415
+    from dbstash.listing import job_infos  # noqa: PLC0415 - listing imports config; keeps this module light
+
+    entries = await store.list()
+    series = sorted({i.database for i in job_infos(settings, entries) if i.database is not None})
+    decisions: list[Decision] = []
+    deleted: list[str] = []
+    for name in series:
+        part = settings.for_globals() if name == GLOBALS_LABEL else settings.for_database(name)
+        plan = await plan_retention(part, store, now=now, entries=entries)
+        decisions += plan.decisions
+        if not dry_run:
+            deleted += await apply_plan(plan, store, part.mode)
+            await remove_stale_partials(part, part.template(), store, now or datetime.now(UTC), entries)
+    return PruneResult(settings.remote, RetentionPlan(tuple(decisions)), tuple(deleted), dry_run)
 
 
 def prune(settings: Settings, *, dry_run: bool = False, now: datetime | None = None) -> PruneResult:

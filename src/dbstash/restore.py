@@ -24,15 +24,17 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import anyio
 
 from dbstash.compression import SUFFIXES, Compressor, StreamCompression
 from dbstash.config import Settings
+from dbstash.databases import GLOBALS_LABEL
 from dbstash.engines import target_connection
-from dbstash.engines.base import Connection, DumpCommand, Engine, RestoreOptions, run_tool
+from dbstash.engines.base import Connection, DumpCommand, Engine, LineFilter, RestoreOptions, run_tool
 from dbstash.engines.mongo import MongoEngine
 from dbstash.errors import ChecksumMismatch, ConfigError, DbstashError, RestoreError, RestoreRefused, StorageError
 from dbstash.listing import (
@@ -44,7 +46,7 @@ from dbstash.listing import (
     list_backups,
     select_backup,
 )
-from dbstash.logs import get_logger
+from dbstash.logs import get_logger, log_context
 from dbstash.manifest import Manifest
 from dbstash.process import ChildProcess
 from dbstash.redact import GLOBAL_REDACTOR
@@ -73,10 +75,16 @@ class RestoreResult:
     checksum_verified: bool
     duration: float
     tool: str | None
+    #: the database the backup holds (``_globals`` for roles and users), when known
+    database: str | None = None
+    #: what already existed on the target and was kept as it is (roles, users, tablespaces)
+    kept: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         return {
             "name": self.name,
+            "database": self.database,
+            "kept": list(self.kept),
             "target": self.target,
             "size": self.size,
             "sha256": self.sha256,
@@ -108,8 +116,11 @@ StartTool = Callable[[bytes], tuple[ChildProcess | None, int]]
 class _Feeder:
     """Runs in the reader thread: hash and count stored bytes, decompress, start the tool, hold back the end."""
 
-    def __init__(self, start_tool: StartTool, compression: StreamCompression | None) -> None:
+    def __init__(
+        self, start_tool: StartTool, compression: StreamCompression | None, line_filter: LineFilter | None = None
+    ) -> None:
         self._start_tool = start_tool
+        self._filter = line_filter
         self._decompress: Compressor | None = compression.decompressor() if compression else None
         self.digest = hashlib.sha256()
         self.size = 0
@@ -130,7 +141,7 @@ class _Feeder:
         except Exception as exc:  # zstd/zlib errors on corrupted input
             self.decode_error = exc
             return
-        self._push(plain)
+        self._push(self._filter(plain) if self._filter is not None else plain)
 
     def _push(self, plain: bytes) -> None:
         if self.sink_fd is None:
@@ -168,6 +179,8 @@ class _Feeder:
     def finish(self) -> None:
         """After the checksum matched: the rest of the input, then end of input."""
         tail = self._decompress.flush() if self._decompress else b""
+        if self._filter is not None:
+            tail = self._filter(tail) + self._filter.flush()
         if self.sink_fd is None:
             self._open(self._head + self._held + tail)
             self._write(self._head + self._held + tail)
@@ -200,6 +213,7 @@ async def arestore(
     force: bool = False,
     storage: Storage | None = None,
     allow_unverified: bool = False,
+    database: str | None = None,
 ) -> RestoreResult:
     """Restore one of this job's backups (``latest``, a name, or a time) into *target* (default: the job's database).
 
@@ -212,6 +226,12 @@ async def arestore(
     does the tool get them (the second pass is checked too). A tampered or truncated backup is
     refused with the target untouched, at the cost of reading the backup twice.
 
+    A multi-database job (``settings.databases``) restores one *database* by name, or its globals
+    (``database="_globals"``: roles, users, grants; those that exist are kept as they are). Into
+    the job's server (or a *target* URI naming no database) the database is recreated as it was
+    backed up (PostgreSQL: ``pg_restore --create``, with its owner, encoding and grants); with
+    *force* an existing one is dropped first. :func:`arestore_many` restores every database of a run.
+
     Raises:
         ChecksumMismatch: the stored bytes differ from the manifest (the restore was stopped
             before its end; see the message for what the tool may have applied).
@@ -220,59 +240,254 @@ async def arestore(
     """
     from dbstash.remote import job_storage  # noqa: PLC0415
 
-    t0 = time.monotonic()
-    engine, conn = target_for(settings, target)
+    part = _part(settings, database)
     async with job_storage(settings, storage) as store:
-        infos = _infos(await store.list(), job_templates(settings), settings.zone)
-        info = await _with_manifest(store, select_backup(infos, backup, settings.zone))
-        mode = info.manifest.mode if info.manifest else ("directory" if info.is_dir else "stream")
-        if mode == "stream" and info.name.endswith((".tar", ".tar.gz", ".tar.zst")):
-            mode = "tar"
-        if mode != "stream" and info.manifest is None:
-            raise RestoreError(f"{info.name} is a {mode}-mode backup without a manifest: restore it by hand")
-        if info.manifest is None:
-            if not allow_unverified:
-                raise RestoreRefused(
-                    f"{info.name} has no usable manifest ({info.manifest_problem}): its bytes cannot be proven "
-                    "complete. Restore it anyway with --allow-unverified (allow_unverified=True)"
-                )
-            log.warning("%s has no manifest (%s): its checksum cannot be verified", info.name, info.manifest_problem)
-        if not force:
-            empty = await engine.is_empty(conn)
-            if empty is False:
-                raise RestoreRefused(f"the target {conn.display_uri()} is not empty: pass --force (force=True)")
-            if empty is None:
-                log.warning("cannot tell whether %s is empty; restoring into it", conn.display_uri())
-        source_db = info.manifest.database if info.manifest else None
-        options = RestoreOptions(
-            force=force,
-            source_database=None if source_db in (None, "all") else source_db,
-            all_databases=source_db == "all",
-            # the manifest says whether the tool compressed (mongodump --gzip: *.bson.gz in folders and tars)
-            native_gzip=info.name.endswith(".archive.gz")
-            or bool(info.manifest and info.manifest.native_compression and engine.key == "mongo"),
-            extra_args=settings.restore_extra_args,
+        infos = _infos(await store.list(), job_templates(part), settings.zone)
+        info = select_backup(infos, backup, settings.zone)
+        return await _restore_info(part, store, info, target=target, force=force, allow_unverified=allow_unverified)
+
+
+def _part(settings: Settings, database: str | None) -> Settings:
+    """The settings of the one object a restore reads: the job's, or one database's of a multi-database job."""
+    if settings.databases is None:
+        if database is not None:
+            raise ConfigError("--database", "unset: this job backs up one database", database)
+        return settings
+    if database is None or database.lower() == "all":
+        raise ConfigError(
+            "--database",
+            f"a database name or {GLOBALS_LABEL} (this job backs up several; --database all restores every "
+            "database of a run: restore_many())",
+            database,
         )
-        log.info("restore started", extra={"backup": info.name, "target": conn.display_uri()})
-        if mode == "stream":
-            if info.manifest is not None and not engine.atomic_restore(options):
-                await _prove(store, info)
-            result = await _stream_restore(store, info, engine, conn, options)
-        else:
-            result = await _restore_files(settings, store, info, engine, conn, options=options, mode=mode)
-        if info.manifest is not None and _holds_data(info.manifest) and await engine.is_empty(conn) is True:
-            raise RestoreError(
-                f"{info.name} holds data but {conn.display_uri()} is empty after the restore: the restore tool "
-                "applied nothing although it reported success (see its output in the log)"
+    return settings.for_globals() if database == GLOBALS_LABEL else settings.for_database(database)
+
+
+def _restore_target(part: Settings, target: str | None) -> tuple[Engine, Connection, bool]:
+    """(engine, where to restore, whether the database is recreated as it was backed up)."""
+    engine = part.engine()
+    if part.globals_only:  # the server's roles and users: a server-level connection
+        conn = part.connection if target is None else target_for(part, target)[1]
+        c = conn
+        return engine, Connection(c.engine, None, c.host, c.port, c.user, c.password, c.params), False
+    if part.archive:  # one database of a multi-database job
+        name = part.connection.database
+        assert name is not None
+        if target is None:
+            return engine, part.connection, True
+        conn = target_for(part, target)[1]
+        if conn.database is None:  # a server: the database as itself, on that server
+            return engine, engine.for_database(conn, name), True
+        return engine, conn, False
+    engine, conn = target_for(part, target)
+    return engine, conn, False
+
+
+async def _restore_info(
+    part: Settings,
+    store: Storage,
+    info: BackupInfo,
+    *,
+    target: str | None,
+    force: bool,
+    allow_unverified: bool,
+) -> RestoreResult:
+    """Restore the backup *info* of the object *part* describes (see :func:`arestore`)."""
+    t0 = time.monotonic()
+    engine, conn, create = _restore_target(part, target)
+    info = await _with_manifest(store, info)
+    mode = info.manifest.mode if info.manifest else ("directory" if info.is_dir else "stream")
+    if mode == "stream" and info.name.endswith((".tar", ".tar.gz", ".tar.zst")):
+        mode = "tar"
+    if mode != "stream" and info.manifest is None:
+        raise RestoreError(f"{info.name} is a {mode}-mode backup without a manifest: restore it by hand")
+    if info.manifest is None:
+        if not allow_unverified:
+            raise RestoreRefused(
+                f"{info.name} has no usable manifest ({info.manifest_problem}): its bytes cannot be proven "
+                "complete. Restore it anyway with --allow-unverified (allow_unverified=True)"
             )
+        log.warning("%s has no manifest (%s): its checksum cannot be verified", info.name, info.manifest_problem)
+    if create:
+        exists = await engine.database_exists(conn)
+        if exists is None:
+            create = False  # engines that create a database on first write (MongoDB)
+        elif exists and not force:
+            if await engine.is_empty(conn) is False:
+                raise RestoreRefused(f"the target {conn.display_uri()} is not empty: pass --force (force=True)")
+            create = False  # an empty database that exists: restored into as it is
+    if not force and not create and not part.globals_only:
+        empty = await engine.is_empty(conn)
+        if empty is False:
+            raise RestoreRefused(f"the target {conn.display_uri()} is not empty: pass --force (force=True)")
+        if empty is None:
+            log.warning("cannot tell whether %s is empty; restoring into it", conn.display_uri())
+    source_db = info.manifest.database if info.manifest else None
+    options = RestoreOptions(
+        force=force,
+        source_database=None if source_db in (None, "all", GLOBALS_LABEL) else source_db,
+        all_databases=source_db == "all",
+        # the manifest says whether the tool compressed (mongodump --gzip: *.bson.gz in folders and tars)
+        native_gzip=info.name.endswith(".archive.gz")
+        or bool(info.manifest and info.manifest.native_compression and engine.key == "mongo"),
+        extra_args=part.restore_extra_args,
+        create=create,
+        globals_only=part.globals_only,
+    )
+    if options.all_databases and not force and info.manifest is not None:
+        log.info("a whole-server backup: databases that exist on the target stop the restore (pass --force)")
+    log.info("restore started", extra={"backup": info.name, "target": conn.display_uri(), "create": create})
+    kept: list[str] = []
+    if mode == "stream":
+        if info.manifest is not None and not engine.atomic_restore(options):
+            await _prove(store, info)
+        await engine.prepare_restore(conn, options)
+        line_filter = await engine.restore_filter(conn, options)
+        result = await _stream_restore(store, info, engine, conn, options, line_filter=line_filter)
+        if line_filter is not None:
+            kept = line_filter.kept
+            dropped = getattr(line_filter, "dropped", [])
+            if dropped:
+                log.warning("dropped and recreated from the backup (--force): %s", ", ".join(dropped))
+    else:
+        await engine.prepare_restore(conn, options)
+        result = await _restore_files(part, store, info, engine, conn, options=options, mode=mode)
+    if kept:
+        log.info("already on the target, kept as they are: %s", ", ".join(kept), extra={"kept": kept})
+    if (
+        info.manifest is not None
+        and not part.globals_only
+        and _holds_data(info.manifest)
+        and await engine.is_empty(conn) is True
+    ):
+        raise RestoreError(
+            f"{info.name} holds data but {conn.display_uri()} is empty after the restore: the restore tool "
+            "applied nothing although it reported success (see its output in the log)"
+        )
     duration = round(time.monotonic() - t0, 3)
     log.info(
         "restore complete",
         extra={"backup": info.name, "target": conn.display_uri(), "sha256": result[1], "duration": duration},
     )
     return RestoreResult(
-        info.name, conn.display_uri(), result[0], result[1], info.manifest is not None, duration, result[2]
+        info.name,
+        conn.display_uri(),
+        result[0],
+        result[1],
+        info.manifest is not None,
+        duration,
+        result[2],
+        database=info.database or source_db,
+        kept=tuple(kept),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreRun:
+    """Every database of one run of a multi-database job restored: the globals first, then by name.
+
+    *failed*: (database, error) for each database whose restore failed; the others stand.
+    """
+
+    backup_id: str | None
+    results: tuple[RestoreResult, ...]
+    failed: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "ok": self.ok,
+            "backup_id": self.backup_id,
+            "restored": [r.to_dict() for r in self.results],
+            "failed": [{"database": d, "error": e} for d, e in self.failed],
+        }
+
+
+def run_of(infos: Sequence[BackupInfo], anchor: BackupInfo) -> list[BackupInfo]:
+    """The complete backups taken by the same run as *anchor* (one run names all its objects with its
+    start time), one per database."""
+    same = [i for i in infos if i.complete and i.taken_at == anchor.taken_at and i.database is not None]
+    chosen: dict[str, BackupInfo] = {}
+    for i in sorted(same, key=lambda i: i.name != anchor.name):
+        chosen.setdefault(i.database or "", i)
+    return [chosen[k] for k in sorted(chosen, key=lambda d: (d != GLOBALS_LABEL, d))]
+
+
+async def arestore_many(
+    settings: Settings,
+    backup: str = "latest",
+    *,
+    databases: str | Sequence[str] = "all",
+    target: str | None = None,
+    force: bool = False,
+    storage: Storage | None = None,
+    allow_unverified: bool = False,
+    include_globals: bool = True,
+) -> RestoreRun:
+    """Restore every database of one run of a multi-database job (``latest``, a name, or a time picks
+    the run), the globals first: into the job's server, or the server *target* names.
+
+    Each database is recreated as it was backed up (see :func:`arestore`); *force* drops the ones
+    that exist first, and without it a database that holds data is refused (the others go on).
+    *databases*: ``"all"`` or the names to restore from that run. A failure of the globals stops
+    the restore before any database (their owners would be missing).
+    """
+    from dbstash.remote import job_storage  # noqa: PLC0415
+
+    if settings.databases is None:
+        raise ConfigError("--database", "unset: this job backs up one database (restore it with arestore())")
+    wanted = (
+        None
+        if isinstance(databases, str) and databases.lower() == "all"
+        else ([d.strip() for d in databases.split(",") if d.strip()] if isinstance(databases, str) else list(databases))
+    )
+    async with job_storage(settings, storage) as store:
+        entries = await store.list()
+        infos = _infos(entries, job_templates(settings), settings.zone)
+        anchor = select_backup(infos, backup, settings.zone)
+        run = run_of(infos, anchor)
+        anchor_manifest = (await _with_manifest(store, anchor)).manifest
+        run_id = anchor_manifest.backup_id if anchor_manifest else None
+        if wanted is not None:
+            missing = [d for d in wanted if d not in {i.database for i in run}]
+            if missing:
+                raise ConfigError("--database", f"databases of the run of {anchor.name}", ", ".join(missing))
+            run = [i for i in run if i.database in wanted or (i.database == GLOBALS_LABEL and include_globals)]
+        if not include_globals:
+            run = [i for i in run if i.database != GLOBALS_LABEL]
+        log.info("restoring the run of %s: %s", anchor.name, ", ".join(i.name for i in run))
+        results: list[RestoreResult] = []
+        failed: list[tuple[str, str]] = []
+        for info in run:
+            assert info.database is not None
+            part = _part(settings, info.database)
+            with log_context(database=info.database):
+                try:
+                    if run_id is not None:
+                        m = (await _with_manifest(store, info)).manifest
+                        if m is not None and m.backup_id != run_id:
+                            raise RestoreError(f"{info.name} was made by another run than {anchor.name}")
+                    results.append(
+                        await _restore_info(
+                            part, store, info, target=target, force=force, allow_unverified=allow_unverified
+                        )
+                    )
+                except DbstashError as exc:
+                    if info.database == GLOBALS_LABEL:
+                        raise RestoreError(
+                            f"restoring the globals failed, so no database was restored: {exc}"
+                        ) from None
+                    log.error("restore of %s failed: %s", info.database, exc, extra={"error_type": type(exc).__name__})
+                    failed.append((info.database, GLOBAL_REDACTOR(str(exc))))
+    return RestoreRun(run_id, tuple(results), tuple(failed))
+
+
+def restore_many(settings: Settings, backup: str = "latest", **kwargs: Any) -> RestoreRun:
+    """Restore every database of one run (blocking). See :func:`arestore_many`."""
+    return anyio.run(lambda: arestore_many(settings, backup, **kwargs))
 
 
 #: A dump this big holds data: an empty database dumps to a few KiB at most (headers, an empty RDB).
@@ -327,6 +542,7 @@ async def _stream_restore(
     options: RestoreOptions,
     *,
     unpack_into: str | None = None,
+    line_filter: LineFilter | None = None,
 ) -> tuple[int, str, str | None]:
     """Returns (size, sha256, tool) once the tool finished with the verified input.
 
@@ -370,7 +586,7 @@ async def _stream_restore(
         proc.popen.stdin.close()
         return proc, fd
 
-    feeder = _Feeder(start_tool, _compression_of(info))
+    feeder = _Feeder(start_tool, _compression_of(info), line_filter)
     ok = False
     try:
         try:
@@ -474,17 +690,25 @@ def restore(
     target: str | None = None,
     force: bool = False,
     allow_unverified: bool = False,
+    database: str | None = None,
 ) -> RestoreResult:
     """Restore one of this job's backups (blocking). See :func:`arestore`."""
-    return anyio.run(lambda: arestore(settings, backup, target=target, force=force, allow_unverified=allow_unverified))
+    return anyio.run(
+        lambda: arestore(
+            settings, backup, target=target, force=force, allow_unverified=allow_unverified, database=database
+        )
+    )
 
 
 __all__ = [
     "BackupInfo",
     "RestoreResult",
+    "RestoreRun",
     "alist_backups",
     "arestore",
+    "arestore_many",
     "list_backups",
     "restore",
+    "restore_many",
     "select_backup",
 ]

@@ -9,9 +9,12 @@ from dataclasses import dataclass, field
 import anyio
 
 from dbstash.config import Settings
-from dbstash.errors import ChecksumMismatch, ConfigError
+from dbstash.databases import GLOBALS_LABEL
+from dbstash.errors import ChecksumMismatch, ConfigError, DbstashError
+from dbstash.listing import _infos, _with_manifest, job_templates, select_backup
 from dbstash.logs import get_logger
-from dbstash.restore import RestoreResult, arestore, target_for
+from dbstash.redact import GLOBAL_REDACTOR
+from dbstash.restore import RestoreResult, _part, _prove, arestore, run_of, target_for
 from dbstash.storage.base import Storage
 
 log = get_logger("dbstash.verify")
@@ -32,14 +35,23 @@ class VerifyResult:
 # -- listing ---------------------------------------------------------------------------------------
 # -- verify ----------------------------------------------------------------------------------------
 async def averify(
-    settings: Settings, backup: str = "latest", *, target: str | None = None, storage: Storage | None = None
+    settings: Settings,
+    backup: str = "latest",
+    *,
+    target: str | None = None,
+    storage: Storage | None = None,
+    database: str | None = None,
 ) -> VerifyResult:
     """The restore drill: restore into an empty scratch *target*, check the checksum, count rows, drop the data.
 
     *target* defaults to ``VERIFY_TARGET_URI``; for SQLite and Redis a temp file is used when none is given.
-    Succeeds only when the restore succeeded and the checksum matched the manifest.
+    Succeeds only when the restore succeeded and the checksum matched the manifest. A multi-database
+    job verifies one *database* here; :func:`averify_many` drills every database of a run.
     """
-    engine = settings.engine()
+    part = _part(settings, database)
+    if part.globals_only:
+        raise ConfigError("--database", "a database (the globals are checked by their checksum: verify_many())")
+    engine = part.engine()
     target = target or settings.verify_target
     scratch_dir = None
     if target is None:
@@ -47,9 +59,9 @@ async def averify(
             raise ConfigError("VERIFY_TARGET_URI", f"a scratch {engine.key} database URI to restore into (--target)")
         scratch_dir = tempfile.mkdtemp(prefix="dbstash-verify-")
         target = os.path.join(scratch_dir, "scratch" + (".rdb" if engine.key == "redis" else ".db"))
-    _, conn = target_for(settings, target)
+    _, conn = target_for(part, target)
     try:
-        result = await arestore(settings, backup, target=target, storage=storage)
+        result = await arestore(settings, backup, target=target, storage=storage, database=database)
         if not result.checksum_verified:
             raise ChecksumMismatch(f"{result.name} has no manifest: its checksum cannot be verified")
         counts = await engine.table_counts(conn)
@@ -67,9 +79,80 @@ async def averify(
             shutil.rmtree(scratch_dir, ignore_errors=True)
 
 
-def verify(settings: Settings, backup: str = "latest", *, target: str | None = None) -> VerifyResult:
+def verify(
+    settings: Settings, backup: str = "latest", *, target: str | None = None, database: str | None = None
+) -> VerifyResult:
     """The restore drill (blocking). See :func:`averify`."""
-    return anyio.run(lambda: averify(settings, backup, target=target))
+    return anyio.run(lambda: averify(settings, backup, target=target, database=database))
 
 
-__all__ = ["VerifyResult", "averify", "verify"]
+@dataclass(frozen=True, slots=True)
+class VerifyRun:
+    """The restore drill over every database of one run of a multi-database job.
+
+    The globals are not restored into the scratch server (that would create roles there): their
+    stored bytes are checked against their manifest (*globals_checked*).
+    """
+
+    results: tuple[VerifyResult, ...]
+    failed: tuple[tuple[str, str], ...] = ()
+    globals_checked: bool | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Rows per table of every database, as ``database:table``."""
+        return {f"{r.restore.database}:{k}": v for r in self.results for k, v in r.counts.items()}
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "ok": self.ok,
+            "verified": [r.to_dict() for r in self.results],
+            "failed": [{"database": d, "error": e} for d, e in self.failed],
+            "globals_checked": self.globals_checked,
+        }
+
+
+async def averify_many(
+    settings: Settings, backup: str = "latest", *, target: str | None = None, storage: Storage | None = None
+) -> VerifyRun:
+    """The restore drill for every database of one run (``latest`` by default), one after another into
+    the scratch *target* (``VERIFY_TARGET_URI``), which is emptied after each."""
+    from dbstash.remote import job_storage  # noqa: PLC0415
+
+    if settings.databases is None:
+        raise ConfigError("--database", "unset: this job backs up one database (verify it with averify())")
+    results: list[VerifyResult] = []
+    failed: list[tuple[str, str]] = []
+    globals_checked = None
+    async with job_storage(settings, storage) as store:
+        infos = _infos(await store.list(), job_templates(settings), settings.zone)
+        run = run_of(infos, select_backup(infos, backup, settings.zone))
+        for info in run:
+            assert info.database is not None
+            try:
+                if info.database == GLOBALS_LABEL:
+                    checked = await _with_manifest(store, info)
+                    if checked.manifest is None:
+                        raise ChecksumMismatch(f"{info.name} has no manifest: its checksum cannot be verified")
+                    await _prove(store, checked)
+                    globals_checked = True
+                    continue
+                results.append(await averify(settings, info.name, target=target, storage=store, database=info.database))
+            except DbstashError as exc:
+                log.error("verify of %s failed: %s", info.database, exc)
+                failed.append((info.database, GLOBAL_REDACTOR(str(exc))))
+                if info.database == GLOBALS_LABEL:
+                    globals_checked = False
+    return VerifyRun(tuple(results), tuple(failed), globals_checked)
+
+
+def verify_many(settings: Settings, backup: str = "latest", *, target: str | None = None) -> VerifyRun:
+    """The restore drill for every database of one run (blocking). See :func:`averify_many`."""
+    return anyio.run(lambda: averify_many(settings, backup, target=target))
+
+
+__all__ = ["VerifyResult", "VerifyRun", "averify", "averify_many", "verify", "verify_many"]

@@ -34,6 +34,10 @@ FLAG_ENV = {
     "host": "DB_HOST",
     "port": "DB_PORT",
     "db_name": "DB_NAME",
+    "db_exclude": "DB_EXCLUDE",
+    "db_all_mode": "DB_ALL_MODE",
+    "db_globals": "DB_GLOBALS",
+    "db_parallel": "DB_PARALLEL",
     "user": "DB_USER",
     "password_file": "DB_PASSWORD_FILE",
     "remote": "RCLONE_REMOTE",
@@ -126,9 +130,9 @@ async def _with_signals(func: Callable[[], Awaitable[T]]) -> T:
 def _run_once(settings: Settings, *, as_json: bool, show_progress: bool) -> int:
     progress = TerminalProgress() if show_progress else None
 
-    async def job() -> dbstash.BackupResult:
+    async def job() -> dbstash.BackupResult | dbstash.JobResult:
         with job_lock(settings):
-            return await dbstash.run_backup(settings, progress=progress)
+            return await dbstash.arun(settings, progress=progress)
 
     try:
         result = anyio.run(_with_signals, job)
@@ -144,6 +148,16 @@ def _run_once(settings: Settings, *, as_json: bool, show_progress: bool) -> int:
         return code
     if progress:
         progress.finish()
+    if isinstance(result, dbstash.JobResult):
+        if as_json:
+            click.echo(json.dumps(result.to_dict()))
+        else:
+            for o in result.outcomes:
+                if o.result is not None:
+                    click.echo(f"ok      {o.database:<24} {human_bytes(o.result.size):>10}  {o.result.remote_path}")
+                else:
+                    click.echo(f"FAILED  {o.database:<24} {o.error_type}: {o.error}")
+        return result.exit_code
     if as_json:
         click.echo(json.dumps({"ok": True, **result.to_dict()}))
     return EXIT_OK
@@ -173,7 +187,14 @@ _CONNECTION = [
     ),
     click.option("--host", help="Database host (DB_HOST)."),
     click.option("--port", help="Database port (DB_PORT)."),
-    click.option("--db-name", help="Database name (DB_NAME)."),
+    click.option("--db-name", help="Database name, a comma-separated list, or all (DB_NAME)."),
+    click.option("--db-exclude", help="With --db-name all: names or globs left out (DB_EXCLUDE)."),
+    click.option(
+        "--db-all-mode",
+        type=click.Choice(["separate", "single"]),
+        help="all: one object per database (separate) or one whole-server stream (DB_ALL_MODE).",
+    ),
+    click.option("--db-globals", help="Several databases: also back up roles/users, true or false (DB_GLOBALS)."),
     click.option("--user", help="Database user (DB_USER)."),
     click.option("--auth-source", help="MongoDB auth database (DB_AUTH_SOURCE), default admin."),
     click.option("--password-file", type=click.Path(), help="File holding the password (DB_PASSWORD_FILE)."),
@@ -194,6 +215,7 @@ _COMPRESSION = [
 _DUMP = [
     click.option("--dump-extra-args", help="Extra dump tool flags (DUMP_EXTRA_ARGS)."),
     click.option("--timeout", help="Maximum run time, e.g. 1h, 30m (BACKUP_TIMEOUT)."),
+    click.option("--db-parallel", help="Several databases: how many are dumped at once (DB_PARALLEL)."),
 ]
 _RETENTION = [
     click.option("--retention-max-files", help="Keep at most N backups (RETENTION_MAX_FILES)."),
@@ -374,6 +396,8 @@ def _restore_job(
             click.echo(json.dumps({"ok": True, name: [r.to_dict() for r in result]}))
         else:
             click.echo(json.dumps({"ok": True, **result.to_dict()}))  # type: ignore[attr-defined]
+        if getattr(result, "ok", True) is False:
+            sys.exit(EXIT_FAILED)
         return
     if isinstance(result, list):
         now = datetime.now(UTC)
@@ -388,6 +412,8 @@ def _restore_job(
         return
     for key, value in result.to_dict().items():  # type: ignore[attr-defined]
         click.echo(f"{key}: {value}")
+    if getattr(result, "ok", True) is False:  # a run of several databases where some failed
+        sys.exit(EXIT_FAILED)
 
 
 @cli.command(name="list")
@@ -414,23 +440,35 @@ _BACKUP_HELP = "Which backup: latest (default), a name, or a time such as 2026-0
     is_flag=True,
     help="Restore a backup that has no usable manifest (its bytes cannot be proven complete).",
 )
+@click.option(
+    "--database",
+    "database",
+    help="A job of several databases: which one, or 'all' (every database of the run, the globals first).",
+)
+@click.option("--globals", "globals_", is_flag=True, help="A job of several databases: restore its roles/users only.")
 def restore(  # noqa: PLR0917 - click passes every option by keyword
     as_json: bool,
     which: str,
     target: str | None,
     force: bool,
     allow_unverified: bool,
+    database: str | None,
+    globals_: bool,
     compress: bool | None = None,
     **flags: str | None,
 ) -> None:
     """Stream a backup from the remote into the database with its native tool, checking its sha256."""
-    _restore_job(
-        "restore",
-        as_json,
-        compress,
-        flags,
-        lambda s: dbstash.restore(s, which, target=target, force=force, allow_unverified=allow_unverified),
-    )
+    if globals_:
+        database = dbstash.GLOBALS_LABEL
+
+    def job(s: Settings) -> object:
+        if database is not None and s.multi and database.lower() == "all":
+            return dbstash.restore_many(s, which, target=target, force=force, allow_unverified=allow_unverified)
+        return dbstash.restore(
+            s, which, target=target, force=force, allow_unverified=allow_unverified, database=database
+        )
+
+    _restore_job("restore", as_json, compress, flags, job)
 
 
 @cli.command()
@@ -438,9 +476,23 @@ def restore(  # noqa: PLR0917 - click passes every option by keyword
 @click.option("--backup", "which", default="latest", show_default=True, help=_BACKUP_HELP)
 @click.option("--target", help="Scratch database URI to restore into (VERIFY_TARGET_URI); its data is dropped after.")
 @click.option("--restore-extra-args", help="Extra flags for the restore tool (RESTORE_EXTRA_ARGS).")
-def verify(as_json: bool, which: str, target: str | None, compress: bool | None = None, **flags: str | None) -> None:
+@click.option("--database", "database", help="A job of several databases: verify this one (default: every one).")
+def verify(
+    as_json: bool,
+    which: str,
+    target: str | None,
+    database: str | None,
+    compress: bool | None = None,
+    **flags: str | None,
+) -> None:
     """The restore drill: restore into a scratch target, check the sha256, count rows per table, clean up."""
-    _restore_job("verify", as_json, compress, flags, lambda s: dbstash.verify(s, which, target=target))
+
+    def job(s: Settings) -> object:
+        if s.multi and (database is None or database.lower() == "all"):
+            return dbstash.verify_many(s, which, target=target)
+        return dbstash.verify(s, which, target=target, database=database)
+
+    _restore_job("verify", as_json, compress, flags, job)
 
 
 @cli.command()
