@@ -238,14 +238,14 @@ def _databases_from_env(
     if parallel_raw and parallel < 1:
         raise ConfigError("DB_PARALLEL", "a whole number of databases dumped at once, 1 or more", parallel_raw)
     is_list = raw is not None and "," in raw
+    if is_list and engine.lists_databases and all_mode == "single":
+        raise ConfigError("DB_ALL_MODE", f"separate when {db_var} lists databases (single is for all)", all_mode)
     many = engine.lists_databases and (
         is_list or (raw is None and all_mode == "separate") or (raw is not None and explicit_globals is True)
     )
     if not many:
         if exclude:
             raise ConfigError("DB_EXCLUDE", f"unset unless {db_var} is all or a list of databases", exclude)
-        if is_list and engine.lists_databases:  # a list with DB_ALL_MODE=single
-            raise ConfigError("DB_ALL_MODE", f"separate when {db_var} lists databases (single is for all)", all_mode)
         if explicit_globals and engine.globals_supported() is not None:
             raise ConfigError("DB_GLOBALS", f"false: {engine.globals_supported()}", globals_raw)
         if explicit_globals and raw is None:
