@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -471,3 +472,83 @@ def test_mongo_all_databases_round_trip_and_one_alone(ferret: FerretDbServer, tm
         client.drop_database("stock")
     assert _run(["restore", "--database", "stock"], env).returncode == 0
     assert mongo_snapshot(ferret, "stock") == before["stock"]
+
+
+# -- the service, a non-superuser, the restore drill, SIGTERM ------------------------------------------------
+def test_service_records_each_database_in_metrics_and_healthz(cluster: PgServer, tmp_path: Path) -> None:
+    import anyio
+
+    from dbstash.service import Service
+
+    settings = Settings.from_env({**pg_job_env(cluster, tmp_path / "remote", DB_EXCLUDE="scratch"), "HEALTH_PORT": "0"})
+    service = Service(settings, next_time=lambda now: now, max_runs=1)
+    assert anyio.run(service.run) == 0
+    metrics = service.metrics.render().decode()
+    for db in ("_globals", "app", "billing", "shop"):
+        assert f'dbstash_database_last_backup_size_bytes{{database="{db}"}}' in metrics
+        assert f'dbstash_database_runs_total{{database="{db}",outcome="success"}} 1.0' in metrics
+    health = service.state.to_dict()
+    assert health["status"] == "ok" and set(health["databases"]) == {"_globals", "app", "billing", "shop"}
+
+
+def test_a_non_superuser_gets_globals_without_role_passwords_and_is_told(own_pg: PgServer, tmp_path: Path) -> None:
+    remote = tmp_path / "remote"
+    su_sql(own_pg, "CREATE ROLE alice LOGIN PASSWORD 'alice-pw-1'")
+    env = {"DB_URI": own_pg.uri(), "DB_GLOBALS": "true", "RCLONE_REMOTE": str(remote), "BACKUP_SCHEDULE": "once"}
+    done = _run(["backup"], env)
+    assert done.returncode == 0, done.stderr
+    assert "not a superuser" in done.stderr and "--no-role-passwords" in done.stderr
+    globals_ = next(remote.glob("_globals-*.sql")).read_text()
+    assert "CREATE ROLE alice;" in globals_ and "SCRAM-SHA-256$" not in globals_, "roles without their passwords"
+
+
+def test_verify_drills_every_database_of_the_run(cluster: PgServer, tmp_path: Path) -> None:
+    pg, remote = cluster, tmp_path / "remote"
+    su_sql(pg, "CREATE DATABASE drill")
+    env = pg_job_env(
+        pg,
+        remote,
+        DB_EXCLUDE="scratch,drill",
+        VERIFY_TARGET_URI=f"postgresql://postgres:{SUPERUSER_PW}@127.0.0.1:{pg.port}/drill",
+    )
+    assert _run(["backup"], env).returncode == 0
+    done = _run(["verify", "--json"], env)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["globals_checked"] is True
+    counts = {r["database"]: r["counts"] for r in out["verified"]}
+    assert counts["shop"] == {"public.items": 2000} and counts["billing"]["public.invoices"] == 500
+    assert su_sql(pg, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'", "drill") == "0", "emptied after"
+    # a tampered database backup fails its own line; the others are still drilled
+    shop = next(remote.glob("shop-*.dump"))
+    data = bytearray(shop.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shop.write_bytes(bytes(data))
+    bad = _run(["verify", "--json"], env)
+    assert bad.returncode == 1
+    result = json.loads(bad.stdout)
+    assert [d["database"] for d in result["failed"]] == ["shop"] and len(result["verified"]) == 2
+
+
+def test_sigterm_during_a_run_commits_nothing_in_flight(cluster: PgServer, tmp_path: Path) -> None:
+    pg, remote = cluster, tmp_path / "remote"
+    su_sql(pg, "INSERT INTO big SELECT g, repeat(md5(g::text), 8) FROM generate_series(150001, 900000) g", "billing")
+    env = pg_job_env(pg, remote, DB_EXCLUDE="scratch", RCLONE_EXTRA_ARGS="--bwlimit 2M")  # billing takes a while
+    full = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"), "LOG_FORMAT": "text", **env}
+    proc = subprocess.Popen([*DBSTASH, "run"], env=full, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        active = su_sql(pg, "SELECT count(*) FROM pg_stat_activity WHERE datname = 'billing' AND query LIKE 'COPY %'")
+        if active != "0":
+            break
+        time.sleep(0.02)
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert time.monotonic() - t0 < 10
+    names = objects(remote)
+    assert not any(n.startswith("billing-") for n in names), f"nothing of the database in flight remains: {names}"
+    assert not any(n.startswith(("shop-",)) for n in names), "databases after it never started"
+    assert any(n.startswith("app-") and n.endswith(".json") for n in names), "the databases before it stand"
