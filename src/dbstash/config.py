@@ -372,9 +372,8 @@ class Settings:
                 variable="databases",
                 exclude_variable="exclude",
             )
-            connection = engine.for_database(connection, "") if connection.database else connection
-            c = connection
-            connection = Connection(c.engine, None, c.host, c.port, c.user, c.password, c.params)
+            # the login stays where the URI's database put it (MongoDB's authSource), then the server itself
+            connection = (engine.for_database(connection, "") if connection.database else connection).server()
         elif exclude:
             raise ConfigError("exclude", "empty unless databases= selects several databases", str(exclude))
         extra = tuple(shlex.split(dump_extra_args)) if isinstance(dump_extra_args, str) else tuple(dump_extra_args)

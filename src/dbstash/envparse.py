@@ -258,8 +258,7 @@ def _databases_from_env(
     selection = parse_selection(
         raw or "all", exclude=exclude, include_globals=include_globals, parallel=parallel, variable=db_var
     )
-    c = connection
-    return Connection(c.engine, None, c.host, c.port, c.user, c.password, c.params), selection
+    return connection.server(), selection
 
 
 def _secret(value: str | None) -> str | None:

@@ -102,10 +102,7 @@ async def run_backup(
     template = settings.template()
     backup_id = secrets.token_hex(6)
     database = settings.database_label
-    if notifiers is None:
-        notifiers = settings.notifiers()
-    if pre_hook is None and post_hook is None:
-        pre_hook, post_hook = settings.hooks()
+    notifiers, pre_hook, post_hook = run_parts(settings, notifiers, pre_hook, post_hook)
     started = datetime.now(settings.zone)
     name = template.render(started, uuid=backup_id[:8])
     with log_context(engine=engine.key, database=database, backup_id=backup_id):
@@ -118,10 +115,7 @@ async def run_backup(
             result: BackupResult | None = None
             error: BaseException | None = None
             try:
-                if pre_hook is not None:
-                    status = await pre_hook.run(start)
-                    if status != 0:
-                        raise HookFailed(f"HOOK_PRE_BACKUP exited with status {status}: the backup was not started")
+                await run_pre_hook(pre_hook, start)
                 result = await _run(
                     settings,
                     engine,
@@ -146,6 +140,25 @@ async def run_backup(
                 await _after(result, error, start, post_hook, notifiers)
 
 
+def run_parts(
+    settings: Settings, notifiers: Sequence[Notifier] | None, pre_hook: Hook | None, post_hook: Hook | None
+) -> tuple[Sequence[Notifier], Hook | None, Hook | None]:
+    """The notifiers and hooks of a run: those given from Python, else those *settings* configure."""
+    if notifiers is None:
+        notifiers = settings.notifiers()
+    if pre_hook is None and post_hook is None:
+        pre_hook, post_hook = settings.hooks()
+    return notifiers, pre_hook, post_hook
+
+
+async def run_pre_hook(pre_hook: Hook | None, start: RunEvent) -> None:
+    """Run the pre-hook; a non-zero exit aborts the run before anything is dumped."""
+    if pre_hook is not None:
+        status = await pre_hook.run(start)
+        if status != 0:
+            raise HookFailed(f"HOOK_PRE_BACKUP exited with status {status}: the backup was not started")
+
+
 #: Seconds for the post-hook and notifications of a cancelled (signalled) run, after its bounded abort.
 CANCELLED_AFTER_BUDGET = 3.0
 
@@ -157,9 +170,23 @@ async def _after(
     post_hook: Hook | None,
     notifiers: Sequence[Notifier],
 ) -> None:
-    """Post-hook, then notifications. Bounded and shielded: they run even when the run was cancelled."""
+    outcome = None
     if result is not None:
-        event = replace(start, stage="success", size=result.size, sha256=result.sha256, duration=result.duration)
+        outcome = replace(start, stage="success", size=result.size, sha256=result.sha256, duration=result.duration)
+    await after_run(outcome, error, start, post_hook, notifiers)
+
+
+async def after_run(
+    outcome: RunEvent | None,
+    error: BaseException | None,
+    start: RunEvent,
+    post_hook: Hook | None,
+    notifiers: Sequence[Notifier],
+) -> None:
+    """Post-hook, then notifications, once per run. Bounded and shielded: they run even when the run was
+    cancelled. *outcome*: the event of a run that finished (None: it raised *error*)."""
+    if outcome is not None:
+        event = outcome
     elif isinstance(error, DbstashError):
         event = replace(start, stage="failure", error=GLOBAL_REDACTOR(str(error)), error_type=type(error).__name__)
     else:

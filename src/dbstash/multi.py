@@ -20,8 +20,8 @@ from dbstash.config import Settings
 from dbstash.databases import GLOBALS_LABEL
 from dbstash.engines.base import Engine
 from dbstash.errors import DbstashError, DumpFailed, ToolNotFound
-from dbstash.hooks import Hook, HookFailed
-from dbstash.job import CANCELLED_AFTER_BUDGET, BackupResult, _run
+from dbstash.hooks import Hook
+from dbstash.job import BackupResult, _run, after_run, run_parts, run_pre_hook
 from dbstash.logs import get_logger, log_context
 from dbstash.notify import Notifier, RunEvent, notify
 from dbstash.notify.base import RunItem
@@ -160,10 +160,7 @@ async def run_job(
     engine = settings.engine()
     backup_id = secrets.token_hex(6)
     label = settings.database_label
-    if notifiers is None:
-        notifiers = settings.notifiers()
-    if pre_hook is None and post_hook is None:
-        pre_hook, post_hook = settings.hooks()
+    notifiers, pre_hook, post_hook = run_parts(settings, notifiers, pre_hook, post_hook)
     t0 = time.monotonic()
     started = datetime.now(UTC)
     with log_context(engine=engine.key, database=label, backup_id=backup_id):
@@ -175,10 +172,7 @@ async def run_job(
             result: JobResult | None = None
             error: BaseException | None = None
             try:
-                if pre_hook is not None:
-                    status = await pre_hook.run(start)
-                    if status != 0:
-                        raise HookFailed(f"HOOK_PRE_BACKUP exited with status {status}: the backup was not started")
+                await run_pre_hook(pre_hook, start)
                 names, excluded = await resolve_databases(settings, engine)
                 log.info(
                     "backing up %d database(s)%s: %s",
@@ -296,6 +290,7 @@ async def _after_job(
     notifiers: Sequence[Notifier],
 ) -> None:
     """Post-hook, then one notification for the whole run with a line per database (bounded, shielded)."""
+    event = None
     if result is not None:
         items = tuple(
             RunItem(
@@ -318,15 +313,4 @@ async def _after_job(
             error=f"{len(failed)} of {len(items)} failed: {', '.join(failed)}" if failed else None,
             error_type="DatabasesFailed" if failed else None,
         )
-    elif isinstance(error, DbstashError):
-        event = replace(start, stage="failure", error=GLOBAL_REDACTOR(str(error)), error_type=type(error).__name__)
-    else:
-        stopped = "the backup was stopped (signal or cancellation)"
-        event = replace(start, stage="failure", error=stopped, error_type="BackupCancelled")
-    cancelled = error is not None and not isinstance(error, Exception)
-    with anyio.CancelScope(shield=True), anyio.move_on_after(CANCELLED_AFTER_BUDGET if cancelled else 600):
-        if post_hook is not None:
-            status = await post_hook.run(event)
-            if status != 0:
-                log.warning("HOOK_POST_BACKUP exited with status %s (the backup's outcome is unchanged)", status)
-        await notify(notifiers, event, limit=CANCELLED_AFTER_BUDGET if cancelled else 120)
+    await after_run(event, error, start, post_hook, notifiers)

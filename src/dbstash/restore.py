@@ -268,8 +268,7 @@ def _restore_target(part: Settings, target: str | None) -> tuple[Engine, Connect
     engine = part.engine()
     if part.globals_only:  # the server's roles and users: a server-level connection
         conn = part.connection if target is None else target_for(part, target)[1]
-        c = conn
-        return engine, Connection(c.engine, None, c.host, c.port, c.user, c.password, c.params), False
+        return engine, conn.server(), False
     if part.archive:  # one database of a multi-database job
         name = part.connection.database
         assert name is not None

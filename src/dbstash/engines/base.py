@@ -43,6 +43,10 @@ class Connection:
     password: str | None = field(default=None, repr=False)
     params: Mapping[str, str] = field(default_factory=dict)
 
+    def server(self) -> Connection:
+        """A copy naming no database: the server itself (listing databases, globals, creating one)."""
+        return Connection(self.engine, None, self.host, self.port, self.user, self.password, self.params)
+
     def with_password(self, password: str | None) -> Connection:
         """A copy with *password* set (used for ``DB_PASSWORD_FILE`` / ``password_file=``)."""
         return Connection(self.engine, self.database, self.host, self.port, self.user, password, self.params)

@@ -206,15 +206,7 @@ class MysqlEngine(Engine):
     system_databases: ClassVar[tuple[str, ...]] = ("information_schema", "performance_schema", "sys", "mysql")
 
     async def list_databases(self, connection: Connection) -> list[str]:
-        server = Connection(
-            connection.engine,
-            None,
-            connection.host,
-            connection.port,
-            connection.user,
-            connection.password,
-            connection.params,
-        )
+        server = connection.server()
         return sorted(row[0] for row in await self._query(server, "SHOW DATABASES"))
 
     def globals_supported(self) -> str | None:
@@ -234,15 +226,7 @@ class MysqlEngine(Engine):
         if problem or tool is None:
             raise ToolNotFound(problem or "mariadb-dump not found")
         version = await anyio.to_thread.run_sync(tool_version, tool)
-        server = Connection(
-            connection.engine,
-            None,
-            connection.host,
-            connection.port,
-            connection.user,
-            connection.password,
-            connection.params,
-        )
+        server = connection.server()
         return DumpCommand(
             self._globals_argv(tool), {}, tool_version=version, secret_files={"client.cnf": self.option_file(server)}
         )
@@ -253,14 +237,14 @@ class MysqlEngine(Engine):
     async def restore_filter(self, target: Connection, options: RestoreOptions) -> LineFilter | None:
         if not options.globals_only:
             return None
-        server = Connection(target.engine, None, target.host, target.port, target.user, target.password, target.params)
+        server = target.server()
         rows = await self._query(server, "SELECT user, host FROM mysql.user")
         return MysqlGlobalsFilter({(r[0], r[1] if len(r) > 1 else "") for r in rows})
 
     async def database_exists(self, target: Connection) -> bool | None:
         assert target.database is not None
         rows = await self._query(
-            Connection(target.engine, None, target.host, target.port, target.user, target.password, target.params),
+            target.server(),
             "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA",
         )
         return any(r[0] == target.database for r in rows)
@@ -270,7 +254,7 @@ class MysqlEngine(Engine):
             return
         db = "`" + target.database.replace("`", "``") + "`"
         sql = (f"DROP DATABASE IF EXISTS {db}; " if options.force else "") + f"CREATE DATABASE IF NOT EXISTS {db}"
-        server = Connection(target.engine, None, target.host, target.port, target.user, target.password, target.params)
+        server = target.server()
         await run_tool(self._client(server, "-e", sql))
 
     def atomic_restore(self, options: RestoreOptions) -> bool:
