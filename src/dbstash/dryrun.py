@@ -98,7 +98,13 @@ async def _dry_run(
     for warning in data["warnings"]:  # type: ignore[attr-defined]
         log.warning("dry run: %s", warning)
     partial = f"{name}.<id>.dbstash-partial"
-    if isinstance(store, RcloneCliStorage):
+    if isinstance(store, RcloneCliStorage) and store.commits_directly():
+        data["upload_argv"] = store.argv("rcat", store.path(name))
+        data["commit"] = (
+            f"direct ({store.backend_type()}): rclone runs under a guardian and completes the upload only after "
+            "the dump exited 0 and the manifest is stored; no rename"
+        )
+    elif isinstance(store, RcloneCliStorage):
         data["upload_argv"] = store.argv("rcat", store.path(partial))
         data["commit_argv"] = store.argv("moveto", store.path(partial), store.path(name))
     elif isinstance(store, RcloneRcStorage):

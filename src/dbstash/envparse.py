@@ -34,7 +34,7 @@ from dbstash.pipeline import DEFAULT_STALL_TIMEOUT
 from dbstash.redact import GLOBAL_REDACTOR, Redactor, uri_secrets
 from dbstash.retention import RetentionPolicy
 from dbstash.schedule import validate_cron
-from dbstash.storage.rclone_cli import RcloneOptions
+from dbstash.storage.rclone_cli import COMMIT_MODES, RcloneOptions
 from dbstash.storage.rclone_rc import RcOptions
 
 if TYPE_CHECKING:
@@ -136,6 +136,7 @@ def settings_from_env(cls: type[Settings], environ: Mapping[str, str]) -> Settin
         config_text=config_text,
         config_file=None if config_text is not None else config_file,
         extra_args=_split_args(env.get("RCLONE_EXTRA_ARGS", ""), "RCLONE_EXTRA_ARGS"),
+        commit=_parse_choice(get("RCLONE_COMMIT") or "auto", "RCLONE_COMMIT", {m: m for m in COMMIT_MODES}),
     )
 
     timeout = _parse_duration(env.get("BACKUP_TIMEOUT", ""), "BACKUP_TIMEOUT")

@@ -44,6 +44,7 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("RCLONE_CONFIG", "rclone", "—", "base64 of an rclone.conf (kept in a memfd, never on disk)", True),
     EnvVar("RCLONE_CONFIG_FILE", "rclone", "/config/rclone.conf if present", "path of an rclone.conf"),
     EnvVar("RCLONE_EXTRA_ARGS", "rclone", "—", "flags added to every rclone call, shell-quoted"),
+    EnvVar("RCLONE_COMMIT", "rclone", "auto", "auto: object stores (S3, GCS, Azure Blob, B2, Swift, OCI) upload straight to the final name under a guardian; others upload to a partial name and rename. direct or rename force one"),
     EnvVar("RCLONE_RC_URL", "rclone", "—", "base URL of a running rclone rcd: use the rc transport"),
     EnvVar("RCLONE_RC_USER", "rclone", "—", "the rcd's --rc-user"),
     EnvVar("RCLONE_RC_PASS", "rclone", "—", "the rcd's --rc-pass", True),

@@ -332,6 +332,7 @@ async def _run(
             _transforms(settings, progress),
             timeout=settings.timeout,
             stall_timeout=settings.stall_timeout,
+            size_hint=lambda: engine.estimate_size(settings.connection),
         )
         stats = await pipeline.run(
             name, alternative=alternative, before_publish=lambda final, r: writer(final, r, source.command)

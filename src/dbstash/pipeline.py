@@ -23,7 +23,7 @@ from dbstash.redact import GLOBAL_REDACTOR, Redactor
 from dbstash.relay import DEFAULT_STALL_TIMEOUT, TAIL, Progress, Relay, TransferStats, _relay_watched, _stalled
 from dbstash.sink import Sink, SinkUpload
 from dbstash.source import Source, SourceStream
-from dbstash.storage.base import Upload
+from dbstash.storage.base import SizeHint, Storage, Upload
 from dbstash.transforms import Compress, Transform
 from dbstash.transforms import Progress as ProgressTransform
 
@@ -87,7 +87,9 @@ class Pipeline:
         timeout: float | None = None,
         stall_timeout: float | None = DEFAULT_STALL_TIMEOUT,
         redactor: Redactor | None = None,
+        size_hint: SizeHint | None = None,
     ) -> None:
+        self.size_hint = size_hint
         self.source = source
         self.sink = sink
         self.transforms = tuple(transforms)
@@ -117,12 +119,17 @@ class Pipeline:
 
         Cancellation propagates after the same clean-up.
         """
-        upload = await self.sink.begin(name)
         stream: SourceStream | None = None
         relay: Relay | None = None
         committed = False
+        upload: SinkUpload | None = None
         try:
             with anyio.fail_after(self.timeout):
+                # inside the timeout: on object stores the upload claims its name and lists first
+                if isinstance(self.sink, Storage):
+                    upload = await self.sink.begin_upload(name, alternative=alternative, size_hint=self.size_hint)
+                else:
+                    upload = await self.sink.begin(name)
                 try:
                     stream = await self.source.start(self.redactor)
                     if on_started is not None:

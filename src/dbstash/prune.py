@@ -187,7 +187,20 @@ async def aprune(
         deleted = [] if dry_run else await apply_plan(plan, store, settings.mode)
         if not dry_run:
             await remove_stale_partials(settings, settings.template(), store, now or datetime.now(UTC))
+            await _cleanup_uploads(store)
         return PruneResult(settings.remote, plan, tuple(deleted), dry_run)
+
+
+async def _cleanup_uploads(store: Storage) -> None:
+    """On S3, the multipart uploads a killed rclone never completed (older than a day): best effort."""
+    from dbstash.storage.rclone_cli import RcloneCliStorage  # noqa: PLC0415
+
+    if isinstance(store, RcloneCliStorage) and store.backend_type() == "s3":
+        try:
+            await store.cleanup_uploads()
+            log.info("removed unfinished multipart uploads older than 24h (rclone backend cleanup)")
+        except Exception as exc:
+            log.warning("could not clean up unfinished multipart uploads: %s", exc)
 
 
 async def _prune_many(settings: Settings, store: Storage, *, dry_run: bool, now: datetime | None) -> PruneResult:
@@ -210,6 +223,8 @@ async def _prune_many(settings: Settings, store: Storage, *, dry_run: bool, now:
         if not dry_run:
             deleted += await apply_plan(plan, store, part.mode)
             await remove_stale_partials(part, part.template(), store, now or datetime.now(UTC), entries)
+    if not dry_run:
+        await _cleanup_uploads(store)
     return PruneResult(settings.remote, RetentionPlan(tuple(decisions)), tuple(deleted), dry_run)
 
 

@@ -10,7 +10,7 @@ from dbstash.errors import ConfigError
 from dbstash.logs import get_logger
 from dbstash.redact import GLOBAL_REDACTOR
 from dbstash.storage.base import Storage, remote_name
-from dbstash.storage.rclone_cli import RcloneCliStorage
+from dbstash.storage.rclone_cli import DIRECT_TYPES, RcloneCliStorage
 from dbstash.storage.rclone_rc import RcloneRcStorage
 
 log = get_logger("dbstash")
@@ -55,6 +55,15 @@ async def preflight(settings: Settings, *, remote_variable: str = "RCLONE_REMOTE
             log.info("using the rclone daemon at %s (rclone %s)", store.options.display_url(), store.version)
             return
         assert isinstance(store, RcloneCliStorage)
+        kind = store.backend_type()
+        if settings.rclone.commit == "direct" and kind not in DIRECT_TYPES and kind != "unknown":
+            raise ConfigError(
+                "RCLONE_COMMIT",
+                f"auto or rename for a {kind} remote (it shows an upload under its name while it is written: "
+                "direct is for object stores)",
+                "direct",
+            )
+        log.debug("the remote is a %s backend: %s commit", kind, "direct" if store.commits_directly() else "rename")
         name = remote_name(settings.remote)
         if name is None:
             return

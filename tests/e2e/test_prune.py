@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -64,6 +65,8 @@ def test_prune_two_years(tmp_path: Path, s3: S3Server, sqlite_db: Path, where: s
     folder.mkdir(parents=True)
     for n in [b.name for b in backups] + foreign:
         (folder / n).write_text("x")
+    if where == "s3":
+        time.sleep(1.5)  # files written behind `rclone serve s3`'s back: its --dir-cache-time is 1 s
     env = {
         "DB_URI": f"sqlite:///{sqlite_db}",
         "RCLONE_REMOTE": remote,

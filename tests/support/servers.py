@@ -319,8 +319,11 @@ def kill_when(threshold: int, action: Callable[[], None]) -> Callable[[int], Non
 
 
 def children_named(name: str, parent: int | None = None, arg: str | None = None) -> list[int]:
-    """PIDs of processes called *name* (optionally children of *parent*, with *arg* in argv), from /proc."""
-    pids = []
+    """PIDs of processes called *name* (optionally descendants of *parent*, with *arg* in argv), from /proc.
+
+    Descendants, not only children: on object stores rclone runs under dbstash's guardian.
+    """
+    procs: dict[int, tuple[str, int]] = {}
     for stat in glob.glob("/proc/[0-9]*/stat"):
         try:
             with open(stat) as fh:
@@ -328,13 +331,24 @@ def children_named(name: str, parent: int | None = None, arg: str | None = None)
         except OSError:
             continue
         comm = text[text.index("(") + 1 : text.rindex(")")]
-        ppid = int(text[text.rindex(")") + 2 :].split()[1])
-        if comm == name and (parent is None or ppid == parent):
-            pid = int(stat.split("/")[2])
+        procs[int(stat.split("/")[2])] = (comm, int(text[text.rindex(")") + 2 :].split()[1]))
+
+    def under(pid: int) -> bool:
+        for _ in range(8):
+            pid = procs.get(pid, ("", 0))[1]
+            if pid == parent:
+                return True
+            if pid <= 1:
+                return False
+        return False
+
+    pids = []
+    for pid, (comm, _) in procs.items():
+        if comm == name and (parent is None or under(pid)):
             if arg is not None:
                 try:
-                    with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                        if arg.encode() not in fh.read().split(b"\0"):
+                    with open(f"/proc/{pid}/cmdline", "rb") as cmd:
+                        if arg.encode() not in cmd.read().split(b"\0"):
                             continue
                 except OSError:
                     continue

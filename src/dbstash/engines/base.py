@@ -367,6 +367,11 @@ class Engine(ABC):
         """Whether *target* holds no data (None: cannot tell)."""
         return None
 
+    async def estimate_size(self, connection: Connection) -> int | None:
+        """Roughly how many bytes a dump of *connection* holds (None: cannot tell). Asked only when an
+        object store needs a chunk size and the job has no earlier backup to go by."""
+        return None
+
     async def database_exists(self, target: Connection) -> bool | None:
         """Whether *target*'s database exists on its server (None: cannot tell, or created on first write)."""
         return None

@@ -241,6 +241,15 @@ class MysqlEngine(Engine):
         rows = await self._query(server, "SELECT user, host FROM mysql.user")
         return MysqlGlobalsFilter({(r[0], r[1] if len(r) > 1 else "") for r in rows})
 
+    async def estimate_size(self, connection: Connection) -> int | None:
+        """Data and index bytes of the database's tables (every database's for ``--all-databases``)."""
+        where = "WHERE TABLE_SCHEMA = DATABASE()" if connection.database else ""
+        rows = await self._query(
+            connection,
+            f"SELECT COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) FROM information_schema.TABLES {where}",  # noqa: S608
+        )
+        return int(rows[0][0]) if rows and rows[0][0].isdigit() else None
+
     async def database_exists(self, target: Connection) -> bool | None:
         assert target.database is not None
         rows = await self._query(

@@ -329,6 +329,16 @@ class PostgresEngine(Engine):
     def globals_supported(self) -> str | None:
         return None
 
+    async def estimate_size(self, connection: Connection) -> int | None:
+        """``pg_database_size`` of the database (every database's, summed, for a whole-server dump)."""
+        sql = (
+            "SELECT pg_database_size(current_database());"
+            if connection.database
+            else "SELECT sum(pg_database_size(datname)) FROM pg_database WHERE datallowconn;"
+        )
+        out = await run_tool(self._psql(self._server_conn(connection)), stdin=sql.encode(), timeout=PROBE_TIMEOUT)
+        return int(out.strip()) if out.strip().isdigit() else None
+
     async def is_superuser(self, connection: Connection) -> bool:
         """Whether the job's user is a superuser (pg_dumpall needs one to read role passwords)."""
         out = await run_tool(

@@ -36,6 +36,8 @@ WRITE_RETRY_PAUSE = 1.0
 
 #: Called with the name a backup is about to be published under, before it appears there (writes the manifest).
 BeforePublish = Callable[[str], Awaitable[None]]
+#: An estimate of the size of the stream about to be uploaded (bytes), or None: asked only when needed.
+SizeHint = Callable[[], Awaitable[int | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,8 +248,16 @@ class Storage(Catalog, Sink):
     """
 
     @abstractmethod
-    async def begin_upload(self, name: str) -> Upload:
-        """Start writing a new object that will be called *name* once committed."""
+    async def begin_upload(
+        self, name: str, *, alternative: str | None = None, size_hint: SizeHint | None = None
+    ) -> Upload:
+        """Start writing a new object that will be called *name* once committed.
+
+        *alternative*: the name to take if *name* is taken (transports that name the object before
+        the upload, like the direct commit on object stores, decide here; the others at commit).
+        *size_hint*: called when the transport needs an estimate of the stream's size (to choose a
+        multipart chunk size on object stores); may return None.
+        """
 
     async def begin(self, name: str) -> Upload:
         return await self.begin_upload(name)

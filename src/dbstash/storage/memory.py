@@ -14,7 +14,7 @@ from datetime import datetime
 from dbstash.errors import StorageError, UploadFailed
 from dbstash.naming import partial_name
 from dbstash.sink import now_utc
-from dbstash.storage.base import RemoteEntry, Storage, Upload
+from dbstash.storage.base import RemoteEntry, SizeHint, Storage, Upload
 
 
 class MemoryUpload(Upload):
@@ -69,7 +69,9 @@ class MemorySink(Storage):
         self.objects[name] = data
         self.modtimes[name] = now_utc()
 
-    async def begin_upload(self, name: str) -> MemoryUpload:
+    async def begin_upload(
+        self, name: str, *, alternative: str | None = None, size_hint: SizeHint | None = None
+    ) -> MemoryUpload:
         self._ids += 1
         return MemoryUpload(self, name, partial_name(name, f"{self._ids:08x}"))
 

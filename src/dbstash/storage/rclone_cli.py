@@ -1,10 +1,20 @@
-"""Storage over the rclone command line: ``rcat`` to a partial name, then ``moveto`` on commit.
+"""Storage over the rclone command line: how a backup is committed depends on the backend.
+
+- Object stores (S3 and compatibles, GCS, Azure Blob, B2, Swift, OCI, QingStor; through crypt,
+  alias, hasher and compress wrappers): ``rcat`` straight to the final name under a guardian
+  (:mod:`dbstash.storage.guardian`). The object appears only when rclone completes the upload,
+  which it does only after the dump's verdict: the commit costs no server-side copy.
+- Everything else (local, SFTP, WebDAV, FTP, SMB, ...): ``rcat`` to a partial name, then
+  ``moveto`` (a rename there) on commit.
+
+``RCLONE_COMMIT=direct|rename`` forces one (``auto`` by default).
 
 (About 400 lines on purpose: one transport, every rclone call it makes, in one module.)
 """
 
 from __future__ import annotations
 
+import configparser
 import contextlib
 import json
 import os
@@ -20,7 +30,7 @@ import anyio
 
 from dbstash.errors import StorageError, ToolNotFound, UploadFailed
 from dbstash.logs import get_logger
-from dbstash.manifest import MANIFEST_SUFFIX
+from dbstash.manifest import MANIFEST_SUFFIX, manifest_name
 from dbstash.naming import partial_name
 from dbstash.process import PRIVATE_UMASK, ChildProcess, child_base_env, grow_pipe
 from dbstash.redact import GLOBAL_REDACTOR, Redactor
@@ -29,10 +39,15 @@ from dbstash.storage.base import (
     INTERRUPT_GRACE,
     WRITE_RETRY_PAUSE,
     WRITE_TRIES,
+    BeforePublish,
     RemoteEntry,
+    SizeHint,
     Storage,
     Upload,
+    taken,
 )
+from dbstash.storage.guardian import GuardedProcess
+from dbstash.units import human_bytes
 
 log = get_logger("dbstash.storage")
 
@@ -52,6 +67,29 @@ DEFAULT_RCLONE_ARGS = ("--contimeout", "10s", "--timeout", "15s", "--low-level-r
 #: After end of input, rclone gets this long to finish the upload before it is stopped: what it still
 #: holds is at most its upload buffers (S3: 4 x 5 MiB by default), so a live remote needs seconds.
 DEFAULT_COMMIT_TIMEOUT = 45.0
+#: The claim and listing before a direct upload: a dead remote fails the run within the minute.
+PREPARE_TIMEOUT = 30.0
+#: ``RCLONE_COMMIT``: how uploads are committed (see the module docstring).
+COMMIT_MODES = ("auto", "direct", "rename")
+#: Backend types whose uploads appear only once complete: uploaded straight to the final name.
+DIRECT_TYPES = frozenset(
+    {"s3", "gcs", "google cloud storage", "azureblob", "b2", "swift", "oracleobjectstorage", "qingstor"}
+)
+#: Wrappers with the wrapped backend's upload semantics: resolved through their ``remote``.
+TRANSPARENT_WRAPPERS = frozenset({"crypt", "alias", "hasher", "compress"})
+#: Backends that stream in parts of a fixed size: (chunk size flag, part limit flag or None, default limit).
+CHUNKING: dict[str, tuple[str, str | None, int]] = {
+    "s3": ("--s3-chunk-size", "--s3-max-upload-parts", 10_000),
+    "b2": ("--b2-chunk-size", None, 10_000),
+    "azureblob": ("--azureblob-chunk-size", None, 50_000),
+    "oracleobjectstorage": ("--oos-chunk-size", "--oos-max-upload-parts", 10_000),
+    "qingstor": ("--qingstor-chunk-size", None, 10_000),
+}
+#: rclone's default chunk for streamed uploads, and the margin kept over the size estimate.
+DEFAULT_CHUNK = 5 << 20
+CHUNK_HEADROOM = 2.0
+#: rclone's default ``--*-upload-concurrency``: chunks it holds in memory at once.
+UPLOAD_CONCURRENCY = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +116,8 @@ class RcloneOptions:
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
     op_timeout: float = DEFAULT_OP_TIMEOUT
     commit_timeout: float = DEFAULT_COMMIT_TIMEOUT
+    #: ``RCLONE_COMMIT``: ``auto`` (by the backend's type), ``direct`` or ``rename``
+    commit: str = "auto"
 
 
 def _parse_time(text: str) -> datetime:
@@ -90,6 +130,29 @@ def _parse_time(text: str) -> datetime:
         text = f"{head}.{digits[:6].ljust(6, '0')}{tz}"
     dt = datetime.fromisoformat(text)
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _resolve_type(remote: str, sections: Mapping[str, Mapping[str, str]], env: Mapping[str, str]) -> str:
+    """The backend type *remote* stores into, following transparent wrappers (see :func:`backend_type`)."""
+    for _ in range(10):  # wrappers of wrappers; a loop in the config ends here
+        if remote.startswith(":"):  # an on-the-fly backend: ":s3,provider=AWS:bucket"
+            kind = remote[1:].split(":", 1)[0].split(",", 1)[0].lower()
+            inner = None
+        else:
+            head, sep, _ = remote.partition(":")
+            if not sep or not head or "/" in head or "\\" in head:
+                return "local"
+            name = head.split(",", 1)[0]
+            key = "RCLONE_CONFIG_" + name.upper().replace("-", "_")
+            section = sections.get(name, {})
+            kind = (env.get(key + "_TYPE") or section.get("type") or "").lower()
+            inner = env.get(key + "_REMOTE") or section.get("remote")
+        if kind not in TRANSPARENT_WRAPPERS:
+            return kind or "unknown"
+        if not inner:
+            return "unknown"
+        remote = inner
+    return "unknown"
 
 
 class RcloneCliStorage(Storage):
@@ -109,6 +172,7 @@ class RcloneCliStorage(Storage):
         self._redact = redactor or GLOBAL_REDACTOR
         self._config_fd: int | None = None
         self._binary: str | None = None
+        self._kind: str | None = None
 
     async def __aenter__(self) -> RcloneCliStorage:
         self.open()
@@ -195,10 +259,18 @@ class RcloneCliStorage(Storage):
         return proc.returncode, proc.stdout, err
 
     # -- Storage ---------------------------------------------------------------------------------
-    async def begin_upload(self, name: str) -> RcloneUpload:
+    async def begin_upload(
+        self, name: str, *, alternative: str | None = None, size_hint: SizeHint | None = None
+    ) -> Upload:
+        kind = self.backend_type()
+        if self.commits_directly():
+            return await self._begin_direct(name, kind, alternative, size_hint)
+        chunk: tuple[str, ...] = ()
+        if kind in CHUNKING and not self._chunk_flag_given(kind):
+            chunk = self._chunk_args(kind, await self._estimate(await self.list(), size_hint))
         upload_id = os.urandom(4).hex()
         partial = partial_name(name, upload_id)
-        argv = self.argv("rcat", self.path(partial))
+        argv = self.argv("rcat", *chunk, self.path(partial))
         proc = ChildProcess(
             argv,
             env=self._env(),
@@ -210,14 +282,136 @@ class RcloneCliStorage(Storage):
         )
         return RcloneUpload(self, proc, name, partial)
 
+    async def _begin_direct(
+        self, name: str, kind: str, alternative: str | None, size_hint: SizeHint | None
+    ) -> DirectRcloneUpload:
+        """Claim the name, choose the chunk size, and start ``rcat`` to the final name under a guardian.
+
+        With an *alternative* (a template whose names carry only the time), the run first writes a
+        zero-byte claim (``NAME.<id>.dbstash-partial``) and then lists: a run takes *name* only if
+        it sees no one else's claim, object or manifest there, so of two runs in the same second at
+        most one takes it (each one's claim is visible before its listing).
+        """
+        claim = None
+        try:
+            if alternative is not None:
+                claim = partial_name(name, os.urandom(4).hex())
+                await self._run("touch", self.path(claim), timeout=PREPARE_TIMEOUT)  # a zero-byte object
+            entries = await self.list(timeout=PREPARE_TIMEOUT)
+        except StorageError as exc:
+            raise UploadFailed(f"cannot prepare the upload to {name}: {exc}", stderr_tail=exc.stderr_tail) from None
+        self.last_listing = entries
+        if alternative is not None and taken(entries, name, claim):
+            log.warning(
+                "%s is already taken (another run of this job?): this backup is stored as %s", name, alternative
+            )
+            if taken(entries, alternative, claim):
+                await self.delete(claim or "", timeout=ABORT_DELETE_TIMEOUT)
+                raise UploadFailed(f"both {name} and {alternative} are taken on the remote")
+            name = alternative
+        chunk: tuple[str, ...] = ()
+        if kind in CHUNKING and not self._chunk_flag_given(kind):
+            chunk = self._chunk_args(kind, await self._estimate(entries, size_hint))
+        # the final stats line (JSON) tells how many bytes rclone uploaded: no second rclone to confirm it
+        argv = self.argv(
+            "rcat", "--use-json-log", "--stats", "1h", "--stats-log-level", "NOTICE", *chunk, self.path(name)
+        )
+        guarded = GuardedProcess(
+            argv, env=self._env(), redact=self._redact, pass_fds=self._pass_fds(), umask=PRIVATE_UMASK
+        )
+        return DirectRcloneUpload(self, guarded, name, claim)
+
+    # -- the backend behind the remote ---------------------------------------------------------
+    def commits_directly(self) -> bool:
+        """Whether uploads go straight to the final name (object stores, or ``RCLONE_COMMIT=direct``)."""
+        mode = self.options.commit
+        return mode == "direct" or (mode == "auto" and self.backend_type() in DIRECT_TYPES)
+
+    def backend_type(self) -> str:
+        """The type of the backend the remote stores into (``local``, ``s3``, ...), through crypt, alias,
+        hasher and compress wrappers; ``unknown`` when the configuration does not say (then: rename)."""
+        if self._kind is None:
+            self._kind = _resolve_type(self.remote, self._config_sections(), self._env())
+        return self._kind
+
+    def _config_sections(self) -> dict[str, dict[str, str]]:
+        text = self.options.config_text
+        if text is None:
+            path = self.options.config_file or os.path.expanduser("~/.config/rclone/rclone.conf")
+            try:
+                with open(path, encoding="utf-8", errors="replace") as fh:
+                    text = fh.read()
+            except OSError:
+                return {}
+        parser = configparser.ConfigParser(interpolation=None, strict=False)
+        try:
+            parser.read_string(text)
+        except configparser.Error:
+            return {}
+        return {name: dict(parser[name]) for name in parser.sections()}
+
+    def _chunk_flag_given(self, kind: str) -> bool:
+        flag = CHUNKING[kind][0]
+        return any(a == flag or a.startswith(flag + "=") for a in self.options.extra_args)
+
+    def _part_limit(self, kind: str) -> int:
+        _, flag, default = CHUNKING[kind]
+        args = list(self.options.extra_args)
+        for i, a in enumerate(args):
+            value = a.split("=", 1)[1] if flag and a.startswith(flag + "=") else None
+            if flag and a == flag and i + 1 < len(args):
+                value = args[i + 1]
+            if value and value.isdigit() and int(value) > 0:
+                default = int(value)
+        return default
+
+    async def _estimate(self, entries: Sequence[RemoteEntry], size_hint: SizeHint | None) -> int | None:
+        """How big the stream may be: the biggest object in the folder (the job's previous backups), or
+        *size_hint* (the engine's own estimate) when the folder holds nothing yet."""
+        biggest = max((e.size for e in entries if not e.is_dir), default=0)
+        if biggest > 0:
+            return biggest
+        if size_hint is None:
+            return None
+        try:
+            with anyio.fail_after(30):
+                return await size_hint()
+        except Exception as exc:  # an estimate is never worth failing a backup over
+            log.info("no size estimate for the chunk size (%s): rclone's default is used", exc)
+            return None
+
+    def _chunk_args(self, kind: str, estimate: int | None) -> tuple[str, ...]:
+        """``--s3-chunk-size N`` so that *estimate* x :data:`CHUNK_HEADROOM` fits in the part limit."""
+        flag = CHUNKING[kind][0]
+        parts = self._part_limit(kind)
+        if estimate is None:
+            log.info("streaming with rclone's default chunk size: objects up to %s", human_bytes(DEFAULT_CHUNK * parts))
+            return ()
+        chunk = max(DEFAULT_CHUNK, -(-int(estimate * CHUNK_HEADROOM) // parts))
+        chunk = -(-chunk // (1 << 20)) << 20  # whole MiB
+        log.info(
+            "streaming with a chunk size of %s: objects up to %s (estimate %s); rclone holds about %s in memory",
+            human_bytes(chunk),
+            human_bytes(chunk * parts),
+            human_bytes(estimate),
+            human_bytes(chunk * UPLOAD_CONCURRENCY),
+            extra={"chunk_size": chunk, "max_object": chunk * parts},
+        )
+        return () if chunk == DEFAULT_CHUNK else (flag, f"{chunk >> 20}Mi")
+
+    async def cleanup_uploads(self, max_age: str = "24h") -> None:
+        """Remove multipart uploads that were never completed (an rclone SIGKILLed mid-upload leaves one,
+        invisible but billed) older than *max_age*: ``rclone backend cleanup`` (S3)."""
+        await self._run("backend", "cleanup", self.remote, "-o", f"max-age={max_age}")
+
     async def remotes(self) -> list[str]:
         """The names of the remotes rclone's config defines (file, inline config or ``RCLONE_CONFIG_*`` env)."""
         _, out, _ = await self._run("listremotes")
         return [line.strip().rstrip(":") for line in out.decode(errors="replace").splitlines() if line.strip()]
 
-    async def list(self) -> list[RemoteEntry]:
+    async def list(self, *, timeout: float | None = None) -> list[RemoteEntry]:
         code, out, _ = await self._run(
-            "lsjson", "--no-mimetype", "--use-server-modtime", self.remote or ".", ok=(0, *NOT_FOUND)
+            "lsjson", "--no-mimetype", "--use-server-modtime", self.remote or ".", ok=(0, *NOT_FOUND), timeout=timeout
         )
         if code != 0:
             return []  # the folder does not exist yet: no backups
@@ -416,3 +610,135 @@ class RcloneUpload(Upload):
             await self._storage.delete(self.partial_name, timeout=limit)
         except Exception as exc:  # the remote may be what failed: the partial name keeps it harmless
             log.warning("could not remove partial upload %s: %s", self.partial_name, exc)
+
+
+class DirectRcloneUpload(Upload):
+    """``rclone rcat`` to the final name of an object store, under a guardian.
+
+    The object appears only when rclone completes the upload, after :meth:`commit` released the
+    pipe; every failure before that (including SIGKILL of dbstash) leaves no object: the guardian
+    stops rclone without it ever seeing the end of its input, which aborts the multipart upload
+    (after a SIGKILL of rclone an incomplete one stays, invisible: ``dbstash prune`` runs ``rclone
+    backend cleanup`` on S3, and a bucket lifecycle rule expires them).
+    """
+
+    def __init__(self, storage: RcloneCliStorage, guarded: GuardedProcess, name: str, claim: str | None) -> None:
+        self._storage = self._catalog = storage
+        self._guard = guarded
+        self.final_name = name
+        #: the zero-byte claim on the name (templates with only the time), removed after the commit
+        self.partial_name = claim or ""
+        self._done = False
+
+    def fileno(self) -> int | None:
+        return self._guard.fd
+
+    @property
+    def process(self) -> ChildProcess:
+        """The guardian (its exit status is rclone's); tests kill it or dbstash to prove the invariant."""
+        return self._guard.process
+
+    def failure_detail(self) -> str:
+        return _log_text(self._guard.process.stderr.text())
+
+    async def _finish(self) -> None:  # pragma: no cover - commit() is this upload's whole protocol
+        raise NotImplementedError
+
+    async def commit(
+        self, expected_size: int, *, alternative: str | None = None, before_publish: BeforePublish | None = None
+    ) -> str:
+        """Write the manifest, then let rclone see the end of input and complete the upload; confirm the size."""
+        name = self.final_name
+        if before_publish is not None:
+            await before_publish(name)
+        ok = False
+        try:
+            self._guard.release()
+            proc = self._guard.process
+            try:
+                with anyio.fail_after(self._storage.options.commit_timeout):
+                    status = await proc.wait()
+            except TimeoutError:
+                raise UploadFailed(
+                    f"rclone did not finish the upload within {self._storage.options.commit_timeout:.0f}s"
+                ) from None
+            if status != 0:
+                raise UploadFailed(f"rclone rcat {proc.describe_exit(status)}", stderr_tail=self.failure_detail())
+            stored = _stats_bytes(proc.stderr.text())
+            if stored is None:  # no stats line (an old rclone?): ask the remote
+                entry = await self._storage.stat(name)
+                stored = entry.size if entry is not None else None
+            if stored is not None and stored >= 0 and stored != expected_size:
+                raise UploadFailed(f"the remote holds {stored} bytes, {expected_size} were sent")
+            ok = True
+        finally:
+            if not ok:
+                with anyio.CancelScope(shield=True):
+                    await self._kill()
+                    # whatever completed under the name is not this backup: remove it and its manifest
+                    with anyio.move_on_after(ABORT_DELETE_TIMEOUT * 2), contextlib.suppress(Exception):
+                        await self._storage.delete_many([name, manifest_name(name)])
+                    await self._drop_claim()
+        self._done = self.committed = True
+        await self._drop_claim()
+        return name
+
+    async def interrupt(self) -> None:
+        self._guard.cut()
+
+    async def _kill(self) -> None:
+        """The guardian stops rclone (SIGTERM, then SIGKILL) with the pipe still open; then close it."""
+        self._guard.cut()
+        proc = self._guard.process
+        with anyio.move_on_after(INTERRUPT_GRACE + 3):
+            await proc.wait()
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # the guardian and rclone (its process group)
+            await proc.wait()
+        self._guard.close_fd()
+
+    async def _drop_claim(self) -> None:
+        if self.partial_name:
+            claim, self.partial_name = self.partial_name, ""
+            try:
+                await self._storage.delete(claim, timeout=ABORT_DELETE_TIMEOUT)
+            except Exception as exc:  # a leftover claim is a zero-byte partial: stale-partial clean-up removes it
+                log.warning("could not remove the claim %s: %s", claim, exc)
+
+    async def abort(self, *, timeout: float | None = None) -> None:
+        if self._done:
+            return
+        self._done = True
+        with anyio.CancelScope(shield=True):
+            await self._kill()
+            await self._drop_claim()
+
+
+def _log_lines(text: str) -> list[dict[str, object]]:
+    found = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                item = json.loads(line)
+                if isinstance(item, dict):
+                    found.append(item)
+    return found
+
+
+def _stats_bytes(text: str) -> int | None:
+    """The bytes rclone reports it uploaded, from its final JSON stats line (None if there is none)."""
+    for item in reversed(_log_lines(text)):
+        stats = item.get("stats")
+        if isinstance(stats, dict) and isinstance(stats.get("bytes"), int):
+            return int(stats["bytes"]) if not stats.get("errors") else -1
+    return None
+
+
+def _log_text(text: str) -> str:
+    """rclone's JSON log as ``level: message`` lines (error messages read like the text log)."""
+    items = _log_lines(text)
+    if not items:
+        return text
+    return "\n".join(f"{i.get('level', '')}: {str(i.get('msg', '')).strip()}" for i in items if "stats" not in i)

@@ -38,6 +38,7 @@ from dbstash.storage.base import (
     ABORT_DELETE_TIMEOUT,
     INTERRUPT_GRACE,
     RemoteEntry,
+    SizeHint,
     Storage,
     Upload,
 )
@@ -216,7 +217,9 @@ class RcloneRcStorage(Storage):
         return await anyio.to_thread.run_sync(attempt, abandon_on_cancel=True)
 
     # -- Storage ------------------------------------------------------------------------------------
-    async def begin_upload(self, name: str) -> RcUpload:
+    async def begin_upload(
+        self, name: str, *, alternative: str | None = None, size_hint: SizeHint | None = None
+    ) -> RcUpload:
         if self._session is None:
             await self.open()
         partial = partial_name(name, os.urandom(4).hex())
