@@ -348,18 +348,29 @@ async def _run(
     remote_path = storage.path(name)
     finished = datetime.now(UTC)
     duration = time.monotonic() - t0
-    await remove_stale_partials(settings, template, storage, finished, storage.last_listing)
     deleted: list[str] = []
     retention_error = None
+    # one listing serves the commit, retention and the stale-partial sweep: the commit's (or the direct
+    # upload's claim) when there was one; else retention lists once. No listing at hand and no
+    # retention: no sweep this run (a direct upload leaves at most a zero-byte claim; prune sweeps).
+    entries = storage.last_listing
     if settings.retention.enabled:
         try:
+            if entries is None:
+                entries = await storage.list()
             plan = await plan_retention(
-                settings, storage, now=finished, ensure=Backup(name, started.astimezone(UTC), stats.size)
+                settings,
+                storage,
+                now=finished,
+                ensure=Backup(name, started.astimezone(UTC), stats.size),
+                entries=entries,
             )
             deleted = await apply_plan(plan, storage, settings.mode)
         except Exception as exc:
             retention_error = str(exc)
             log.error("retention failed (the new backup is complete): %s", exc)
+    if entries is not None:
+        await remove_stale_partials(settings, template, storage, finished, entries)
     result = BackupResult(
         remote_path=remote_path,
         name=name,

@@ -97,6 +97,31 @@ class Pipeline:
         self.stall_timeout = stall_timeout
         self.redactor = redactor or GLOBAL_REDACTOR
 
+    async def _start(self, name: str, alternative: str | None, started: _Started) -> None:
+        """Begin the upload and start the source at the same time, into *started* (whatever started is
+        there for the clean-up when the other failed)."""
+        failure: list[BaseException] = []
+
+        async def begin() -> None:
+            try:
+                if isinstance(self.sink, Storage):
+                    started.upload = await self.sink.begin_upload(
+                        name, alternative=alternative, size_hint=self.size_hint
+                    )
+                else:
+                    started.upload = await self.sink.begin(name)
+            except Exception as exc:
+                failure.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(begin)
+            try:
+                started.stream = await self.source.start(self.redactor)
+            except Exception as exc:
+                failure.append(exc)
+        if failure:
+            raise failure[0]
+
     async def run(
         self,
         name: str,
@@ -123,15 +148,16 @@ class Pipeline:
         relay: Relay | None = None
         committed = False
         upload: SinkUpload | None = None
+        started = _Started()
         try:
             with anyio.fail_after(self.timeout):
-                # inside the timeout: on object stores the upload claims its name and lists first
-                if isinstance(self.sink, Storage):
-                    upload = await self.sink.begin_upload(name, alternative=alternative, size_hint=self.size_hint)
-                else:
-                    upload = await self.sink.begin(name)
                 try:
-                    stream = await self.source.start(self.redactor)
+                    # the upload begins while the source starts (on object stores it first claims its
+                    # name: with a dead remote the dump is already running, and is stopped with it)
+                    await self._start(name, alternative, started)
+                    upload, stream = started.upload, started.stream
+                    assert upload is not None
+                    assert stream is not None
                     if on_started is not None:
                         on_started(stream, upload)
                     src_fd = stream.extra(FileStreamAttribute.fileno, None)  # noqa: S610 - anyio typed attributes
@@ -159,12 +185,15 @@ class Pipeline:
                     return replace(result, name=final)
                 except UploadFailed as exc:
                     # the source usually dies of the broken pipe too; the upload's reason is the real one
+                    if upload is None:
+                        raise
                     detail = upload.failure_detail() if isinstance(upload, Upload) else ""
                     if detail and detail not in str(exc):
                         raise UploadFailed(str(exc), stderr_tail=detail) from None
                     raise
                 finally:
                     if not committed:
+                        stream, upload = started.stream, started.upload
                         with anyio.CancelScope(shield=True):
                             await _cleanup(stream, relay, upload)
         except TimeoutError:
@@ -270,7 +299,15 @@ async def _relay_async(
     return TransferStats(stored, digest.hexdigest(), tail, dump_size=total)
 
 
-async def _cleanup(stream: SourceStream | None, relay: Relay | None, upload: SinkUpload) -> None:
+@dataclass
+class _Started:
+    """What a run has started so far (the upload, the source), for its clean-up."""
+
+    upload: SinkUpload | None = None
+    stream: SourceStream | None = None
+
+
+async def _cleanup(stream: SourceStream | None, relay: Relay | None, upload: SinkUpload | None) -> None:
     """Stop everything in the order that keeps the commit protocol: source and upload, relay, then abort.
 
     Bounded by :data:`ABORT_BUDGET`: the source and the upload are stopped at once (SIGTERM, SIGKILL
@@ -288,6 +325,8 @@ async def _cleanup(stream: SourceStream | None, relay: Relay | None, upload: Sin
         # both ends are dead now: the relay thread ends at once (EOF or EPIPE)
         await anyio.to_thread.run_sync(relay.done.wait, STOP_GRACE, abandon_on_cancel=True)
     with anyio.move_on_after(max(1.0, deadline - time.monotonic())):
+        if upload is None:  # it never began
+            return
         if isinstance(upload, Upload):
             await upload.abort(timeout=max(1.0, deadline - time.monotonic()))
         else:

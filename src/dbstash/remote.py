@@ -65,7 +65,7 @@ async def preflight(settings: Settings, *, remote_variable: str = "RCLONE_REMOTE
             )
         log.debug("the remote is a %s backend: %s commit", kind, "direct" if store.commits_directly() else "rename")
         name = remote_name(settings.remote)
-        if name is None:
+        if name is None or store.defines(name):  # found in the config without starting rclone
             return
         defined = await store.remotes()
         if name not in defined:

@@ -267,7 +267,7 @@ class RcloneCliStorage(Storage):
             return await self._begin_direct(name, kind, alternative, size_hint)
         chunk: tuple[str, ...] = ()
         if kind in CHUNKING and not self._chunk_flag_given(kind):
-            chunk = self._chunk_args(kind, await self._estimate(await self.list(), size_hint))
+            chunk = self._chunk_args(kind, await self._estimate([], size_hint))
         upload_id = os.urandom(4).hex()
         partial = partial_name(name, upload_id)
         argv = self.argv("rcat", *chunk, self.path(partial))
@@ -293,14 +293,15 @@ class RcloneCliStorage(Storage):
         most one takes it (each one's claim is visible before its listing).
         """
         claim = None
-        try:
-            if alternative is not None:
+        entries: list[RemoteEntry] = []
+        if alternative is not None:  # a name with only the time in it: claim it, then look (one listing)
+            try:
                 claim = partial_name(name, os.urandom(4).hex())
                 await self._run("touch", self.path(claim), timeout=PREPARE_TIMEOUT)  # a zero-byte object
-            entries = await self.list(timeout=PREPARE_TIMEOUT)
-        except StorageError as exc:
-            raise UploadFailed(f"cannot prepare the upload to {name}: {exc}", stderr_tail=exc.stderr_tail) from None
-        self.last_listing = entries
+                entries = await self.list(timeout=PREPARE_TIMEOUT)
+            except StorageError as exc:
+                raise UploadFailed(f"cannot prepare the upload to {name}: {exc}", stderr_tail=exc.stderr_tail) from None
+            self.last_listing = entries
         if alternative is not None and taken(entries, name, claim):
             log.warning(
                 "%s is already taken (another run of this job?): this backup is stored as %s", name, alternative
@@ -334,6 +335,11 @@ class RcloneCliStorage(Storage):
             self._kind = _resolve_type(self.remote, self._config_sections(), self._env())
         return self._kind
 
+    def defines(self, name: str) -> bool:
+        """Whether the config dbstash can read (inline, file, ``RCLONE_CONFIG_<NAME>_TYPE``) defines *name*."""
+        key = "RCLONE_CONFIG_" + name.upper().replace("-", "_") + "_TYPE"
+        return name in self._config_sections() or key in self._env()
+
     def _config_sections(self) -> dict[str, dict[str, str]]:
         text = self.options.config_text
         if text is None:
@@ -366,8 +372,8 @@ class RcloneCliStorage(Storage):
         return default
 
     async def _estimate(self, entries: Sequence[RemoteEntry], size_hint: SizeHint | None) -> int | None:
-        """How big the stream may be: the biggest object in the folder (the job's previous backups), or
-        *size_hint* (the engine's own estimate) when the folder holds nothing yet."""
+        """How big the stream may be: the biggest object in a listing at hand (the job's previous
+        backups), else *size_hint* (the engine's own estimate: one query, cheaper than a listing)."""
         biggest = max((e.size for e in entries if not e.is_dir), default=0)
         if biggest > 0:
             return biggest
