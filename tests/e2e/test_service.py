@@ -360,7 +360,8 @@ def test_endurance_200_runs_keep_fds_and_memory_flat(sqlite_db: Path, tmp_path: 
     assert service.metrics.runs.labels(outcome="success")._value.get() == 200
     assert len([n for n in os.listdir(tmp_path / "r") if not n.endswith(MANIFEST_SUFFIX)]) == 200
     (fds20, rss20), (fds200, rss200) = samples[20], samples[200]
-    assert fds200 == fds20, f"file descriptors grew from {fds20} to {fds200}"
+    # a leak grows; a sample may catch a reaped child's pipes still being closed by their drain threads
+    assert fds200 <= fds20, f"file descriptors grew from {fds20} to {fds200}"
     assert rss200 - rss20 < 8 * 1024, f"RSS grew by {(rss200 - rss20) / 1024:.1f} MB over 180 runs"
 
 
