@@ -5,7 +5,9 @@ ratios, never absolute targets. MariaDB: a ~500 MB SQL dump; Redis: a ~500 MB RD
 folder on tmpfs (/dev/shm). Both sides run the same dump flags; the raw side gets its password the
 way a careful shell user would (an option file / REDISCLI_AUTH), dbstash through its env variables.
 
-    python bench/bench_engines.py --mariadb-mb 500 --redis-mb 500 --rounds 5
+    python bench/bench_engines.py --mariadb-mb 500 --redis-mb 500 --rounds 5 [--s3]
+
+``--s3``: into ``rclone serve s3`` on loopback (objects on /dev/shm) instead of a folder.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.support.dbservers import MariaDbServer, RedisServer  # noqa: E402
+from tests.support.servers import S3Server  # noqa: E402
 
 from bench.bench_pg import DBSTASH, RCLONE, VENV_BIN, timed  # noqa: E402
 from dbstash.engines.mysql import option_value  # noqa: E402
@@ -58,9 +61,15 @@ def seed_redis(server: RedisServer, megabytes: int) -> None:
         server.cli("--pipe", stdin="".join(parts).encode())
 
 
-def variants(engine: str, server: Any, remote: Path, workdir: Path) -> tuple[dict[str, list[str]], dict[str, str]]:
+def variants(
+    engine: str, server: Any, remote: str, workdir: Path, rclone_config: str = ""
+) -> tuple[dict[str, list[str]], dict[str, str]]:
     """Each variant's argv; the environment shared by the raw ones."""
-    env = {"PATH": f"{VENV_BIN}:{os.environ['PATH']}", "HOME": os.environ.get("HOME", "/root"), "RCLONE_CONFIG": ""}
+    env = {
+        "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
+        "HOME": os.environ.get("HOME", "/root"),
+        "RCLONE_CONFIG": rclone_config,
+    }
     if engine == "mariadb":
         cnf = workdir / "client.cnf"
         cnf.write_text(
@@ -92,7 +101,7 @@ def variants(engine: str, server: Any, remote: Path, workdir: Path) -> tuple[dic
     return cmds, env
 
 
-def run(engine: str, megabytes: int, rounds: int, workdir: Path) -> dict[str, Any]:
+def run(engine: str, megabytes: int, rounds: int, workdir: Path, s3: S3Server | None = None) -> dict[str, Any]:
     server: MariaDbServer | RedisServer
     t0 = time.perf_counter()
     if engine == "mariadb":
@@ -104,17 +113,28 @@ def run(engine: str, megabytes: int, rounds: int, workdir: Path) -> dict[str, An
         seed_redis(server, megabytes)
         uri = server.uri()
     print(f"{engine}: seeded ~{megabytes} MB in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
-    remote = Path(tempfile.mkdtemp(prefix=f"dbstash-bench-{engine}-", dir="/dev/shm"))
+    conf = ""
+    if s3 is not None:  # into `rclone serve s3` (objects on /dev/shm): the direct commit
+        folder = f"bench-{engine}-{os.getpid()}"
+        remote = Path(s3.root) / s3.bucket / folder
+        remote.mkdir(parents=True)
+        remote_path = s3.remote(folder)
+        conf = str(workdir / "rclone.conf")
+        Path(conf).write_text(s3.config)
+    else:
+        remote = Path(tempfile.mkdtemp(prefix=f"dbstash-bench-{engine}-", dir="/dev/shm"))
+        remote_path = str(remote)
     try:
-        cmds, raw_env = variants(engine, server, remote, workdir)
+        cmds, raw_env = variants(engine, server, remote_path, workdir, conf)
         db_env = {
             "PATH": raw_env["PATH"],
             "HOME": raw_env["HOME"],
             "LOG_FORMAT": "text",
             "LOG_LEVEL": "warn",
             "DB_URI": uri,
-            "RCLONE_REMOTE": str(remote),
+            "RCLONE_REMOTE": remote_path,
             "BACKUP_NAME_TEMPLATE": "{db}-{uuid}",
+            **({"RCLONE_CONFIG_FILE": conf} if conf else {}),
         }
         for name in ("raw", "dbstash"):  # warm-up, not recorded
             timed(cmds[name], raw_env if name.startswith("raw") else db_env)
@@ -125,6 +145,8 @@ def run(engine: str, megabytes: int, rounds: int, workdir: Path) -> dict[str, An
             for name in order:
                 for f in remote.iterdir():
                     f.unlink()
+                if s3 is not None:
+                    time.sleep(1.1)  # objects removed behind serve s3's back: its directory cache is 1 s
                 t, _ = timed(cmds[name], raw_env if name.startswith("raw") else db_env)
                 times[name].append(t)
                 sizes[name] = sum(f.stat().st_size for f in remote.iterdir())
@@ -156,15 +178,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--engines", default="mariadb,redis")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    parser.add_argument("--s3", action="store_true", help="into `rclone serve s3` on loopback instead of a folder")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="dbstash-bench-"))
     results = []
+    s3 = S3Server.start(RCLONE, tempfile.mkdtemp(prefix="dbstash-bench-s3-", dir="/dev/shm")) if args.s3 else None
     try:
         for engine in args.engines.split(","):
             mb = args.mariadb_mb if engine == "mariadb" else args.redis_mb
-            results.append(run(engine, mb, args.rounds, workdir))
+            results.append(run(engine, mb, args.rounds, workdir, s3))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        if s3 is not None:
+            s3.stop()
+            shutil.rmtree(s3.root, ignore_errors=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"bench-engines-{time.strftime('%Y%m%d-%H%M%S')}.json"
