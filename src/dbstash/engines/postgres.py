@@ -125,6 +125,7 @@ class PostgresEngine(Engine):
         """
         self._bin_dirs = tuple(bin_dirs) if bin_dirs is not None else None
         self._search_path = search_path
+        self._tools: list[PgTool] | None = None
 
     # -- configuration -------------------------------------------------------------------------
     def parse_uri(self, uri: str, *, variable: str = "DB_URI") -> Connection:
@@ -223,7 +224,13 @@ class PostgresEngine(Engine):
         return env
 
     def installed_tools(self) -> list[PgTool]:
-        """Every ``pg_dump`` found, newest major first."""
+        """Every ``pg_dump`` found, newest major first (asked once per engine object: each costs a
+        ``pg_dump --version``, and one run needs them for the dump, psql probes and the estimate)."""
+        if self._tools is None:
+            self._tools = self._find_tools()
+        return list(self._tools)
+
+    def _find_tools(self) -> list[PgTool]:
         candidates: list[str] = []
         dirs = self._bin_dirs
         if dirs is None:
