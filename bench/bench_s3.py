@@ -28,18 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support.servers import PgServer, S3Server, debian_pg_bindir  # noqa: E402
 
-VENV_BIN = Path(sys.executable).parent
-RCLONE = str(VENV_BIN / "rclone")
-DBSTASH = str(VENV_BIN / "dbstash")
-
-
-def timed(argv: list[str], env: dict[str, str]) -> float:
-    t0 = time.perf_counter()
-    proc = subprocess.run(argv, env=env, capture_output=True, check=False)
-    elapsed = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"{argv[:3]} failed: {proc.stderr.decode()[-2000:]}")
-    return elapsed
+from bench.bench_pg import DBSTASH, RCLONE, VENV_BIN, timed  # noqa: E402
 
 
 def run(scale: int, rounds: int, s3: S3Server, conf: str, bindir: str) -> dict[str, Any]:
@@ -85,7 +74,7 @@ def run(scale: int, rounds: int, s3: S3Server, conf: str, bindir: str) -> dict[s
             order = list(variants) if i % 2 == 0 else list(reversed(variants))
             for name in order:
                 argv, env = variants[name]
-                times[name].append(timed(argv, env))
+                times[name].append(timed(argv, env)[0])
                 for f in objects.glob("app-*"):
                     f.unlink()
             print(f"  scale {scale} round {i + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()))
