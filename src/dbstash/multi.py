@@ -67,6 +67,14 @@ class JobResult:
 
     Every committed object shares the run's ``backup_id`` (in its manifest), which is how ``restore
     --database all`` finds the databases of one run.
+
+    Example:
+        >>> from datetime import UTC, datetime
+        >>> now = datetime.now(UTC)
+        >>> run = JobResult("pg", "a1b2c3d4e5f6", now, now, 1.5,
+        ...                 (DatabaseOutcome("app", error="pg_dump exited with status 1", error_type="DumpFailed"),))
+        >>> run.ok, run.failed, run.exit_code, run.size
+        (False, ['app'], 1, 0)
     """
 
     engine: str

@@ -16,6 +16,8 @@ MODULES = [
     "dbstash.naming",
     "dbstash.redact",
     "dbstash.compression",
+    "dbstash.databases",
+    "dbstash.multi",
 ]
 
 
