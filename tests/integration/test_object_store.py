@@ -98,7 +98,8 @@ def test_sigkill_of_dbstash_at_random_moments_never_publishes_a_truncated_backup
         deadline = time.monotonic() + 10  # the guardian stops rclone within its 2 s grace
         while time.monotonic() < deadline and rclones_for(folder):
             time.sleep(0.05)
-        assert not rclones_for(folder), "no rclone outlives the killed run"
+        left = describe(rclones_for(folder))
+        assert not left, f"round {round_}: rclones outlive the killed run: {left}"
         time.sleep(1.2)  # serve s3's directory cache
         found = backups_in(folder_of(s3, folder))
         if not found:
@@ -119,6 +120,21 @@ def test_sigkill_of_dbstash_at_random_moments_never_publishes_a_truncated_backup
 def rclones_for(folder: str) -> list[int]:
     """rclone processes (any parent: a killed run's are orphans) working on *folder*."""
     return [pid for pid, cmd in all_cmdlines() if "rclone" in cmd.split(" ", 1)[0] and f"/{folder}/" in cmd]
+
+
+def describe(pids: list[int]) -> list[str]:
+    """``pid state ppid cmdline`` of each of *pids* (what a failing assertion shows)."""
+    out = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmd = fh.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        out.append(f"{pid} {fields[0]} ppid={fields[1]} {cmd[:300]}")
+    return out
 
 
 def test_a_dump_failing_mid_stream_on_s3_leaves_nothing(pg: PgServer, big: str, s3: S3Server) -> None:

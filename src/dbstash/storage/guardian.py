@@ -17,7 +17,9 @@ from before rclone exists, and a *lifeline* pipe whose only writer is dbstash:
 - rclone runs with ``PR_SET_PDEATHSIG=SIGKILL``: should the guardian itself be killed, rclone dies
   with it (dbstash, if alive, still holds a write end, and kills the process group on abort).
 
-The guardian is a few lines of Python started with ``-I -S`` (no site, no dbstash import): ~15 ms.
+The guardian is a few lines of Python started with ``-I -S`` (no site, no dbstash import): ~15 ms,
+spent while dbstash still prepares: it is started first and told rclone's command line on the
+lifeline (``<length>\\n`` and the NUL-separated arguments) once that is known.
 """
 
 from __future__ import annotations
@@ -35,31 +37,47 @@ GUARDIAN_CODE = r"""
 import os, signal, sys, time
 life, hold = int(sys.argv[1]), int(sys.argv[2])
 grace = float(sys.argv[3])
-argv = sys.argv[4:]
+try:
+    import ctypes
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+except Exception:
+    prctl = None
+signal.signal(signal.SIGTERM, signal.SIG_IGN)  # dbstash stops us through the lifeline, not signals
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+said = b""
+def more():
+    global said
+    while True:
+        try:
+            chunk = os.read(life, 4096)
+        except InterruptedError:
+            continue
+        said += chunk
+        return bool(chunk)
+# first the command: "<length>\n" and that many bytes of NUL-separated arguments
+while b"\n" not in said:
+    if not more():
+        os._exit(143)  # dbstash gave up (or died) before the command: nothing was started
+head, said = said.split(b"\n", 1)
+while len(said) < int(head):
+    if not more():
+        os._exit(143)
+argv = [os.fsdecode(a) for a in said[: int(head)].split(b"\0")]
+said = said[int(head) :]
 pid = os.fork()
 if pid == 0:
     os.close(life)
     os.close(hold)
-    try:
-        import ctypes
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
+    if prctl is not None:
+        prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
     if os.getppid() == 1:
         os._exit(137)  # the guardian died before prctl took effect
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     os.execv(argv[0], argv)
 os.close(0)
-signal.signal(signal.SIGTERM, signal.SIG_IGN)  # dbstash stops us through the lifeline, not signals
-signal.signal(signal.SIGINT, signal.SIG_IGN)
-said = b""
-while True:
-    try:
-        chunk = os.read(life, 64)
-    except InterruptedError:
-        continue
-    if not chunk:
-        break
-    said += chunk
+while more():
+    pass
 if said.strip() == b"commit":
     os.close(hold)
 else:
@@ -86,11 +104,14 @@ class GuardedProcess:
     :attr:`fd` is dbstash's write end of rclone's stdin; :meth:`release` lets rclone see the end of
     input (the commit); :meth:`cut` makes the guardian stop rclone without it ever seeing one.
     :attr:`process` is the guardian, whose exit status is rclone's.
+
+    Without *argv* the guardian starts at once and waits for :meth:`start`: its interpreter starts
+    while dbstash still works out rclone's command line (the claim, the size estimate).
     """
 
     def __init__(
         self,
-        argv: Sequence[str],
+        argv: Sequence[str] | None = None,
         *,
         env: Mapping[str, str],
         redact: Callable[[str], str],
@@ -103,7 +124,7 @@ class GuardedProcess:
         try:
             grow_pipe(w)
             self.process = ChildProcess(
-                [sys.executable, "-I", "-S", "-c", GUARDIAN_CODE, str(life_r), str(w), str(grace), *argv],
+                [sys.executable, "-I", "-S", "-c", GUARDIAN_CODE, str(life_r), str(w), str(grace)],
                 env=env,
                 name="rclone",
                 redact=redact,
@@ -120,6 +141,20 @@ class GuardedProcess:
             os.close(life_r)
         self.fd: int | None = w
         self._lifeline: int | None = life_w
+        self.started = False
+        if argv is not None:
+            self.start(argv)
+
+    def start(self, argv: Sequence[str]) -> None:
+        """Have the guardian start *argv* (rclone) reading the pipe; once."""
+        if self.started or self._lifeline is None:
+            raise RuntimeError("the guardian was already given its command (or was cut)")
+        payload = b"\0".join(os.fsencode(a) for a in argv)
+        message = b"%d\n" % len(payload) + payload
+        view = memoryview(message)
+        while view:  # a command line is far below a pipe's buffer: this does not wait
+            view = view[os.write(self._lifeline, view) :]
+        self.started = True
 
     def release(self) -> None:
         """The dump's verdict is good and every byte was written: rclone may complete the upload."""

@@ -46,7 +46,7 @@ from dbstash.storage.base import (
     Upload,
     taken,
 )
-from dbstash.storage.guardian import GuardedProcess
+from dbstash.storage.guardian import GUARDIAN_GRACE, GuardedProcess
 from dbstash.units import human_bytes
 
 log = get_logger("dbstash.storage")
@@ -88,6 +88,8 @@ CHUNKING: dict[str, tuple[str, str | None, int]] = {
 #: rclone's default chunk for streamed uploads, and the margin kept over the size estimate.
 DEFAULT_CHUNK = 5 << 20
 CHUNK_HEADROOM = 2.0
+#: ``rcat`` ends with one JSON stats line saying how many bytes it stored: no second rclone to confirm it.
+STATS_ARGS = ("--use-json-log", "--stats", "1h", "--stats-log-level", "NOTICE")
 #: rclone's default ``--*-upload-concurrency``: chunks it holds in memory at once.
 UPLOAD_CONCURRENCY = 4
 
@@ -173,6 +175,8 @@ class RcloneCliStorage(Storage):
         self._config_fd: int | None = None
         self._binary: str | None = None
         self._kind: str | None = None
+        #: rclones started in advance for small writes (a backup's manifest), by object name
+        self._pending: dict[str, GuardedProcess] = {}
 
     async def __aenter__(self) -> RcloneCliStorage:
         self.open()
@@ -199,7 +203,11 @@ class RcloneCliStorage(Storage):
             self._config_fd = fd
 
     def close(self) -> None:
-        """Release the in-memory config."""
+        """Release the in-memory config; stop any rclone started in advance that was never used."""
+        for guarded in self._pending.values():
+            guarded.cut()
+            guarded.close_fd()
+        self._pending.clear()
         if self._config_fd is not None:
             os.close(self._config_fd)
             self._config_fd = None
@@ -280,6 +288,7 @@ class RcloneCliStorage(Storage):
             pass_fds=self._pass_fds(),
             umask=PRIVATE_UMASK,
         )
+        self._prestart_write(manifest_name(name))
         return RcloneUpload(self, proc, name, partial)
 
     async def _begin_direct(
@@ -292,35 +301,115 @@ class RcloneCliStorage(Storage):
         it sees no one else's claim, object or manifest there, so of two runs in the same second at
         most one takes it (each one's claim is visible before its listing).
         """
-        claim = None
-        entries: list[RemoteEntry] = []
-        if alternative is not None:  # a name with only the time in it: claim it, then look (one listing)
-            try:
-                claim = partial_name(name, os.urandom(4).hex())
-                await self._run("touch", self.path(claim), timeout=PREPARE_TIMEOUT)  # a zero-byte object
-                entries = await self.list(timeout=PREPARE_TIMEOUT)
-            except StorageError as exc:
-                raise UploadFailed(f"cannot prepare the upload to {name}: {exc}", stderr_tail=exc.stderr_tail) from None
-            self.last_listing = entries
-        if alternative is not None and taken(entries, name, claim):
+        # the guardians (the backup's, the manifest's) start first: their interpreters come up
+        # while the claim and the estimate below run; each is told rclone's command line after
+        guarded = self._guardian()
+        try:
+            name, claim, entries = await self._claim(name, alternative)
+            chunk: tuple[str, ...] = ()
+            if kind in CHUNKING and not self._chunk_flag_given(kind):
+                chunk = self._chunk_args(kind, await self._estimate(entries, size_hint))
+            # the final stats line (JSON) tells how many bytes rclone uploaded: no second rclone to confirm it
+            guarded.start(self.argv("rcat", *STATS_ARGS, *chunk, self.path(name)))
+        except BaseException:
+            guarded.cut()
+            guarded.close_fd()
+            with anyio.CancelScope(shield=True):
+                await guarded.process.wait()
+            raise
+        self._prestart_write(manifest_name(name))
+        return DirectRcloneUpload(self, guarded, name, claim)
+
+    async def _claim(self, name: str, alternative: str | None) -> tuple[str, str | None, list[RemoteEntry]]:
+        """With an *alternative*: a zero-byte claim on *name*, then one listing; returns the name to
+        use, the claim and the listing (see :meth:`_begin_direct`)."""
+        if alternative is None:
+            return name, None, []
+        try:
+            claim = partial_name(name, os.urandom(4).hex())
+            await self._run("touch", self.path(claim), timeout=PREPARE_TIMEOUT)  # a zero-byte object
+            entries = await self.list(timeout=PREPARE_TIMEOUT)
+        except StorageError as exc:
+            raise UploadFailed(f"cannot prepare the upload to {name}: {exc}", stderr_tail=exc.stderr_tail) from None
+        self.last_listing = entries
+        if taken(entries, name, claim):
             log.warning(
                 "%s is already taken (another run of this job?): this backup is stored as %s", name, alternative
             )
             if taken(entries, alternative, claim):
-                await self.delete(claim or "", timeout=ABORT_DELETE_TIMEOUT)
+                await self.delete(claim, timeout=ABORT_DELETE_TIMEOUT)
                 raise UploadFailed(f"both {name} and {alternative} are taken on the remote")
             name = alternative
-        chunk: tuple[str, ...] = ()
-        if kind in CHUNKING and not self._chunk_flag_given(kind):
-            chunk = self._chunk_args(kind, await self._estimate(entries, size_hint))
-        # the final stats line (JSON) tells how many bytes rclone uploaded: no second rclone to confirm it
-        argv = self.argv(
-            "rcat", "--use-json-log", "--stats", "1h", "--stats-log-level", "NOTICE", *chunk, self.path(name)
-        )
-        guarded = GuardedProcess(
-            argv, env=self._env(), redact=self._redact, pass_fds=self._pass_fds(), umask=PRIVATE_UMASK
-        )
-        return DirectRcloneUpload(self, guarded, name, claim)
+        return name, claim, entries
+
+    def _guardian(self) -> GuardedProcess:
+        self.open()  # the in-memory config: its fd goes into the guardian's environment and fds
+        return GuardedProcess(env=self._env(), redact=self._redact, pass_fds=self._pass_fds(), umask=PRIVATE_UMASK)
+
+    # -- small objects (manifests) written with an rclone started in advance --------------------------
+    def _prestart_write(self, name: str) -> None:
+        """Start the ``rcat`` that will store *name* now (under a guardian, idle on its input until
+        :meth:`write_verified` hands it the bytes): rclone's start-up (~50 ms) then happens while the
+        dump runs instead of between the dump's end and the commit. Best effort: on any problem the
+        write starts its own rclone as before."""
+        if name in self._pending:
+            return
+        try:
+            guarded = self._guardian()
+            guarded.start(self.argv("rcat", *STATS_ARGS, self.path(name)))
+        except Exception as exc:
+            log.debug("no rclone started in advance for %s: %s", name, exc)
+            return
+        self._pending[name] = guarded
+
+    async def discard_prestarted(self, name: str | None = None) -> None:
+        """Stop the rclone started in advance for *name* (every one when None) without storing anything."""
+        names = list(self._pending) if name is None else [name]
+        for key in names:
+            guarded = self._pending.pop(key, None)
+            if guarded is not None:
+                guarded.cut()
+                guarded.close_fd()
+                with anyio.CancelScope(shield=True), anyio.move_on_after(GUARDIAN_GRACE + 3):
+                    await guarded.process.wait()
+                if guarded.process.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(guarded.process.pid, signal.SIGKILL)
+
+    async def _write_prestarted(self, guarded: GuardedProcess, name: str, data: bytes) -> None:
+        """Hand *data* to the waiting rclone and let it store it; its stats line confirms the size."""
+        fd = guarded.fd
+        assert fd is not None
+        os.set_blocking(fd, False)
+        view = memoryview(data)
+        try:
+            with anyio.fail_after(self.options.op_timeout):
+                while view:
+                    await anyio.wait_writable(fd)
+                    try:
+                        view = view[os.write(fd, view) :]
+                    except BlockingIOError:
+                        continue
+                    except BrokenPipeError:
+                        raise StorageError("rclone stopped reading") from None
+                guarded.release()
+                status = await guarded.process.wait()
+        except TimeoutError:
+            raise StorageError(f"rclone rcat did not finish within {self.options.op_timeout:.0f}s") from None
+        finally:
+            if guarded.process.returncode is None:
+                guarded.cut()
+                guarded.close_fd()
+                with anyio.CancelScope(shield=True):
+                    await guarded.process.wait()
+        err = guarded.process.stderr.text()
+        if status != 0:
+            raise StorageError(f"rclone rcat {guarded.process.describe_exit(status)}", stderr_tail=_log_text(err))
+        stored = _stats_bytes(err)
+        if stored is None:
+            raise StorageError("rclone rcat did not report what it stored")
+        if stored != len(data):
+            raise StorageError(f"the remote holds {stored} bytes of {name}, {len(data)} were sent")
 
     # -- the backend behind the remote ---------------------------------------------------------
     def commits_directly(self) -> bool:
@@ -516,7 +605,17 @@ class RcloneCliStorage(Storage):
         """``rclone copyto`` from an in-memory file: unlike ``rcat``, a copy checks the stored size (and
         hash where the remote has one) itself, so no second rclone start is needed to confirm it."""
         problem = ""
-        for attempt in range(WRITE_TRIES):
+        first = 0
+        guarded = self._pending.pop(name, None)
+        if guarded is not None:  # the rclone started in advance is the first attempt
+            first = 1
+            try:
+                await self._write_prestarted(guarded, name, data)
+                return
+            except StorageError as exc:
+                problem = str(exc)
+                log.warning("writing %s failed (attempt 1 of %d): %s", name, WRITE_TRIES, exc)
+        for attempt in range(first, WRITE_TRIES):
             if attempt:
                 await anyio.sleep(WRITE_RETRY_PAUSE)
             fd = os.memfd_create("dbstash-manifest", os.MFD_CLOEXEC)
@@ -598,6 +697,14 @@ class RcloneUpload(Upload):
         if status != 0:
             raise UploadFailed(f"rclone rcat {self._proc.describe_exit(status)}", stderr_tail=self._proc.stderr.text())
 
+    async def commit(
+        self, expected_size: int, *, alternative: str | None = None, before_publish: BeforePublish | None = None
+    ) -> str:
+        try:
+            return await super().commit(expected_size, alternative=alternative, before_publish=before_publish)
+        finally:  # the manifest's rclone started in advance, if the name changed or no manifest was written
+            await self._storage.discard_prestarted(manifest_name(self.final_name))
+
     async def interrupt(self) -> None:
         # SIGTERM: rclone's atexit handlers abort an S3 multipart upload; EOF would commit it.
         # stdin stays open until rclone is gone, so it never sees a clean end of input.
@@ -616,6 +723,7 @@ class RcloneUpload(Upload):
             await self._storage.delete(self.partial_name, timeout=limit)
         except Exception as exc:  # the remote may be what failed: the partial name keeps it harmless
             log.warning("could not remove partial upload %s: %s", self.partial_name, exc)
+        await self._storage.discard_prestarted(manifest_name(self.final_name))
 
 
 class DirectRcloneUpload(Upload):
@@ -687,6 +795,7 @@ class DirectRcloneUpload(Upload):
                     await self._drop_claim()
         self._done = self.committed = True
         await self._drop_claim()
+        await self._storage.discard_prestarted(manifest_name(name))  # if before_publish did not use it
         return name
 
     async def interrupt(self) -> None:
@@ -703,6 +812,7 @@ class DirectRcloneUpload(Upload):
                 os.killpg(proc.pid, signal.SIGKILL)  # the guardian and rclone (its process group)
             await proc.wait()
         self._guard.close_fd()
+        await self._storage.discard_prestarted(manifest_name(self.final_name))
 
     async def _drop_claim(self) -> None:
         if self.partial_name:
