@@ -6,26 +6,10 @@ Example:
     >>> print(result.remote_path, result.size, result.sha256)  # doctest: +SKIP
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from dbstash._version import __version__
-from dbstash.api import (
-    BackupResult,
-    JobResult,
-    PruneResult,
-    abackup,
-    abackup_many,
-    aprune,
-    arun,
-    backup,
-    backup_many,
-    dry_run,
-    plan_retention,
-    prune,
-    run_backup,
-    run_job,
-)
-from dbstash.config import Settings
-from dbstash.databases import GLOBALS_LABEL, DatabaseSelection
-from dbstash.engines import ENGINES, Connection, DumpCommand, DumpOptions, Engine, engine_for_uri, get_engine
 from dbstash.errors import (
     BackupCancelled,
     BackupFailed,
@@ -41,40 +25,180 @@ from dbstash.errors import (
     ToolVersionMismatch,
     UploadFailed,
 )
-from dbstash.hooks import Hook, HookFailed, ShellHook
-from dbstash.multi import DatabaseOutcome
-from dbstash.naming import NameTemplate
-from dbstash.notify import (
-    DiscordNotifier,
-    EmailNotifier,
-    Notifier,
-    PingNotifier,
-    RunEvent,
-    SlackNotifier,
-    WebhookNotifier,
-    webhook_notifier,
-)
-from dbstash.pipeline import Pipeline, PipelineResult
-from dbstash.restore import (
-    BackupInfo,
-    RestoreResult,
-    RestoreRun,
-    alist_backups,
-    arestore,
-    arestore_many,
-    list_backups,
-    restore,
-    restore_many,
-)
-from dbstash.retention import Backup, Decision, RetentionPlan, RetentionPolicy
-from dbstash.sink import Sink, SinkUpload, StreamSink
-from dbstash.source import CommandSource, DumpSource, Source, SourceStream, StreamSource
-from dbstash.storage.base import Catalog, RemoteEntry, Storage, Upload
-from dbstash.storage.memory import MemorySink
-from dbstash.storage.rclone_cli import RcloneCliStorage, RcloneOptions
-from dbstash.storage.rclone_rc import RcloneRcStorage, RcOptions
-from dbstash.transforms import Compress, Progress, Transform, TransformStep
-from dbstash.verify import VerifyResult, VerifyRun, averify, averify_many, verify, verify_many
+
+if TYPE_CHECKING:
+    from dbstash.api import (
+        BackupResult,
+        JobResult,
+        PruneResult,
+        abackup,
+        abackup_many,
+        aprune,
+        arun,
+        backup,
+        backup_many,
+        dry_run,
+        plan_retention,
+        prune,
+        run_backup,
+        run_job,
+    )
+    from dbstash.config import Settings
+    from dbstash.databases import GLOBALS_LABEL, DatabaseSelection
+    from dbstash.engines import ENGINES, Connection, DumpCommand, DumpOptions, Engine, engine_for_uri, get_engine
+    from dbstash.errors import (
+        BackupCancelled,
+        BackupFailed,
+        BackupTimeout,
+        ChecksumMismatch,
+        ConfigError,
+        DbstashError,
+        DumpFailed,
+        RestoreError,
+        RestoreRefused,
+        StorageError,
+        ToolNotFound,
+        ToolVersionMismatch,
+        UploadFailed,
+    )
+    from dbstash.hooks import Hook, HookFailed, ShellHook
+    from dbstash.multi import DatabaseOutcome
+    from dbstash.naming import NameTemplate
+    from dbstash.notify import (
+        DiscordNotifier,
+        EmailNotifier,
+        Notifier,
+        PingNotifier,
+        RunEvent,
+        SlackNotifier,
+        WebhookNotifier,
+        webhook_notifier,
+    )
+    from dbstash.pipeline import Pipeline, PipelineResult
+    from dbstash.restore import (
+        BackupInfo,
+        RestoreResult,
+        RestoreRun,
+        alist_backups,
+        arestore,
+        arestore_many,
+        list_backups,
+        restore,
+        restore_many,
+    )
+    from dbstash.retention import Backup, Decision, RetentionPlan, RetentionPolicy
+    from dbstash.sink import Sink, SinkUpload, StreamSink
+    from dbstash.source import CommandSource, DumpSource, Source, SourceStream, StreamSource
+    from dbstash.storage.base import Catalog, RemoteEntry, Storage, Upload
+    from dbstash.storage.memory import MemorySink
+    from dbstash.storage.rclone_cli import RcloneCliStorage, RcloneOptions
+    from dbstash.storage.rclone_rc import RcloneRcStorage, RcOptions
+    from dbstash.transforms import Compress, Progress, Transform, TransformStep
+    from dbstash.verify import VerifyResult, VerifyRun, averify, averify_many, verify, verify_many
+
+#: Everything else is imported on first use (PEP 562): ``import dbstash`` stays cheap, and a run of the
+#: CLI loads only the parts it uses (a restore's, a verify's or a dry run's modules are not on a
+#: backup's path). Each name's module is below.
+_LAZY = {
+    "BackupResult": "dbstash.api",
+    "JobResult": "dbstash.api",
+    "PruneResult": "dbstash.api",
+    "abackup": "dbstash.api",
+    "abackup_many": "dbstash.api",
+    "aprune": "dbstash.api",
+    "arun": "dbstash.api",
+    "backup": "dbstash.api",
+    "backup_many": "dbstash.api",
+    "dry_run": "dbstash.api",
+    "plan_retention": "dbstash.api",
+    "prune": "dbstash.api",
+    "run_backup": "dbstash.api",
+    "run_job": "dbstash.api",
+    "Settings": "dbstash.config",
+    "GLOBALS_LABEL": "dbstash.databases",
+    "DatabaseSelection": "dbstash.databases",
+    "ENGINES": "dbstash.engines",
+    "Connection": "dbstash.engines",
+    "DumpCommand": "dbstash.engines",
+    "DumpOptions": "dbstash.engines",
+    "Engine": "dbstash.engines",
+    "engine_for_uri": "dbstash.engines",
+    "get_engine": "dbstash.engines",
+    "Hook": "dbstash.hooks",
+    "HookFailed": "dbstash.hooks",
+    "ShellHook": "dbstash.hooks",
+    "DatabaseOutcome": "dbstash.multi",
+    "NameTemplate": "dbstash.naming",
+    "DiscordNotifier": "dbstash.notify",
+    "EmailNotifier": "dbstash.notify",
+    "Notifier": "dbstash.notify",
+    "PingNotifier": "dbstash.notify",
+    "RunEvent": "dbstash.notify",
+    "SlackNotifier": "dbstash.notify",
+    "WebhookNotifier": "dbstash.notify",
+    "webhook_notifier": "dbstash.notify",
+    "Pipeline": "dbstash.pipeline",
+    "PipelineResult": "dbstash.pipeline",
+    "BackupInfo": "dbstash.restore",
+    "RestoreResult": "dbstash.restore",
+    "RestoreRun": "dbstash.restore",
+    "alist_backups": "dbstash.restore",
+    "arestore": "dbstash.restore",
+    "arestore_many": "dbstash.restore",
+    "list_backups": "dbstash.restore",
+    "restore": "dbstash.restore",
+    "restore_many": "dbstash.restore",
+    "Backup": "dbstash.retention",
+    "Decision": "dbstash.retention",
+    "RetentionPlan": "dbstash.retention",
+    "RetentionPolicy": "dbstash.retention",
+    "Sink": "dbstash.sink",
+    "SinkUpload": "dbstash.sink",
+    "StreamSink": "dbstash.sink",
+    "CommandSource": "dbstash.source",
+    "DumpSource": "dbstash.source",
+    "Source": "dbstash.source",
+    "SourceStream": "dbstash.source",
+    "StreamSource": "dbstash.source",
+    "Catalog": "dbstash.storage.base",
+    "RemoteEntry": "dbstash.storage.base",
+    "Storage": "dbstash.storage.base",
+    "Upload": "dbstash.storage.base",
+    "MemorySink": "dbstash.storage.memory",
+    "RcloneCliStorage": "dbstash.storage.rclone_cli",
+    "RcloneOptions": "dbstash.storage.rclone_cli",
+    "RcloneRcStorage": "dbstash.storage.rclone_rc",
+    "RcOptions": "dbstash.storage.rclone_rc",
+    "Compress": "dbstash.transforms",
+    "Progress": "dbstash.transforms",
+    "Transform": "dbstash.transforms",
+    "TransformStep": "dbstash.transforms",
+    "VerifyResult": "dbstash.verify",
+    "VerifyRun": "dbstash.verify",
+    "averify": "dbstash.verify",
+    "averify_many": "dbstash.verify",
+    "verify": "dbstash.verify",
+    "verify_many": "dbstash.verify",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:  # a submodule (dbstash.api, ...) that no one imported yet
+        try:
+            return importlib.import_module(f"dbstash.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"dbstash.{name}":
+                raise
+        raise AttributeError(f"module 'dbstash' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "ENGINES",

@@ -14,6 +14,7 @@ import anyio
 import click
 
 import dbstash
+import dbstash.api
 from dbstash.config import Settings
 from dbstash.errors import ConfigError, DbstashError
 from dbstash.lock import LockHeld, job_lock
@@ -127,15 +128,36 @@ async def _with_signals(func: Callable[[], Awaitable[T]]) -> T:
     return outcome[0]
 
 
+class _StartupConfigError(Exception):
+    """A ConfigError of the start-up check: exit 2 with the configuration message, not a failed run."""
+
+    def __init__(self, error: ConfigError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+async def _preflight(settings: Settings) -> None:
+    """The start-up check that needs rclone (nothing is dumped or uploaded when it fails)."""
+    try:
+        await dbstash.api.preflight(settings)
+    except ConfigError as exc:
+        raise _StartupConfigError(exc) from None
+    except DbstashError as exc:  # rcd unreachable or not up yet (a sidecar starting): the run reports it
+        log.warning("start-up check failed: %s", GLOBAL_REDACTOR(str(exc)))
+
+
 def _run_once(settings: Settings, *, as_json: bool, show_progress: bool) -> int:
     progress = TerminalProgress() if show_progress else None
 
     async def job() -> dbstash.BackupResult | dbstash.JobResult:
+        await _preflight(settings)  # in the run's own event loop: one loop per process on the hot path
         with job_lock(settings):
             return await dbstash.arun(settings, progress=progress)
 
     try:
         result = anyio.run(_with_signals, job)
+    except _StartupConfigError as exc:
+        _fail_config(exc.error, as_json)
     except DbstashError as exc:
         if progress:
             progress.finish()
@@ -290,12 +312,6 @@ def backup(as_json: bool, dry_run: bool, compress: bool | None = None, **flags: 
     configure_logging(settings.service.log_level, settings.service.log_format)
     if settings.service.dry_run:
         sys.exit(_dry_run(settings, as_json=as_json))
-    try:
-        anyio.run(dbstash.api.preflight, settings)
-    except ConfigError as exc:
-        _fail_config(exc, as_json)
-    except DbstashError as exc:  # rcd unreachable: the run itself reports it
-        log.warning("start-up check failed: %s", GLOBAL_REDACTOR(str(exc)))
     sys.exit(_run_once(settings, as_json=as_json, show_progress=sys.stderr.isatty() and not as_json))
 
 
@@ -348,14 +364,14 @@ def run() -> None:
     configure_logging(settings.service.log_level, settings.service.log_format)
     if settings.service.dry_run:
         sys.exit(_dry_run(settings, as_json=False))
+    if settings.service.schedule == "once":
+        sys.exit(_run_once(settings, as_json=False, show_progress=False))
     try:
         anyio.run(dbstash.api.preflight, settings)
     except ConfigError as exc:
         _fail_config(exc, False)
     except DbstashError as exc:  # rcd not up yet (a sidecar starting): each run reports it if it persists
         log.warning("start-up check failed: %s", GLOBAL_REDACTOR(str(exc)))
-    if settings.service.schedule == "once":
-        sys.exit(_run_once(settings, as_json=False, show_progress=False))
     from dbstash.service import Service  # noqa: PLC0415 - prometheus-client only for cron mode
 
     try:

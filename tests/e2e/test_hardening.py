@@ -230,7 +230,7 @@ def test_sigterm_is_honoured_within_docker_stop_grace_when_the_remote_is_dead(
     env = _env(extra)
     proc = subprocess.Popen([*DBSTASH, "run"], env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
-    while not children_named("pg_dump", proc.pid) and time.monotonic() < deadline:
+    while not children_named("pg_dump", proc.pid, arg="--no-password") and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(2)  # rclone is stuck on the dead remote, the relay is blocked
     t0 = time.monotonic()

@@ -142,7 +142,7 @@ def test_a_dump_failing_mid_stream_on_s3_leaves_nothing(pg: PgServer, big: str, 
     env = s3_env(s3, folder, DB_URI=pg.uri(), RCLONE_EXTRA_ARGS="--bwlimit 20M")
     proc = subprocess.Popen([*DBSTASH, "run"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
-    while not (pids := children_named("pg_dump", proc.pid)) and time.monotonic() < deadline:
+    while not (pids := children_named("pg_dump", proc.pid, arg="--no-password")) and time.monotonic() < deadline:
         time.sleep(0.02)
     time.sleep(0.5)
     for pid in pids:

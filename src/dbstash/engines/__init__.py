@@ -36,10 +36,10 @@ def available_engines() -> dict[str, type[Engine]]:
         [project.entry-points."dbstash.engines"]
         clickhouse = "dbstash_clickhouse:ClickhouseEngine"
     """
-    from importlib.metadata import entry_points  # noqa: PLC0415 - only when an unknown key is asked for
+    from dbstash.plugins import entry_points_of  # noqa: PLC0415 - only when an unknown key is asked for
 
     found = dict(ENGINES)
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
+    for ep in entry_points_of(ENTRY_POINT_GROUP):
         if ep.name in found:
             continue
         cls = ep.load()

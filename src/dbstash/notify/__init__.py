@@ -66,10 +66,10 @@ def plugin_notifiers(environ: Mapping[str, str]) -> list[Notifier]:
 
     A factory raising :class:`~dbstash.errors.ConfigError` (naming its variable) stops start-up with exit 2.
     """
-    from importlib.metadata import entry_points  # noqa: PLC0415 - only the env path needs it
+    from dbstash.plugins import entry_points_of  # noqa: PLC0415 - only the env path needs it
 
     found: list[Notifier] = []
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
+    for ep in entry_points_of(ENTRY_POINT_GROUP):
         notifier = ep.load()(environ)
         if notifier is None:
             continue
