@@ -7,6 +7,7 @@ apt_ensure sqlite3 sqlite3
 apt_ensure '/usr/lib/postgresql/*/bin/initdb' postgresql
 apt_ensure mariadbd mariadb-server mariadb-client
 apt_ensure redis-server redis-server redis-tools
+apt_ensure age age
 "$(dirname "$0")/go-peers.sh"
 venv_ensure dev
 

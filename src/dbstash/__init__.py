@@ -26,6 +26,12 @@ from dbstash.errors import (
     UploadFailed,
 )
 
+# Functions named like their modules are bound now: the first import of a submodule sets the package's
+# attribute of that name to the module, which a lazily bound function would never replace.
+from dbstash.prune import prune
+from dbstash.restore import restore
+from dbstash.verify import verify
+
 if TYPE_CHECKING:
     from dbstash.api import (
         BackupResult,
@@ -45,6 +51,7 @@ if TYPE_CHECKING:
     )
     from dbstash.config import Settings
     from dbstash.databases import GLOBALS_LABEL, DatabaseSelection
+    from dbstash.encryption import AgeEncryption, AgeIdentity
     from dbstash.engines import ENGINES, Connection, DumpCommand, DumpOptions, Engine, engine_for_uri, get_engine
     from dbstash.errors import (
         BackupCancelled,
@@ -93,7 +100,7 @@ if TYPE_CHECKING:
     from dbstash.storage.memory import MemorySink
     from dbstash.storage.rclone_cli import RcloneCliStorage, RcloneOptions
     from dbstash.storage.rclone_rc import RcloneRcStorage, RcOptions
-    from dbstash.transforms import Compress, Progress, Transform, TransformStep
+    from dbstash.transforms import Compress, ProcessTransform, Progress, Transform, TransformStep
     from dbstash.verify import VerifyResult, VerifyRun, averify, averify_many, verify, verify_many
 
 #: Everything else is imported on first use (PEP 562): ``import dbstash`` stays cheap, and a run of the
@@ -111,7 +118,6 @@ _LAZY = {
     "backup_many": "dbstash.api",
     "dry_run": "dbstash.api",
     "plan_retention": "dbstash.api",
-    "prune": "dbstash.api",
     "run_backup": "dbstash.api",
     "run_job": "dbstash.api",
     "Settings": "dbstash.config",
@@ -146,7 +152,6 @@ _LAZY = {
     "arestore": "dbstash.restore",
     "arestore_many": "dbstash.restore",
     "list_backups": "dbstash.restore",
-    "restore": "dbstash.restore",
     "restore_many": "dbstash.restore",
     "Backup": "dbstash.retention",
     "Decision": "dbstash.retention",
@@ -170,6 +175,9 @@ _LAZY = {
     "RcloneRcStorage": "dbstash.storage.rclone_rc",
     "RcOptions": "dbstash.storage.rclone_rc",
     "Compress": "dbstash.transforms",
+    "ProcessTransform": "dbstash.transforms",
+    "AgeEncryption": "dbstash.encryption",
+    "AgeIdentity": "dbstash.encryption",
     "Progress": "dbstash.transforms",
     "Transform": "dbstash.transforms",
     "TransformStep": "dbstash.transforms",
@@ -177,7 +185,6 @@ _LAZY = {
     "VerifyRun": "dbstash.verify",
     "averify": "dbstash.verify",
     "averify_many": "dbstash.verify",
-    "verify": "dbstash.verify",
     "verify_many": "dbstash.verify",
 }
 
@@ -203,6 +210,8 @@ def __dir__() -> list[str]:
 __all__ = [
     "ENGINES",
     "GLOBALS_LABEL",
+    "AgeEncryption",
+    "AgeIdentity",
     "Backup",
     "BackupCancelled",
     "BackupFailed",
@@ -235,6 +244,7 @@ __all__ = [
     "PingNotifier",
     "Pipeline",
     "PipelineResult",
+    "ProcessTransform",
     "Progress",
     "PruneResult",
     "RcOptions",

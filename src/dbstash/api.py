@@ -55,6 +55,7 @@ async def abackup(
     mode: str = "stream",
     temp_dir: str | None = None,
     stall_timeout: float | None = DEFAULT_STALL_TIMEOUT,
+    encrypt_to: Sequence[str] | str | None = None,
 ) -> BackupResult:
     """Back up one database into an rclone remote; the async twin of :func:`backup`.
 
@@ -69,7 +70,8 @@ async def abackup(
     :class:`~dbstash.Storage` instead of rclone (:class:`~dbstash.MemorySink` in tests); *remote*
     may then be omitted. *engine*: an :class:`~dbstash.Engine` object or key instead of the URI's
     scheme; *retention*: a :class:`~dbstash.RetentionPolicy`; *mode*: ``stream``, ``directory`` or
-    ``tar`` (with *temp_dir*).
+    ``tar`` (with *temp_dir*). *encrypt_to*: age recipients (``age1...`` or SSH public keys): the
+    stream is encrypted with ``age`` after compression (``.age`` appended; restore needs the identity).
 
     Raises:
         ConfigError: a parameter is malformed (nothing was dumped or uploaded).
@@ -97,6 +99,7 @@ async def abackup(
             "rc": rc,
             "timeout": timeout,
             "tz": tz,
+            "encrypt_to": encrypt_to,
         }
         if name_template is not None:
             kwargs["name_template"] = name_template
@@ -138,8 +141,9 @@ def backup(
     mode: str = "stream",
     temp_dir: str | None = None,
     stall_timeout: float | None = DEFAULT_STALL_TIMEOUT,
+    encrypt_to: Sequence[str] | str | None = None,
 ) -> BackupResult:
-    """Back up one database into an rclone remote and return the committed backup.
+    """Back up one database into an rclone remote and return the committed backup (see :func:`abackup`).
 
     Blocking; runs its own event loop. Inside async code use ``await dbstash.abackup(...)``:
     calling this from a running event loop raises RuntimeError instead of nesting loops.
@@ -185,6 +189,7 @@ def backup(
             retention=retention,
             mode=mode,
             temp_dir=temp_dir,
+            encrypt_to=encrypt_to,
             stall_timeout=stall_timeout,
         )
     )

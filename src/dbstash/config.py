@@ -13,6 +13,8 @@ from zoneinfo import ZoneInfo
 
 from dbstash.compression import StreamCompression, parse_compress
 from dbstash.databases import GLOBALS_LABEL, DatabaseSelection, parse_selection
+from dbstash.encryption import AgeEncryption, AgeIdentity
+from dbstash.encryption import describe as describe_encryption
 from dbstash.engines import engine_for_uri, get_engine
 from dbstash.engines.base import Connection, DumpOptions, Engine, check_ports
 from dbstash.envparse import (
@@ -22,6 +24,8 @@ from dbstash.envparse import (
     _check_rc,
     _check_remote,
     _check_tz,
+    _encryption,
+    _identity_file,
     _read_secret_file,
     _retention,
     settings_from_env,
@@ -160,6 +164,10 @@ class Settings:
     archive: bool = False
     #: the globals object of a multi-database job (roles, users, grants): ``{db}`` is ``_globals``
     globals_only: bool = False
+    #: ``BACKUP_ENCRYPT=age``: the stream is encrypted to these recipients (``.age`` appended)
+    encryption: AgeEncryption | None = None
+    #: ``AGE_IDENTITY_FILE``: the private key restore and verify decrypt with (never needed to back up)
+    identity_file: str | None = None
 
     # -- many databases per job ------------------------------------------------------------------
     @property
@@ -243,6 +251,8 @@ class Settings:
             ext = ".tar" if self.mode == "tar" else engine.extension(self.dump_options, self.connection)
             if self.stream_compress is not None:
                 ext += self.stream_compress.suffix
+        if self.encryption is not None and self.mode != "directory":
+            ext += self.encryption.suffix
         return NameTemplate.parse(self.name_template, db=self.database_label, engine=self.engine_key, extension=ext)
 
     def warnings(self) -> list[str]:
@@ -283,6 +293,7 @@ class Settings:
             "extension": self.template().extension,
             "compress": str(self.stream_compress) if self.stream_compress else ("native" if self.compress else False),
             "mode": self.mode,
+            "encryption": describe_encryption(self.encryption.recipients) if self.encryption else None,
             "temp_dir": self.temp_dir if self.mode != "stream" else None,
             "dump_extra_args": list(self.dump_extra_args),
             "restore_extra_args": list(self.restore_extra_args),
@@ -334,6 +345,8 @@ class Settings:
         exclude: str | Sequence[str] = (),
         include_globals: bool | None = None,
         parallel: int = 1,
+        encrypt_to: Sequence[str] | str | None = None,
+        identity_file: str | os.PathLike[str] | None = None,
     ) -> Settings:
         """Validate library arguments into settings; errors name the parameter at fault.
 
@@ -346,6 +359,11 @@ class Settings:
         database but the system ones and *exclude*, names or globs), a list of names, or
         ``"all,postgres"``; *include_globals* (default: where the engine can) adds the roles/users
         and grants as one more object; *parallel* databases are dumped at once.
+
+        *encrypt_to*: age recipients (``age1...`` or SSH public keys; a list, or one string with
+        commas or new lines): every backup is encrypted with ``age`` (``.age`` appended).
+        *identity_file*: the age identity (mode 0600) that :func:`restore` and :func:`verify`
+        decrypt with; backing up never needs it.
         """
         engine_object = engine if isinstance(engine, Engine) else None
         if isinstance(engine, str):
@@ -401,9 +419,20 @@ class Settings:
             stall_timeout=stall_timeout if stall_timeout else None,
             tz=_check_tz(tz, "tz"),
             engine_object=engine_object,
+            encryption=_encryption(encrypt_to, "encrypt_to"),
+            identity_file=_identity_file(identity_file, "identity_file"),
         )
         settings._validate(template_variable="name_template", db_variable="databases" if selection else "uri")
         return settings
+
+    def identity(self) -> AgeIdentity:
+        """The age identity restore and verify decrypt with; ConfigError names AGE_IDENTITY_FILE if none."""
+        if self.identity_file is None:
+            raise ConfigError(
+                "AGE_IDENTITY_FILE",
+                "the path of the age identity (private key) the backup was encrypted to, to decrypt it",
+            )
+        return AgeIdentity.from_file(self.identity_file)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -437,6 +466,12 @@ class Settings:
             )
         if self.mode != "stream" and not os.path.isabs(self.temp_dir):
             raise ConfigError("BACKUP_TEMP_DIR", "an absolute path for directory and tar modes", self.temp_dir)
+        if self.mode == "directory" and self.encryption is not None:
+            raise ConfigError(
+                mode_variable,
+                "stream or tar with encryption (directory mode copies the dump's files as they are)",
+                self.mode,
+            )
         if self.mode == "directory" and self.rc is not None:
             raise ConfigError(
                 mode_variable,

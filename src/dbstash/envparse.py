@@ -16,13 +16,14 @@ import math
 import os
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dbstash.compression import parse_compress
 from dbstash.databases import ALL_MODES, DatabaseSelection, parse_selection
+from dbstash.encryption import RECIPIENTS_EXPECTED, AgeEncryption, AgeIdentity, age_binary, parse_recipients
 from dbstash.engines import ENGINES, engine_for_uri, get_engine, same_family, target_connection
 from dbstash.engines.base import Connection, Engine, check_ports
 from dbstash.engines.mongo import MongoEngine
@@ -209,6 +210,8 @@ def settings_from_env(cls: type[Settings], environ: Mapping[str, str]) -> Settin
             plugins=tuple(plugin_notifiers(env)),
         ),
         verify_target=_check_verify_target(get("VERIFY_TARGET_URI"), engine),
+        encryption=_encryption_from_env(env),
+        identity_file=_identity_file(get("AGE_IDENTITY_FILE"), "AGE_IDENTITY_FILE"),
     )
     settings.notifiers()  # validates the NOTIFY_* URLs at start-up
     settings._validate(
@@ -273,6 +276,55 @@ def _secret(value: str | None) -> str | None:
 
 
 KEEP_PERIODS = ("hourly", "daily", "weekly", "monthly", "yearly")
+
+
+def _encryption(recipients: Sequence[str] | str | None, variable: str) -> AgeEncryption | None:
+    """Library recipients (a list, or one string with commas or new lines) -> AgeEncryption."""
+    if recipients is None:
+        return None
+    text = recipients if isinstance(recipients, str) else "\n".join(recipients)
+    return AgeEncryption(parse_recipients(text, variable))
+
+
+def _identity_file(path: str | os.PathLike[str] | None, variable: str) -> str | None:
+    """An identity file path, checked now (a regular file only its owner reads); read when used."""
+    if path is None:
+        return None
+    AgeIdentity.from_file(os.fspath(path), variable)
+    return os.fspath(path)
+
+
+def _encryption_from_env(env: Mapping[str, str]) -> AgeEncryption | None:
+    """``BACKUP_ENCRYPT`` with ``AGE_RECIPIENTS`` / ``AGE_RECIPIENTS_FILE``."""
+    how = (env.get("BACKUP_ENCRYPT") or "").strip().lower()
+    recipients_file = (env.get("AGE_RECIPIENTS_FILE") or "").strip()
+    recipients = (env.get("AGE_RECIPIENTS") or "").strip()
+    if how in ("", "none", "false"):
+        if recipients or recipients_file:
+            raise ConfigError(
+                "BACKUP_ENCRYPT", "age when AGE_RECIPIENTS or AGE_RECIPIENTS_FILE is set", how or "(unset)"
+            )
+        return None
+    if how != "age":
+        raise ConfigError("BACKUP_ENCRYPT", "age or none", how)
+    text = recipients
+    variable = "AGE_RECIPIENTS"
+    if recipients_file:
+        variable = "AGE_RECIPIENTS_FILE"
+        try:
+            with open(recipients_file, encoding="utf-8") as fh:
+                text = (text + "\n" if text else "") + fh.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                variable, "a readable file of age recipients or SSH public keys", f"{recipients_file} ({exc})"
+            ) from None
+    if not text:
+        raise ConfigError(
+            "AGE_RECIPIENTS", "at least one recipient with BACKUP_ENCRYPT=age (" + RECIPIENTS_EXPECTED + ")"
+        )
+    encryption = AgeEncryption(parse_recipients(text, variable))
+    age_binary()  # BACKUP_ENCRYPT=age without the age command: exit at start-up
+    return encryption
 
 
 def _retention(max_files: int, max_days: float, keep: Mapping[str, int] | None, tz: str) -> RetentionPolicy:

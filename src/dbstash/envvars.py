@@ -61,6 +61,11 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("BACKUP_COMPRESS", "Dump", "false", "true (the tool's native compression), false, zstd, gzip, zstd:LEVEL, gzip:LEVEL"),
     EnvVar("DUMP_EXTRA_ARGS", "Dump", "—", "flags for the dump tool, shell-quoted; win over BACKUP_COMPRESS"),
     EnvVar("RESTORE_EXTRA_ARGS", "Dump", "—", "flags appended to the restore tool (psql/pg_restore, mysql, mongorestore), shell-quoted, e.g. --noIndexRestore"),
+    # encryption
+    EnvVar("BACKUP_ENCRYPT", "Encryption", "none", "age: encrypt every backup to AGE_RECIPIENTS with the age command (.age appended; stream and tar modes)"),
+    EnvVar("AGE_RECIPIENTS", "Encryption", "—", "age public keys (age1...) or SSH public keys (ssh-ed25519, ssh-rsa), comma or newline separated"),
+    EnvVar("AGE_RECIPIENTS_FILE", "Encryption", "—", "file of recipients, one per line (# comments); added to AGE_RECIPIENTS"),
+    EnvVar("AGE_IDENTITY_FILE", "Encryption", "—", "restore and verify only: the age identity (private key) file, mode 0600; never needed to back up"),
     # retention
     EnvVar("RETENTION_MAX_FILES", "Retention", "0 (unlimited)", "keep at most N backups"),
     EnvVar("RETENTION_MAX_DAYS", "Retention", "0 (unlimited)", "delete backups older than N days (decimals allowed)"),

@@ -48,6 +48,7 @@ class BackupResult:
         retention_error: why retention could not run, if it failed (the backup itself stands).
         dump_size: bytes the dump tool wrote (more than *size* when dbstash compressed the stream).
         compression: in-stream compression by dbstash (``zstd:3``), or None.
+        encryption: ``age`` when the stored bytes are encrypted (size and sha256 are the ciphertext's).
 
     Every committed backup has its manifest (``NAME.dbstash-manifest.json``): a run whose manifest
     could not be stored fails instead.
@@ -69,6 +70,7 @@ class BackupResult:
     retention_error: str | None = None
     dump_size: int | None = None
     compression: str | None = None
+    encryption: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         """Plain JSON-ready data (timestamps as ISO 8601 UTC)."""
@@ -231,6 +233,9 @@ class _ManifestWriter:
             dump_size=stats.source_size,
             backup_id=self.backup_id,
             files={p: [size, digest] for p, (size, digest) in self.files.items()} if self.files is not None else None,
+            encryption={"kind": "age", "recipients": list(s.encryption.fingerprints())}
+            if s.encryption is not None and s.mode != "directory"
+            else None,
         )
         try:
             await self.storage.write_verified(manifest_name(name), manifest.to_json())
@@ -249,6 +254,8 @@ def _transforms(settings: Settings, progress: Progress | None) -> list[Transform
         found.append(Compress(settings.stream_compress))
     if progress is not None:
         found.append(ProgressTransform(progress))
+    if settings.encryption is not None:  # last: what age writes is what is stored
+        found.append(settings.encryption)
     return found
 
 
@@ -388,6 +395,9 @@ async def _run(
         retention_error=retention_error,
         dump_size=stats.source_size,
         compression=str(settings.stream_compress) if settings.stream_compress else None,
+        encryption=str(settings.encryption)
+        if settings.encryption is not None and settings.mode != "directory"
+        else None,
     )
     log.info(
         "backup complete",

@@ -1,7 +1,7 @@
 """Manifests: a small JSON sidecar written after each commit, so every backup can be checked later.
 
 ``NAME.dbstash-manifest.json`` holds the sha256 and size of exactly the stored bytes, what made
-them (engine, tool and dbstash versions), how (mode, compression) and when. It is written only
+them (engine, tool and dbstash versions), how (mode, compression, encryption) and when. It is written only
 after the backup was committed; retention removes a backup and its manifest together; listing
 pairs them; restore and verify check the checksum against it.
 """
@@ -46,6 +46,8 @@ class Manifest:
     backup_id: str | None = None
     #: directory mode: relative path -> [size, sha256] of every file (``sha256`` then digests this listing)
     files: dict[str, list[object]] | None = None
+    #: ``{"kind": "age", "recipients": [fingerprints]}`` when the stored bytes are encrypted (never a key)
+    encryption: dict[str, object] | None = None
     version: int = MANIFEST_VERSION
 
     def to_json(self) -> bytes:

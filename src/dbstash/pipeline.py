@@ -9,9 +9,12 @@ cancellation, commit decision) is structured anyio code.
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 import anyio
 from anyio.streams.file import FileStreamAttribute
@@ -19,12 +22,13 @@ from anyio.streams.file import FileStreamAttribute
 from dbstash.compression import Compressor
 from dbstash.errors import BackupTimeout, UploadFailed
 from dbstash.logs import get_logger
+from dbstash.process import grow_pipe
 from dbstash.redact import GLOBAL_REDACTOR, Redactor
 from dbstash.relay import DEFAULT_STALL_TIMEOUT, TAIL, Progress, Relay, TransferStats, _relay_watched, _stalled
 from dbstash.sink import Sink, SinkUpload
-from dbstash.source import Source, SourceStream
+from dbstash.source import Source, SourceStream, _ProcessStream
 from dbstash.storage.base import SizeHint, Storage, Upload
-from dbstash.transforms import Compress, Transform
+from dbstash.transforms import Compress, ProcessTransform, Transform
 from dbstash.transforms import Progress as ProgressTransform
 
 log = get_logger("dbstash.pipeline")
@@ -163,14 +167,20 @@ class Pipeline:
                     src_fd = stream.extra(FileStreamAttribute.fileno, None)  # noqa: S610 - anyio typed attributes
                     dst_fd = upload.extra(FileStreamAttribute.fileno, None)  # noqa: S610
                     plan = _relay_plan(self.transforms)
-                    if src_fd is not None and dst_fd is not None and plan is not None:
+                    stage = _process_stage(self.transforms)
+                    if stage is not None:
+                        stats, fast = await _relay_through(stream, upload, stage, self.stall_timeout, self.redactor)
+                        tail: bytes | None = stats.tail
+                    elif src_fd is not None and dst_fd is not None and plan is not None:
                         compressor, progress = plan
                         relay = Relay(src_fd, dst_fd, progress, compressor)
                         stats = await _relay_watched(relay, self.stall_timeout)
+                        tail, fast = stats.tail, True
                     else:
                         stats = await _relay_async(stream, upload, self.transforms, self.stall_timeout)
-                    await stream.verdict(stats.tail if relay is not None else None)
-                    result = PipelineResult(name, stats.size, stats.sha256, stats.dump_size, relay is not None)
+                        tail, fast = None, False
+                    await stream.verdict(tail)
+                    result = PipelineResult(name, stats.size, stats.sha256, stats.dump_size, fast)
 
                     async def publishing(final: str) -> None:
                         if before_publish is not None:
@@ -230,8 +240,123 @@ def _relay_plan(transforms: Sequence[Transform]) -> tuple[Compressor | None, Pro
     return compressor, every
 
 
+def _process_stage(transforms: Sequence[Transform]) -> tuple[Sequence[Transform], ProcessTransform] | None:
+    """(the transforms before it, the process transform) when there is one; it must come last."""
+    for i, t in enumerate(transforms):
+        if isinstance(t, ProcessTransform):
+            if i != len(transforms) - 1:
+                raise ValueError(f"transforms: {type(t).__name__} runs as a process and must be the last one")
+            return transforms[:i], t
+    return None
+
+
+class _Sender(Protocol):
+    async def send(self, item: bytes) -> None: ...
+
+
+class _PipeWriter:
+    """The write end of a filter's stdin, for the async relay (``send``) and the relay thread (``fd``)."""
+
+    def __init__(self, fd: int, name: str) -> None:
+        self.fd: int | None = fd
+        self.name = name
+        self._nonblocking = False
+
+    async def send(self, item: bytes) -> None:
+        fd = self.fd
+        assert fd is not None
+        if not self._nonblocking:
+            os.set_blocking(fd, False)
+            self._nonblocking = True
+        view = memoryview(item)
+        while view:
+            await anyio.wait_writable(fd)
+            try:
+                view = view[os.write(fd, view) :]
+            except BlockingIOError:
+                continue
+            except BrokenPipeError:
+                raise UploadFailed(f"{self.name} stopped reading (it failed)") from None
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+async def _relay_through(
+    stream: SourceStream,
+    upload: SinkUpload,
+    stage: tuple[Sequence[Transform], ProcessTransform],
+    stall_timeout: float | None,
+    redactor: Redactor,
+) -> tuple[TransferStats, bool]:
+    """source -> the transforms before the process (compression, progress) -> the process (age) ->
+    hash and count -> upload. Two relays at once, each a raw-descriptor thread where both its ends
+    have descriptors. The source's tail and size come from the first, the stored size and sha256 from
+    the second. Returns the stats and whether both relays took the fast path."""
+    before, process = stage
+    r, w = os.pipe()
+    try:
+        grow_pipe(w)
+        proc = process.command().start(redactor, stdin=r, stdout=subprocess.PIPE)
+    except BaseException:
+        os.close(w)
+        raise
+    finally:
+        os.close(r)
+    writer = _PipeWriter(w, proc.name)
+    out = _ProcessStream(proc, None)
+    src_fd = stream.extra(FileStreamAttribute.fileno, None)  # noqa: S610 - anyio typed attributes
+    dst_fd = upload.extra(FileStreamAttribute.fileno, None)  # noqa: S610
+    plan = _relay_plan(before)
+    relays: list[Relay] = []
+    fed: list[TransferStats] = []
+    feed_error: list[BaseException] = []
+
+    async def feed() -> None:
+        try:
+            if src_fd is not None and plan is not None:
+                relay = Relay(src_fd, w, plan[1], plan[0], hashing=False)
+                relay.reader = proc.name
+                relays.append(relay)
+                fed.append(await _relay_watched(relay, stall_timeout))
+            else:
+                fed.append(await _relay_async(stream, writer, before, stall_timeout))
+        except Exception as exc:  # handed back as a value: raised here it would come wrapped in a group
+            feed_error.append(exc)
+        finally:
+            writer.close()  # the filter sees the end of its input (on a failure too: the verdict decides)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(feed)
+            if dst_fd is not None:
+                relay = Relay(out.fileno, dst_fd)
+                relays.append(relay)
+                stored = await _relay_watched(relay, stall_timeout)
+            else:
+                stored = await _relay_async(out, upload, (), stall_timeout)
+        if feed_error:
+            raise feed_error[0]
+        await out.verdict()  # the filter's exit status: anything but 0 fails the run
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            for relay in relays:
+                relay.stopped = True
+            await out.stop()  # a feeding relay blocked on the filter's stdin gets EPIPE
+        raise
+    finally:
+        with anyio.CancelScope(shield=True):
+            await out.aclose()
+            writer.close()
+    source = fed[0]
+    stats = TransferStats(stored.size, stored.sha256, source.tail, dump_size=source.dump_size)
+    return stats, src_fd is not None and plan is not None and dst_fd is not None
+
+
 async def _relay_async(
-    stream: SourceStream, upload: SinkUpload, transforms: Sequence[Transform], stall_timeout: float | None
+    stream: SourceStream, upload: _Sender, transforms: Sequence[Transform], stall_timeout: float | None
 ) -> TransferStats:
     """The general path: ``receive()`` -> transforms -> ``send()``, hashing and counting, with the stall watchdog."""
     digest = hashlib.sha256()

@@ -51,9 +51,16 @@ class Relay:
     """
 
     def __init__(
-        self, src_fd: int, dst_fd: int, progress: Progress | None = None, compressor: Compressor | None = None
+        self,
+        src_fd: int,
+        dst_fd: int,
+        progress: Progress | None = None,
+        compressor: Compressor | None = None,
+        *,
+        hashing: bool = True,
     ) -> None:
         self.src_fd = src_fd
+        self.hashing = hashing
         self.dst_fd = dst_fd
         self.progress = progress
         self.compressor = compressor
@@ -63,6 +70,8 @@ class Relay:
         self.last_active = time.monotonic()
         #: which side the relay is waiting for: "dump" (reading) or "upload" (writing)
         self.waiting = "dump"
+        #: what reads *dst_fd*, for the message when it stops reading
+        self.reader = "rclone"
 
     def run(self) -> TransferStats:
         try:
@@ -116,7 +125,8 @@ class Relay:
         n = len(data)
         if not n:
             return 0
-        digest.update(data)
+        if self.hashing:
+            digest.update(data)
         view = memoryview(data)
         off = 0
         self.waiting = "upload"
@@ -126,7 +136,8 @@ class Relay:
             try:
                 off += os.write(self.dst_fd, view[off:])
             except BrokenPipeError:
-                raise UploadFailed("rclone stopped reading (the upload failed)") from None
+                what = "the upload failed" if self.reader == "rclone" else "it failed"
+                raise UploadFailed(f"{self.reader} stopped reading ({what})") from None
             self.last_active = time.monotonic()
         return n
 

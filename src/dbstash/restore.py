@@ -33,6 +33,8 @@ import anyio
 from dbstash.compression import SUFFIXES, Compressor, StreamCompression
 from dbstash.config import Settings
 from dbstash.databases import GLOBALS_LABEL
+from dbstash.encryption import SUFFIX as ENCRYPTED_SUFFIX
+from dbstash.encryption import AgeDecryptor, AgeIdentity, DecryptError
 from dbstash.engines import target_connection
 from dbstash.engines.base import Connection, DumpCommand, Engine, LineFilter, RestoreOptions, run_tool
 from dbstash.engines.mongo import MongoEngine
@@ -102,11 +104,36 @@ def _compression_of(info: BackupInfo) -> StreamCompression | None:
         kind = m.compression.split(":", 1)[0]
         return StreamCompression(kind, 3) if kind in SUFFIXES else None  # type: ignore[arg-type]
     # no manifest: trust the name, but never take a native .archive.gz for dbstash's own gzip
-    if info.name.endswith(".zst"):
+    name = info.name.removesuffix(ENCRYPTED_SUFFIX)
+    if name.endswith(".zst"):
         return StreamCompression("zstd", 3)
-    if info.name.endswith(".gz") and not info.name.endswith(".archive.gz"):
+    if name.endswith(".gz") and not name.endswith(".archive.gz"):
         return StreamCompression("gzip", 6)
     return None
+
+
+def _encrypted(info: BackupInfo) -> bool:
+    """Whether the stored bytes are age ciphertext (the manifest says; without one, the ``.age`` name)."""
+    if info.manifest is not None:
+        return bool(info.manifest.encryption)
+    return info.name.endswith(ENCRYPTED_SUFFIX)
+
+
+class _Chain:
+    """Two incremental stages as one (decrypt, then decompress)."""
+
+    def __init__(self, first: Compressor, second: Compressor | None) -> None:
+        self.first, self.second = first, second
+
+    def compress(self, data: bytes | memoryview) -> bytes:
+        out = self.first.compress(data)
+        return self.second.compress(out) if self.second is not None else out
+
+    def flush(self) -> bytes:
+        out = self.first.flush()
+        if self.second is None:
+            return out
+        return self.second.compress(out) + self.second.flush()
 
 
 #: Starts the restore tool once the head of the stream is known: (the tool or None, the fd to write to).
@@ -117,11 +144,17 @@ class _Feeder:
     """Runs in the reader thread: hash and count stored bytes, decompress, start the tool, hold back the end."""
 
     def __init__(
-        self, start_tool: StartTool, compression: StreamCompression | None, line_filter: LineFilter | None = None
+        self,
+        start_tool: StartTool,
+        compression: StreamCompression | None,
+        line_filter: LineFilter | None = None,
+        decryptor: AgeDecryptor | None = None,
     ) -> None:
         self._start_tool = start_tool
         self._filter = line_filter
-        self._decompress: Compressor | None = compression.decompressor() if compression else None
+        self.decryptor = decryptor
+        decompress = compression.decompressor() if compression else None
+        self._decompress: Compressor | None = _Chain(decryptor, decompress) if decryptor is not None else decompress
         self.digest = hashlib.sha256()
         self.size = 0
         self._head = b""
@@ -295,6 +328,8 @@ async def _restore_info(
     t0 = time.monotonic()
     engine, conn, create = _restore_target(part, target)
     info = await _with_manifest(store, info)
+    # an encrypted backup needs the identity: checked before anything is looked at on the target
+    identity = part.identity() if _encrypted(info) else None
     mode = info.manifest.mode if info.manifest else ("directory" if info.is_dir else "stream")
     if mode == "stream" and info.name.endswith((".tar", ".tar.gz", ".tar.zst")):
         mode = "tar"
@@ -342,7 +377,7 @@ async def _restore_info(
             await _prove(store, info)
         await engine.prepare_restore(conn, options)
         line_filter = await engine.restore_filter(conn, options)
-        result = await _stream_restore(store, info, engine, conn, options, line_filter=line_filter)
+        result = await _stream_restore(store, info, engine, conn, options, line_filter=line_filter, identity=identity)
         if line_filter is not None:
             kept = line_filter.kept
             dropped = getattr(line_filter, "dropped", [])
@@ -350,7 +385,7 @@ async def _restore_info(
                 log.warning("dropped and recreated from the backup (--force): %s", ", ".join(dropped))
     else:
         await engine.prepare_restore(conn, options)
-        result = await _restore_files(part, store, info, engine, conn, options=options, mode=mode)
+        result = await _restore_files(part, store, info, engine, conn, options=options, mode=mode, identity=identity)
     if kept:
         log.info("already on the target, kept as they are: %s", ", ".join(kept), extra={"kept": kept})
     if (
@@ -542,8 +577,12 @@ async def _stream_restore(
     *,
     unpack_into: str | None = None,
     line_filter: LineFilter | None = None,
+    identity: AgeIdentity | None = None,
 ) -> tuple[int, str, str | None]:
     """Returns (size, sha256, tool) once the tool finished with the verified input.
+
+    *identity*: the stored bytes are age ciphertext; ``age -d`` runs between the hash (of the stored
+    bytes) and the decompression.
 
     *unpack_into*: a tar-mode backup: the stream goes to ``tar -x`` into that folder instead.
     """
@@ -585,7 +624,8 @@ async def _stream_restore(
         proc.popen.stdin.close()
         return proc, fd
 
-    feeder = _Feeder(start_tool, _compression_of(info), line_filter)
+    decryptor = AgeDecryptor(identity, GLOBAL_REDACTOR) if identity is not None else None
+    feeder = _Feeder(start_tool, _compression_of(info), line_filter, decryptor)
     ok = False
     try:
         try:
@@ -609,6 +649,10 @@ async def _stream_restore(
             if feeder.decode_error is not None:
                 raise ValueError(str(feeder.decode_error))
             feeder.finish()
+        except DecryptError as exc:  # a wrong identity (or ciphertext age refuses): the tool got nothing
+            raise RestoreError(
+                f"{info.name} cannot be decrypted with AGE_IDENTITY_FILE ({exc}); nothing was applied"
+            ) from None
         except ValueError as exc:  # corrupted or truncated compression, without a manifest to catch it first
             raise RestoreError(f"{info.name} cannot be decompressed: {exc}") from None
         tool = feeder.tool
@@ -636,6 +680,8 @@ async def _stream_restore(
                 with anyio.CancelScope(shield=True):
                     await feeder.tool.wait()
             feeder.close()
+            if decryptor is not None:
+                decryptor.abort()
         if tmp_path is not None:
             for leftover in (tmp_path, *(tmp_path + s for s in SQLITE_SIDE_FILES)):
                 with contextlib.suppress(OSError):
@@ -651,6 +697,7 @@ async def _restore_files(
     *,
     options: RestoreOptions,
     mode: str,
+    identity: AgeIdentity | None = None,
 ) -> tuple[int, str, str | None]:
     """Directory and tar backups: fetch into a work folder under BACKUP_TEMP_DIR, prove every byte
     against the manifest, and only then run the engine's tool on the folder (nothing is applied on
@@ -660,7 +707,9 @@ async def _restore_files(
     assert info.manifest is not None
     async with work_folder(settings) as folder:
         if mode == "tar":
-            size, sha, _ = await _stream_restore(store, info, engine, conn, options, unpack_into=folder)
+            size, sha, _ = await _stream_restore(
+                store, info, engine, conn, options, unpack_into=folder, identity=identity
+            )
         else:
             await store.download_dir(info.name, folder)
             found = await anyio.to_thread.run_sync(folder_stats, folder)

@@ -78,7 +78,7 @@ class _ProcessStream(SourceStream):
         assert proc.popen.stdout is not None
         self.proc = proc
         self.name = proc.name
-        self._fd = proc.popen.stdout.fileno()
+        self._fd = self.fileno = proc.popen.stdout.fileno()
         grow_pipe(self._fd)
         self._check = check
         self._tail = b""

@@ -6,15 +6,24 @@ are no transforms: every result carries the stored size and digest and the sourc
 path); any other transform makes the pipeline take its async path.
 
 A transform of your own subclasses :class:`Transform` and returns a fresh :class:`TransformStep`
-from :meth:`Transform.start` for each run (encryption will be one).
+from :meth:`Transform.start` for each run.
+
+A :class:`ProcessTransform` is a filter *process* (stdin to stdout) instead: encryption with
+``age`` is one (:class:`~dbstash.AgeEncryption`). The pipeline runs it as a stage of its own, fed
+by one relay (the transforms before it, e.g. compression) and read by another (hash, count,
+upload): both are raw-descriptor threads when the source and the sink have descriptors.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from dbstash.compression import Compressor, StreamCompression, parse_compress
+
+if TYPE_CHECKING:
+    from dbstash.engines.base import DumpCommand
 
 
 class TransformStep(ABC):
@@ -49,6 +58,21 @@ class Transform(ABC):
     @abstractmethod
     def start(self) -> TransformStep:
         """A fresh step for one run."""
+
+
+class ProcessTransform(Transform):
+    """A transform that is a filter process: the pipeline writes to its stdin and reads its stdout.
+
+    It must be the last transform (what it writes is what is stored). Its exit status is part of the
+    run's verdict: anything but 0 fails the run and nothing is committed.
+    """
+
+    @abstractmethod
+    def command(self) -> DumpCommand:
+        """The filter's command (argv without secrets; secret files as memfds)."""
+
+    def start(self) -> TransformStep:
+        raise TypeError(f"{type(self).__name__} is a process: the Pipeline runs it as a stage of its own")
 
 
 class _CompressStep(TransformStep):
@@ -118,4 +142,4 @@ class Progress(Transform):
         return _ProgressStep(self.callback)
 
 
-__all__ = ["Compress", "Progress", "Transform", "TransformStep"]
+__all__ = ["Compress", "ProcessTransform", "Progress", "Transform", "TransformStep"]

@@ -16,7 +16,7 @@ import pytest
 
 from dbstash.manifest import MANIFEST_SUFFIX
 from dbstash.naming import PARTIAL_MARK
-from tests.support.servers import PgServer, S3Server, all_cmdlines, children_named
+from tests.support.servers import PgServer, S3Server, all_cmdlines, children_named, cmdline, uploads_of
 
 pytestmark = pytest.mark.e2e
 DBSTASH = [sys.executable, "-m", "dbstash_cli"]
@@ -207,9 +207,8 @@ def test_sigkill_of_dbstash_leaves_only_a_partial_name(pg: PgServer, s3: S3Serve
             return s3.files(folder)
 
     # the backup's rclone (the manifest's, started in advance and idle, is left out: its guardian stops it)
-    uploads = [c for c in children_named("rclone", proc.pid) if MANIFEST_SUFFIX not in _cmdline(c)]
-    children = children_named("pg_dump", proc.pid, arg="--no-password") + uploads
-    assert len(children) == 2, (children, [_cmdline(c) for c in children])
+    children = children_named("pg_dump", proc.pid, arg="--no-password") + uploads_of(proc.pid)
+    assert len(children) == 2, (children, [cmdline(c) for c in children])
     proc.kill()
     proc.communicate(timeout=30)
     deadline = time.monotonic() + 60  # orphans end by themselves: pg_dump on EPIPE, rclone on EOF
@@ -220,14 +219,6 @@ def test_sigkill_of_dbstash_leaves_only_a_partial_name(pg: PgServer, s3: S3Serve
     left = names()
     assert len(left) == 1, left
     assert left[0].startswith("app-") and left[0].endswith(PARTIAL_MARK)
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return fh.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
 
 
 def _alive(pid: int) -> bool:

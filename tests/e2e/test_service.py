@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from dbstash.manifest import MANIFEST_SUFFIX
-from tests.support.servers import PgServer, children_named, free_port
+from tests.support.servers import PgServer, children_named, free_port, uploads_of
 
 pytestmark = pytest.mark.e2e
 DBSTASH = [sys.executable, "-m", "dbstash_cli"]
@@ -147,7 +147,7 @@ def test_a_tick_during_a_run_is_skipped(pg: PgServer, tmp_path: Path, lockfile: 
     most = 0
     deadline = time.monotonic() + 4
     while time.monotonic() < deadline:
-        most = max(most, len(children_named("rclone", svc.proc.pid, "rcat")))
+        most = max(most, len(uploads_of(svc.proc.pid)))
         time.sleep(0.05)
     svc.wait_for("skipped a scheduled backup")
     svc.stop()

@@ -356,6 +356,23 @@ def children_named(name: str, parent: int | None = None, arg: str | None = None)
     return pids
 
 
+def cmdline(pid: int) -> str:
+    """The command line of *pid* (arguments joined by spaces; empty once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def uploads_of(parent: int) -> list[int]:
+    """The rclone processes under *parent* uploading a backup: its manifest's ``rcat``, started in advance
+    beside it (idle until the dump ends), is left out."""
+    from dbstash.manifest import MANIFEST_SUFFIX
+
+    return [p for p in children_named("rclone", parent, "rcat") if MANIFEST_SUFFIX not in cmdline(p)]
+
+
 def all_cmdlines() -> Iterator[tuple[int, str]]:
     for path in glob.glob("/proc/[0-9]*/cmdline"):
         try:

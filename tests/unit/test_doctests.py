@@ -18,6 +18,7 @@ MODULES = [
     "dbstash.compression",
     "dbstash.databases",
     "dbstash.multi",
+    "dbstash.encryption",
 ]
 
 
