@@ -81,6 +81,7 @@ if TYPE_CHECKING:
         WebhookNotifier,
         webhook_notifier,
     )
+    from dbstash.notify.apprise import AppriseNotifier
     from dbstash.pipeline import Pipeline, PipelineResult
     from dbstash.restore import (
         BackupInfo,
@@ -178,6 +179,7 @@ _LAZY = {
     "ProcessTransform": "dbstash.transforms",
     "AgeEncryption": "dbstash.encryption",
     "AgeIdentity": "dbstash.encryption",
+    "AppriseNotifier": "dbstash.notify.apprise",
     "Progress": "dbstash.transforms",
     "Transform": "dbstash.transforms",
     "TransformStep": "dbstash.transforms",
@@ -212,6 +214,7 @@ __all__ = [
     "GLOBALS_LABEL",
     "AgeEncryption",
     "AgeIdentity",
+    "AppriseNotifier",
     "Backup",
     "BackupCancelled",
     "BackupFailed",

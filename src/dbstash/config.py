@@ -82,6 +82,8 @@ class NotifySettings:
     hook_timeout: float = 300.0
     #: notifiers of installed packages (``dbstash.notifiers`` entry points), configured by their own variables
     plugins: tuple[Notifier, ...] = field(default=(), repr=False)
+    #: ``NOTIFY_URLS``: apprise URLs (secrets: tokens ride in them)
+    urls: tuple[str, ...] = field(default=(), repr=False)
 
     def notifiers(self) -> list[Notifier]:
         """The notifiers configured here."""
@@ -89,6 +91,10 @@ class NotifySettings:
         found: list[Notifier] = list(self.plugins)
         if self.webhook_url:
             found.append(webhook_notifier(self.webhook_url, on, self.webhook_format, self.timeout))
+        if self.urls:
+            from dbstash.notify.apprise import AppriseNotifier  # noqa: PLC0415 - an optional extra
+
+            found.append(AppriseNotifier(self.urls, on, timeout=self.timeout))
         if self.ping_url:
             parts = urlsplit(self.ping_url)
             if parts.scheme not in ("http", "https") or not parts.netloc:

@@ -208,6 +208,7 @@ def settings_from_env(cls: type[Settings], environ: Mapping[str, str]) -> Settin
             hook_post=get("HOOK_POST_BACKUP"),
             hook_timeout=_parse_duration(env.get("HOOK_TIMEOUT", ""), "HOOK_TIMEOUT") or 300.0,
             plugins=tuple(plugin_notifiers(env)),
+            urls=_apprise_urls(env),
         ),
         verify_target=_check_verify_target(get("VERIFY_TARGET_URI"), engine),
         encryption=_encryption_from_env(env),
@@ -273,6 +274,19 @@ def _secret(value: str | None) -> str | None:
         if len(path) > 8:
             GLOBAL_REDACTOR.add(path)
     return value
+
+
+def _apprise_urls(env: Mapping[str, str]) -> tuple[str, ...]:
+    """``NOTIFY_URLS`` (or ``NOTIFY_URLS_FILE``, which wins): apprise URLs, each registered as a secret."""
+    from dbstash.notify.apprise import register_secrets, split_urls  # noqa: PLC0415 - only when configured
+
+    text = env.get("NOTIFY_URLS", "")
+    if (env.get("NOTIFY_URLS_FILE") or "").strip():
+        text = _read_secret_file(env["NOTIFY_URLS_FILE"], "NOTIFY_URLS_FILE")
+    urls = tuple(split_urls(text))
+    for url in urls:
+        register_secrets(url)
+    return urls
 
 
 KEEP_PERIODS = ("hourly", "daily", "weekly", "monthly", "yearly")

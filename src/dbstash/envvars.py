@@ -78,6 +78,8 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("NOTIFY_WEBHOOK_URL", "Notifications and hooks", "—", "Slack, Discord or any JSON webhook URL", True),
     EnvVar("NOTIFY_WEBHOOK_FORMAT", "Notifications and hooks", "auto", "auto, slack, discord, json"),
     EnvVar("NOTIFY_ON", "Notifications and hooks", "failure", "always, failure, success"),
+    EnvVar("NOTIFY_URLS", "Notifications and hooks", "—", "apprise URLs (json://, mailto://, tgram://, ntfy://, ...; 100+ services), separated by spaces or commas; honours NOTIFY_ON; needs dbstash[apprise] (in the images)", True),
+    EnvVar("NOTIFY_URLS_FILE", "Notifications and hooks", "—", "file holding NOTIFY_URLS (Docker secrets); wins over it"),
     EnvVar("NOTIFY_PING_URL", "Notifications and hooks", "—", "healthchecks.io-style ping URL (start, success, fail)", True),
     EnvVar("NOTIFY_EMAIL_TO", "Notifications and hooks", "—", "comma-separated addresses"),
     EnvVar("NOTIFY_EMAIL_FROM", "Notifications and hooks", "dbstash@<host>", "sender address"),
