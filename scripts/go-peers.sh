@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Go-built test peers from the Go module proxy: actionlint (workflow lint) and, for MongoDB (in no
+# Go-built test peers from the Go module proxy: actionlint (workflow lint), helm (the chart) and, for MongoDB (in no
 # registry here), FerretDB v1 (MongoDB wire protocol over SQLite) and mongodump/mongorestore.
 # Results go to .cache/go-bin; when a peer cannot be built, .cache/go-bin/BLOCKED says exactly why and
 # the Mongo integration tests skip with that text (the suite's -ra summary prints it).
@@ -17,6 +17,14 @@ if [ ! -x "$OUT/actionlint" ] && command -v go >/dev/null 2>&1; then
   log "go install actionlint $ACTIONLINT_VERSION"
   GOBIN="$OUT" timeout 600 go install "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION" ||
     log "go install actionlint failed: the workflow lint test will say so"
+fi
+HELM_VERSION="${HELM_VERSION:-v3.19.0}"
+# helm lints and renders charts/dbstash in the test suite (its release binaries are downloads from
+# get.helm.sh, which these machines cannot reach; the Go module proxy serves its source: ~2 min to build)
+if [ ! -x "$OUT/helm" ] && command -v go >/dev/null 2>&1; then
+  log "go install helm $HELM_VERSION"
+  GOBIN="$OUT" timeout 900 go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" ||
+    log "go install helm failed: the chart tests will say so"
 fi
 if [ -x "$OUT/ferretdb" ] && [ -x "$OUT/mongodump" ] && [ -x "$OUT/mongorestore" ]; then
   exit 0
