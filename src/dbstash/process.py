@@ -43,7 +43,7 @@ DBSTASH_ENV_VARS = frozenset(
 #: Whole families of dbstash's variables: the DB_* connection settings, every NOTIFY_* (webhook
 #: and ping URLs carry tokens, the SMTP settings a password) and RCLONE_RC_* (the rc daemon's
 #: password). Prefixes, so a new one cannot be missed.
-DBSTASH_ENV_PREFIXES = ("DB_", "NOTIFY_", "RCLONE_RC_", "VERIFY_")
+DBSTASH_ENV_PREFIXES = ("DB_", "NOTIFY_", "RCLONE_RC_", "VERIFY_", "AGE_")
 #: rclone's own variables (``RCLONE_CONFIG_<REMOTE>_SECRET_ACCESS_KEY``...): for rclone only, never a
 #: dump tool, a restore tool or a hook.
 RCLONE_ENV_PREFIX = "RCLONE_"
