@@ -192,3 +192,12 @@ def test_async_api_and_s3_remote(engine_case: EngineCase, s3: S3Server) -> None:
 
     before = engine_case.snapshot()
     assert engine_case.restore(plain_bytes(anyio.run(read), "zstd"), native_compressed=False) == before
+
+
+def test_size_estimate_for_the_chunk_size(engine_case: EngineCase) -> None:
+    """What an object store's chunk size is chosen from on a first run: information_schema (MySQL,
+    MariaDB), INFO memory (Redis), dbStats (MongoDB): one query, a positive number of bytes."""
+    engine = dbstash.engine_for_uri(engine_case.uri())
+    connection = engine.parse_uri(engine_case.uri())
+    estimate = anyio.run(engine.estimate_size, connection)
+    assert isinstance(estimate, int) and estimate > 0

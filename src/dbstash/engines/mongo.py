@@ -211,6 +211,22 @@ class MongoEngine(Engine):
             return None
         return pymongo.MongoClient(self.connection_string(target))
 
+    async def estimate_size(self, connection: Connection) -> int | None:
+        """``dbStats`` ``dataSize`` (every non-system database's, summed, for a whole-server dump); None
+        without pymongo (the ``dbstash[mongo]`` extra, in the images)."""
+        client = self._client(connection)
+        if client is None:
+            return None
+
+        def size() -> int:
+            with client:
+                return sum(
+                    int(client[db].command("dbStats").get("dataSize", 0)) for db in self._databases(client, connection)
+                )
+
+        with anyio.fail_after(30):
+            return await anyio.to_thread.run_sync(size, abandon_on_cancel=True)
+
     def _databases(self, client: Any, target: Connection) -> list[str]:
         if target.database:
             return [target.database]

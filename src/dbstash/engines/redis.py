@@ -129,6 +129,16 @@ class RedisEngine(Engine):
         version = await anyio.to_thread.run_sync(tool_version, tool)
         return DumpCommand(self._argv(tool, connection, options), self._env(connection), tool_version=version)
 
+    async def estimate_size(self, connection: Connection) -> int | None:
+        """``used_memory`` of ``INFO memory``: an upper bound of the RDB (which is compact), one round trip."""
+        tool = self._tool or shutil.which("redis-cli")
+        if not tool:
+            return None
+        argv = [a for a in self._argv(tool, connection, DumpOptions()) if a not in ("--rdb", "-")]
+        out = await run_tool(DumpCommand((*argv, "INFO", "memory"), self._env(connection)), timeout=30)
+        found = re.search(r"^used_memory:(\d+)", out, re.MULTILINE)
+        return int(found.group(1)) if found else None
+
     # -- restore -----------------------------------------------------------------------------------
     #: A Redis restore writes the RDB to a file the user names (``--target /data/dump.rdb``); loading
     #: it is a server restart (see the docs), not something a client can do.
