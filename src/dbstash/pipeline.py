@@ -13,7 +13,7 @@ import os
 import subprocess
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import anyio
@@ -169,7 +169,9 @@ class Pipeline:
                     plan = _relay_plan(self.transforms)
                     stage = _process_stage(self.transforms)
                     if stage is not None:
-                        stats, fast = await _relay_through(stream, upload, stage, self.stall_timeout, self.redactor)
+                        stats, fast = await _relay_through(
+                            stream, upload, stage, self.stall_timeout, redactor=self.redactor, started=started
+                        )
                         tail: bytes | None = stats.tail
                     elif src_fd is not None and dst_fd is not None and plan is not None:
                         compressor, progress = plan
@@ -205,7 +207,7 @@ class Pipeline:
                     if not committed:
                         stream, upload = started.stream, started.upload
                         with anyio.CancelScope(shield=True):
-                            await _cleanup(stream, relay, upload)
+                            await _cleanup(stream, relay, upload, started)
         except TimeoutError:
             raise BackupTimeout(f"the backup exceeded its timeout of {self.timeout:g}s and was aborted") from None
         except anyio.get_cancelled_exc_class():
@@ -284,17 +286,33 @@ class _PipeWriter:
             self.fd = None
 
 
+@dataclass
+class _Stage:
+    """A running filter stage: the process's output stream and the write end of its input."""
+
+    out: _ProcessStream
+    writer: _PipeWriter
+
+    async def close(self) -> None:
+        with anyio.CancelScope(shield=True):
+            await self.out.aclose()
+            self.writer.close()
+
+
 async def _relay_through(
     stream: SourceStream,
     upload: SinkUpload,
     stage: tuple[Sequence[Transform], ProcessTransform],
     stall_timeout: float | None,
+    *,
     redactor: Redactor,
+    started: _Started,
 ) -> tuple[TransferStats, bool]:
     """source -> the transforms before the process (compression, progress) -> the process (age) ->
     hash and count -> upload. Two relays at once, each a raw-descriptor thread where both its ends
     have descriptors. The source's tail and size come from the first, the stored size and sha256 from
-    the second. Returns the stats and whether both relays took the fast path."""
+    the second. Returns the stats and whether both relays took the fast path. On a failure the
+    pipeline's clean-up stops the process and closes its pipes once both relays have ended."""
     before, process = stage
     r, w = os.pipe()
     try:
@@ -307,10 +325,10 @@ async def _relay_through(
         os.close(r)
     writer = _PipeWriter(w, proc.name)
     out = _ProcessStream(proc, None)
+    started.stage = _Stage(out, writer)
     src_fd = stream.extra(FileStreamAttribute.fileno, None)  # noqa: S610 - anyio typed attributes
     dst_fd = upload.extra(FileStreamAttribute.fileno, None)  # noqa: S610
     plan = _relay_plan(before)
-    relays: list[Relay] = []
     fed: list[TransferStats] = []
     feed_error: list[BaseException] = []
 
@@ -319,37 +337,36 @@ async def _relay_through(
             if src_fd is not None and plan is not None:
                 relay = Relay(src_fd, w, plan[1], plan[0], hashing=False)
                 relay.reader = proc.name
-                relays.append(relay)
+                started.relays.append(relay)
                 fed.append(await _relay_watched(relay, stall_timeout))
             else:
                 fed.append(await _relay_async(stream, writer, before, stall_timeout))
         except Exception as exc:  # handed back as a value: raised here it would come wrapped in a group
             feed_error.append(exc)
-        finally:
-            writer.close()  # the filter sees the end of its input (on a failure too: the verdict decides)
+        # the feeding is over (its thread returned): the filter may see the end of its input; on a
+        # failure too (the verdict decides). Cancelled, the clean-up closes it after the thread ends.
+        writer.close()
 
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(feed)
+    stored: TransferStats | None = None
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(feed)
+        try:
             if dst_fd is not None:
                 relay = Relay(out.fileno, dst_fd)
-                relays.append(relay)
+                started.relays.append(relay)
                 stored = await _relay_watched(relay, stall_timeout)
             else:
                 stored = await _relay_async(out, upload, (), stall_timeout)
-        if feed_error:
-            raise feed_error[0]
-        await out.verdict()  # the filter's exit status: anything but 0 fails the run
-    except BaseException:
-        with anyio.CancelScope(shield=True):
-            for relay in relays:
-                relay.stopped = True
-            await out.stop()  # a feeding relay blocked on the filter's stdin gets EPIPE
-        raise
-    finally:
-        with anyio.CancelScope(shield=True):
-            await out.aclose()
-            writer.close()
+        except Exception as exc:  # raised as itself below, not wrapped in the task group's exception group
+            feed_error.insert(0, exc)
+            tg.cancel_scope.cancel()  # the feeding stops; the pipeline's clean-up ends its thread
+    if feed_error:
+        raise feed_error[0]
+    assert stored is not None
+    await out.verdict()  # the filter's exit status: anything but 0 fails the run
+    await started.stage.close()
+    started.stage = None
+    started.relays.clear()
     source = fed[0]
     stats = TransferStats(stored.size, stored.sha256, source.tail, dump_size=source.dump_size)
     return stats, src_fd is not None and plan is not None and dst_fd is not None
@@ -426,29 +443,46 @@ async def _relay_async(
 
 @dataclass
 class _Started:
-    """What a run has started so far (the upload, the source), for its clean-up."""
+    """What a run has started so far (the upload, the source, a filter stage), for its clean-up."""
 
     upload: SinkUpload | None = None
     stream: SourceStream | None = None
+    #: a filter stage's relay threads, and the stage (its pipes are closed once they are done)
+    relays: list[Relay] = field(default_factory=list)
+    stage: _Stage | None = None
 
 
-async def _cleanup(stream: SourceStream | None, relay: Relay | None, upload: SinkUpload | None) -> None:
-    """Stop everything in the order that keeps the commit protocol: source and upload, relay, then abort.
+async def _cleanup(
+    stream: SourceStream | None, relay: Relay | None, upload: SinkUpload | None, started: _Started | None = None
+) -> None:
+    """Stop everything in the order that keeps the commit protocol: source, filter and upload, relays, then abort.
 
-    Bounded by :data:`ABORT_BUDGET`: the source and the upload are stopped at once (SIGTERM, SIGKILL
-    after :data:`STOP_GRACE` for processes), and removing the partial upload gets what is left.
+    Bounded by :data:`ABORT_BUDGET`: the source, a filter stage and the upload are stopped at once
+    (SIGTERM, SIGKILL after :data:`STOP_GRACE` for processes), and removing the partial upload gets
+    what is left. A filter stage's pipes are closed only once its relay threads have ended: a
+    descriptor closed under a thread still using it could be reused by the next open.
     """
     deadline = time.monotonic() + ABORT_BUDGET
-    if relay is not None:
-        relay.stopped = True
+    stage_relays = started.relays if started is not None else []
+    relays = [r for r in (relay, *stage_relays) if r is not None]
+    stage = started.stage if started is not None else None
+    for r in relays:
+        r.stopped = True
     async with anyio.create_task_group() as tg:
         if stream is not None:
             tg.start_soon(stream.stop)
+        if stage is not None:
+            tg.start_soon(stage.out.stop)
         if isinstance(upload, Upload):
             tg.start_soon(upload.interrupt)
-    if relay is not None:
-        # both ends are dead now: the relay thread ends at once (EOF or EPIPE)
-        await anyio.to_thread.run_sync(relay.done.wait, STOP_GRACE, abandon_on_cancel=True)
+    for r in relays:
+        # every end is dead now: the relay threads end at once (EOF or EPIPE)
+        await anyio.to_thread.run_sync(r.done.wait, STOP_GRACE, abandon_on_cancel=True)
+    if stage is not None:
+        if all(r.done.is_set() for r in stage_relays):
+            await stage.close()
+        else:
+            log.warning("a relay thread did not end: the filter's pipes are left open")
     with anyio.move_on_after(max(1.0, deadline - time.monotonic())):
         if upload is None:  # it never began
             return
