@@ -67,6 +67,11 @@ DEFAULT_RCLONE_ARGS = ("--contimeout", "10s", "--timeout", "15s", "--low-level-r
 #: After end of input, rclone gets this long to finish the upload before it is stopped: what it still
 #: holds is at most its upload buffers (S3: 4 x 5 MiB by default), so a live remote needs seconds.
 DEFAULT_COMMIT_TIMEOUT = 45.0
+#: rclone's idle timeout for a backup's upload (see :meth:`RcloneCliStorage.argv`): rclone's own default.
+UPLOAD_IDLE_TIMEOUT = "5m"
+#: The commit waits ``commit_timeout`` plus this many seconds per GiB stored: completing a multipart
+#: upload is assembled by the server (10 GB took 15-20 s on ``rclone serve s3``; AWS says minutes).
+COMMIT_SECONDS_PER_GIB = 10.0
 #: The claim and listing before a direct upload: a dead remote fails the run within the minute.
 PREPARE_TIMEOUT = 30.0
 #: ``RCLONE_COMMIT``: how uploads are committed (see the module docstring).
@@ -233,11 +238,21 @@ class RcloneCliStorage(Storage):
     def _pass_fds(self) -> tuple[int, ...]:
         return (self._config_fd,) if self._config_fd is not None else ()
 
-    def argv(self, *args: str) -> list[str]:
-        """The rclone command line for *args* (public for dry runs: it never holds a secret of dbstash's)."""
+    def argv(self, *args: str, upload: bool = False) -> list[str]:
+        """The rclone command line for *args* (public for dry runs: it never holds a secret of dbstash's).
+
+        *upload*: the ``rcat`` of a backup: its ``--timeout`` (rclone's idle timeout per request) is
+        :data:`UPLOAD_IDLE_TIMEOUT` instead of 15 s, because an S3-compatible server may send nothing
+        while it assembles a big multipart upload (measured: 15-20 s for 10 GB on ``rclone serve s3``):
+        a 15 s timeout there made rclone retry the completion, which then failed (``InvalidPart``).
+        The data phase stays bounded by the stall watchdog, the completion by the commit timeout.
+        """
         self.open()
         assert self._binary is not None
-        return [self._binary, *args, *self.options.default_args, *self.options.extra_args]
+        defaults = list(self.options.default_args)
+        if upload and "--timeout" in defaults[:-1]:
+            defaults[defaults.index("--timeout") + 1] = UPLOAD_IDLE_TIMEOUT
+        return [self._binary, *args, *defaults, *self.options.extra_args]
 
     async def _run(
         self,
@@ -291,7 +306,7 @@ class RcloneCliStorage(Storage):
             chunk = self._chunk_args(kind, await self._estimate([], size_hint))
         upload_id = os.urandom(4).hex()
         partial = partial_name(name, upload_id)
-        argv = self.argv("rcat", *chunk, self.path(partial))
+        argv = self.argv("rcat", *chunk, self.path(partial), upload=True)
         proc = ChildProcess(
             argv,
             env=self._env(),
@@ -326,7 +341,7 @@ class RcloneCliStorage(Storage):
             if kind in CHUNKING and not self._chunk_flag_given(kind):
                 chunk = self._chunk_args(kind, await self._estimate(entries, size_hint))
             # the final stats line (JSON) tells how many bytes rclone uploaded: no second rclone to confirm it
-            guarded.start(self.argv("rcat", *STATS_ARGS, *chunk, self.path(name)))
+            guarded.start(self.argv("rcat", *STATS_ARGS, *chunk, self.path(name), upload=True))
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await _stop_guarded(guarded)
@@ -687,6 +702,7 @@ class RcloneUpload(Upload):
         self._stdin = proc.popen.stdin
         grow_pipe(self._stdin.fileno())
         self._done = False
+        self._expected = 0
 
     def fileno(self) -> int:
         return self._stdin.fileno()
@@ -702,19 +718,19 @@ class RcloneUpload(Upload):
     async def _finish(self) -> None:
         # Only now may rclone see end of input: the dump has exited 0.
         self._stdin.close()
+        limit = commit_limit(self._storage.options.commit_timeout, self._expected)
         try:
-            with anyio.fail_after(self._storage.options.commit_timeout):
+            with anyio.fail_after(limit):
                 status = await self._proc.wait()
         except TimeoutError:
-            raise UploadFailed(
-                f"rclone did not finish the upload within {self._storage.options.commit_timeout:.0f}s"
-            ) from None
+            raise UploadFailed(f"rclone did not finish the upload within {limit:.0f}s") from None
         if status != 0:
             raise UploadFailed(f"rclone rcat {self._proc.describe_exit(status)}", stderr_tail=self._proc.stderr.text())
 
     async def commit(
         self, expected_size: int, *, alternative: str | None = None, before_publish: BeforePublish | None = None
     ) -> str:
+        self._expected = expected_size
         try:
             return await super().commit(expected_size, alternative=alternative, before_publish=before_publish)
         finally:  # the manifest's rclone started in advance, if the name changed or no manifest was written
@@ -784,13 +800,12 @@ class DirectRcloneUpload(Upload):
         try:
             self._guard.release()
             proc = self._guard.process
+            limit = commit_limit(self._storage.options.commit_timeout, expected_size)
             try:
-                with anyio.fail_after(self._storage.options.commit_timeout):
+                with anyio.fail_after(limit):
                     status = await proc.wait()
             except TimeoutError:
-                raise UploadFailed(
-                    f"rclone did not finish the upload within {self._storage.options.commit_timeout:.0f}s"
-                ) from None
+                raise UploadFailed(f"rclone did not finish the upload within {limit:.0f}s") from None
             if status != 0:
                 raise UploadFailed(f"rclone rcat {proc.describe_exit(status)}", stderr_tail=self.failure_detail())
             stored = _stats_bytes(proc.stderr.text())
@@ -844,6 +859,11 @@ class DirectRcloneUpload(Upload):
         with anyio.CancelScope(shield=True):
             await self._kill()
             await self._drop_claim()
+
+
+def commit_limit(base: float, size: int) -> float:
+    """How long rclone may take to finish an upload of *size* bytes after its end of input."""
+    return base + COMMIT_SECONDS_PER_GIB * size / (1 << 30)
 
 
 async def _stop_guarded(guarded: GuardedProcess) -> None:
