@@ -21,6 +21,7 @@ import pytest
 
 from tests.support.cases import EngineCase, MariaDbCase, MongoCase, RedisCase
 from tests.support.dbservers import FerretDbServer, MariaDbServer, RedisServer
+from tests.support.receivers import HttpReceiver, SmtpReceiver
 from tests.support.servers import PgServer, S3Server, debian_pg_bindir
 from tests.support.transports import SLOW_ARGS, RcDaemon, Transport
 
@@ -241,3 +242,19 @@ def transport(request: pytest.FixtureRequest, s3: S3Server) -> Transport:
     if request.param == "cli":
         return Transport("cli", s3)
     return Transport("rc", s3, request.getfixturevalue("rcd"), request.getfixturevalue("rcd_slow"))
+
+
+@pytest.fixture
+def http() -> Iterator[HttpReceiver]:
+    """A real HTTP receiver on loopback that records every request (webhooks, pings, apprise)."""
+    r = HttpReceiver().start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpReceiver]:
+    """A real SMTP server on loopback (aiosmtpd) that keeps every message."""
+    r = SmtpReceiver().start()
+    yield r
+    r.stop()

@@ -22,7 +22,7 @@ from anyio.streams.file import FileStreamAttribute
 from dbstash.compression import Compressor
 from dbstash.errors import BackupTimeout, UploadFailed
 from dbstash.logs import get_logger
-from dbstash.process import grow_pipe
+from dbstash.process import grow_pipe, write_all
 from dbstash.redact import GLOBAL_REDACTOR, Redactor
 from dbstash.relay import DEFAULT_STALL_TIMEOUT, TAIL, Progress, Relay, TransferStats, _relay_watched, _stalled
 from dbstash.sink import Sink, SinkUpload
@@ -262,23 +262,13 @@ class _PipeWriter:
     def __init__(self, fd: int, name: str) -> None:
         self.fd: int | None = fd
         self.name = name
-        self._nonblocking = False
 
     async def send(self, item: bytes) -> None:
-        fd = self.fd
-        assert fd is not None
-        if not self._nonblocking:
-            os.set_blocking(fd, False)
-            self._nonblocking = True
-        view = memoryview(item)
-        while view:
-            await anyio.wait_writable(fd)
-            try:
-                view = view[os.write(fd, view) :]
-            except BlockingIOError:
-                continue
-            except BrokenPipeError:
-                raise UploadFailed(f"{self.name} stopped reading (it failed)") from None
+        assert self.fd is not None
+        try:
+            await write_all(self.fd, item)
+        except BrokenPipeError:
+            raise UploadFailed(f"{self.name} stopped reading (it failed)") from None
 
     def close(self) -> None:
         if self.fd is not None:

@@ -66,6 +66,21 @@ def child_base_env(environ: Mapping[str, str] | None = None, *, rclone: bool = F
     return {k: v for k, v in src.items() if k not in DBSTASH_ENV_VARS and not k.startswith(drop)}
 
 
+async def write_all(fd: int, data: bytes | memoryview) -> None:
+    """Write all of *data* to the pipe *fd* without blocking the event loop (the fd is made non-blocking).
+
+    Raises BrokenPipeError when the reader is gone (callers say whose failure that is).
+    """
+    os.set_blocking(fd, False)
+    view = memoryview(data)
+    while view:
+        await anyio.wait_writable(fd)
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            continue
+
+
 def grow_pipe(fd: int) -> None:
     """Raise a pipe's buffer to 1 MiB so full-size reads and writes need fewer wake-ups (best effort)."""
     with contextlib.suppress(OSError):

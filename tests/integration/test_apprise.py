@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -23,20 +22,6 @@ from tests.support.servers import free_port
 pytestmark = pytest.mark.integration
 DBSTASH = [sys.executable, "-m", "dbstash_cli"]
 TOKEN = "AppRiseTok3nXyz987"
-
-
-@pytest.fixture
-def http() -> Iterator[HttpReceiver]:
-    r = HttpReceiver().start()
-    yield r
-    r.stop()
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpReceiver]:
-    r = SmtpReceiver().start()
-    yield r
-    r.stop()
 
 
 def run(db: Path, remote: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -12,7 +12,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from dbstash import AgeEncryption, ChecksumMismatch, ConfigError, RestoreError, 
 from dbstash.manifest import Manifest, manifest_name
 from tests.support.cases import EngineCase
 from tests.support.receivers import HttpReceiver
-from tests.support.servers import PgServer, all_cmdlines
+from tests.support.servers import ArgvScan, PgServer, all_cmdlines
 
 pytestmark = pytest.mark.integration
 DBSTASH = [sys.executable, "-m", "dbstash_cli"]
@@ -62,33 +61,6 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Key]:
     return {"ops": age_key(d, "ops"), "other": age_key(d, "other"), "ssh": ssh_key(d)}
 
 
-class Scan:
-    """Every process's argv while a block runs: collects lines holding a secret."""
-
-    def __init__(self, *secrets: str) -> None:
-        self.secrets = [s for s in secrets if s]
-        self.leaks: list[str] = []
-        self.seen: set[str] = set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for pid, cmd in all_cmdlines():
-                self.seen.add(cmd.split(" ", 1)[0].rsplit("/", 1)[-1])
-                if any(s in cmd for s in self.secrets):
-                    self.leaks.append(f"{pid}: {cmd}")
-            time.sleep(0.01)
-
-    def __enter__(self) -> Scan:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def flip(path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01
@@ -105,7 +77,7 @@ def test_round_trip_every_engine(engine_case: EngineCase, keys: dict[str, Key], 
         engine_case.uri(), remote=str(remote), compress="zstd", encrypt_to=[ops.recipient, ssh.recipient]
     )
     before = engine_case.snapshot()
-    with Scan(ops.recipient, ssh.recipient, ops.secret, ssh.secret) as scan:
+    with ArgvScan(ops.recipient, ssh.recipient, ops.secret, ssh.secret) as scan:
         backup = dbstash.backup(settings=settings)
     assert scan.leaks == []
     assert backup.name.endswith(".zst.age") and backup.encryption == "age"
@@ -125,7 +97,7 @@ def test_round_trip_every_engine(engine_case: EngineCase, keys: dict[str, Key], 
         assert secret.encode() not in manifest_bytes
     target = engine_case.fresh_target(str(tmp_path))
     restoring = Settings.create(engine_case.uri(), remote=str(remote), compress="zstd", identity_file=ssh.identity)
-    with Scan(ops.secret, ssh.secret) as scan:
+    with ArgvScan(ops.secret, ssh.secret) as scan:
         result = dbstash.restore(restoring, target=target)
     assert scan.leaks == []
     assert result.checksum_verified and result.sha256 == backup.sha256
@@ -331,7 +303,7 @@ def test_entrypoint_env_path_never_shows_a_key(sqlite_db: Path, keys: dict[str, 
         "LOG_LEVEL": "debug",
     }
     try:
-        with Scan(ops.recipient, ssh.recipient, ops.secret, ssh.secret) as scan:
+        with ArgvScan(ops.recipient, ssh.recipient, ops.secret, ssh.secret) as scan:
             run = subprocess.run([*DBSTASH, "run"], env=env, capture_output=True, text=True, timeout=120)
             dry = subprocess.run([*DBSTASH, "run"], env={**env, "DRY_RUN": "true"}, capture_output=True, text=True)
         assert run.returncode == 0, run.stderr

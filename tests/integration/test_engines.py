@@ -13,8 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import anyio
@@ -26,37 +24,10 @@ from dbstash.compression import parse_compress
 from dbstash.manifest import manifest_name
 from dbstash.naming import PARTIAL_MARK
 from tests.support.cases import EngineCase
-from tests.support.servers import S3Server, all_cmdlines, children_named, kill_when
+from tests.support.servers import ArgvScan, S3Server, children_named, kill_when
 
 pytestmark = pytest.mark.integration
 SLOW = RcloneOptions(extra_args=("--bwlimit", "4M", "--buffer-size", "0"))
-
-
-class ArgvScan:
-    """Watches every process's argv while a block runs; collects any line holding a secret."""
-
-    def __init__(self, *secrets: str) -> None:
-        self.secrets = [s for s in secrets if s]
-        self.leaks: list[str] = []
-        self.seen: set[str] = set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for pid, cmd in all_cmdlines():
-                self.seen.add(cmd.split(" ", 1)[0].rsplit("/", 1)[-1])
-                if any(s in cmd for s in self.secrets):
-                    self.leaks.append(f"{pid}: {cmd}")
-            time.sleep(0.02)
-
-    def __enter__(self) -> ArgvScan:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def read_remote(remote: Path, name: str) -> bytes:

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,20 +20,6 @@ from tests.support.servers import PgServer, free_port
 
 pytestmark = pytest.mark.integration
 TOKEN = "XyZsecretTOKEN123"
-
-
-@pytest.fixture
-def http() -> Iterator[HttpReceiver]:
-    r = HttpReceiver().start()
-    yield r
-    r.stop()
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpReceiver]:
-    r = SmtpReceiver().start()
-    yield r
-    r.stop()
 
 
 def settings(db: Path, remote: Path, **env: str) -> Settings:

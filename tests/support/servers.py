@@ -414,3 +414,31 @@ class Blackhole:
         self.sock.close()
         for conn in self.held:
             conn.close()
+
+
+class ArgvScan:
+    """Watches every process's argv while a block runs; collects any line holding a secret (and the
+    programs it saw)."""
+
+    def __init__(self, *secrets: str) -> None:
+        self.secrets = [s for s in secrets if s]
+        self.leaks: list[str] = []
+        self.seen: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for pid, cmd in all_cmdlines():
+                self.seen.add(cmd.split(" ", 1)[0].rsplit("/", 1)[-1])
+                if any(s in cmd for s in self.secrets):
+                    self.leaks.append(f"{pid}: {cmd}")
+            time.sleep(0.02)
+
+    def __enter__(self) -> ArgvScan:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()

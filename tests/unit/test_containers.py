@@ -103,8 +103,11 @@ def test_every_image_runs_dbstash_as_pid_1_non_root_with_a_healthcheck(dockerfil
     assert re.search(r"^USER 10001$", text, re.MULTILINE)
     assert "HEALTHCHECK" in text and '"dbstash", "healthcheck"' in text
     assert f"DB_ENGINE={engine}" in text
-    extras = "[rclone,mongo]" if engine == "mongo" else "[rclone]"
-    assert extras in text, "rclone comes with the image (and pymongo with the Mongo ones, for restore and verify)"
+    extras = "[rclone,mongo,apprise]" if engine == "mongo" else "[rclone,apprise]"
+    assert extras in text, (
+        "rclone and apprise come with the image (pymongo with the Mongo ones, for restore and verify)"
+    )
+    assert re.search(r"install .*\bage\b|/usr/bin/age ", text), "age (BACKUP_ENCRYPT=age) comes with the image"
     assert text.count("FROM ") >= 2, "multi-stage: the wheel is built apart"
 
 

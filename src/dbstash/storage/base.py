@@ -7,7 +7,6 @@ confirmed every byte, :meth:`Upload.abort` removes it.
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from dbstash.errors import StorageError, UploadFailed
 from dbstash.logs import get_logger
 from dbstash.manifest import manifest_name
 from dbstash.naming import partial_target
+from dbstash.process import write_all
 from dbstash.sink import Sink, SinkUpload
 
 log = get_logger("dbstash.storage")
@@ -79,20 +79,10 @@ class Upload(SinkUpload):
         fd = self.fileno()
         if fd is None:
             raise NotImplementedError(f"{type(self).__name__} must implement send()")
-        if not self._nonblocking:
-            os.set_blocking(fd, False)  # only the async path writes here; the relay thread never does then
-            self._nonblocking = True
-        view = memoryview(item)
-        while view:
-            await anyio.wait_writable(fd)
-            try:
-                view = view[os.write(fd, view) :]
-            except BlockingIOError:
-                continue
-            except BrokenPipeError:
-                raise UploadFailed("the upload stopped reading (it failed)") from None
-
-    _nonblocking = False
+        try:  # only the async path writes here (non-blocking); the relay thread never does then
+            await write_all(fd, item)
+        except BrokenPipeError:
+            raise UploadFailed("the upload stopped reading (it failed)") from None
 
     async def aclose(self) -> None:
         if not self.committed:

@@ -32,7 +32,7 @@ from dbstash.errors import StorageError, ToolNotFound, UploadFailed
 from dbstash.logs import get_logger
 from dbstash.manifest import MANIFEST_SUFFIX, manifest_name
 from dbstash.naming import partial_name
-from dbstash.process import PRIVATE_UMASK, ChildProcess, child_base_env, grow_pipe
+from dbstash.process import PRIVATE_UMASK, ChildProcess, child_base_env, grow_pipe, write_all
 from dbstash.redact import GLOBAL_REDACTOR, Redactor
 from dbstash.storage.base import (
     ABORT_DELETE_TIMEOUT,
@@ -410,18 +410,12 @@ class RcloneCliStorage(Storage):
         """Hand *data* to the waiting rclone and let it store it; its stats line confirms the size."""
         fd = guarded.fd
         assert fd is not None
-        os.set_blocking(fd, False)
-        view = memoryview(data)
         try:
             with anyio.fail_after(self.options.op_timeout):
-                while view:
-                    await anyio.wait_writable(fd)
-                    try:
-                        view = view[os.write(fd, view) :]
-                    except BlockingIOError:
-                        continue
-                    except BrokenPipeError:
-                        raise StorageError("rclone stopped reading") from None
+                try:
+                    await write_all(fd, data)
+                except BrokenPipeError:
+                    raise StorageError("rclone stopped reading") from None
                 guarded.release()
                 status = await guarded.process.wait()
         except TimeoutError:
