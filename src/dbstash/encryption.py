@@ -130,6 +130,18 @@ class AgeIdentity:
     """The private key(s) that decrypt: the content of an identity file, checked to be private.
 
     The content stays in memory; ``repr`` and ``str`` never show it.
+
+    Example:
+        >>> import dbstash, os, subprocess, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "ops.key")
+        >>> _ = subprocess.run(["age-keygen", "-o", path], capture_output=True, check=True)
+        >>> os.chmod(path, 0o600)
+        >>> dbstash.AgeIdentity.from_file(path)  # doctest: +ELLIPSIS
+        AgeIdentity(source='.../ops.key')
+        >>> os.chmod(path, 0o644)
+        >>> dbstash.AgeIdentity.from_file(path)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        dbstash.errors.ConfigError: AGE_IDENTITY_FILE: ...(chmod 600 ...)
     """
 
     def __init__(self, content: bytes, source: str = "identity") -> None:

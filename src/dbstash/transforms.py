@@ -65,6 +65,16 @@ class ProcessTransform(Transform):
 
     It must be the last transform (what it writes is what is stored). Its exit status is part of the
     run's verdict: anything but 0 fails the run and nothing is committed.
+
+    Example (a filter of your own; :class:`~dbstash.AgeEncryption` is one):
+        >>> import anyio, dbstash
+        >>> class Upper(dbstash.ProcessTransform):
+        ...     def command(self) -> dbstash.DumpCommand:
+        ...         return dbstash.DumpCommand(("tr", "a-z", "A-Z"))
+        >>> sink = dbstash.MemorySink()
+        >>> result = anyio.run(dbstash.Pipeline(dbstash.CommandSource(["printf", "hi"]), sink, [Upper()]).run, "x")
+        >>> sink.objects["x"], result.source_size
+        (b'HI', 2)
     """
 
     @abstractmethod

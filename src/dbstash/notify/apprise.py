@@ -79,10 +79,10 @@ class AppriseNotifier(Notifier):
     """Sends success/failure messages to apprise URLs (``NOTIFY_URLS``).
 
     Example:
-        >>> from dbstash.notify.apprise import AppriseNotifier
-        >>> n = AppriseNotifier(["json://127.0.0.1:9/hook"], "failure")  # doctest: +SKIP
-        >>> n.wants("failure"), n.wants("success")  # doctest: +SKIP
-        (True, False)
+        >>> import dbstash
+        >>> n = dbstash.AppriseNotifier(["json://127.0.0.1:9/hook"], "failure")
+        >>> n.kind, n.wants("failure"), n.wants("success")
+        ('apprise', True, False)
     """
 
     kind = "apprise"
