@@ -12,7 +12,6 @@ buffers are rclone's) and the chunk size dbstash chose (from its log).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -30,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support.servers import PgServer, S3Server, debian_pg_bindir  # noqa: E402
 
-from bench.bench_pg import DBSTASH, RCLONE, VENV_BIN, timed, watch  # noqa: E402
+from bench.bench_pg import DBSTASH, RCLONE, VENV_BIN, save_results, timed, watch  # noqa: E402
 
 #: One row: an id and 1000 bytes of hex (incompressible enough; no compression is asked for anyway).
 ROW_SQL = "SELECT g, repeat(md5(g::text), 31) || left(md5((g + 1)::text), 8) FROM generate_series({a}, {b}) g"
@@ -124,10 +123,7 @@ def main() -> None:
         s3.proc.terminate()
         s3.proc.wait()
         shutil.rmtree(work, ignore_errors=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"bench-big-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(results, indent=2))
+    path = save_results(args.out, "big", results)
     print("\n| dump | raw pipe | dbstash | s/GB raw | s/GB dbstash | dbstash/raw | dbstash peak RSS | chunk chosen |")
     print("|---|---|---|---|---|---|---|---|")
     for r in results:

@@ -9,14 +9,12 @@ with and without age, dbstash with and without age); medians and ratios, never a
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support.servers import PgServer, debian_pg_bindir  # noqa: E402
 
-from bench.bench_pg import DBSTASH, RCLONE, VENV_BIN, timed  # noqa: E402
+from bench.bench_pg import DBSTASH, RCLONE, VENV_BIN, save_results, timed  # noqa: E402
 
 
 def main() -> None:
@@ -107,10 +105,7 @@ def main() -> None:
         server.destroy()
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(remote, ignore_errors=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"bench-encrypt-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(result, indent=2))
+    path = save_results(args.out, "encrypt", result)
     print("| database | raw pipe | raw + age | dbstash | dbstash + age | dbstash/raw | dbstash age/raw age | age/raw |")
     print("|---|---|---|---|---|---|---|---|")
     print(

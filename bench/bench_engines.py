@@ -13,7 +13,6 @@ way a careful shell user would (an option file / REDISCLI_AUTH), dbstash through
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -29,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from tests.support.dbservers import MariaDbServer, RedisServer  # noqa: E402
 from tests.support.servers import S3Server  # noqa: E402
 
-from bench.bench_pg import DBSTASH, RCLONE, VENV_BIN, timed  # noqa: E402
+from bench.bench_pg import DBSTASH, RCLONE, VENV_BIN, save_results, timed  # noqa: E402
 from dbstash.engines.mysql import option_value  # noqa: E402
 
 ZSTD = shutil.which("zstd")
@@ -192,10 +191,7 @@ def main() -> None:
         if s3 is not None:
             s3.stop()
             shutil.rmtree(s3.root, ignore_errors=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"bench-engines-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(results, indent=2))
+    path = save_results(args.out, "engines", results)
     print(
         "| engine | dump | raw pipe | dbstash | dbstash/raw | raw + zstd -T0 | dbstash zstd | zstd dbstash/raw "
         "| zstd ratio | zstd throughput |"

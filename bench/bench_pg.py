@@ -71,6 +71,15 @@ def timed(argv: list[str], env: dict[str, str], measure: bool = False) -> tuple[
     return elapsed, stats
 
 
+def save_results(out_dir: str, kind: str, results: Any) -> Path:
+    """Write *results* to ``OUT_DIR/bench-KIND-<time>.json`` (every bench keeps its raw numbers)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"bench-{kind}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(results, indent=2))
+    return path
+
+
 def rcd_hwm_kb(pid: int) -> int:
     with open(f"/proc/{pid}/status") as fh:
         return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
@@ -207,10 +216,7 @@ def main() -> None:
         ]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"bench-pg-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(results, indent=2))
+    path = save_results(args.out, "pg", results)
     print(
         "| scale | database | dump | raw pipe | dbstash | temp file | dbstash/raw | temp/raw | dbstash RSS "
         "| disk writes raw / dbstash / temp | dbstash rc | rc/rcat | rc/raw | RSS dbstash rc / rcd |"

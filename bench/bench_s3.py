@@ -12,14 +12,12 @@ server-side copy does; the direct commit should stay flat).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support.servers import PgServer, S3Server, debian_pg_bindir  # noqa: E402
 
-from bench.bench_pg import DBSTASH, RCLONE, VENV_BIN, timed  # noqa: E402
+from bench.bench_pg import DBSTASH, RCLONE, VENV_BIN, save_results, timed  # noqa: E402
 
 
 def run(scale: int, rounds: int, s3: S3Server, conf: str, bindir: str) -> dict[str, Any]:
@@ -113,10 +111,7 @@ def main() -> None:
     finally:
         s3.stop()
         shutil.rmtree(root, ignore_errors=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"bench-s3-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(results, indent=2))
+    path = save_results(args.out, "s3", results)
     print(
         "\n| scale | dump | raw pipe | direct | rename | temp file | direct/raw | rename/raw | temp/raw "
         "| direct - raw | rename - raw |"
