@@ -47,6 +47,7 @@ from dbstash.storage.base import (
     taken,
 )
 from dbstash.storage.guardian import GUARDIAN_GRACE, GuardedProcess
+from dbstash.storage.local import LocalFolder
 from dbstash.units import human_bytes
 
 log = get_logger("dbstash.storage")
@@ -187,6 +188,8 @@ class RcloneCliStorage(Storage):
         self._kind: str | None = None
         #: rclones started in advance for small writes (a backup's manifest), by object name
         self._pending: dict[str, GuardedProcess] = {}
+        self._local: LocalFolder | None = None
+        self._local_known = False
 
     async def __aenter__(self) -> RcloneCliStorage:
         self.open()
@@ -234,6 +237,18 @@ class RcloneCliStorage(Storage):
         elif self.options.config_file:
             env["RCLONE_CONFIG"] = self.options.config_file
         return env
+
+    def local_folder(self) -> LocalFolder | None:
+        """The remote as a plain local folder whose metadata operations dbstash does itself
+        (:mod:`dbstash.storage.local`), or None: rclone does them."""
+        if not self._local_known:
+            self._local = LocalFolder.for_remote(self.remote, self.options.extra_args, self._env())
+            self._local_known = True
+        return self._local
+
+    def _local_for(self, *names: str) -> LocalFolder | None:
+        local = self.local_folder()
+        return local if local is not None and all(local.handles(n) for n in names) else None
 
     def _pass_fds(self) -> tuple[int, ...]:
         return (self._config_fd,) if self._config_fd is not None else ()
@@ -316,7 +331,8 @@ class RcloneCliStorage(Storage):
             pass_fds=self._pass_fds(),
             umask=PRIVATE_UMASK,
         )
-        self._prestart_write(manifest_name(name))
+        if self._local_for(manifest_name(name)) is None:  # a local folder gets its manifest from the OS
+            self._prestart_write(manifest_name(name))
         return RcloneUpload(self, proc, name, partial)
 
     async def _begin_direct(
@@ -328,28 +344,40 @@ class RcloneCliStorage(Storage):
         zero-byte claim (``NAME.<id>.dbstash-partial``) and then lists: a run takes *name* only if
         it sees no one else's claim, object or manifest there, so of two runs in the same second at
         most one takes it (each one's claim is visible before its listing).
+
+        Both rclones (the backup's, the manifest's) start at once, speculatively on *name* and with
+        rclone's default chunk size: an rclone start (~55 ms of CPU) then overlaps the claim, the
+        size estimate and the dump instead of following them. Nothing reaches them before this
+        returns, so when the claim moves the backup to *alternative*, or the estimate needs bigger
+        chunks, the idle rclone is stopped (it never saw an end of input: nothing is stored) and a
+        new one is started.
         """
-        # the guardians (the backup's, the manifest's) start first: their interpreters come up
-        # while the claim and the estimate below run; each is told rclone's command line after
-        guarded = self._guardian()
-        for_manifest = self._guardian(short=True)
+        chunking = kind in CHUNKING and not self._chunk_flag_given(kind)
+        chunk: tuple[str, ...] = ()  # rclone's default until the estimate says otherwise
+        guarded = self._guardian(self._rcat_argv(name, chunk))
+        final = name
         try:
-            name, claim, entries = await self._claim(name, alternative)
-            # the manifest's rclone starts now: it is up long before the dump ends
-            self._prestart_write(manifest_name(name), for_manifest)
-            chunk: tuple[str, ...] = ()
-            if kind in CHUNKING and not self._chunk_flag_given(kind):
+            self._prestart_write(manifest_name(name))
+            final, claim, entries = await self._claim(name, alternative)
+            if final != name:
+                await self.discard_prestarted(manifest_name(name))
+                self._prestart_write(manifest_name(final))
+            if chunking:
                 chunk = self._chunk_args(kind, await self._estimate(entries, size_hint))
-            # the final stats line (JSON) tells how many bytes rclone uploaded: no second rclone to confirm it
-            guarded.start(self.argv("rcat", *STATS_ARGS, *chunk, self.path(name), upload=True))
+            if final != name or chunk:  # the speculative rclone does not fit: a new one
+                await _stop_guarded(guarded)
+                guarded = self._guardian(self._rcat_argv(final, chunk))
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await _stop_guarded(guarded)
-                await self.discard_prestarted(manifest_name(name))
-                if not for_manifest.started:
-                    await _stop_guarded(for_manifest)
+                for key in {name, final}:
+                    await self.discard_prestarted(manifest_name(key))
             raise
-        return DirectRcloneUpload(self, guarded, name, claim)
+        return DirectRcloneUpload(self, guarded, final, claim)
+
+    def _rcat_argv(self, name: str, chunk: Sequence[str]) -> list[str]:
+        # the final stats line (JSON) tells how many bytes rclone uploaded: no second rclone to confirm it
+        return self.argv("rcat", *STATS_ARGS, *chunk, self.path(name), upload=True)
 
     async def _claim(self, name: str, alternative: str | None) -> tuple[str, str | None, list[RemoteEntry]]:
         """With an *alternative*: a zero-byte claim on *name*, then one listing; returns the name to
@@ -373,28 +401,24 @@ class RcloneCliStorage(Storage):
             name = alternative
         return name, claim, entries
 
-    def _guardian(self, *, short: bool = False) -> GuardedProcess:
+    def _guardian(self, argv: Sequence[str], *, short: bool = False) -> GuardedProcess:
         self.open()  # the in-memory config: its fd goes into the guardian's environment and fds
         return GuardedProcess(
-            env=self._env(short=short), redact=self._redact, pass_fds=self._pass_fds(), umask=PRIVATE_UMASK
+            argv, env=self._env(short=short), redact=self._redact, pass_fds=self._pass_fds(), umask=PRIVATE_UMASK
         )
 
     # -- small objects (manifests) written with an rclone started in advance --------------------------
-    def _prestart_write(self, name: str, guarded: GuardedProcess | None = None) -> None:
+    def _prestart_write(self, name: str) -> None:
         """Start the ``rcat`` that will store *name* now (under a guardian, idle on its input until
         :meth:`write_verified` hands it the bytes): rclone's start-up (~50 ms) then happens while the
         dump runs instead of between the dump's end and the commit. Best effort: on any problem the
-        write starts its own rclone as before. *guarded*: a guardian spawned earlier for it."""
+        write starts its own rclone as before."""
         if name in self._pending:
             return
         try:
-            guarded = guarded or self._guardian(short=True)
-            guarded.start(self.argv("rcat", *STATS_ARGS, self.path(name)))
+            guarded = self._guardian(self.argv("rcat", *STATS_ARGS, self.path(name)), short=True)
         except Exception as exc:
             log.debug("no rclone started in advance for %s: %s", name, exc)
-            if guarded is not None:  # the guardian exits on the end of its lifeline
-                guarded.cut()
-                guarded.close_fd()
             return
         self._pending[name] = guarded
 
@@ -529,6 +553,9 @@ class RcloneCliStorage(Storage):
         return [line.strip().rstrip(":") for line in out.decode(errors="replace").splitlines() if line.strip()]
 
     async def list(self, *, timeout: float | None = None) -> list[RemoteEntry]:
+        local = self.local_folder()
+        if local is not None and (entries := local.list()) is not None:
+            return entries
         code, out, _ = await self._run(
             "lsjson", "--no-mimetype", "--use-server-modtime", self.remote or ".", ok=(0, *NOT_FOUND), timeout=timeout
         )
@@ -544,6 +571,8 @@ class RcloneCliStorage(Storage):
         ]
 
     async def stat(self, name: str) -> RemoteEntry | None:
+        if (local := self._local_for(name)) is not None:
+            return local.stat(name)
         code, out, _ = await self._run("lsjson", "--stat", "--no-mimetype", self.path(name), ok=(0, *NOT_FOUND))
         if code != 0:
             return None
@@ -584,6 +613,12 @@ class RcloneCliStorage(Storage):
 
     async def move(self, src: str, dst: str) -> None:
         """Server-side move inside the folder (a rename on local; copy + delete on S3)."""
+        if (local := self._local_for(src, dst)) is not None:
+            try:
+                local.move(src, dst)
+            except OSError as exc:
+                raise StorageError(f"renaming {src} to {dst} failed: {exc.strerror}") from None
+            return
         await self._run("moveto", self.path(src), self.path(dst))
 
     async def read(self, name: str) -> bytes:
@@ -628,6 +663,12 @@ class RcloneCliStorage(Storage):
     async def write_verified(self, name: str, data: bytes) -> None:
         """``rclone copyto`` from an in-memory file: unlike ``rcat``, a copy checks the stored size (and
         hash where the remote has one) itself, so no second rclone start is needed to confirm it."""
+        if (local := self._local_for(name)) is not None:
+            try:
+                local.write(name, data, partial_name(name, os.urandom(4).hex()))
+            except OSError as exc:
+                raise StorageError(f"could not store {name}: {exc.strerror}") from None
+            return
         problem = ""
         first = 0
         guarded = self._pending.pop(name, None)
