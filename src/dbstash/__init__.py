@@ -7,6 +7,8 @@ Example:
 """
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 from dbstash._version import __version__
@@ -26,11 +28,21 @@ from dbstash.errors import (
     UploadFailed,
 )
 
-# Functions named like their modules are bound now: the first import of a submodule sets the package's
-# attribute of that name to the module, which a lazily bound function would never replace.
-from dbstash.prune import prune
-from dbstash.restore import restore
-from dbstash.verify import verify
+#: Functions named like their modules: the first import of ``dbstash.restore`` (the module) makes
+#: Python set the package's attribute ``restore`` to it, hiding the function. The package's class
+#: (below) refuses that one assignment, so the function stays what ``dbstash.restore`` means while
+#: the modules load only when used (a backup needs neither a restore's nor a verify's code).
+_SHADOWED = frozenset({"prune", "restore", "verify"})
+
+
+class _Package(types.ModuleType):
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _SHADOWED and isinstance(value, types.ModuleType):
+            return  # the submodule stays reachable as sys.modules["dbstash." + name]
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 if TYPE_CHECKING:
     from dbstash.api import (
@@ -108,6 +120,9 @@ if TYPE_CHECKING:
 #: CLI loads only the parts it uses (a restore's, a verify's or a dry run's modules are not on a
 #: backup's path). Each name's module is below.
 _LAZY = {
+    "prune": "dbstash.prune",
+    "restore": "dbstash.restore",
+    "verify": "dbstash.verify",
     "BackupResult": "dbstash.api",
     "JobResult": "dbstash.api",
     "PruneResult": "dbstash.api",

@@ -9,8 +9,6 @@ import sys
 from collections.abc import Iterator
 from typing import Any, TextIO
 
-from pythonjsonlogger.json import JsonFormatter
-
 from dbstash.redact import GLOBAL_REDACTOR, Redactor
 
 _context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("dbstash_log_context", default={})  # noqa: B039
@@ -75,6 +73,8 @@ def configure_logging(level: str = "INFO", fmt: str = "json", stream: TextIO | N
     handler = logging.StreamHandler(stream or sys.stderr)
     handler._dbstash = True  # type: ignore[attr-defined]  # marks our own handler for reconfiguration
     if fmt == "json":
+        from pythonjsonlogger.json import JsonFormatter  # noqa: PLC0415 - ~2 ms a text-logging run does without
+
         handler.setFormatter(
             JsonFormatter(
                 "{asctime}{levelname}{name}{message}",
