@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -21,8 +22,9 @@ def _drain(fd: int, out: bytearray) -> None:
         out.extend(chunk)
 
 
+@pytest.mark.parametrize("splice", [True, False], ids=["tee-splice", "copy"])
 @pytest.mark.parametrize(("size", "piece"), [(0, 1), (10, 3), (CHUNK * 3 + 17, 7000), (CHUNK, CHUNK)])
-def test_relay_copies_hashes_and_counts(size: int, piece: int) -> None:
+def test_relay_copies_hashes_and_counts(size: int, piece: int, splice: bool) -> None:
     data = os.urandom(size)
     src_r, src_w = os.pipe()
     dst_r, dst_w = os.pipe()
@@ -32,7 +34,10 @@ def test_relay_copies_hashes_and_counts(size: int, piece: int) -> None:
     drainer = threading.Thread(target=_drain, args=(dst_r, got))
     feeder.start()
     drainer.start()
-    stats = Relay(src_r, dst_w, seen.append).run()
+    relay = Relay(src_r, dst_w, seen.append)
+    relay.splice = splice
+    stats = relay.run()
+    assert relay.path == ("splice" if splice and size else "copy")
     # the relay never closes the destination: that is the commit decision's job
     os.fstat(dst_w)
     os.close(dst_w)
@@ -46,14 +51,17 @@ def test_relay_copies_hashes_and_counts(size: int, piece: int) -> None:
     assert seen[-1] == size
 
 
-def test_relay_reports_a_reader_that_went_away() -> None:
+@pytest.mark.parametrize("splice", [True, False], ids=["tee-splice", "copy"])
+def test_relay_reports_a_reader_that_went_away(splice: bool) -> None:
     src_r, src_w = os.pipe()
     dst_r, dst_w = os.pipe()
     os.close(dst_r)
     os.write(src_w, b"x" * 1000)
     os.close(src_w)
+    relay = Relay(src_r, dst_w)
+    relay.splice = splice
     with pytest.raises(UploadFailed, match="stopped reading"):
-        Relay(src_r, dst_w).run()
+        relay.run()
     os.close(src_r)
     os.close(dst_w)
 
@@ -88,3 +96,43 @@ def test_relay_compresses_on_the_way_and_hashes_the_stored_bytes(kind: str) -> N
     truncated.compress(bytes(got[: len(got) // 2]))
     with pytest.raises(ValueError, match="truncated"):
         truncated.flush()
+
+
+def test_a_source_that_is_no_pipe_takes_the_copy_loop(tmp_path: Path) -> None:
+    """tee(2) needs a pipe: a file as the source is refused before a byte is consumed."""
+    data = os.urandom(CHUNK + 123)
+    (tmp_path / "dump").write_bytes(data)
+    src = os.open(tmp_path / "dump", os.O_RDONLY)
+    dst_r, dst_w = os.pipe()
+    got = bytearray()
+    drainer = threading.Thread(target=_drain, args=(dst_r, got))
+    drainer.start()
+    relay = Relay(src, dst_w)
+    stats = relay.run()
+    os.close(dst_w)
+    drainer.join()
+    os.close(src)
+    os.close(dst_r)
+    assert relay.path == "copy"
+    assert bytes(got) == data and stats.sha256 == hashlib.sha256(data).hexdigest() and stats.size == len(data)
+
+
+def test_without_hashing_the_splice_path_still_counts_and_keeps_the_tail() -> None:
+    data = os.urandom(3 * CHUNK + 5)
+    src_r, src_w = os.pipe()
+    dst_r, dst_w = os.pipe()
+    got = bytearray()
+    feeder = threading.Thread(target=_feed, args=(src_w, data, 100_000))
+    drainer = threading.Thread(target=_drain, args=(dst_r, got))
+    feeder.start()
+    drainer.start()
+    relay = Relay(src_r, dst_w, hashing=False)
+    stats = relay.run()
+    os.close(dst_w)
+    feeder.join()
+    drainer.join()
+    os.close(src_r)
+    os.close(dst_r)
+    assert relay.path == "splice" and bytes(got) == data
+    assert stats.size == len(data) and stats.tail == data[-4096:]
+    assert stats.sha256 == hashlib.sha256().hexdigest()  # nothing hashed
