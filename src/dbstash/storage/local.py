@@ -109,6 +109,7 @@ class LocalFolder:
             return []  # as rclone: no folder yet, no backups
         except OSError:
             return None
+        entries.sort(key=lambda e: e.name)  # rclone lists in name order (code points: UTF-8's byte order)
         return entries
 
     def stat(self, name: str) -> RemoteEntry | None:
