@@ -51,7 +51,13 @@ def main() -> None:
         os.makedirs(local)
         print("| remote | raw pipe | dbstash | dbstash - raw | CPU raw | CPU dbstash |")
         print("|---|---|---|---|---|---|")
-        for label, remote in (("serve s3", s3.remote("fixed")), ("local folder", local)):
+        cases = (
+            ("serve s3", s3.remote("fixed"), "{db}-{uuid}"),
+            ("local folder", local, "{db}-{uuid}"),
+            # the default template has only the time in it: on S3 a zero-byte claim and a listing first
+            ("serve s3, default template", s3.remote("fixed"), "{db}-{date}-{time}"),
+        )
+        for label, remote, template in cases:
             raw = [
                 "bash",
                 "-o",
@@ -68,7 +74,7 @@ def main() -> None:
                 "DB_URI": server.uri(),
                 "RCLONE_REMOTE": remote,
                 "RCLONE_CONFIG_FILE": conf,
-                "BACKUP_NAME_TEMPLATE": "{db}-{uuid}",
+                "BACKUP_NAME_TEMPLATE": template,
             }
             for _ in range(3):  # warm-up: page cache, bytecode
                 timed(raw, raw_env)
