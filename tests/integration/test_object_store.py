@@ -189,6 +189,42 @@ def test_the_chunk_size_is_chosen_so_a_stream_fits_the_part_limit(pg: PgServer, 
     assert "streaming with a chunk size of" in runs["sized"].stderr
 
 
+def test_the_claim_and_its_listing_take_one_rclone(sqlite_db: Path, s3: S3Server) -> None:
+    """The default template (only the time in a name) claims before uploading: write the zero-byte
+    claim, then list, in one ``rclone rc --loopback job/batch``; two runs in one second get two names."""
+    folder = f"claim-{uuid.uuid4().hex[:8]}"
+    env = {**s3_env(s3, folder, DB_URI=f"sqlite:///{sqlite_db}"), "LOG_LEVEL": "debug"}
+    done = subprocess.run([*DBSTASH, "run"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "rclone rc --loopback --copy-links --use-server-modtime job/batch" in done.stderr
+    assert "rclone touch" not in done.stderr and "rclone lsjson" not in done.stderr
+    time.sleep(1.2)  # serve s3's directory cache
+    names = sorted(p.name for p in folder_of(s3, folder).iterdir())
+    assert len(names) == 2 and not [n for n in names if n.endswith(PARTIAL_MARK)], names
+
+
+def test_without_job_batch_the_claim_takes_two_rclones(
+    sqlite_db: Path, s3: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An rclone without ``job/batch`` (older than the one tested here): ``touch``, then ``lsjson``."""
+    import anyio
+
+    import dbstash
+
+    async def unavailable(self: RcloneCliStorage, claim: str) -> None:
+        return None
+
+    monkeypatch.setattr(RcloneCliStorage, "_claim_in_one", unavailable)
+    folder = f"claim2-{uuid.uuid4().hex[:8]}"
+    options = RcloneOptions(config_text=s3.config)
+    first = dbstash.backup(f"sqlite:///{sqlite_db}", remote=s3.remote(folder), rclone=options)
+    storage = RcloneCliStorage(s3.remote(folder), options)
+    # the second run takes the first one's name: the two-call claim sees it taken
+    name, claim, _ = anyio.run(storage._claim, first.name, first.name + "-other")
+    assert name == first.name + "-other" and claim is not None
+    anyio.run(storage.delete, claim)
+
+
 def test_forced_rename_commit_still_works_on_s3(pg: PgServer, s3: S3Server) -> None:
     folder = f"rename-{uuid.uuid4().hex[:8]}"
     done = subprocess.run(

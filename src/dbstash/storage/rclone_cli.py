@@ -25,6 +25,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import anyio
 
@@ -386,8 +387,10 @@ class RcloneCliStorage(Storage):
             return name, None, []
         try:
             claim = partial_name(name, os.urandom(4).hex())
-            await self._run("touch", self.path(claim), timeout=PREPARE_TIMEOUT)  # a zero-byte object
-            entries = await self.list(timeout=PREPARE_TIMEOUT)
+            entries = await self._claim_in_one(claim)
+            if entries is None:  # two rclone starts instead of one
+                await self._run("touch", self.path(claim), timeout=PREPARE_TIMEOUT)  # a zero-byte object
+                entries = await self.list(timeout=PREPARE_TIMEOUT)
         except StorageError as exc:
             raise UploadFailed(f"cannot prepare the upload to {name}: {exc}", stderr_tail=exc.stderr_tail) from None
         self.last_listing = entries
@@ -400,6 +403,55 @@ class RcloneCliStorage(Storage):
                 raise UploadFailed(f"both {name} and {alternative} are taken on the remote")
             name = alternative
         return name, claim, entries
+
+    async def _claim_in_one(self, claim: str) -> list[RemoteEntry] | None:
+        """Write the zero-byte *claim*, then list the folder, with one rclone start: ``rclone rc
+        --loopback job/batch`` (rclone's rc calls run in-process, in order with a concurrency of 1).
+
+        The claim's bytes come from an empty memfd (``--copy-links`` follows ``/dev/fd/N`` to it).
+        Returns None when this rclone has no ``job/batch`` or the listing does not show the claim
+        (then the claim would not be proven visible before the listing): the caller does it in two.
+        """
+        fd = os.memfd_create("dbstash-claim", os.MFD_CLOEXEC)
+        try:
+            folder = self.remote or "."
+            batch = {
+                "concurrency": 1,
+                "inputs": [
+                    {
+                        "_path": "operations/copyfile",
+                        "srcFs": "/dev/fd",
+                        "srcRemote": str(fd),
+                        "dstFs": folder,
+                        "dstRemote": claim,
+                    },
+                    {"_path": "operations/list", "fs": folder, "remote": "", "opt": {"noMimeType": True}},
+                ],
+            }
+            _, out, _ = await self._run(
+                "rc",
+                "--loopback",
+                "--copy-links",
+                "--use-server-modtime",
+                "job/batch",
+                "--json",
+                json.dumps(batch),
+                fds=(fd,),
+                timeout=PREPARE_TIMEOUT,
+            )
+        finally:
+            os.close(fd)
+        try:
+            wrote, listed = json.loads(out)["results"]
+        except (ValueError, KeyError, TypeError):
+            return None
+        for result in (wrote, listed):
+            if result.get("status") == 404:  # an rclone without job/batch (or without these calls)
+                return None
+            if "error" in result:
+                raise StorageError(f"rclone {result.get('path', 'rc')} failed: {self._redact(str(result['error']))}")
+        entries = _entries(listed.get("list") or [])
+        return entries if any(e.name == claim for e in entries) else None
 
     def _guardian(self, argv: Sequence[str], *, short: bool = False) -> GuardedProcess:
         self.open()  # the in-memory config: its fd goes into the guardian's environment and fds
@@ -565,10 +617,7 @@ class RcloneCliStorage(Storage):
             items = json.loads(out)
         except json.JSONDecodeError as exc:
             raise StorageError(f"rclone lsjson returned unreadable output: {exc}") from None
-        return [
-            RemoteEntry(i["Name"], int(i.get("Size", -1)), _parse_time(i["ModTime"]), bool(i.get("IsDir")))
-            for i in items
-        ]
+        return _entries(items)
 
     async def stat(self, name: str) -> RemoteEntry | None:
         if (local := self._local_for(name)) is not None:
@@ -912,6 +961,13 @@ async def _stop_guarded(guarded: GuardedProcess) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(guarded.process.pid, signal.SIGKILL)
             await guarded.process.wait()
+
+
+def _entries(items: Sequence[Mapping[str, Any]]) -> list[RemoteEntry]:
+    """``rclone lsjson`` (or rc ``operations/list``) items as entries."""
+    return [
+        RemoteEntry(i["Name"], int(i.get("Size", -1)), _parse_time(i["ModTime"]), bool(i.get("IsDir"))) for i in items
+    ]
 
 
 def _log_lines(text: str) -> list[dict[str, object]]:
