@@ -3,12 +3,13 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from dbstash.errors import UploadFailed
-from dbstash.relay import CHUNK, Relay
+from dbstash.relay import CHUNK, Relay, TransferStats
 
 
 def _feed(fd: int, data: bytes, piece: int) -> None:
@@ -22,30 +23,40 @@ def _drain(fd: int, out: bytearray) -> None:
         out.extend(chunk)
 
 
-@pytest.mark.parametrize("splice", [True, False], ids=["tee-splice", "copy"])
-@pytest.mark.parametrize(("size", "piece"), [(0, 1), (10, 3), (CHUNK * 3 + 17, 7000), (CHUNK, CHUNK)])
-def test_relay_copies_hashes_and_counts(size: int, piece: int, splice: bool) -> None:
-    data = os.urandom(size)
+def _through(make: Callable[[int, int], Relay], data: bytes, piece: int) -> tuple[Relay, TransferStats, bytes]:
+    """Feed *data* (in writes of *piece*) through the relay *make* builds between two pipes."""
     src_r, src_w = os.pipe()
     dst_r, dst_w = os.pipe()
     got = bytearray()
-    seen: list[int] = []
     feeder = threading.Thread(target=_feed, args=(src_w, data, piece))
     drainer = threading.Thread(target=_drain, args=(dst_r, got))
     feeder.start()
     drainer.start()
-    relay = Relay(src_r, dst_w, seen.append)
-    relay.splice = splice
+    relay = make(src_r, dst_w)
     stats = relay.run()
-    assert relay.path == ("splice" if splice and size else "copy")
-    # the relay never closes the destination: that is the commit decision's job
-    os.fstat(dst_w)
+    os.fstat(dst_w)  # the relay never closes the destination: that is the commit decision's job
     os.close(dst_w)
     feeder.join()
     drainer.join()
     os.close(src_r)
     os.close(dst_r)
-    assert bytes(got) == data
+    return relay, stats, bytes(got)
+
+
+@pytest.mark.parametrize("splice", [True, False], ids=["tee-splice", "copy"])
+@pytest.mark.parametrize(("size", "piece"), [(0, 1), (10, 3), (CHUNK * 3 + 17, 7000), (CHUNK, CHUNK)])
+def test_relay_copies_hashes_and_counts(size: int, piece: int, splice: bool) -> None:
+    data = os.urandom(size)
+    seen: list[int] = []
+
+    def make(src: int, dst: int) -> Relay:
+        relay = Relay(src, dst, seen.append)
+        relay.splice = splice
+        return relay
+
+    relay, stats, got = _through(make, data, piece)
+    assert relay.path == ("splice" if splice and size else "copy")
+    assert got == data
     assert stats.size == size and stats.sha256 == hashlib.sha256(data).hexdigest()
     assert stats.tail == data[-4096:]
     assert seen[-1] == size
@@ -73,25 +84,13 @@ def test_relay_compresses_on_the_way_and_hashes_the_stored_bytes(kind: str) -> N
     _, compression = parse_compress(kind)
     assert compression is not None
     data = b"".join(b"INSERT INTO t VALUES (%d, 'row');\n" % i for i in range(200_000)) + b"COMMIT;\n"
-    src_r, src_w = os.pipe()
-    dst_r, dst_w = os.pipe()
-    got = bytearray()
-    feeder = threading.Thread(target=_feed, args=(src_w, data, 65536))
-    drainer = threading.Thread(target=_drain, args=(dst_r, got))
-    feeder.start()
-    drainer.start()
-    stats = Relay(src_r, dst_w, None, compression.compressor()).run()
-    os.close(dst_w)
-    feeder.join()
-    drainer.join()
-    os.close(src_r)
-    os.close(dst_r)
+    _, stats, got = _through(lambda src, dst: Relay(src, dst, None, compression.compressor()), data, 65536)
     assert stats.dump_size == len(data)
     assert stats.size == len(got) < len(data) // 5
     assert stats.sha256 == hashlib.sha256(got).hexdigest()
     assert stats.tail.endswith(b"COMMIT;\n")  # the engine checks the dump's own tail, not the compressed one
     d = compression.decompressor()
-    assert d.compress(bytes(got)) + d.flush() == data
+    assert d.compress(got) + d.flush() == data
     truncated = compression.decompressor()
     truncated.compress(bytes(got[: len(got) // 2]))
     with pytest.raises(ValueError, match="truncated"):
@@ -119,20 +118,7 @@ def test_a_source_that_is_no_pipe_takes_the_copy_loop(tmp_path: Path) -> None:
 
 def test_without_hashing_the_splice_path_still_counts_and_keeps_the_tail() -> None:
     data = os.urandom(3 * CHUNK + 5)
-    src_r, src_w = os.pipe()
-    dst_r, dst_w = os.pipe()
-    got = bytearray()
-    feeder = threading.Thread(target=_feed, args=(src_w, data, 100_000))
-    drainer = threading.Thread(target=_drain, args=(dst_r, got))
-    feeder.start()
-    drainer.start()
-    relay = Relay(src_r, dst_w, hashing=False)
-    stats = relay.run()
-    os.close(dst_w)
-    feeder.join()
-    drainer.join()
-    os.close(src_r)
-    os.close(dst_r)
-    assert relay.path == "splice" and bytes(got) == data
+    relay, stats, got = _through(lambda src, dst: Relay(src, dst, hashing=False), data, 100_000)
+    assert relay.path == "splice" and got == data
     assert stats.size == len(data) and stats.tail == data[-4096:]
     assert stats.sha256 == hashlib.sha256().hexdigest()  # nothing hashed
