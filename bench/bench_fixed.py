@@ -6,6 +6,11 @@ pairs, medians; also the CPU time of each variant's whole process tree (on a 2-c
 time follows it).
 
     python bench/bench_fixed.py --rounds 15
+    python bench/bench_fixed.py --rounds 15 --python /usr/bin/python3   # another interpreter
+
+``--python`` runs dbstash (``-m dbstash_cli``, this checkout's ``src`` and the venv's packages on
+``PYTHONPATH``) with another CPython 3.11: e.g. Debian's, built with PGO and LTO like the official
+``python`` images, where the venv's interpreter (pyenv) is built without them.
 """
 
 from __future__ import annotations
@@ -35,7 +40,9 @@ def cpu_of_children() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--python", help="run dbstash with this interpreter (default: the venv's console script)")
     args = parser.parse_args()
+    dbstash = [args.python, "-m", "dbstash_cli", "backup"] if args.python else [DBSTASH, "backup"]
     bindir = debian_pg_bindir()
     if bindir is None:
         sys.exit("PostgreSQL binaries not found (make test installs them)")
@@ -76,17 +83,18 @@ def main() -> None:
                 "RCLONE_CONFIG_FILE": conf,
                 "BACKUP_NAME_TEMPLATE": template,
             }
+            if args.python:
+                site = next(Path(sys.prefix, "lib").glob("python3*/site-packages"))
+                env["PYTHONPATH"] = f"{ROOT / 'src'}:{site}"
             for _ in range(3):  # warm-up: page cache, bytecode
                 timed(raw, raw_env)
-                timed([DBSTASH, "backup"], env)
+                timed(dbstash, env)
             times: dict[str, list[float]] = {"raw": [], "dbstash": []}
             cpu: dict[str, float] = {"raw": 0.0, "dbstash": 0.0}
             for i in range(args.rounds):
                 for name in ("raw", "dbstash") if i % 2 == 0 else ("dbstash", "raw"):
                     c0 = cpu_of_children()
-                    times[name].append(
-                        timed(raw if name == "raw" else [DBSTASH, "backup"], raw_env if name == "raw" else env)[0]
-                    )
+                    times[name].append(timed(raw if name == "raw" else dbstash, raw_env if name == "raw" else env)[0])
                     cpu[name] += cpu_of_children() - c0
             r, d = statistics.median(times["raw"]), statistics.median(times["dbstash"])
             print(

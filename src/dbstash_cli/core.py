@@ -1,0 +1,267 @@
+"""What ``dbstash run`` and ``dbstash backup`` do, without click: the console script reaches these
+directly when the command line is just ``run`` or ``backup`` (the container's and the scripts'
+case: configuration in the environment), so those runs skip importing click (~9 ms);
+:mod:`dbstash_cli.main` (the click CLI) uses them for the same commands with flags.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+from typing import NoReturn, TypeVar
+
+import anyio
+
+import dbstash
+import dbstash.api
+from dbstash.config import Settings
+from dbstash.errors import ConfigError, DbstashError
+from dbstash.lock import LockHeld, job_lock
+from dbstash.logs import configure_logging, get_logger
+from dbstash.redact import GLOBAL_REDACTOR
+from dbstash.units import human_bytes
+from dbstash_cli.progress import TerminalProgress
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+log = get_logger("dbstash.cli")
+T = TypeVar("T")
+
+# CLI flag -> environment variable: flags mirror the spec's variables, and the environment is honoured.
+FLAG_ENV = {
+    "uri": "DB_URI",
+    "uri_file": "DB_URI_FILE",
+    "engine": "DB_ENGINE",
+    "host": "DB_HOST",
+    "port": "DB_PORT",
+    "db_name": "DB_NAME",
+    "db_exclude": "DB_EXCLUDE",
+    "db_all_mode": "DB_ALL_MODE",
+    "db_globals": "DB_GLOBALS",
+    "db_parallel": "DB_PARALLEL",
+    "user": "DB_USER",
+    "password_file": "DB_PASSWORD_FILE",
+    "remote": "RCLONE_REMOTE",
+    "rclone_config_file": "RCLONE_CONFIG_FILE",
+    "rclone_extra_args": "RCLONE_EXTRA_ARGS",
+    "name_template": "BACKUP_NAME_TEMPLATE",
+    "extension": "BACKUP_EXTENSION",
+    "stream_compress": "BACKUP_COMPRESS",
+    "auth_source": "DB_AUTH_SOURCE",
+    "dump_extra_args": "DUMP_EXTRA_ARGS",
+    "restore_extra_args": "RESTORE_EXTRA_ARGS",
+    "retention_max_files": "RETENTION_MAX_FILES",
+    "retention_max_days": "RETENTION_MAX_DAYS",
+    "retention_keep_hourly": "RETENTION_KEEP_HOURLY",
+    "retention_keep_daily": "RETENTION_KEEP_DAILY",
+    "retention_keep_weekly": "RETENTION_KEEP_WEEKLY",
+    "retention_keep_monthly": "RETENTION_KEEP_MONTHLY",
+    "retention_keep_yearly": "RETENTION_KEEP_YEARLY",
+    "timeout": "BACKUP_TIMEOUT",
+    "tz": "TZ",
+    "log_level": "LOG_LEVEL",
+    "log_format": "LOG_FORMAT",
+}
+
+
+def echo(text: str, *, err: bool = False) -> None:
+    """A line to stdout (or stderr), flushed: what click.echo does for these commands."""
+    stream = sys.stderr if err else sys.stdout
+    stream.write(text + "\n")
+    stream.flush()
+
+
+def _fail_config(exc: ConfigError, as_json: bool) -> NoReturn:
+    message = GLOBAL_REDACTOR(str(exc))
+    if as_json:
+        echo(json.dumps({"ok": False, "exit_code": EXIT_CONFIG, "error": message, "variable": exc.variable}))
+    echo(f"dbstash: configuration error: {message}", err=True)
+    sys.exit(EXIT_CONFIG)
+
+
+def _load(environ: Mapping[str, str], as_json: bool) -> Settings:
+    try:
+        return Settings.from_env(environ)
+    except ConfigError as exc:
+        _fail_config(exc, as_json)
+
+
+async def _with_signals(func: Callable[[], Awaitable[T]]) -> T:
+    """Run *func*, cancelling it on SIGTERM/SIGINT (the pipeline then aborts the upload)."""
+    received: list[int] = []
+    outcome: list[T] = []
+    error: list[Exception] = []
+
+    async def watch(scope: anyio.CancelScope) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                received.append(signum)
+                log.warning("received %s: aborting the backup", signal.Signals(signum).name)
+                scope.cancel()
+                return
+
+    async with anyio.create_task_group() as tg:
+        with anyio.CancelScope() as job_scope:
+            tg.start_soon(watch, job_scope)
+            try:
+                outcome.append(await func())
+            except Exception as exc:  # handed out of the task group unwrapped
+                error.append(exc)
+        tg.cancel_scope.cancel()
+    if error:
+        raise error[0]
+    if received or not outcome:
+        name = signal.Signals(received[0]).name if received else "cancellation"
+        raise dbstash.BackupCancelled(f"backup stopped by {name}; the upload was aborted")
+    return outcome[0]
+
+
+class _StartupConfigError(Exception):
+    """A ConfigError of the start-up check: exit 2 with the configuration message, not a failed run."""
+
+    def __init__(self, error: ConfigError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+async def _preflight(settings: Settings) -> None:
+    """The start-up check that needs rclone (nothing is dumped or uploaded when it fails)."""
+    try:
+        await dbstash.api.preflight(settings)
+    except ConfigError as exc:
+        raise _StartupConfigError(exc) from None
+    except DbstashError as exc:  # rcd unreachable or not up yet (a sidecar starting): the run reports it
+        log.warning("start-up check failed: %s", GLOBAL_REDACTOR(str(exc)))
+
+
+def _run_once(settings: Settings, *, as_json: bool, show_progress: bool) -> int:
+    progress = TerminalProgress() if show_progress else None
+
+    async def job() -> dbstash.BackupResult | dbstash.JobResult:
+        await _preflight(settings)  # in the run's own event loop: one loop per process on the hot path
+        with job_lock(settings):
+            return await dbstash.arun(settings, progress=progress)
+
+    try:
+        result = anyio.run(_with_signals, job)
+    except _StartupConfigError as exc:
+        _fail_config(exc.error, as_json)
+    except DbstashError as exc:
+        if progress:
+            progress.finish()
+        message = GLOBAL_REDACTOR(str(exc))
+        code = exc.exit_code
+        if isinstance(exc, (dbstash.BackupCancelled, LockHeld)):  # raised outside the job: not logged yet
+            log.error("backup failed: %s", message, extra={"error_type": type(exc).__name__})
+        if as_json:
+            echo(json.dumps({"ok": False, "exit_code": code, "error": message, "error_type": type(exc).__name__}))
+        return code
+    if progress:
+        progress.finish()
+    if isinstance(result, dbstash.JobResult):
+        if as_json:
+            echo(json.dumps(result.to_dict()))
+        else:
+            for o in result.outcomes:
+                if o.result is not None:
+                    echo(f"ok      {o.database:<24} {human_bytes(o.result.size):>10}  {o.result.remote_path}")
+                else:
+                    echo(f"FAILED  {o.database:<24} {o.error_type}: {o.error}")
+        return result.exit_code
+    if as_json:
+        echo(json.dumps({"ok": True, **result.to_dict()}))
+    return EXIT_OK
+
+
+def _environ_with_flags(compress: bool | None, flags: Mapping[str, str | None]) -> dict[str, str]:
+    environ = dict(os.environ)
+    environ.setdefault("BACKUP_SCHEDULE", "once")
+    if "LOG_FORMAT" not in environ and sys.stderr.isatty():
+        environ["LOG_FORMAT"] = "text"
+    for flag, value in flags.items():
+        if value is not None:
+            environ[FLAG_ENV[flag]] = value
+    if compress is not None and flags.get("stream_compress") is None:
+        environ["BACKUP_COMPRESS"] = "true" if compress else "false"
+    if flags.get("uri") is not None:
+        environ.pop("DB_URI_FILE", None)
+    return environ
+
+
+def backup_from(environ: dict[str, str], *, as_json: bool = False) -> int:
+    """``dbstash backup`` once its flags are in *environ*: the exit code."""
+    settings = _load(environ, as_json)
+    configure_logging(settings.service.log_level, settings.service.log_format)
+    if settings.service.dry_run:
+        return _dry_run(settings, as_json=as_json)
+    return _run_once(settings, as_json=as_json, show_progress=sys.stderr.isatty() and not as_json)
+
+
+def run_from_env() -> int:
+    """``dbstash run``: configured only by the environment; the exit code."""
+    settings = _load(os.environ, as_json=False)
+    configure_logging(settings.service.log_level, settings.service.log_format)
+    if settings.service.dry_run:
+        return _dry_run(settings, as_json=False)
+    if settings.service.schedule == "once":
+        return _run_once(settings, as_json=False, show_progress=False)
+    try:
+        anyio.run(dbstash.api.preflight, settings)
+    except ConfigError as exc:
+        _fail_config(exc, False)
+    except DbstashError as exc:  # rcd not up yet (a sidecar starting): each run reports it if it persists
+        log.warning("start-up check failed: %s", GLOBAL_REDACTOR(str(exc)))
+    from dbstash.service import Service  # noqa: PLC0415 - prometheus-client only for cron mode
+
+    try:
+        service = Service(settings)
+    except ConfigError as exc:
+        _fail_config(exc, False)
+    return int(anyio.run(service.run))
+
+
+def _dry_run(settings: Settings, *, as_json: bool) -> int:
+    try:
+        plan = anyio.run(dbstash.dry_run, settings)
+    except DbstashError as exc:
+        log.error("dry run failed: %s", GLOBAL_REDACTOR(str(exc)))
+        return exc.exit_code
+    if as_json:
+        echo(json.dumps({"ok": True, "dry_run": True, **plan}, default=str))
+    return EXIT_OK
+
+
+def _quick_exit(code: int | str | None) -> NoReturn:
+    """Exit as :func:`sys.exit` would (a message is printed, status 1), skipping the interpreter teardown."""
+    if isinstance(code, str):
+        print(code, file=sys.stderr)
+        code = 1
+    status = 0 if code is None else code
+    try:
+        logging.shutdown()  # flushes every handler (what atexit would have done)
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except Exception:  # a closed stdout (dbstash ... | head): let the interpreter report it as it would
+        sys.exit(status)
+    os._exit(status)
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """The console script: ``dbstash run`` and ``dbstash backup`` without flags here, the rest through
+    click (:func:`dbstash_cli.main.main`). Ends the process with the command's exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    if args in (["run"], ["backup"]):
+        try:
+            code: int | str | None = run_from_env() if args == ["run"] else backup_from(_environ_with_flags(None, {}))
+        except SystemExit as exc:  # a configuration error (exit 2) leaves through sys.exit, as under click
+            code = exc.code
+        except KeyboardInterrupt:  # before the run's own signal handling is in place: as click says it
+            echo("Aborted!", err=True)
+            code = EXIT_FAILED
+        _quick_exit(code)
+    from dbstash_cli.main import main as click_main  # noqa: PLC0415 - click only for the other commands
+
+    click_main(argv)
