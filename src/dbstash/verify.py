@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 
@@ -10,11 +11,11 @@ import anyio
 
 from dbstash.config import Settings
 from dbstash.databases import GLOBALS_LABEL
-from dbstash.errors import ChecksumMismatch, ConfigError, DbstashError
+from dbstash.errors import ChecksumMismatch, ConfigError, DbstashError, RestoreRefused
 from dbstash.listing import _infos, _with_manifest, job_templates, select_backup
 from dbstash.logs import get_logger
 from dbstash.redact import GLOBAL_REDACTOR
-from dbstash.restore import RestoreResult, _part, _prove, arestore, run_of, target_for
+from dbstash.restore import RestoreResult, _part, _prove, _restore_target, arestore, run_of
 from dbstash.storage.base import Storage
 
 log = get_logger("dbstash.verify")
@@ -59,7 +60,18 @@ async def averify(
             raise ConfigError("VERIFY_TARGET_URI", f"a scratch {engine.key} database URI to restore into (--target)")
         scratch_dir = tempfile.mkdtemp(prefix="dbstash-verify-")
         target = os.path.join(scratch_dir, "scratch" + (".rdb" if engine.key == "redis" else ".db"))
-    _, conn = target_for(part, target)
+    _, conn, create = _restore_target(part, target)
+    # A drill clears only what it may: a scratch file it made, a database it creates, or a target it
+    # proved empty before it wrote anything. Any other target is refused untouched.
+    if scratch_dir is None:
+        fresh = create and await engine.database_exists(conn) is False
+        empty = True if fresh else await engine.is_empty(conn)
+        if empty is not True:
+            raise RestoreRefused(
+                f"the verify target {conn.display_uri()} "
+                + ("is not empty" if empty is False else "cannot be proven empty")
+                + ": a drill restores only into an empty scratch database it may clear afterwards; nothing was touched"
+            )
     try:
         result = await arestore(settings, backup, target=target, storage=storage, database=database)
         if not result.checksum_verified:
@@ -74,8 +86,6 @@ async def averify(
             except Exception as exc:
                 log.error("verify: could not drop the scratch data in %s: %s", conn.display_uri(), exc)
         if scratch_dir is not None:
-            import shutil  # noqa: PLC0415
-
             shutil.rmtree(scratch_dir, ignore_errors=True)
 
 
