@@ -246,8 +246,15 @@ async def _run_all(
 
     async def one(name: str) -> None:
         async with limiter:
+            try:  # a name that cannot be a database's settings (an object name) fails its own line only
+                part = settings.for_database(name)
+                part.template()
+            except DbstashError as exc:
+                log.error("backup of %s failed: %s", name, exc, extra={"error_type": type(exc).__name__})
+                outcomes[name] = DatabaseOutcome(name, error=GLOBAL_REDACTOR(str(exc)), error_type=type(exc).__name__)
+                return
             outcomes[name] = await _one(
-                settings.for_database(name),
+                part,
                 engine,
                 store,
                 backup_id=backup_id,
@@ -266,10 +273,10 @@ async def _one(
 ) -> DatabaseOutcome:
     """One database's run (the one-database job without hooks and notifications)."""
     label = settings.database_label
-    template = settings.template()
-    name = template.render(started, uuid=backup_id[:8])
     with log_context(database=label):
         try:
+            template = settings.template()
+            name = template.render(started, uuid=backup_id[:8])
             result = await _run(
                 settings,
                 engine,

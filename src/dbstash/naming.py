@@ -62,10 +62,22 @@ class NameTemplate:
         if not _SAFE_NAME_CHARS.match(literal or "x") or ".." in literal:
             raise ConfigError(variable, expected, template)
         for name, value in (("database name", db), ("engine", engine)):
-            if not value or "/" in value or "\\" in value or value in (".", "..") or ".." in value:
+            if name == "database name" and "{db}" not in template:
+                continue  # the name is not part of the object name: any name a server holds will do
+            if (
+                not value
+                or "/" in value
+                or "\\" in value
+                or value in (".", "..")
+                or ".." in value
+                or any(ord(c) < 32 or ord(c) == 127 for c in value)
+            ):
                 if name == "database name" and "{db}" in template:
                     raise ConfigError(
-                        db_variable, "a database name usable in a file name (no '/', '\\' or '..')", value
+                        db_variable,
+                        "a database name usable in an object name (no '/', '\\', '..' or control characters; "
+                        "leave it out with DB_EXCLUDE, or back it up in a job of its own with BACKUP_NAME_TEMPLATE)",
+                        repr(value),
                     )
                 raise ConfigError(
                     variable, f"a template whose tokens stay inside the remote folder ({name} {value!r})", template

@@ -59,3 +59,127 @@ def test_mariadb_verify_into_a_database_holding_data_refuses_and_keeps_it(
     with pytest.raises(RestoreRefused, match="not empty"):
         dbstash.verify(settings, target=mariadb.uri(scheme="mariadb", database=live))
     assert mariadb.sql(f"SELECT count(*) FROM {live}.keep") == "2", "the refused target keeps its data"
+
+
+# -- 2. names reach client tools as data, never as options -----------------------------------------------
+#: Names a server can hold that a tool would take for options, a conninfo, or shell text if passed carelessly.
+HOSTILE = ["-x", "--opt=1", "host=127.0.0.9 dbname=postgres", "a'b\"c;d", "$(touch y)", "two\nlines"]
+
+
+def _pg_quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@pytest.mark.parametrize("source", HOSTILE, ids=["dash", "option", "conninfo", "quotes", "subst", "newline"])
+def test_pg_hostile_database_names_back_up_and_restore_as_themselves(pg: PgServer, tmp_path: Path, source: str) -> None:
+    from urllib.parse import quote
+
+    target = "-t " + source  # restored into another hostile name
+    for name in (source, target):
+        pg.psql(f"DROP DATABASE IF EXISTS {_pg_quote(name)}")
+        pg.psql(f"CREATE DATABASE {_pg_quote(name)}")
+    pg.psql("CREATE TABLE marker(v text); INSERT INTO marker VALUES ('from the hostile one')", source)
+    uri = f"postgresql://{pg.user}:{pg.password}@127.0.0.1:{pg.port}/{quote(source, safe='')}"
+    # compress: the custom format, restored by pg_restore -d (where libpq reads a "k=v" name as conninfo)
+    settings = Settings.create(
+        uri, remote=str(tmp_path / "remote"), name_template="hostile-{date}-{time}", compress=True
+    )
+    dbstash.backup(settings=settings)
+    tgt = f"postgresql://{pg.user}:{pg.password}@127.0.0.1:{pg.port}/{quote(target, safe='')}"
+    dbstash.restore(settings, target=tgt)
+    assert pg.psql("SELECT v FROM marker", target) == "from the hostile one"
+    assert not (tmp_path / "y").exists() and not Path("y").exists()
+    for name in (source, target):
+        pg.psql(f"DROP DATABASE {_pg_quote(name)}")
+
+
+def _my_quote(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+@pytest.mark.parametrize("source", [*HOSTILE, "--init-command=DROP DATABASE victim"])
+def test_mariadb_hostile_database_names_run_nothing_and_restore(
+    mariadb: MariaDbServer, tmp_path: Path, source: str
+) -> None:
+    from urllib.parse import quote
+
+    victim, target = f"victim_{uuid.uuid4().hex[:6]}", "-t " + source
+    source = source.replace("victim", victim)
+    target = target.replace("victim", victim)
+    mariadb.sql(f"CREATE DATABASE {victim}; CREATE TABLE {victim}.keep (id int); INSERT INTO {victim}.keep VALUES (7)")
+    for name in (source, target):
+        mariadb.sql(f"DROP DATABASE IF EXISTS {_my_quote(name)}; CREATE DATABASE {_my_quote(name)}")
+    mariadb.sql(
+        f"CREATE TABLE {_my_quote(source)}.marker (v text); INSERT INTO {_my_quote(source)}.marker VALUES ('m')"
+    )
+    base = f"mariadb://{mariadb.user}:{quote(mariadb.password, safe='')}@127.0.0.1:{mariadb.port}/"
+    settings = Settings.create(
+        base + quote(source, safe=""), remote=str(tmp_path / "remote"), name_template="hostile-{date}-{time}"
+    )
+    dbstash.backup(settings=settings)
+    tgt = base + quote(target, safe="")
+    dbstash.verify(settings, target=tgt)  # the size estimate, emptiness probe, row counts and clean-up
+    dbstash.restore(settings, target=tgt)
+    assert mariadb.sql(f"SELECT v FROM {_my_quote(target)}.marker") == "m"
+    assert mariadb.sql(f"SELECT id FROM {victim}.keep") == "7", "no name ran as an --init-command"
+    for name in (source, target, victim):
+        mariadb.sql(f"DROP DATABASE {_my_quote(name)}")
+
+
+@pytest.mark.parametrize("name", ["-x.db", "--version"])
+def test_sqlite_paths_that_look_like_options(tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    monkeypatch.chdir(tmp_path)
+    con = sqlite3.connect(tmp_path / name)
+    con.execute("CREATE TABLE t(v)")
+    con.execute("INSERT INTO t VALUES (42)")
+    con.commit()
+    con.close()
+    settings = Settings.create(f"sqlite:{name}", remote=str(tmp_path / "remote"), name_template="lite-{date}-{time}")
+    dbstash.backup(settings=settings)
+    out = "-restored.db"
+    dbstash.restore(settings, target=out)
+    assert sqlite3.connect(tmp_path / out).execute("SELECT v FROM t").fetchall() == [(42,)]
+
+
+# -- 3. one database that cannot be an object name fails its own line only ---------------------------------
+def test_odd_server_database_names_fail_their_own_line(own_pg: PgServer, tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    odd = ["a/b", "../x", "$(touch /tmp/y)", "new\nline"]
+    for name in [*odd, "good", "$(touch y)"]:
+        own_pg.psql(f"CREATE DATABASE {_pg_quote(name)}")
+    own_pg.psql("CREATE TABLE t(v int); INSERT INTO t VALUES (1)", "good")
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ.get("HOME", "/root"),
+        "DB_URI": f"postgresql://{own_pg.user}:{own_pg.password}@127.0.0.1:{own_pg.port}/",
+        "DB_NAME": "all",
+        "DB_GLOBALS": "false",
+        "RCLONE_REMOTE": str(tmp_path / "remote"),
+        "BACKUP_SCHEDULE": "once",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "dbstash_cli", "backup", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    result = json.loads(done.stdout)
+    by_db = {d["database"]: d for d in result["databases"]}
+    assert by_db["good"]["ok"] and by_db[own_pg.database]["ok"], "the other databases are backed up"
+    for name in odd:
+        assert not by_db[name]["ok"] and "object name" in by_db[name]["error"], by_db[name]
+    assert "new" not in by_db and "line" not in by_db, "a new line in a name makes no phantom databases"
+    assert by_db["$(touch y)"]["ok"], "a name that is a valid object name is stored as itself (data, not shell)"
+    assert not (tmp_path / "y").exists()
+    stored = sorted(p.name for p in (tmp_path / "remote").iterdir())
+    assert any(n.startswith("good-") for n in stored) and all("/" not in n for n in stored)

@@ -175,6 +175,11 @@ class RestoreOptions:
     globals_only: bool = False
 
 
+def path_arg(path: str) -> str:
+    """*path* as a positional argv word that no tool can take for an option (``-x`` becomes ``./-x``)."""
+    return "./" + path if path.startswith("-") else path
+
+
 #: ``DB_NAME`` values (and URI paths) that mean "every database" (spec: the --all-databases equivalent).
 ALL_DATABASES = ("", "all")
 

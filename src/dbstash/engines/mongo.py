@@ -169,7 +169,7 @@ class MongoEngine(Engine):
             argv.append("--drop")
         src, dst = options.source_database, target.database
         if src and dst and src != dst:
-            argv += [f"--nsFrom={src}.*", f"--nsTo={dst}.*"]
+            argv += [f"--nsFrom={_ns_literal(src)}.*", f"--nsTo={_ns_literal(dst)}.*"]
         return DumpCommand(tuple(argv), {}, secret_files={"mongorestore.yaml": self.config_file(target)})
 
     # -- many databases per job ---------------------------------------------------------------------
@@ -276,3 +276,8 @@ class MongoEngine(Engine):
         if options.native_gzip:
             argv.append("--gzip")
         return DumpCommand((*argv, f"--dir={folder}"), command.env, secret_files=command.secret_files)
+
+
+def _ns_literal(name: str) -> str:
+    """A database name inside an ``--nsFrom``/``--nsTo`` pattern, as itself: ``*`` and ``\\`` escaped."""
+    return name.replace("\\", "\\\\").replace("*", "\\*")

@@ -207,7 +207,9 @@ class MysqlEngine(Engine):
 
     async def list_databases(self, connection: Connection) -> list[str]:
         server = connection.server()
-        return sorted(row[0] for row in await self._query(server, "SHOW DATABASES"))
+        # hex: a name is data (a newline or tab in it must not split it into phantom names)
+        rows = await self._query(server, "SELECT HEX(SCHEMA_NAME) FROM information_schema.SCHEMATA")
+        return sorted(bytes.fromhex(row[0]).decode() for row in rows)
 
     def globals_supported(self) -> str | None:
         tool = self.find_tool() or ""
@@ -272,14 +274,14 @@ class MysqlEngine(Engine):
     def restore_command(self, target: Connection, head: bytes, options: RestoreOptions) -> DumpCommand:
         if options.all_databases or options.globals_only or target.database is None:
             return self._client(target)  # an --all-databases dump creates and selects each database itself
-        return self._client(target, "--", target.database)
+        return self._client(target, f"--database={target.database}")  # a name is never taken as an option
 
     def restore_files_command(self, target: Connection, folder: str, options: RestoreOptions) -> DumpCommand:
         return self.restore_command(target, b"", options)  # the files, in name order, on stdin
 
     async def _query(self, target: Connection, sql: str) -> list[list[str]]:
         out = await run_tool(
-            self._client(target, "-N", "-B", "-e", sql, *([target.database] if target.database else []))
+            self._client(target, "-N", "-B", "-e", sql, *([f"--database={target.database}"] if target.database else []))
         )
         return [line.split("\t") for line in out.splitlines() if line]
 

@@ -326,12 +326,14 @@ class PostgresEngine(Engine):
         return self.for_database(connection, "postgres") if connection.database is None else connection
 
     async def list_databases(self, connection: Connection) -> list[str]:
+        # hex: a name is data (a newline in it must not split it into phantom names)
         out = await run_tool(
             self._psql(self._server_conn(connection)),
-            stdin=b"SELECT datname FROM pg_database WHERE datallowconn ORDER BY 1;",
+            stdin=b"SELECT encode(convert_to(datname, 'UTF8'), 'hex') FROM pg_database WHERE datallowconn ORDER BY 1;",
             timeout=PROBE_TIMEOUT,
         )
-        return [line for line in out.splitlines() if line and line not in self.hidden_databases]
+        names = (bytes.fromhex(line).decode() for line in out.split())
+        return sorted(n for n in names if n not in self.hidden_databases)
 
     def globals_supported(self) -> str | None:
         return None
@@ -461,7 +463,7 @@ class PostgresEngine(Engine):
             return DumpCommand(created, env)
         if head.startswith(b"PGDMP"):  # custom format: pg_restore, in one transaction
             argv = [self._client("pg_restore"), "--no-password", "--no-owner", "--exit-on-error"]
-            argv += ["--single-transaction", "-d", target.database or "postgres"]
+            argv += ["--single-transaction", "-d", dbname_conninfo(target.database or "postgres")]
             if options.force:
                 argv += ["--clean", "--if-exists"]
             return DumpCommand(tuple(argv), env)
@@ -475,12 +477,12 @@ class PostgresEngine(Engine):
         if options.create:  # as in restore_command: the database as it was, owners kept
             env = {**self.libpq_env(target), "PGDATABASE": "postgres"}
             created = (self._client("pg_restore"), "--no-password", "--exit-on-error", "--create", "-d", "postgres")
-            return DumpCommand((*created, folder), env)
+            return DumpCommand((*created, "--", folder), env)
         argv = [self._client("pg_restore"), "--no-password", "--no-owner", "--exit-on-error", "--single-transaction"]
-        argv += ["-d", target.database or "postgres"]
+        argv += ["-d", dbname_conninfo(target.database or "postgres")]
         if options.force:
             argv += ["--clean", "--if-exists"]
-        return DumpCommand((*argv, folder), self.libpq_env(target))
+        return DumpCommand((*argv, "--", folder), self.libpq_env(target))
 
     def _psql(self, target: Connection) -> DumpCommand:
         argv = (self._client("psql"), "-X", "-q", "-A", "-t", "--no-password", "-v", "ON_ERROR_STOP=1")
@@ -523,6 +525,13 @@ class PostgresEngine(Engine):
             note = "majors " + ", ".join(str(t.major) for t in tools) + " installed: the run picks the server's"
         argv = self._argv(binary, connection, options)
         return DumpCommand(argv, self.libpq_env(connection), tool_version=note or (tools[0].version if tools else None))
+
+
+def dbname_conninfo(name: str) -> str:
+    """``-d`` for *name* as data: libpq reads a ``-d`` value holding ``=`` (or a URI) as connection
+    options, so a database named ``host=elsewhere`` would connect elsewhere. A quoted ``dbname='...'``
+    conninfo names the database and nothing else (host, port and user come from the environment)."""
+    return "dbname='" + name.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 _CREATE_ROLE = re.compile(rb'^CREATE ROLE ("(?:[^"]|"")+"|[^\s;"]+);\s*$')

@@ -17,6 +17,7 @@ from dbstash.engines.base import (
     Engine,
     RestoreOptions,
     one_database,
+    path_arg,
     run_tool,
     tool_version,
 )
@@ -159,7 +160,7 @@ class RedisEngine(Engine):
         tool = shutil.which("redis-check-rdb")
         if tool is None:
             return {}
-        out = await run_tool(DumpCommand((tool, target.database or ""), {}))
+        out = await run_tool(DumpCommand((tool, path_arg(target.database or "")), {}))
         found = re.search(r"(\d+) keys read", out)
         return {"keys": int(found.group(1))} if found else {}
 

@@ -7,7 +7,7 @@ import re
 import shutil
 from typing import ClassVar
 
-from dbstash.engines.base import Connection, DumpCommand, DumpOptions, Engine, RestoreOptions
+from dbstash.engines.base import Connection, DumpCommand, DumpOptions, Engine, RestoreOptions, path_arg
 from dbstash.errors import ConfigError, ToolNotFound
 
 #: How long sqlite3 waits for a writer's lock before giving up (milliseconds).
@@ -68,7 +68,16 @@ class SqliteEngine(Engine):
         return DumpCommand(self._argv(tool, connection.database or "", options), {})
 
     def _argv(self, tool: str, path: str, options: DumpOptions) -> tuple[str, ...]:
-        return (tool, "-bail", "-batch", "-cmd", f".timeout {BUSY_TIMEOUT_MS}", *options.extra_args, path, ".dump")
+        return (
+            tool,
+            "-bail",
+            "-batch",
+            "-cmd",
+            f".timeout {BUSY_TIMEOUT_MS}",
+            *options.extra_args,
+            path_arg(path),
+            ".dump",
+        )
 
     async def dump_command(self, connection: Connection, options: DumpOptions) -> DumpCommand:
         path = connection.database or ""
@@ -98,7 +107,7 @@ class SqliteEngine(Engine):
         tool = self._sqlite3 or shutil.which("sqlite3")
         if not tool:
             raise ToolNotFound("sqlite3 not found (install the sqlite3 package)")
-        return DumpCommand((tool, "-bail", "-batch", target.database or ""), {})
+        return DumpCommand((tool, "-bail", "-batch", path_arg(target.database or "")), {})
 
     async def is_empty(self, target: Connection) -> bool | None:
         path = target.database or ""
