@@ -296,6 +296,25 @@ def _part(settings: Settings, database: str | None) -> Settings:
     return settings.for_globals() if database == GLOBALS_LABEL else settings.for_database(database)
 
 
+def check_belongs(part: Settings, info: BackupInfo) -> None:
+    """Refuse a backup whose manifest is not this job's object: another name (an old backup copied over
+    a newer one), another engine or another database (a backup planted from another job).
+
+    Raises :class:`RestoreRefused` before anything is read into a tool. Until manifests are signed this
+    holds against mistakes and copies, not against an attacker who writes a matching manifest.
+    """
+    m = info.manifest
+    if m is None:
+        return
+    found = {"name": m.name, "engine": m.engine, "database": m.database}
+    expected = {"name": info.name, "engine": part.engine().key, "database": part.database_label}
+    wrong = [f"{k} {found[k]!r} (expected {expected[k]!r})" for k in found if found[k] != expected[k]]
+    if wrong:
+        raise RestoreRefused(
+            f"{info.name} is not this job's backup: its manifest names " + ", ".join(wrong) + "; nothing was touched"
+        )
+
+
 def _restore_target(part: Settings, target: str | None) -> tuple[Engine, Connection, bool]:
     """(engine, where to restore, whether the database is recreated as it was backed up)."""
     engine = part.engine()
@@ -328,6 +347,7 @@ async def _restore_info(
     t0 = time.monotonic()
     engine, conn, create = _restore_target(part, target)
     info = await _with_manifest(store, info)
+    check_belongs(part, info)
     # an encrypted backup needs the identity: checked before anything is looked at on the target
     identity = part.identity() if _encrypted(info) else None
     mode = info.manifest.mode if info.manifest else ("directory" if info.is_dir else "stream")

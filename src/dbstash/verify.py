@@ -15,7 +15,7 @@ from dbstash.errors import ChecksumMismatch, ConfigError, DbstashError, RestoreR
 from dbstash.listing import _infos, _with_manifest, job_templates, select_backup
 from dbstash.logs import get_logger
 from dbstash.redact import GLOBAL_REDACTOR
-from dbstash.restore import RestoreResult, _part, _prove, _restore_target, arestore, run_of
+from dbstash.restore import RestoreResult, _part, _prove, _restore_target, arestore, check_belongs, run_of
 from dbstash.storage.base import Storage
 
 log = get_logger("dbstash.verify")
@@ -146,6 +146,7 @@ async def averify_many(
             try:
                 if info.database == GLOBALS_LABEL:
                     checked = await _with_manifest(store, info)
+                    check_belongs(settings.for_globals(), checked)
                     if checked.manifest is None:
                         raise ChecksumMismatch(f"{info.name} has no manifest: its checksum cannot be verified")
                     await _prove(store, checked)

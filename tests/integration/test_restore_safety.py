@@ -183,3 +183,59 @@ def test_odd_server_database_names_fail_their_own_line(own_pg: PgServer, tmp_pat
     assert not (tmp_path / "y").exists()
     stored = sorted(p.name for p in (tmp_path / "remote").iterdir())
     assert any(n.startswith("good-") for n in stored) and all("/" not in n for n in stored)
+
+
+# -- 4. a manifest must be this job's: its name, engine and database ----------------------------------------
+def _sqlite_job(db: Path, remote: Path, template: str = "{db}-{date}-{time}") -> Settings:
+    return Settings.create(f"sqlite:///{db}", remote=str(remote), name_template=template)
+
+
+def test_an_old_backup_copied_over_the_newest_name_is_refused(sqlite_db: Path, tmp_path: Path) -> None:
+    from dbstash.manifest import manifest_name
+
+    remote = tmp_path / "remote"
+    old = dbstash.backup(settings=_sqlite_job(sqlite_db, remote, "{db}-2026-01-01-000000"))
+    new = dbstash.backup(settings=_sqlite_job(sqlite_db, remote, "{db}-2026-01-02-000000"))
+    for suffix in ("", "manifest"):  # the rollback: the old object and its manifest under the newest names
+        src = remote / (manifest_name(old.name) if suffix else old.name)
+        dst = remote / (manifest_name(new.name) if suffix else new.name)
+        dst.write_bytes(src.read_bytes())
+    settings = _sqlite_job(sqlite_db, remote)
+    with pytest.raises(RestoreRefused, match=r"not this job's backup: its manifest names name 'app-2026-01-01"):
+        dbstash.restore(settings, target=str(tmp_path / "out.db"))
+    assert not (tmp_path / "out.db").exists()
+
+
+def test_another_jobs_backup_planted_under_this_jobs_name_is_refused(sqlite_db: Path, tmp_path: Path) -> None:
+    import shutil
+
+    remote = tmp_path / "remote"
+    other_db = tmp_path / "other.db"
+    shutil.copy(sqlite_db, other_db)
+    theirs = dbstash.backup(settings=_sqlite_job(other_db, remote / "theirs", "backup-2026-01-01-000000"))
+    (remote / "ours").mkdir(parents=True)
+    for p in (remote / "theirs").iterdir():
+        shutil.copy(p, remote / "ours" / p.name)
+    ours = _sqlite_job(sqlite_db, remote / "ours", "backup-{date}-{time}")
+    with pytest.raises(RestoreRefused, match=r"database 'other' \(expected 'app'\)"):
+        dbstash.restore(ours, target=str(tmp_path / "out.db"))
+    with pytest.raises(RestoreRefused, match="not this job's"):
+        dbstash.verify(ours)
+    assert theirs.name
+
+
+def test_a_backup_of_another_engine_is_never_streamed_into_this_engines_tool(
+    sqlite_db: Path, mariadb: MariaDbServer, tmp_path: Path
+) -> None:
+    import shutil
+
+    remote = tmp_path / "remote"
+    dbstash.backup(settings=_sqlite_job(sqlite_db, remote / "lite", "app-2026-01-01-000000"))
+    (remote / "maria").mkdir(parents=True)
+    for p in (remote / "lite").iterdir():
+        shutil.copy(p, remote / "maria" / p.name.replace(".sql", ".sql"))
+    job = Settings.create(
+        mariadb.uri(scheme="mariadb"), remote=str(remote / "maria"), name_template="app-{date}-{time}"
+    )
+    with pytest.raises(RestoreRefused, match=r"engine 'sqlite' \(expected 'mariadb'\)"):
+        dbstash.restore(job, force=True)
