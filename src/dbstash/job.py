@@ -324,7 +324,7 @@ async def _run(
         log.info("the Redis RDB holds the whole instance (every database), whatever the URI's /N says")
     log.info("backup started", extra={"remote_path": storage.path(name), "source": settings.connection.display_uri()})
     writer = _ManifestWriter(settings, engine, storage, backup_id=backup_id, database=database, started=started)
-    alternative = template.alternative(name, backup_id)
+    alternative = template.alternative(name, backup_id, started)
     storage.last_listing = None  # set by this run's commit (stream and tar modes); directory mode lists again
     if settings.mode == "stream":
         globals_command = (

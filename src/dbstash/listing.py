@@ -21,7 +21,7 @@ from dbstash.engines.base import DumpOptions
 from dbstash.errors import ConfigError, StorageError
 from dbstash.logs import get_logger
 from dbstash.manifest import Manifest, is_manifest, manifest_name
-from dbstash.naming import NameTemplate, is_partial
+from dbstash.naming import NameTemplate, is_partial, same_second_order
 from dbstash.storage.base import RemoteEntry, Storage
 
 log = get_logger("dbstash.listing")
@@ -127,7 +127,7 @@ def _infos(entries: Sequence[RemoteEntry], templates: Sequence[NameTemplate], zo
                 database=template.database_of(final),
             )
         )
-    return sorted(found, key=lambda b: (b.taken_at, b.name), reverse=True)
+    return sorted(found, key=lambda b: (b.taken_at, same_second_order(b.name)), reverse=True)
 
 
 def job_infos(settings: Settings, entries: Sequence[RemoteEntry]) -> list[BackupInfo]:

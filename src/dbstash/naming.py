@@ -108,7 +108,7 @@ class NameTemplate:
         tokens = set(_TOKEN.findall(self.template))
         return "ts" in tokens or {"date", "time"} <= tokens
 
-    def alternative(self, name: str, run_id: str) -> str | None:
+    def alternative(self, name: str, run_id: str, started: datetime | None = None) -> str | None:
         """The name a run takes when *name* is already taken (another run of this job in the same second).
 
         ``app-2026-02-07-020000.sql`` -> ``app-2026-02-07-020000-a1b2c3d4.sql``. None when the template
@@ -117,7 +117,9 @@ class NameTemplate:
         if "uuid" in set(_TOKEN.findall(self.template)) or not self.has_time:
             return None
         stem = name[: len(name) - len(self.extension)] if self.extension else name
-        return f"{stem}-{run_id[:8]}{self.extension}"
+        # sortable: the run's microseconds, then two characters of its id (see same_second_order)
+        suffix = f"{started.microsecond:06d}{run_id[:2]}" if started is not None else run_id[:8]
+        return f"{stem}-{suffix}{self.extension}"
 
     @property
     def unique(self) -> bool:
@@ -186,6 +188,13 @@ class NameTemplate:
     def matches(self, name: str) -> bool:
         """Whether *name* is a complete backup made by this job (partial uploads never match)."""
         return bool(self.pattern().match(name))
+
+
+def same_second_order(name: str) -> tuple[int, str]:
+    """Orders the backups of one series taken in the same second, oldest first: the plain name (the
+    first run claimed it) before the names with a ``-NNNNNNxx`` suffix (later runs), and those by the
+    microseconds of their start (see :meth:`NameTemplate.alternative`)."""
+    return len(name), name
 
 
 def partial_name(final: str, upload_id: str) -> str:

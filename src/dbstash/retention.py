@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from dbstash.errors import ConfigError
+from dbstash.naming import same_second_order
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +155,7 @@ class RetentionPolicy:
         and drops partial uploads). Ties in time are broken by name, so the plan is deterministic;
         *newest* names the backup that wins a tie (the one a run just wrote: two runs in one second).
         """
-        ordered = sorted(backups, key=lambda b: (b.taken_at, b.name == newest, b.name), reverse=True)
+        ordered = sorted(backups, key=lambda b: (b.taken_at, b.name == newest, same_second_order(b.name)), reverse=True)
         zone = ZoneInfo(self.tz)
         reasons: dict[int, list[str]] = {i: [] for i in range(len(ordered))}
         if ordered:

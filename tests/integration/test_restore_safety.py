@@ -239,3 +239,28 @@ def test_a_backup_of_another_engine_is_never_streamed_into_this_engines_tool(
     )
     with pytest.raises(RestoreRefused, match=r"engine 'sqlite' \(expected 'mariadb'\)"):
         dbstash.restore(job, force=True)
+
+
+# -- 5. backups taken in the same second are ordered as they were taken --------------------------------------
+def test_same_second_runs_keep_and_restore_the_newest(tmp_path: Path) -> None:
+    import sqlite3
+    import time
+
+    db, remote = tmp_path / "app.db", tmp_path / "remote"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE runs(n int)")
+    con.commit()
+    settings = Settings.create(f"sqlite:///{db}", remote=str(remote), retention_max_files=2)
+    while time.time() % 1 > 0.05:  # start at the top of a second: the five runs (~0.1 s each) share it
+        time.sleep(0.01)
+    names = []
+    for n in range(1, 6):
+        con.execute("INSERT INTO runs VALUES (?)", (n,))
+        con.commit()
+        names.append(dbstash.backup(settings=settings).name)
+    con.close()
+    kept = [i.name for i in dbstash.list_backups(settings) if i.complete]
+    assert kept == [names[4], names[3]], f"the two newest of {names} are kept, newest first"
+    out = tmp_path / "latest.db"
+    assert dbstash.restore(settings, target=str(out)).name == names[4]
+    assert sqlite3.connect(out).execute("SELECT max(n) FROM runs").fetchone() == (5,)

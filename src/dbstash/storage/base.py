@@ -7,6 +7,7 @@ confirmed every byte, :meth:`Upload.abort` removes it.
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from anyio.streams.file import FileStreamAttribute
 
 from dbstash.errors import StorageError, UploadFailed
 from dbstash.logs import get_logger
-from dbstash.manifest import manifest_name
+from dbstash.manifest import MANIFEST_SUFFIX, manifest_name
 from dbstash.naming import partial_target
 from dbstash.process import write_all
 from dbstash.sink import Sink, SinkUpload
@@ -285,6 +286,25 @@ def taken(entries: Sequence[RemoteEntry], name: str, own_partial: str | None = N
     return False
 
 
+def in_use(entries: Sequence[RemoteEntry], name: str, alternative: str | None, own_partial: str | None) -> bool:
+    """Whether a run must not take *name*: it is :func:`taken`, or a backup of the same second already
+    stands under an *alternative*-shaped name (``NAME-xxxxxxxx.EXT``). A run that took the plain name after
+    retention deleted it would sort before the backups of that second it came after."""
+    if taken(entries, name, own_partial):
+        return True
+    if alternative is None:
+        return False
+    k = next(i for i in range(len(name) + 1) if name[i:] == alternative[i + len(alternative) - len(name) :])
+    same_second = re.compile(re.escape(name[:k]) + r"-[0-9a-f]{8}" + re.escape(name[k:]))
+    for e in entries:
+        if e.name == own_partial:
+            continue
+        base = partial_target(e.name) or e.name.removesuffix(MANIFEST_SUFFIX)
+        if same_second.fullmatch(base):
+            return True
+    return False
+
+
 async def publish(
     storage: Catalog,
     partial: str,
@@ -309,7 +329,7 @@ async def publish(
     if entry.size >= 0 and entry.size != expected_size:
         raise UploadFailed(f"the remote holds {entry.size} bytes, {expected_size} were sent")
     name = final
-    if alternative is not None and taken(entries, final, partial):
+    if alternative is not None and in_use(entries, final, alternative, partial):
         log.warning("%s is already taken (another run of this job?): this backup is stored as %s", final, alternative)
         name = alternative
         if taken(entries, name, partial):

@@ -45,6 +45,7 @@ from dbstash.storage.base import (
     SizeHint,
     Storage,
     Upload,
+    in_use,
     taken,
 )
 from dbstash.storage.guardian import GUARDIAN_GRACE, GuardedProcess
@@ -394,7 +395,7 @@ class RcloneCliStorage(Storage):
         except StorageError as exc:
             raise UploadFailed(f"cannot prepare the upload to {name}: {exc}", stderr_tail=exc.stderr_tail) from None
         self.last_listing = entries
-        if taken(entries, name, claim):
+        if in_use(entries, name, alternative, claim):
             log.warning(
                 "%s is already taken (another run of this job?): this backup is stored as %s", name, alternative
             )
