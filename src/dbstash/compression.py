@@ -133,7 +133,7 @@ def parse_compress(
         raise ConfigError(variable, EXPECTED, value)
     if level_text:
         low, high = LEVEL_RANGES[kind]
-        if not level_text.isdigit() or not low <= int(level_text) <= high:
+        if not (level_text.isascii() and level_text.isdigit()) or not low <= int(level_text) <= high:
             raise ConfigError(variable, EXPECTED, value)
         level = int(level_text)
     else:

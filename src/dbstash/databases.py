@@ -86,6 +86,12 @@ def parse_selection(
     clash = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
     if clash:
         raise ConfigError(exclude_variable, f"patterns that leave out none of the databases {variable} names", clash[0])
+    if every and not names and not include_globals and "*" in patterns:
+        raise ConfigError(
+            exclude_variable,
+            f"patterns that leave a database to back up (or {variable} names one, or DB_GLOBALS=true)",
+            "*",
+        )
     if parallel < 1:
         raise ConfigError("DB_PARALLEL", "a whole number of databases dumped at once, 1 or more", str(parallel))
     return DatabaseSelection(

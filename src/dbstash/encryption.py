@@ -60,13 +60,13 @@ def parse_recipients(text: str, variable: str) -> tuple[str, ...]:
     if not found:
         raise ConfigError(variable, RECIPIENTS_EXPECTED, "(none)")
     for r in found:
-        if r.startswith("AGE-SECRET-KEY-"):
+        if "age-secret-key-" in r.lower():
             # a private key where a public one belongs: say so without echoing it
             raise ConfigError(
                 variable, RECIPIENTS_EXPECTED + " (this is a private key: give its public key)", "(hidden)"
             )
         if not r.startswith(RECIPIENT_PREFIXES) or (r.startswith("age1") and (len(r) != 62 or " " in r)):
-            raise ConfigError(variable, RECIPIENTS_EXPECTED, r[:80])
+            raise ConfigError(variable, RECIPIENTS_EXPECTED, r[:12] + ("..." if len(r) > 12 else ""))
     return tuple(found)
 
 

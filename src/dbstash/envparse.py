@@ -239,7 +239,9 @@ def _databases_from_env(
     globals_raw = env.get("DB_GLOBALS", "").strip()
     explicit_globals = _parse_bool(globals_raw, "DB_GLOBALS") if globals_raw else None
     parallel_raw = env.get("DB_PARALLEL", "").strip()
-    parallel = _parse_int(parallel_raw, "DB_PARALLEL") if parallel_raw else 1
+    if parallel_raw and not (parallel_raw.isascii() and parallel_raw.isdigit()):
+        raise ConfigError("DB_PARALLEL", "a whole number of databases dumped at once, 1 or more", parallel_raw)
+    parallel = int(parallel_raw) if parallel_raw else 1
     if parallel_raw and parallel < 1:
         raise ConfigError("DB_PARALLEL", "a whole number of databases dumped at once, 1 or more", parallel_raw)
     is_list = raw is not None and "," in raw
@@ -474,7 +476,7 @@ def _parse_int(value: str, variable: str) -> int:
     v = value.strip()
     if not v:
         return 0
-    if not v.isdigit():
+    if not (v.isascii() and v.isdigit()):
         raise ConfigError(variable, "a whole number >= 0 (0 = unlimited)", value)
     return int(v)
 
@@ -499,7 +501,7 @@ def _parse_port(value: str, variable: str) -> int:
     v = value.strip()
     if not v:
         return DEFAULT_HEALTH_PORT
-    if not v.isdigit() or int(v) > 65535:
+    if not (v.isascii() and v.isdigit()) or int(v) > 65535:
         raise ConfigError(variable, "a TCP port number 1-65535 (0 turns the endpoint off)", value)
     return int(v)
 

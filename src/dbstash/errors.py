@@ -19,6 +19,8 @@ class ConfigError(DbstashError):
     exit_code = 2
 
     def __init__(self, variable: str, expected: str, value: str | None = None) -> None:
+        if value is not None and "secret-key-" in value.lower():
+            value = "(hidden: it holds a private key)"  # an age key pasted where it does not belong, in any case
         self.variable = variable
         self.expected = expected
         self.value = value

@@ -32,6 +32,8 @@ from dbstash.storage.base import Storage
 
 log = get_logger("dbstash")
 
+#: Why a run that selected nothing (``DB_EXCLUDE='*'`` without the globals) fails.
+NOTHING_SELECTED = "the selection matches no database on the server and the globals are off: nothing was backed up"
 #: Seconds to list the server's databases at the start of a run.
 LIST_TIMEOUT = 60.0
 
@@ -88,8 +90,8 @@ class JobResult:
 
     @property
     def ok(self) -> bool:
-        """Whether every database (and the globals) was backed up."""
-        return all(o.ok for o in self.outcomes)
+        """Whether every database (and the globals) was backed up; a run that backed up nothing is not ok."""
+        return bool(self.outcomes) and all(o.ok for o in self.outcomes)
 
     @property
     def failed(self) -> list[str]:
@@ -117,6 +119,7 @@ class JobResult:
             "duration": self.duration,
             "size": self.size,
             "failed": self.failed,
+            "error": None if self.outcomes else NOTHING_SELECTED,
             "excluded": list(self.excluded),
             "databases": [o.to_dict() for o in self.outcomes],
         }
@@ -189,7 +192,9 @@ async def run_job(
                     ", ".join(names) or "none",
                     extra={"databases": names, "excluded": excluded, "parallel": settings.databases.parallel},
                 )
-                if not names:
+                if not names and not settings.databases.include_globals:
+                    log.error("%s (%s)", NOTHING_SELECTED, settings.databases.describe())
+                elif not names:
                     log.warning("the selection (%s) matches no database on the server", settings.databases.describe())
                 outcomes = await _run_all(settings, engine, store, names, backup_id=backup_id, progress=progress)
                 result = JobResult(
@@ -325,7 +330,9 @@ async def _after_job(
             size=result.size,
             duration=result.duration,
             items=items,
-            error=f"{len(failed)} of {len(items)} failed: {', '.join(failed)}" if failed else None,
-            error_type="DatabasesFailed" if failed else None,
+            error=f"{len(failed)} of {len(items)} failed: {', '.join(failed)}"
+            if failed
+            else (None if items else NOTHING_SELECTED),
+            error_type="DatabasesFailed" if failed else (None if items else "NothingSelected"),
         )
     await after_run(event, error, start, post_hook, notifiers)

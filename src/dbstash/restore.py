@@ -669,10 +669,14 @@ async def _stream_restore(
             if feeder.decode_error is not None:
                 raise ValueError(str(feeder.decode_error))
             feeder.finish()
-        except DecryptError as exc:  # a wrong identity (or ciphertext age refuses): the tool got nothing
-            raise RestoreError(
-                f"{info.name} cannot be decrypted with AGE_IDENTITY_FILE ({exc}); nothing was applied"
-            ) from None
+        except DecryptError as exc:  # a wrong identity, or ciphertext age refuses (damaged, unverified)
+            # say only what is known: the tool got nothing only if it never started
+            applied = (
+                "nothing was applied: the restore tool never started"
+                if feeder.tool is None  # (Redis writes a temp file, removed on failure)
+                else "the restore tool had already received part of it: " + engine.stopped_restore_note(options)
+            )
+            raise RestoreError(f"{info.name} cannot be decrypted with AGE_IDENTITY_FILE ({exc}); {applied}") from None
         except ValueError as exc:  # corrupted or truncated compression, without a manifest to catch it first
             raise RestoreError(f"{info.name} cannot be decompressed: {exc}") from None
         tool = feeder.tool

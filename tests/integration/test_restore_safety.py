@@ -264,3 +264,68 @@ def test_same_second_runs_keep_and_restore_the_newest(tmp_path: Path) -> None:
     out = tmp_path / "latest.db"
     assert dbstash.restore(settings, target=str(out)).name == names[4]
     assert sqlite3.connect(out).execute("SELECT max(n) FROM runs").fetchone() == (5,)
+
+
+# -- 6. messages state only what is known ------------------------------------------------------------
+def test_an_unverified_damaged_age_backup_never_claims_nothing_was_applied(
+    mariadb: MariaDbServer, tmp_path: Path
+) -> None:
+    import subprocess
+
+    from dbstash.manifest import manifest_name
+
+    key = tmp_path / "key.txt"
+    subprocess.run(["age-keygen", "-o", str(key)], check=True, capture_output=True)
+    key.chmod(0o600)
+    public = subprocess.run(["age-keygen", "-y", str(key)], check=True, capture_output=True, text=True).stdout.strip()
+    src, dst = f"src_{uuid.uuid4().hex[:6]}", f"dst_{uuid.uuid4().hex[:6]}"
+    mariadb.sql(f"CREATE DATABASE {src}; CREATE DATABASE {dst}")
+    for n in range(8):  # ~2 MB of SQL: the tool starts long before the damaged middle
+        mariadb.sql(
+            f"CREATE TABLE t{n} (id int, v text); INSERT INTO t{n} SELECT seq, md5(seq) FROM seq_1_to_5000", src
+        )
+    settings = Settings.create(
+        mariadb.uri(scheme="mariadb", database=src),
+        remote=str(tmp_path / "remote"),
+        encrypt_to=public,
+        identity_file=key,
+    )
+    backup = dbstash.backup(settings=settings)
+    (tmp_path / "remote" / manifest_name(backup.name)).unlink()
+    stored = tmp_path / "remote" / backup.name
+    data = bytearray(stored.read_bytes())
+    data[len(data) * 3 // 4] ^= 0x01
+    stored.write_bytes(bytes(data))
+    with pytest.raises(dbstash.RestoreError) as info:
+        dbstash.restore(settings, target=mariadb.uri(scheme="mariadb", database=dst), allow_unverified=True)
+    applied = mariadb.sql(f"SELECT count(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{dst}'")
+    assert "cannot be decrypted" in str(info.value)
+    assert applied != "0", "the unverified stream reached the client before age found the damage"
+    assert "nothing was applied" not in str(info.value), (applied, str(info.value))
+    assert "already received part of it" in str(info.value)
+    mariadb.sql(f"DROP DATABASE {src}; DROP DATABASE {dst}")
+
+
+# -- 11. a run that backs up nothing is not a success ---------------------------------------------------
+def test_a_run_whose_selection_matches_nothing_exits_1(own_pg: PgServer, tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ.get("HOME", "/root"),
+        "DB_URI": f"postgresql://{own_pg.user}:{own_pg.password}@127.0.0.1:{own_pg.port}/",
+        "DB_NAME": "all",
+        "DB_EXCLUDE": f"{own_pg.database}*",  # the only database there
+        "DB_GLOBALS": "false",
+        "RCLONE_REMOTE": str(tmp_path / "remote"),
+        "BACKUP_SCHEDULE": "once",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "dbstash_cli", "backup", "--json"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1, done.stderr
+    result = json.loads(done.stdout)
+    assert result["ok"] is False and "nothing was backed up" in result["error"]

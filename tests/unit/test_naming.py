@@ -39,7 +39,7 @@ def test_rejects_bad_templates(bad: str) -> None:
 @pytest.mark.parametrize("db", ["a/b", "..", "x/../y"])
 def test_rejects_tokens_that_escape_the_folder(db: str) -> None:
     # the database name is at fault, not the template: the error names DB_NAME (issue 14, item 12)
-    with pytest.raises(ConfigError, match="database name usable in a file name") as info:
+    with pytest.raises(ConfigError, match="database name usable in an object name") as info:
         t(db=db)
     assert info.value.variable == "DB_NAME"
 

@@ -22,7 +22,7 @@ from dbstash.redact import GLOBAL_REDACTOR, redact_uri
 def check_ports(connection: Connection, variable: str) -> None:
     """Raise :class:`ConfigError` naming *variable* unless every port of *connection* is 1-65535."""
     for port in (connection.port or "").split(","):
-        if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+        if port and not ((port.isascii() and port.isdigit()) and 1 <= int(port) <= 65535):
             raise ConfigError(
                 variable, "a URI whose port is a TCP port number from 1 to 65535", connection.display_uri()
             )
@@ -245,7 +245,7 @@ class Engine(ABC):
         """Build a connection from the spec's ``DB_*`` variables (``DB_NAME`` empty or ``all``: every database)."""
         if not host:
             raise ConfigError("DB_HOST", "a host name or address (or set DB_URI instead)", host)
-        if port is not None and not (port.isdigit() and 1 <= int(port) <= 65535):
+        if port is not None and not ((port.isascii() and port.isdigit()) and 1 <= int(port) <= 65535):
             raise ConfigError("DB_PORT", "a TCP port number from 1 to 65535", port)
         return Connection(self.key, one_database(database), host, port, user or None, password or None)
 

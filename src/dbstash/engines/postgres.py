@@ -144,7 +144,7 @@ class PostgresEngine(Engine):
             user = unquote(u) or None
             password = unquote(p) if sep else None
         host, port = _parse_hosts(hostlist, variable, shown)
-        if port is not None and not all(p.isdigit() for p in port.split(",") if p):
+        if port is not None and not all((p.isascii() and p.isdigit()) for p in port.split(",") if p):
             raise ConfigError(variable, expected, shown)
         database = unquote(parts.path.lstrip("/")) or None
         params: dict[str, str] = {}
@@ -291,7 +291,7 @@ class PostgresEngine(Engine):
             err = redactor(proc.stderr.decode(errors="replace").strip())
             raise DumpFailed("cannot connect to PostgreSQL", exit_status=proc.returncode, stderr_tail=err)
         text = proc.stdout.decode().strip()
-        if not text.isdigit():
+        if not (text.isascii() and text.isdigit()):
             raise DumpFailed(f"unexpected server_version_num from PostgreSQL: {text[:80]!r}")
         num = int(text)
         return num // 10000 if num >= 100000 else num // 100

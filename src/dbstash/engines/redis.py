@@ -67,7 +67,7 @@ class RedisEngine(Engine):
         if scheme not in self.schemes or not parts.hostname:
             raise ConfigError(variable, expected, shown)
         db = parts.path.lstrip("/")
-        if db and not db.isdigit():
+        if db and not (db.isascii() and db.isdigit()):
             raise ConfigError(variable, f"{expected} (the database is a number)", shown)
         params: dict[str, str] = {"tls": "1"} if scheme == "rediss" else {}
         for k, v in parse_qsl(parts.query, keep_blank_values=True):
@@ -94,7 +94,7 @@ class RedisEngine(Engine):
         user: str | None,
         password: str | None,
     ) -> Connection:
-        if one_database(database) is not None and not str(database).isdigit():
+        if one_database(database) is not None and not (str(database).isascii() and str(database).isdigit()):
             raise ConfigError("DB_NAME", "a Redis database number (the backup holds every database anyway)", database)
         return super().from_parts(host=host, port=port, database=database, user=user, password=password)
 

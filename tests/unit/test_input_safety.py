@@ -1,0 +1,54 @@
+"""Issue 25, items 9, 11 and 14: refused values never echo a private key, Unicode digits and odd numbers
+exit 2 naming their variable, a selection known to be empty is refused at start-up."""
+
+from __future__ import annotations
+
+import pytest
+
+from dbstash import ConfigError, Settings
+
+BASE = {"DB_URI": "postgresql://app:pw@db.example:5432/app", "RCLONE_REMOTE": "s3:bucket/pg"}
+SERVER = {**BASE, "DB_URI": "postgresql://app:pw@db.example:5432/"}
+KEY = "AGE-SECRET-KEY-1QQPCZQ5WZ7QYDSCHNG0TT5KM5XRE0ZR6E9PDMS9HP2RZ4W9WDCLSXAWMNP"
+
+
+def refused(variable: str, env: dict[str, str]) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env)
+    assert info.value.variable == variable, str(info.value)
+    return info.value
+
+
+@pytest.mark.parametrize("value", [f'"{KEY}"', KEY.lower(), f"key={KEY}", f" {KEY}x"])
+def test_a_malformed_private_key_in_age_recipients_is_never_echoed(value: str) -> None:
+    err = refused("AGE_RECIPIENTS", {**BASE, "BACKUP_ENCRYPT": "age", "AGE_RECIPIENTS": value})
+    assert "secret-key-" not in str(err).lower() and KEY[20:40].lower() not in str(err).lower()
+
+
+def test_a_refused_recipient_shows_only_a_short_prefix() -> None:
+    value = "age1" + "q" * 70
+    err = refused("AGE_RECIPIENTS", {**BASE, "BACKUP_ENCRYPT": "age", "AGE_RECIPIENTS": value})
+    assert value[:20] not in str(err)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "env"),
+    [
+        ("DB_PARALLEL", "²", {**SERVER, "DB_NAME": "all"}),
+        ("RETENTION_MAX_FILES", "³", BASE),
+        ("HEALTH_PORT", "²", BASE),
+        ("DB_PARALLEL", "-1", {**SERVER, "DB_NAME": "all"}),
+    ],
+)
+def test_unicode_digits_and_negative_counts_exit_2_naming_the_variable(
+    variable: str, value: str, env: dict[str, str]
+) -> None:
+    err = refused(variable, {**env, variable: value})
+    assert "0 = unlimited" not in str(err) or variable != "DB_PARALLEL"
+    assert err.exit_code == 2
+
+
+def test_a_selection_that_excludes_everything_is_refused_at_start_up() -> None:
+    err = refused("DB_EXCLUDE", {**SERVER, "DB_NAME": "all", "DB_EXCLUDE": "*", "DB_GLOBALS": "false"})
+    assert "leave a database" in str(err)
+    Settings.from_env({**SERVER, "DB_NAME": "all", "DB_EXCLUDE": "*", "DB_GLOBALS": "true"})  # the globals stay
