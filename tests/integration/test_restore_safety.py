@@ -329,3 +329,27 @@ def test_a_run_whose_selection_matches_nothing_exits_1(own_pg: PgServer, tmp_pat
     assert done.returncode == 1, done.stderr
     result = json.loads(done.stdout)
     assert result["ok"] is False and "nothing was backed up" in result["error"]
+
+
+# -- 7. PostgreSQL: a database holding only functions or types is not empty ----------------------------------
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "CREATE TYPE mood AS ENUM ('ok', 'sad')",
+        "CREATE FUNCTION answer() RETURNS int LANGUAGE sql AS 'SELECT 42'",
+        "CREATE DOMAIN positive AS int CHECK (VALUE > 0)",
+        "CREATE SCHEMA side",
+    ],
+    ids=["enum", "function", "domain", "schema"],
+)
+def test_pg_restore_refuses_a_target_holding_non_table_objects(pg: PgServer, tmp_path: Path, sql: str) -> None:
+    settings = Settings.create(pg.uri(), remote=str(tmp_path / "remote"))
+    dbstash.backup(settings=settings)
+    name = f"objs_{uuid.uuid4().hex[:8]}"
+    pg.createdb(name)
+    pg.psql(sql, name)
+    with pytest.raises(RestoreRefused, match="not empty"):
+        dbstash.restore(settings, target=pg.uri(database=name))
+    fresh = f"fresh_{uuid.uuid4().hex[:8]}"
+    pg.createdb(fresh)
+    dbstash.restore(settings, target=pg.uri(database=fresh))  # a fresh database is still empty

@@ -491,7 +491,7 @@ class PostgresEngine(Engine):
     async def is_empty(self, target: Connection) -> bool | None:
         if target.database is None:
             return None
-        out = await run_tool(self._psql(target), stdin=f"SELECT count(*) {_USER_RELATIONS};".encode())
+        out = await run_tool(self._psql(target), stdin=_EMPTY_PROBE.encode())
         return out.strip() == "0"
 
     async def table_counts(self, target: Connection) -> dict[str, int]:
@@ -582,6 +582,22 @@ _USER_RELATIONS = (
     "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
     "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'"
 )
+
+
+#: Anything a restore could collide with or a user could lose: relations, functions and procedures,
+#: types (enums, domains), extensions, and schemas other than public. Constant SQL (no input in it).
+_EMPTY_PROBE = """
+SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%')
+     + (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%')
+     + (SELECT count(*) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+          AND t.typrelid = 0 AND t.typelem = 0)
+     + (SELECT count(*) FROM pg_extension WHERE extname <> 'plpgsql')
+     + (SELECT count(*) FROM pg_namespace
+        WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'public') AND nspname NOT LIKE 'pg\\_%');
+"""
 
 
 def _tool_version(path: str) -> tuple[int, str] | None:
