@@ -19,7 +19,7 @@ import anyio
 from dbstash.config import Settings
 from dbstash.databases import GLOBALS_LABEL
 from dbstash.engines.base import Engine
-from dbstash.errors import DbstashError, DumpFailed, ToolNotFound
+from dbstash.errors import ConfigError, DbstashError, DumpFailed, ToolNotFound
 from dbstash.hooks import Hook
 from dbstash.job import BackupResult, _run, after_run, run_parts, run_pre_hook
 from dbstash.logs import get_logger, log_context
@@ -241,17 +241,22 @@ async def _run_all(
     """
     assert settings.databases is not None
     started = datetime.now(settings.zone)
-    outcomes: dict[str, DatabaseOutcome] = {}
+    outcomes: dict[str, DatabaseOutcome] = {}  # the databases' (a database may be called _globals too)
+    globals_outcome: list[DatabaseOutcome] = []
     parallel = settings.databases.parallel
     if settings.databases.include_globals:
-        outcomes[GLOBALS_LABEL] = await _one(
-            settings.for_globals(), engine, store, backup_id=backup_id, started=started, progress=None
+        globals_outcome.append(
+            await _one(settings.for_globals(), engine, store, backup_id=backup_id, started=started, progress=None)
         )
     limiter = anyio.CapacityLimiter(parallel)
 
     async def one(name: str) -> None:
         async with limiter:
             try:  # a name that cannot be a database's settings (an object name) fails its own line only
+                if name == GLOBALS_LABEL:
+                    raise ConfigError(
+                        "DB_NAME", f"a database not named {GLOBALS_LABEL} (the name of the job's globals series)", name
+                    )
                 part = settings.for_database(name)
                 part.template()
             except DbstashError as exc:
@@ -270,7 +275,7 @@ async def _run_all(
     async with anyio.create_task_group() as tg:
         for name in names:
             tg.start_soon(one, name)
-    return [outcomes[k] for k in ([GLOBALS_LABEL] if GLOBALS_LABEL in outcomes else []) + list(names)]
+    return globals_outcome + [outcomes[k] for k in names]
 
 
 async def _one(

@@ -320,6 +320,12 @@ def _restore_target(part: Settings, target: str | None) -> tuple[Engine, Connect
     engine = part.engine()
     if part.globals_only:  # the server's roles and users: a server-level connection
         conn = part.connection if target is None else target_for(part, target)[1]
+        if target is not None and conn.database is not None:  # refused, never silently widened to the server
+            raise ConfigError(
+                "--target",
+                f"a server URI naming no database for {GLOBALS_LABEL} (roles and users belong to a whole server)",
+                conn.display_uri(),
+            )
         return engine, conn.server(), False
     if part.archive:  # one database of a multi-database job
         name = part.connection.database

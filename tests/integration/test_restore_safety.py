@@ -353,3 +353,39 @@ def test_pg_restore_refuses_a_target_holding_non_table_objects(pg: PgServer, tmp
     fresh = f"fresh_{uuid.uuid4().hex[:8]}"
     pg.createdb(fresh)
     dbstash.restore(settings, target=pg.uri(database=fresh))  # a fresh database is still empty
+
+
+# -- 8. _globals is the globals' series: never a database's, and --target with it is never ignored ------------
+def test_a_server_database_named_globals_and_a_target_for_the_globals(own_pg: PgServer, tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    own_pg.psql('CREATE DATABASE "_globals"')
+    own_pg.psql("CREATE TABLE marker(v int)", "_globals")
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ.get("HOME", "/root"),
+        "DB_URI": f"postgresql://postgres:superuser-pw@127.0.0.1:{own_pg.port}/",
+        "DB_NAME": "all",
+        "DB_GLOBALS": "true",
+        "RCLONE_REMOTE": str(tmp_path / "remote"),
+        "BACKUP_SCHEDULE": "once",
+    }
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "dbstash_cli", *args], env=env, capture_output=True, text=True, timeout=300
+        )
+
+    done = cli("backup", "--json")
+    assert done.returncode == 1, done.stderr
+    lines = json.loads(done.stdout)["databases"]
+
+    globals_lines = [d for d in lines if d["database"] == "_globals"]
+    assert [d["ok"] for d in globals_lines] == [True, False], "the globals stored; the database of that name refused"
+    assert "not named _globals" in globals_lines[1]["error"]
+    scratch = f"postgresql://postgres:superuser-pw@127.0.0.1:{own_pg.port}/{own_pg.database}"
+    refused = cli("restore", "--database", "_globals", "--target", scratch)
+    assert refused.returncode == 2 and "--target" in refused.stderr and "naming no database" in refused.stderr
