@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import configparser
+import dataclasses
 import ipaddress
 import math
 import os
@@ -25,7 +26,7 @@ from dbstash.compression import parse_compress
 from dbstash.databases import ALL_MODES, DatabaseSelection, parse_selection
 from dbstash.encryption import RECIPIENTS_EXPECTED, AgeEncryption, AgeIdentity, age_binary, parse_recipients
 from dbstash.engines import ENGINES, engine_for_uri, get_engine, same_family, target_connection
-from dbstash.engines.base import Connection, Engine, check_ports
+from dbstash.engines.base import Connection, Engine, check_ports, one_database
 from dbstash.engines.mongo import MongoEngine
 from dbstash.errors import ConfigError
 from dbstash.manifest import MANIFEST_SUFFIX
@@ -75,6 +76,7 @@ def settings_from_env(cls: type[Settings], environ: Mapping[str, str]) -> Settin
         password = _read_secret_file(env["DB_PASSWORD_FILE"], "DB_PASSWORD_FILE")
     elif get("DB_PASSWORD"):
         password = env["DB_PASSWORD"]
+    db_var = "DB_NAME"  # the variable that names the databases: DB_NAME, or the URI's path
     if uri is not None:
         GLOBAL_REDACTOR.add(*uri_secrets(uri))
         engine = engine_for_uri(uri, variable=uri_var)
@@ -84,6 +86,7 @@ def settings_from_env(cls: type[Settings], environ: Mapping[str, str]) -> Settin
             engine = get_engine(env["DB_ENGINE"])  # mysql:// on a MariaDB image: prefer mariadb-dump
         connection = engine.parse_uri(uri, variable=uri_var)
         check_ports(connection, uri_var)
+        connection, db_var = _db_name_with_uri(engine, connection, get("DB_NAME"), uri_var)
         # DB_URI wins over DB_*; a password from DB_PASSWORD(_FILE) only fills a URI that has none
         if connection.password is None and password is not None:
             connection = connection.with_password(password)
@@ -106,7 +109,7 @@ def settings_from_env(cls: type[Settings], environ: Mapping[str, str]) -> Settin
     GLOBAL_REDACTOR.add(connection.password)
     if isinstance(engine, MongoEngine):
         connection = engine.with_auth_source(connection, get("DB_AUTH_SOURCE"))
-    connection, databases = _databases_from_env(env, engine, connection, uri_var if uri is not None else "DB_NAME")
+    connection, databases = _databases_from_env(env, engine, connection, db_var)
 
     remote = get("RCLONE_REMOTE")
     if remote is None:
@@ -218,12 +221,32 @@ def settings_from_env(cls: type[Settings], environ: Mapping[str, str]) -> Settin
     settings._validate(
         template_variable="BACKUP_NAME_TEMPLATE",
         mode_variable="BACKUP_MODE",
-        db_variable=uri_var if uri is not None else "DB_NAME",
+        db_variable=db_var,
     )
     return settings
 
 
 # -- parsing helpers ---------------------------------------------------------------------------
+def _db_name_with_uri(
+    engine: Engine, connection: Connection, db_name: str | None, uri_var: str
+) -> tuple[Connection, str]:
+    """``DB_NAME`` beside ``DB_URI``: it picks the databases when the URI names none (and then names the
+    selection's errors); when the URI names one, ``DB_NAME`` must be unset or the same (exit 2 otherwise)."""
+    if db_name is None:
+        return connection, uri_var
+    if connection.database is None and engine.lists_databases:
+        name = one_database(db_name)
+        if name is None:
+            return connection, "DB_NAME"
+        if "," in name:
+            return dataclasses.replace(connection, database=name), "DB_NAME"
+        return engine.for_database(connection, name), "DB_NAME"
+    if db_name != (connection.database or ""):
+        named = f"{connection.database!r}, the database {uri_var} names" if connection.database else "unset"
+        raise ConfigError("DB_NAME", f"{named} (or name no database in {uri_var}'s path)", db_name)
+    return connection, uri_var
+
+
 NOTIFY_ON = ("failure", "success", "always")
 
 

@@ -77,8 +77,9 @@ def test_individual_fields() -> None:
 
 
 def test_uri_ignores_individual_fields() -> None:
-    s = Settings.from_env(env(DB_HOST="ignored", DB_NAME="ignored"))
+    s = Settings.from_env(env(DB_HOST="ignored", DB_NAME="app"))
     assert s.connection.host == "db.example" and s.connection.database == "app"
+    bad("DB_NAME", DB_NAME="other")  # contradicts the URI's database: never silently ignored (issue 25)
 
 
 def test_sqlite_uris() -> None:

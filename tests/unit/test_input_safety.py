@@ -52,3 +52,19 @@ def test_a_selection_that_excludes_everything_is_refused_at_start_up() -> None:
     err = refused("DB_EXCLUDE", {**SERVER, "DB_NAME": "all", "DB_EXCLUDE": "*", "DB_GLOBALS": "false"})
     assert "leave a database" in str(err)
     Settings.from_env({**SERVER, "DB_NAME": "all", "DB_EXCLUDE": "*", "DB_GLOBALS": "true"})  # the globals stay
+
+
+def test_db_name_applies_when_the_uri_names_no_database() -> None:
+    one = Settings.from_env({**SERVER, "DB_NAME": "app"})
+    assert one.connection.database == "app" and one.databases is None
+    many = Settings.from_env({**SERVER, "DB_NAME": "app,billing"})
+    assert many.databases is not None and many.databases.names == ("app", "billing")
+    err = refused("DB_EXCLUDE", {**SERVER, "DB_NAME": "app,billing", "DB_EXCLUDE": "app"})
+    assert "DB_NAME" in str(err)
+
+
+def test_db_name_that_contradicts_the_uri_exits_2() -> None:
+    err = refused("DB_NAME", {**BASE, "DB_NAME": "billing"})
+    assert "'app'" in str(err)
+    refused("DB_NAME", {"DB_URI": "sqlite:///srv/app.db", "RCLONE_REMOTE": "/b", "DB_NAME": "a,b"})
+    Settings.from_env({**BASE, "DB_NAME": "app"})  # the same name: fine
