@@ -68,3 +68,27 @@ def test_db_name_that_contradicts_the_uri_exits_2() -> None:
     assert "'app'" in str(err)
     refused("DB_NAME", {"DB_URI": "sqlite:///srv/app.db", "RCLONE_REMOTE": "/b", "DB_NAME": "a,b"})
     Settings.from_env({**BASE, "DB_NAME": "app"})  # the same name: fine
+
+
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (f"xyz://{JWT}/topic", "xyz://…"),
+        ("jsonx://ops:hunter2.pass.word/x", "jsonx://…"),
+        ("json://hooks.example.com:8080/p", "json://hooks.example.com"),
+        ("mailto://user:pw.with.dots@smtp.example.org", "mailto://smtp.example.org"),
+        ("json://[::1]:80/x", "json://[::1]"),
+    ],
+)
+def test_apprise_urls_show_a_host_only_when_it_surely_is_one(url: str, shown: str) -> None:
+    from dbstash.notify.apprise import describe, register_secrets
+    from dbstash.redact import GLOBAL_REDACTOR
+
+    assert describe(url) == shown
+    register_secrets(url)
+    for secret in (JWT, "hunter2.pass.word", "pw.with.dots"):
+        if secret in url:
+            assert secret not in GLOBAL_REDACTOR(f"could not deliver to {url}; token {secret}")

@@ -15,6 +15,7 @@ only when ``NOTIFY_URLS`` is set. The same rules as the built-in notifiers:
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 from collections.abc import Sequence
@@ -30,7 +31,6 @@ VARIABLE = "NOTIFY_URLS"
 EXPECTED = "apprise URLs (json://host/path, mailto://..., tgram://..., ...), separated by spaces or commas"
 #: a URL starts where a scheme follows a separator: commas inside a URL's query (to=a@x,b@y) stay
 _SPLIT = re.compile(r"[\s,]+(?=[A-Za-z][A-Za-z0-9+.-]*://)")
-_HOSTLIKE = re.compile(r"^[A-Za-z0-9.-]+$")
 
 
 def split_urls(text: str) -> list[str]:
@@ -38,22 +38,57 @@ def split_urls(text: str) -> list[str]:
     return [u.strip().strip(",") for u in _SPLIT.split(text.strip()) if u.strip().strip(",")]
 
 
+#: a DNS label as people write host names: lower case, digits, inner hyphens
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def surely_host(text: str) -> bool:
+    """Whether *text* is surely a host name or address, not a token that happens to hold dots (a JWT,
+    ``hunter2.pass.word``): an IP address, ``localhost``, or lower-case DNS labels ending in a
+    top-level domain of letters. Anything else is masked."""
+    if text == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(text.strip("[]"))
+        return True
+    except ValueError:
+        pass
+    labels = text.split(".")
+    return (
+        len(labels) >= 2
+        and len(text) <= 253
+        and all(_LABEL.match(label) for label in labels)
+        and labels[-1].isalpha()
+        and 2 <= len(labels[-1]) <= 24
+    )
+
+
 def register_secrets(url: str) -> None:
-    """Mask *url* and its token-like parts (apprise services carry tokens in the host or the path)."""
+    """Mask *url* and its token-like parts (apprise services carry tokens in the host, the user info
+    or the path); only parts that are surely host names stay readable."""
     GLOBAL_REDACTOR.add(url)
     rest = url.split("://", 1)[-1]
     GLOBAL_REDACTOR.add(rest)
+    netloc = rest.split("/", 1)[0]
+    userinfo = netloc.rpartition("@")[0]
+    if not userinfo and ":" in netloc and not netloc.startswith("[") and not netloc.partition(":")[2].isdigit():
+        userinfo = netloc  # user:password without an @ (jsonx://ops:hunter2.pass.word/x)
+    if userinfo:
+        GLOBAL_REDACTOR.add(userinfo, *userinfo.split(":"))
     for part in re.split(r"[/@:?&=#]", rest):
-        if len(part) >= 8 and not part.isdigit() and not ("." in part and _HOSTLIKE.match(part)):
+        if len(part) >= 6 and not part.isdigit() and not surely_host(part):
             GLOBAL_REDACTOR.add(part)
 
 
 def describe(url: str) -> str:
-    """``scheme://host``: what a log may say about *url*."""
-    parts = urlsplit(url)
-    host = parts.netloc.rsplit("@", 1)[-1]
-    host = host if "." in host or host.startswith("[") or host == "localhost" else "…"
-    return f"{parts.scheme}://{host}"
+    """``scheme://host``: what a log may say about *url* (the host only when it is surely one)."""
+    scheme, _, rest = url.partition("://")
+    netloc = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    host = netloc.rpartition("@")[2]
+    host = host[: host.index("]") + 1] if host.startswith("[") and "]" in host else host.split(":", 1)[0]
+    if "@" not in netloc and not netloc.startswith("[") and not netloc.partition(":")[2].isdigit():
+        host = host if ":" not in netloc else ""  # ops:hunter2.pass.word: a user and password, not host:port
+    return f"{scheme}://{host if surely_host(host) else '…'}"
 
 
 def _load() -> Any:
