@@ -11,7 +11,7 @@ import anyio
 from dbstash.config import Settings
 from dbstash.engines import same_family
 from dbstash.logs import get_logger
-from dbstash.manifest import Manifest, manifest_name
+from dbstash.manifest import MANIFEST_SUFFIX, Manifest, manifest_name
 from dbstash.naming import NameTemplate, is_partial, partial_target
 from dbstash.remote import job_storage
 from dbstash.retention import Backup, Decision, RetentionPlan
@@ -45,13 +45,22 @@ STALE_PARTIAL_AGE = 24 * 3600.0
 def stale_partials(
     entries: Sequence[RemoteEntry], template: NameTemplate, now: datetime, timeout: float | None = None
 ) -> list[str]:
-    """This job's partial uploads among *entries* that no run can still be writing (see :data:`STALE_PARTIAL_AGE`)."""
+    """This job's leftovers among *entries* that no run can still be writing (see :data:`STALE_PARTIAL_AGE`):
+    partial uploads, and orphan manifests (a manifest is stored just before its object appears, so a
+    SIGKILL in between leaves one whose object never came)."""
     limit = max(STALE_PARTIAL_AGE, timeout or 0)
+    names = {e.name for e in entries}
     found = []
     for e in entries:
+        if (now - e.modtime).total_seconds() <= limit:
+            continue
         target = partial_target(e.name)
-        if target is not None and template.matches(target) and (now - e.modtime).total_seconds() > limit:
+        if target is not None and template.matches(target):
             found.append(e.name)
+        elif e.name.endswith(MANIFEST_SUFFIX):
+            backup = e.name.removesuffix(MANIFEST_SUFFIX)
+            if backup not in names and template.matches(backup):
+                found.append(e.name)
     return found
 
 
@@ -72,7 +81,11 @@ async def remove_stale_partials(
         )
         if stale:
             await storage.delete_many(stale)
-            log.info("removed %d stale partial upload(s) of earlier runs", len(stale), extra={"removed": stale})
+            log.info(
+                "removed %d stale partial upload(s) and orphan manifest(s) of earlier runs",
+                len(stale),
+                extra={"removed": stale},
+            )
     except Exception as exc:
         log.warning("could not remove stale partial uploads: %s", exc)
 

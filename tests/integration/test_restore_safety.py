@@ -389,3 +389,29 @@ def test_a_server_database_named_globals_and_a_target_for_the_globals(own_pg: Pg
     scratch = f"postgresql://postgres:superuser-pw@127.0.0.1:{own_pg.port}/{own_pg.database}"
     refused = cli("restore", "--database", "_globals", "--target", scratch)
     assert refused.returncode == 2 and "--target" in refused.stderr and "naming no database" in refused.stderr
+
+
+# -- 13. orphan manifests (a SIGKILL in the commit window) are swept like stale partials ----------------------
+def test_orphan_manifests_are_removed_by_the_next_run_and_by_prune(sqlite_db: Path, tmp_path: Path) -> None:
+    import os
+    import time
+
+    from dbstash.manifest import manifest_name
+
+    remote = tmp_path / "remote"
+    settings = Settings.create(f"sqlite:///{sqlite_db}", remote=str(remote))
+    dbstash.backup(settings=settings)
+    old = remote / manifest_name("app-2026-01-01-000000.sql")
+    young = remote / manifest_name("app-2026-01-02-000000.sql")
+    other = remote / manifest_name("billing-2026-01-01-000000.sql")  # not this job's: never touched
+    for p in (old, young, other):
+        p.write_text("{}")
+    two_days_ago = time.time() - 2 * 86400
+    for p in (old, other):
+        os.utime(p, (two_days_ago, two_days_ago))
+    dbstash.backup(settings=settings)
+    assert not old.exists() and young.exists() and other.exists()
+    os.utime(young, (two_days_ago, two_days_ago))
+    dbstash.prune(settings)
+    assert not young.exists() and other.exists()
+    assert all(manifest_name(p.name) in {q.name for q in remote.iterdir()} for p in remote.glob("app-*.sql"))
