@@ -21,6 +21,7 @@ business of a process listing.
 from __future__ import annotations
 
 import base64
+import binascii
 import contextlib
 import hashlib
 import os
@@ -54,6 +55,38 @@ def _recipient_lines(text: str) -> list[str]:
     return lines
 
 
+_BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+
+
+def _age_checksum_problem(recipient: str) -> str | None:
+    """Why *recipient* is not a well-formed ``age1`` key (its Bech32 checksum, BIP 173), or None."""
+    hrp, _, data = recipient.lower().rpartition("1")
+    if recipient != recipient.lower() or any(c not in _BECH32 for c in data) or len(data) < 6:
+        return "an age1 key has only lower-case Bech32 characters"
+    values = [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp] + [_BECH32.index(c) for c in data]
+    chk = 1
+    for v in values:
+        top = chk >> 25
+        chk = (chk & 0x1FFFFFF) << 5 ^ v
+        for i, g in enumerate((0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)):
+            chk ^= g if (top >> i) & 1 else 0
+    return None if chk == 1 else "the age1 key's checksum does not match: a character is wrong or missing"
+
+
+def _ssh_key_problem(recipient: str) -> str | None:
+    """Why *recipient* is not a well-formed SSH public key line (its base64 blob names its type), or None."""
+    kind, _, rest = recipient.partition(" ")
+    blob = rest.split(" ", 1)[0]
+    try:
+        raw = base64.b64decode(blob, validate=True)
+    except (binascii.Error, ValueError):
+        return f"the {kind} key is not valid base64"
+    n = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else -1
+    if raw[4 : 4 + n] != kind.encode():
+        return f"the {kind} key's data does not hold an {kind} key"
+    return None
+
+
 def parse_recipients(text: str, variable: str) -> tuple[str, ...]:
     """The recipients in *text* (comma or newline separated, ``#`` comments); ConfigError naming *variable*."""
     found = _recipient_lines(text)
@@ -65,8 +98,12 @@ def parse_recipients(text: str, variable: str) -> tuple[str, ...]:
             raise ConfigError(
                 variable, RECIPIENTS_EXPECTED + " (this is a private key: give its public key)", "(hidden)"
             )
+        shown = r[:12] + ("..." if len(r) > 12 else "")
         if not r.startswith(RECIPIENT_PREFIXES) or (r.startswith("age1") and (len(r) != 62 or " " in r)):
-            raise ConfigError(variable, RECIPIENTS_EXPECTED, r[:12] + ("..." if len(r) > 12 else ""))
+            raise ConfigError(variable, RECIPIENTS_EXPECTED, shown)
+        problem = _age_checksum_problem(r) if r.startswith("age1") else _ssh_key_problem(r)
+        if problem:
+            raise ConfigError(variable, f"{RECIPIENTS_EXPECTED} ({problem})", shown)
     return tuple(found)
 
 

@@ -146,6 +146,16 @@ def settings_from_env(cls: type[Settings], environ: Mapping[str, str]) -> Settin
     timeout = _parse_duration(env.get("BACKUP_TIMEOUT", ""), "BACKUP_TIMEOUT")
     stall = env.get("BACKUP_STALL_TIMEOUT", "").strip()
     stall_timeout = _parse_duration(stall, "BACKUP_STALL_TIMEOUT") if stall else DEFAULT_STALL_TIMEOUT
+    if stall_timeout is not None and stall_timeout < MIN_STALL_TIMEOUT:  # a pause of a busy server is no stall
+        raise ConfigError(
+            "BACKUP_STALL_TIMEOUT", f"a duration of at least {MIN_STALL_TIMEOUT:.0f}s such as 5m (0 = off)", stall
+        )
+    if get("RCLONE_COMMIT") and rclone.commit == "direct" and (env.get("RCLONE_RC_URL") or "").strip():
+        raise ConfigError(
+            "RCLONE_COMMIT",
+            "unset or auto with RCLONE_RC_URL (the rc transport always uploads to a partial name and moves it)",
+            rclone.commit,
+        )
     native_compress, stream_compress = parse_compress(env.get("BACKUP_COMPRESS"))
     tz = _check_tz(get("TZ") or "UTC", "TZ")
     schedule = (get("BACKUP_SCHEDULE") or "0 2 * * *").strip()
@@ -227,6 +237,10 @@ def settings_from_env(cls: type[Settings], environ: Mapping[str, str]) -> Settin
 
 
 # -- parsing helpers ---------------------------------------------------------------------------
+#: The shortest ``BACKUP_STALL_TIMEOUT`` taken: below it a busy server's pause would count as a stall.
+MIN_STALL_TIMEOUT = 1.0
+
+
 def _db_name_with_uri(
     engine: Engine, connection: Connection, db_name: str | None, uri_var: str
 ) -> tuple[Connection, str]:

@@ -92,3 +92,32 @@ def test_apprise_urls_show_a_host_only_when_it_surely_is_one(url: str, shown: st
     for secret in (JWT, "hunter2.pass.word", "pw.with.dots"):
         if secret in url:
             assert secret not in GLOBAL_REDACTOR(f"could not deliver to {url}; token {secret}")
+
+
+def _real_keys(tmp_path: object) -> tuple[str, str]:
+    import subprocess
+    from pathlib import Path
+
+    d = Path(str(tmp_path))
+    subprocess.run(["age-keygen", "-o", str(d / "k.txt")], check=True, capture_output=True)
+    age = subprocess.run(["age-keygen", "-y", str(d / "k.txt")], check=True, capture_output=True, text=True).stdout
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / "id")], check=True)
+    return age.strip(), (d / "id.pub").read_text().strip()
+
+
+def test_recipients_with_a_bad_checksum_or_bad_base64_exit_2(tmp_path: object) -> None:
+    age, ssh = _real_keys(tmp_path)
+    enc = {**BASE, "BACKUP_ENCRYPT": "age"}
+    Settings.from_env({**enc, "AGE_RECIPIENTS": f"{age},{ssh}"})  # the real keys are taken
+    wrong = age[:-1] + ("q" if age[-1] != "q" else "p")
+    assert "checksum" in str(refused("AGE_RECIPIENTS", {**enc, "AGE_RECIPIENTS": wrong}))
+    kind, blob = ssh.split()[:2]
+    broken = f"{kind} {blob[:-8]}!!!!!!!!"
+    assert "base64" in str(refused("AGE_RECIPIENTS", {**enc, "AGE_RECIPIENTS": broken}))
+
+
+def test_a_stall_timeout_below_a_second_and_direct_commit_over_rc_exit_2() -> None:
+    assert "at least 1s" in str(refused("BACKUP_STALL_TIMEOUT", {**BASE, "BACKUP_STALL_TIMEOUT": "0.2"}))
+    Settings.from_env({**BASE, "BACKUP_STALL_TIMEOUT": "0"})  # 0 turns the watchdog off
+    rc = {**BASE, "RCLONE_RC_URL": "http://127.0.0.1:5572", "RCLONE_COMMIT": "direct"}
+    refused("RCLONE_COMMIT", rc)
