@@ -415,3 +415,30 @@ def test_orphan_manifests_are_removed_by_the_next_run_and_by_prune(sqlite_db: Pa
     dbstash.prune(settings)
     assert not young.exists() and other.exists()
     assert all(manifest_name(p.name) in {q.name for q in remote.iterdir()} for p in remote.glob("app-*.sql"))
+
+
+@pytest.mark.parametrize("source", ["-x", "--gzip"])
+def test_mongo_hostile_database_names_back_up_and_restore_as_themselves(
+    ferretdb: object, tmp_path: Path, source: str
+) -> None:
+    import pymongo
+
+    from tests.support.dbservers import FerretDbServer
+
+    assert isinstance(ferretdb, FerretDbServer)  # its fixture skips, saying why, when the Go peers are missing
+    target = "-t" + source.lstrip("-")
+    client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(
+        ferretdb.uri(source), serverSelectionTimeoutMS=10_000
+    )
+    try:
+        client[source]["marker"].insert_one({"v": "from the hostile one"})
+        settings = Settings.create(
+            ferretdb.uri(source), remote=str(tmp_path / "remote"), name_template="hostile-{date}-{time}"
+        )
+        dbstash.backup(settings=settings)
+        dbstash.restore(settings, target=ferretdb.uri(target))
+        assert client[target]["marker"].find_one({}, {"_id": 0}) == {"v": "from the hostile one"}
+    finally:
+        for name in (source, target):
+            client.drop_database(name)
+        client.close()
