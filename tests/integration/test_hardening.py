@@ -83,7 +83,8 @@ def test_a_taken_name_gets_the_run_id_and_the_other_backup_is_untouched(
             (remote / partial_name(name, "0badc0de")).write_bytes(b"in flight")
     result = dbstash.backup(settings=settings)
     stem, ext = result.name.rsplit(".", 1)
-    assert stem.endswith("-" + result.backup_id[:8]) and ext == "sql"
+    # the sortable suffix: the run's microseconds, then two characters of its id (same-second order, issue 25)
+    assert stem[-9] == "-" and stem[-8:-2].isdigit() and stem.endswith(result.backup_id[:2]) and ext == "sql"
     assert settings.template().matches(result.name), "listing, retention and restore must see it"
     for name, body in planted.items():
         assert (remote / name).read_bytes() == body, "the other run's backup was replaced"
