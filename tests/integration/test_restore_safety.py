@@ -5,7 +5,11 @@ Every test here failed on the main before the fix it names, against the suite's 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,6 +27,30 @@ def _pg_db_with_table(pg: PgServer) -> tuple[str, str]:
     pg.createdb(name)
     pg.psql(f"CREATE TABLE {table}(id int); INSERT INTO {table} SELECT generate_series(1, 10)", name)
     return name, table
+
+
+def _pg_server_cli(pg: PgServer, tmp_path: Path, **env: str) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """The CLI as an operator runs it against *pg*'s whole server (``DB_NAME=all``), into a local folder."""
+    full = {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ.get("HOME", "/root"),
+        "DB_NAME": "all",
+        "RCLONE_REMOTE": str(tmp_path / "remote"),
+        "BACKUP_SCHEDULE": "once",
+        **env,
+    }
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "dbstash_cli", *args],
+            env=full,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+        )
+
+    return cli
 
 
 # -- 1. a drill never erases a target it did not prove empty -----------------------------------------
@@ -146,31 +174,18 @@ def test_sqlite_paths_that_look_like_options(tmp_path: Path, name: str, monkeypa
 # -- 3. one database that cannot be an object name fails its own line only ---------------------------------
 def test_odd_server_database_names_fail_their_own_line(own_pg: PgServer, tmp_path: Path) -> None:
     import json
-    import os
-    import subprocess
-    import sys
 
     odd = ["a/b", "../x", "$(touch /tmp/y)", "new\nline"]
     for name in [*odd, "good", "$(touch y)"]:
         own_pg.psql(f"CREATE DATABASE {_pg_quote(name)}")
     own_pg.psql("CREATE TABLE t(v int); INSERT INTO t VALUES (1)", "good")
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": os.environ.get("HOME", "/root"),
-        "DB_URI": f"postgresql://{own_pg.user}:{own_pg.password}@127.0.0.1:{own_pg.port}/",
-        "DB_NAME": "all",
-        "DB_GLOBALS": "false",
-        "RCLONE_REMOTE": str(tmp_path / "remote"),
-        "BACKUP_SCHEDULE": "once",
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "dbstash_cli", "backup", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
+    cli = _pg_server_cli(
+        own_pg,
+        tmp_path,
+        DB_URI=f"postgresql://{own_pg.user}:{own_pg.password}@127.0.0.1:{own_pg.port}/",
+        DB_GLOBALS="false",
     )
+    done = cli("backup", "--json")
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
     result = json.loads(done.stdout)
@@ -309,23 +324,16 @@ def test_an_unverified_damaged_age_backup_never_claims_nothing_was_applied(
 # -- 11. a run that backs up nothing is not a success ---------------------------------------------------
 def test_a_run_whose_selection_matches_nothing_exits_1(own_pg: PgServer, tmp_path: Path) -> None:
     import json
-    import os
-    import subprocess
-    import sys
 
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": os.environ.get("HOME", "/root"),
-        "DB_URI": f"postgresql://{own_pg.user}:{own_pg.password}@127.0.0.1:{own_pg.port}/",
-        "DB_NAME": "all",
-        "DB_EXCLUDE": f"{own_pg.database}*",  # the only database there
-        "DB_GLOBALS": "false",
-        "RCLONE_REMOTE": str(tmp_path / "remote"),
-        "BACKUP_SCHEDULE": "once",
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "dbstash_cli", "backup", "--json"], env=env, capture_output=True, text=True, timeout=120
+    # DB_EXCLUDE: the only database there
+    cli = _pg_server_cli(
+        own_pg,
+        tmp_path,
+        DB_URI=f"postgresql://{own_pg.user}:{own_pg.password}@127.0.0.1:{own_pg.port}/",
+        DB_EXCLUDE=f"{own_pg.database}*",
+        DB_GLOBALS="false",
     )
+    done = cli("backup", "--json")
     assert done.returncode == 1, done.stderr
     result = json.loads(done.stdout)
     assert result["ok"] is False and "nothing was backed up" in result["error"]
@@ -358,26 +366,11 @@ def test_pg_restore_refuses_a_target_holding_non_table_objects(pg: PgServer, tmp
 # -- 8. _globals is the globals' series: never a database's, and --target with it is never ignored ------------
 def test_a_server_database_named_globals_and_a_target_for_the_globals(own_pg: PgServer, tmp_path: Path) -> None:
     import json
-    import os
-    import subprocess
-    import sys
 
     own_pg.psql('CREATE DATABASE "_globals"')
     own_pg.psql("CREATE TABLE marker(v int)", "_globals")
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": os.environ.get("HOME", "/root"),
-        "DB_URI": f"postgresql://postgres:superuser-pw@127.0.0.1:{own_pg.port}/",
-        "DB_NAME": "all",
-        "DB_GLOBALS": "true",
-        "RCLONE_REMOTE": str(tmp_path / "remote"),
-        "BACKUP_SCHEDULE": "once",
-    }
-
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "dbstash_cli", *args], env=env, capture_output=True, text=True, timeout=300
-        )
+    uri = f"postgresql://postgres:superuser-pw@127.0.0.1:{own_pg.port}/"
+    cli = _pg_server_cli(own_pg, tmp_path, DB_URI=uri, DB_GLOBALS="true")
 
     done = cli("backup", "--json")
     assert done.returncode == 1, done.stderr
