@@ -36,6 +36,7 @@ from dbstash.pipeline import DEFAULT_STALL_TIMEOUT
 from dbstash.redact import GLOBAL_REDACTOR, Redactor, uri_secrets
 from dbstash.retention import RetentionPolicy
 from dbstash.schedule import validate_cron
+from dbstash.storage.connstring import parse_connection_string
 from dbstash.storage.rclone_cli import COMMIT_MODES, RcloneOptions
 from dbstash.storage.rclone_rc import RcOptions
 
@@ -468,7 +469,8 @@ def _rc_from_env(env: Mapping[str, str]) -> RcOptions | None:
 def _check_remote(remote: str, variable: str) -> str:
     if not remote or not remote.strip() or "\n" in remote or "\x00" in remote:
         raise ConfigError(variable, "an rclone remote path such as s3:my-bucket/backups or /backups", remote)
-    GLOBAL_REDACTOR.add(*uri_secrets(remote))
+    parsed = parse_connection_string(remote)
+    GLOBAL_REDACTOR.add(*uri_secrets(remote), *(parsed.secrets() if parsed else ()))
     return remote
 
 

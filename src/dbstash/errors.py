@@ -71,6 +71,8 @@ class StorageError(DbstashError):
 
     def __init__(self, message: str, *, stderr_tail: str = "") -> None:
         self.stderr_tail = stderr_tail
+        #: the message without the tool's stderr
+        self.summary = message
         full = message if not stderr_tail else f"{message}\n{stderr_tail}"
         super().__init__(full)
 
@@ -95,6 +97,7 @@ class ChecksumMismatch(RestoreError):
 
 
 class RestoreRefused(DbstashError):
-    """The restore target already holds data and ``force`` was not given; nothing was touched."""
+    """Nothing was touched: the target already holds data and ``force`` was not given, or the backup
+    is not this job's (its manifest names another object)."""
 
     exit_code = 2

@@ -18,7 +18,7 @@ import anyio
 from dbstash.compression import SUFFIXES
 from dbstash.config import Settings
 from dbstash.engines.base import DumpOptions
-from dbstash.errors import ConfigError, StorageError
+from dbstash.errors import ConfigError, RestoreRefused, StorageError
 from dbstash.logs import get_logger
 from dbstash.manifest import Manifest, is_manifest, manifest_name
 from dbstash.naming import NameTemplate, is_partial, same_second_order
@@ -149,7 +149,34 @@ def job_infos(settings: Settings, entries: Sequence[RemoteEntry]) -> list[Backup
     return [i for i in infos if wanted(i.database)]
 
 
-async def _with_manifest(storage: Storage, info: BackupInfo) -> BackupInfo:
+def part_of(settings: Settings, database: str | None) -> Settings:
+    """The settings of the one object a backup named for *database* belongs to (the job's own for a
+    one-database job; that database's, or the globals', for a multi-database job)."""
+    if settings.databases is None or database is None:
+        return settings
+    from dbstash.databases import GLOBALS_LABEL  # noqa: PLC0415
+
+    return settings.for_globals() if database == GLOBALS_LABEL else settings.for_database(database)
+
+
+def mismatch(part: Settings, info: BackupInfo) -> str | None:
+    """How *info*'s manifest says it is not the object *part* describes (another name: an old backup
+    copied over a newer one; another engine or database: one planted from another job), or None."""
+    m = info.manifest
+    if m is None:
+        return None
+    found = {"name": m.name, "engine": m.engine, "database": m.database}
+    expected = {"name": info.name, "engine": part.engine().key, "database": part.database_label}
+    wrong = [f"{k} {found[k]!r} (expected {expected[k]!r})" for k in found if found[k] != expected[k]]
+    return "its manifest names " + ", ".join(wrong) if wrong else None
+
+
+#: How :attr:`BackupInfo.manifest_problem` starts for a backup whose manifest is another object's.
+NOT_THIS_JOBS = "not this job's backup"
+
+
+async def _with_manifest(storage: Storage, info: BackupInfo, settings: Settings | None = None) -> BackupInfo:
+    """*info* with its manifest read; with *settings*, a manifest of another object is a problem."""
     if not info.complete or info.manifest_problem == "no manifest":
         return info
     try:
@@ -159,7 +186,36 @@ async def _with_manifest(storage: Storage, info: BackupInfo) -> BackupInfo:
     problem = None
     if not info.is_dir and manifest.size != info.size:
         problem = f"size {info.size} differs from the manifest's {manifest.size}"
-    return replace(info, manifest=manifest, manifest_problem=problem)
+    found = replace(info, manifest=manifest, manifest_problem=problem)
+    foreign = None if settings is None else mismatch(part_of(settings, info.database), found)
+    return found if foreign is None else replace(found, manifest_problem=f"{NOT_THIS_JOBS}: {foreign}")
+
+
+async def aselect_own(settings: Settings, store: Storage, infos: Sequence[BackupInfo], selector: str) -> BackupInfo:
+    """:func:`select_backup`, passing over backups whose manifest is another object's when the
+    selector is ``latest`` or a time (each one passed over is logged as a warning). An exact name is
+    returned as it is: restoring it is refused later, saying why."""
+    remaining = list(infos)
+    skipped: list[str] = []
+    while True:
+        try:
+            chosen = select_backup(remaining, selector, settings.zone)
+        except ConfigError:
+            if not skipped:
+                raise
+            raise RestoreRefused(
+                f"no backup of this job's own for {selector}: passed over {'; '.join(skipped)}; nothing was touched"
+            ) from None
+        if chosen.name == selector:
+            return chosen
+        foreign = mismatch(part_of(settings, chosen.database), await _with_manifest(store, chosen))
+        if foreign is None:
+            if skipped:
+                log.warning("restoring %s, the newest backup of this job's own for %s", chosen.name, selector)
+            return chosen
+        log.warning("passing over %s: %s: %s", chosen.name, NOT_THIS_JOBS, foreign)
+        skipped.append(f"{chosen.name} ({foreign})")
+        remaining.remove(chosen)
 
 
 async def alist_backups(
@@ -175,7 +231,7 @@ async def alist_backups(
         infos = job_infos(settings, await store.list())
         if not manifests:
             return infos
-        return [await _with_manifest(store, i) for i in infos]
+        return [await _with_manifest(store, i, settings) for i in infos]
 
 
 def list_backups(settings: Settings, *, manifests: bool = True) -> list[BackupInfo]:

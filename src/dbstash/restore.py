@@ -40,12 +40,15 @@ from dbstash.engines.base import Connection, DumpCommand, Engine, LineFilter, Re
 from dbstash.engines.mongo import MongoEngine
 from dbstash.errors import ChecksumMismatch, ConfigError, DbstashError, RestoreError, RestoreRefused, StorageError
 from dbstash.listing import (
+    NOT_THIS_JOBS,
     BackupInfo,
     _infos,
     _with_manifest,
     alist_backups,
+    aselect_own,
     job_templates,
     list_backups,
+    mismatch,
     select_backup,
 )
 from dbstash.logs import get_logger, log_context
@@ -276,7 +279,7 @@ async def arestore(
     part = _part(settings, database)
     async with job_storage(settings, storage) as store:
         infos = _infos(await store.list(), job_templates(part), settings.zone)
-        info = select_backup(infos, backup, settings.zone)
+        info = await aselect_own(part, store, infos, backup)
         return await _restore_info(part, store, info, target=target, force=force, allow_unverified=allow_unverified)
 
 
@@ -303,16 +306,9 @@ def check_belongs(part: Settings, info: BackupInfo) -> None:
     Raises :class:`RestoreRefused` before anything is read into a tool. Until manifests are signed this
     holds against mistakes and copies, not against an attacker who writes a matching manifest.
     """
-    m = info.manifest
-    if m is None:
-        return
-    found = {"name": m.name, "engine": m.engine, "database": m.database}
-    expected = {"name": info.name, "engine": part.engine().key, "database": part.database_label}
-    wrong = [f"{k} {found[k]!r} (expected {expected[k]!r})" for k in found if found[k] != expected[k]]
+    wrong = mismatch(part, info)
     if wrong:
-        raise RestoreRefused(
-            f"{info.name} is not this job's backup: its manifest names " + ", ".join(wrong) + "; nothing was touched"
-        )
+        raise RestoreRefused(f"{info.name} is {NOT_THIS_JOBS}: {wrong}; nothing was touched")
 
 
 def _restore_target(part: Settings, target: str | None) -> tuple[Engine, Connection, bool]:
@@ -507,7 +503,7 @@ async def arestore_many(
     async with job_storage(settings, storage) as store:
         entries = await store.list()
         infos = _infos(entries, job_templates(settings), settings.zone)
-        anchor = select_backup(infos, backup, settings.zone)
+        anchor = await aselect_own(settings, store, infos, backup)
         run = run_of(infos, anchor)
         anchor_manifest = (await _with_manifest(store, anchor)).manifest
         run_id = anchor_manifest.backup_id if anchor_manifest else None

@@ -12,7 +12,7 @@ import anyio
 from dbstash.config import Settings
 from dbstash.databases import GLOBALS_LABEL
 from dbstash.errors import ChecksumMismatch, ConfigError, DbstashError, RestoreRefused
-from dbstash.listing import _infos, _with_manifest, job_templates, select_backup
+from dbstash.listing import _infos, _with_manifest, aselect_own, job_templates
 from dbstash.logs import get_logger
 from dbstash.redact import GLOBAL_REDACTOR
 from dbstash.restore import RestoreResult, _part, _prove, _restore_target, arestore, check_belongs, run_of
@@ -140,7 +140,7 @@ async def averify_many(
     globals_checked = None
     async with job_storage(settings, storage) as store:
         infos = _infos(await store.list(), job_templates(settings), settings.zone)
-        run = run_of(infos, select_backup(infos, backup, settings.zone))
+        run = run_of(infos, await aselect_own(settings, store, infos, backup))
         for info in run:
             assert info.database is not None
             try:

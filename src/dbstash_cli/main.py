@@ -235,7 +235,8 @@ def _restore_job(
         for info in result:
             d = info.to_dict(now)
             state = "complete" if d["complete"] else "PARTIAL (a killed run's leftover)"
-            check = "sha256 " + str(d["sha256"])[:12] if d["sha256"] else str(d["manifest_problem"] or "")
+            problem = d["manifest_problem"]  # shown first: a size mismatch or another job's manifest
+            check = str(problem) if problem else ("sha256 " + str(d["sha256"])[:12] if d["sha256"] else "")
             when = info.taken_at.astimezone(settings.zone).strftime("%Y-%m-%d %H:%M:%S")
             click.echo(f"{when}  {human_bytes(info.size):>10}  {state:<10}  {info.name}  {check}")
         if not result:

@@ -109,6 +109,9 @@ def test_remote_unreachable(pg: PgServer, big_table: str) -> None:
     with pytest.raises(UploadFailed) as info:
         dbstash.backup(pg.uri(), remote="down:bucket/x", rclone=options)
     assert "unreachable-secret" not in str(info.value)
+    # what failed, on the message's first line (rclone's rc calls say "is a file not a directory")
+    first = str(info.value).splitlines()[0]
+    assert "connection refused" in first and "is a file" not in str(info.value), first
 
 
 def test_timeout_aborts(pg: PgServer, big_table: str, tmp_path: Path, transport: Transport) -> None:

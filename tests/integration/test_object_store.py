@@ -274,3 +274,32 @@ def test_the_backend_type_is_resolved_through_wrappers(
 def test_storage_reads_the_inline_config_for_the_type(s3: S3Server) -> None:
     storage = RcloneCliStorage(s3.remote("x"), RcloneOptions(config_text=s3.config))
     assert storage.backend_type() == "s3"
+
+
+def test_a_connection_string_remote_keeps_its_secret_out_of_argv_and_logs(sqlite_db: Path, s3: S3Server) -> None:
+    """``RCLONE_REMOTE=:s3,...,secret_access_key=X:bucket/path`` (rclone's connection string): the
+    parameters reach rclone by environment, so no argv (polled every 20 ms) and no log line holds the key."""
+    from tests.support.servers import ArgvScan
+
+    folder = f"cs-{uuid.uuid4().hex[:8]}"
+    remote = (
+        f":s3,provider=Rclone,endpoint='http://127.0.0.1:{s3.port}',access_key_id={s3.access_key},"
+        f"secret_access_key={s3.secret_key}:{s3.bucket}/{folder}"
+    )
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ.get("HOME", "/root"),
+        "DB_URI": f"sqlite:///{sqlite_db}",
+        "RCLONE_REMOTE": remote,
+        "RCLONE_CONFIG": "",
+        "BACKUP_SCHEDULE": "once",
+        "LOG_LEVEL": "debug",
+    }
+    with ArgvScan(s3.secret_key) as scan:
+        run = subprocess.run([*DBSTASH, "run"], env=env, capture_output=True, text=True, timeout=120)
+        listed = subprocess.run([*DBSTASH, "list", "--json"], env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert scan.leaks == [] and "rclone" in scan.seen
+    assert s3.secret_key not in run.stderr + run.stdout + listed.stdout + listed.stderr
+    assert len(backups_in(folder_of(s3, folder))) == 1
+    assert listed.returncode == 0 and json.loads(listed.stdout)["backups"][0]["sha256"]

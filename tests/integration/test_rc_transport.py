@@ -75,10 +75,12 @@ def test_wrong_credentials_fail_at_start_up_with_exit_2(sqlite_db: Path, tmp_pat
     assert not remote.exists()
 
 
-def test_a_url_that_is_not_an_rcd_is_a_config_error(sqlite_db: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("status", [404, 200, 405, 500])
+def test_a_url_that_is_not_an_rcd_is_a_config_error(sqlite_db: Path, tmp_path: Path, status: int) -> None:
+    """Any web server that answers, but not as rclone rcd does (JSON), is named at start-up with exit 2."""
     from tests.support.receivers import HttpReceiver
 
-    web = HttpReceiver(status=404).start()
+    web = HttpReceiver(status=status).start()
     try:
         proc = dbstash_run(
             {
@@ -89,7 +91,8 @@ def test_a_url_that_is_not_an_rcd_is_a_config_error(sqlite_db: Path, tmp_path: P
         )
     finally:
         web.stop()
-    assert proc.returncode == 2 and "RCLONE_RC_URL" in proc.stderr
+    assert proc.returncode == 2 and "RCLONE_RC_URL" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "remote").exists()
 
 
 @pytest.mark.parametrize(

@@ -217,8 +217,24 @@ def test_an_old_backup_copied_over_the_newest_name_is_refused(sqlite_db: Path, t
         dst.write_bytes(src.read_bytes())
     settings = _sqlite_job(sqlite_db, remote)
     with pytest.raises(RestoreRefused, match=r"not this job's backup: its manifest names name 'app-2026-01-01"):
-        dbstash.restore(settings, target=str(tmp_path / "out.db"))
-    assert not (tmp_path / "out.db").exists()
+        dbstash.restore(settings, new.name, target=str(tmp_path / "named.db"))
+    assert not (tmp_path / "named.db").exists()
+    listed = {i.name: i for i in dbstash.list_backups(settings)}
+    assert str(listed[new.name].manifest_problem).startswith("not this job's backup")
+    assert listed[old.name].manifest_problem is None
+    # latest passes over the copy (saying so) and restores the newest backup of this job's own
+    result = dbstash.restore(settings, target=str(tmp_path / "out.db"))
+    assert result.name == old.name and result.checksum_verified
+    cli = subprocess.run(
+        [sys.executable, "-m", "dbstash_cli", "list", "--uri", f"sqlite:///{sqlite_db}", "--remote", str(remote)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "BACKUP_NAME_TEMPLATE": "{db}-{date}-{time}"},
+    )
+    assert cli.returncode == 0, cli.stderr
+    line = next(x for x in cli.stdout.splitlines() if new.name in x)
+    assert "not this job's backup" in line and "sha256" not in line
 
 
 def test_another_jobs_backup_planted_under_this_jobs_name_is_refused(sqlite_db: Path, tmp_path: Path) -> None:
@@ -233,8 +249,11 @@ def test_another_jobs_backup_planted_under_this_jobs_name_is_refused(sqlite_db: 
         shutil.copy(p, remote / "ours" / p.name)
     ours = _sqlite_job(sqlite_db, remote / "ours", "backup-{date}-{time}")
     with pytest.raises(RestoreRefused, match=r"database 'other' \(expected 'app'\)"):
+        dbstash.restore(ours, theirs.name, target=str(tmp_path / "out.db"))
+    with pytest.raises(RestoreRefused, match=r"no backup of this job's own for latest: passed over backup-2026"):
         dbstash.restore(ours, target=str(tmp_path / "out.db"))
-    with pytest.raises(RestoreRefused, match="not this job's"):
+    assert not (tmp_path / "out.db").exists()
+    with pytest.raises(RestoreRefused, match="no backup of this job's own"):
         dbstash.verify(ours)
     assert theirs.name
 

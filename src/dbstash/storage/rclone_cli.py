@@ -18,6 +18,7 @@ import configparser
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -48,6 +49,7 @@ from dbstash.storage.base import (
     in_use,
     taken,
 )
+from dbstash.storage.connstring import parse_connection_string
 from dbstash.storage.guardian import GUARDIAN_GRACE, GuardedProcess
 from dbstash.storage.local import LocalFolder
 from dbstash.units import human_bytes
@@ -135,6 +137,12 @@ class RcloneOptions:
     commit: str = "auto"
 
 
+#: The date, time and level rclone puts before each log line.
+_LOG_PREFIX = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (?:[A-Z]+\s*: )?")
+#: rclone's ``fs.ErrorIsFile`` text, which its rc calls also give for an S3 endpoint they cannot reach.
+_RC_IS_FILE = "is a file not a directory"
+
+
 def _parse_time(text: str) -> datetime:
     # rclone prints RFC 3339 with up to nanoseconds; Python takes microseconds
     text = text.replace("Z", "+00:00")
@@ -182,9 +190,14 @@ class RcloneCliStorage(Storage):
     """
 
     def __init__(self, remote: str, options: RcloneOptions | None = None, *, redactor: Redactor | None = None):
-        self.remote = remote
         self.options = options or RcloneOptions()
         self._redact = redactor or GLOBAL_REDACTOR
+        # a connection string's parameters go to rclone by environment, never argv (storage.connstring)
+        parsed = parse_connection_string(remote)
+        self.remote = parsed.remote if parsed else remote
+        self._remote_env = parsed.env() if parsed else {}
+        if parsed:
+            self._redact.add(*parsed.secrets())
         self._config_fd: int | None = None
         self._binary: str | None = None
         self._kind: str | None = None
@@ -231,6 +244,7 @@ class RcloneCliStorage(Storage):
     def _env(self, *, short: bool = False) -> dict[str, str]:
         env = child_base_env(rclone=True)
         env.update(self.options.env)
+        env.update(self._remote_env)
         if short:
             for key, value in SHORT_RUN_ENV.items():
                 env.setdefault(key, value)  # a user's own GOGC/GOMEMLIMIT wins
@@ -307,8 +321,14 @@ class RcloneCliStorage(Storage):
             raise StorageError(f"rclone {args[0]} did not finish within {limit:.0f}s") from None
         err = self._redact(proc.stderr.decode(errors="replace").strip())
         if proc.returncode not in ok:
-            tail = "\n".join(err.splitlines()[-10:])
-            raise StorageError(f"rclone {args[0]} failed with status {proc.returncode}", stderr_tail=tail)
+            lines = err.splitlines()
+            last = _LOG_PREFIX.sub("", lines[-1]) if lines else ""
+            if len(last) > 400:  # Go errors: the operation first, the cause (connection refused, ...) last
+                last = last[:150] + " ... " + last[-240:]
+            raise StorageError(
+                f"rclone {args[0]} failed with status {proc.returncode}" + (f": {last}" if last else ""),
+                stderr_tail="\n".join(lines[-10:]),
+            )
         return proc.returncode, proc.stdout, err
 
     # -- Storage ---------------------------------------------------------------------------------
@@ -393,7 +413,9 @@ class RcloneCliStorage(Storage):
                 await self._run("touch", self.path(claim), timeout=PREPARE_TIMEOUT)  # a zero-byte object
                 entries = await self.list(timeout=PREPARE_TIMEOUT)
         except StorageError as exc:
-            raise UploadFailed(f"cannot prepare the upload to {name}: {exc}", stderr_tail=exc.stderr_tail) from None
+            raise UploadFailed(
+                f"cannot prepare the upload to {name}: {exc.summary}", stderr_tail=exc.stderr_tail
+            ) from None
         self.last_listing = entries
         if in_use(entries, name, alternative, claim):
             log.warning(
@@ -448,6 +470,10 @@ class RcloneCliStorage(Storage):
             return None
         for result in (wrote, listed):
             if result.get("status") == 404:  # an rclone without job/batch (or without these calls)
+                return None
+            if _RC_IS_FILE in str(result.get("error", "")):
+                # rc's Fs lookup reports a remote it cannot reach (S3: connection refused) as "is a file
+                # not a directory": the two plain commands say what really failed
                 return None
             if "error" in result:
                 raise StorageError(f"rclone {result.get('path', 'rc')} failed: {self._redact(str(result['error']))}")

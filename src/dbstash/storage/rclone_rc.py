@@ -42,6 +42,7 @@ from dbstash.storage.base import (
     Storage,
     Upload,
 )
+from dbstash.storage.connstring import parse_connection_string
 from dbstash.storage.rclone_cli import _parse_time
 
 if TYPE_CHECKING:
@@ -82,16 +83,25 @@ class RcOptions:
 
 
 class RcError(StorageError):
-    """rcd answered with an error (``status`` is its HTTP status)."""
+    """rcd answered with an error (``status`` is its HTTP status).
 
-    def __init__(self, message: str, status: int) -> None:
+    ``from_rcd`` is False when the reply was not rclone's JSON (some other web server answered).
+    """
+
+    def __init__(self, message: str, status: int, *, from_rcd: bool = True) -> None:
         super().__init__(message)
         self.status = status
+        self.from_rcd = from_rcd
+
+
+#: Statuses a proxy in front of rcd answers while rcd is down: an outage (exit 1), not a wrong URL.
+_GATEWAY_STATUSES = (502, 503, 504)
 
 
 def fs_secrets(remote: str) -> list[str]:
     """The values of a connection string's parameters (``:s3,secret_access_key=X:bucket`` -> ``X``, ...)."""
-    found = []
+    parsed = parse_connection_string(remote)
+    found = parsed.secrets() if parsed else []
     for m in _CONN_STRING.finditer(remote):
         for pair in m.group(1).split(","):
             key, sep, value = pair.partition("=")
@@ -145,17 +155,26 @@ class RcloneRcStorage(Storage):
                     "(its --rc-user / --rc-pass; RCLONE_RC_PASS or RCLONE_RC_PASS_FILE)",
                     self.options.user or "",
                 ) from None
-            if exc.status == 404:
-                raise ConfigError(
-                    "RCLONE_RC_URL", "the base URL of an rclone rcd, e.g. http://127.0.0.1:5572", self.options.url
-                ) from None
+            if exc.status == 404 or (not exc.from_rcd and exc.status not in _GATEWAY_STATUSES):
+                raise self._not_rcd() from None
             raise
         except StorageError:
             self.close()
             raise
         version = await self._call("core/version", {}, retry=True)
-        self.version = str(version.get("version", "?"))
+        if not isinstance(version.get("version"), str):
+            self.close()
+            raise self._not_rcd()
+        self.version = str(version["version"])
         log.debug("rclone rcd %s at %s", self.version, self.options.display_url())
+
+    def _not_rcd(self) -> ConfigError:
+        return ConfigError(
+            "RCLONE_RC_URL",
+            f"the base URL of an rclone rcd, e.g. http://127.0.0.1:5572 ({self.options.display_url()} "
+            "answers, but not as rclone rcd)",
+            self.options.url,
+        )
 
     def close(self) -> None:
         """Close the HTTP session."""
@@ -169,10 +188,14 @@ class RcloneRcStorage(Storage):
 
     def _error(self, path: str, reply: requests.Response) -> RcError:
         try:
-            text = str(reply.json().get("error", ""))  # never "input": it echoes fs strings
+            data = reply.json()
+            from_rcd = isinstance(data, dict) and "error" in data
+            text = str(data.get("error", "")) if isinstance(data, dict) else ""  # never "input": it echoes fs strings
         except ValueError:
-            text = reply.text[:200]
-        return RcError(self._redact(f"rclone rcd {path}: HTTP {reply.status_code}: {text}"), reply.status_code)
+            from_rcd, text = False, reply.text[:200]
+        return RcError(
+            self._redact(f"rclone rcd {path}: HTTP {reply.status_code}: {text}"), reply.status_code, from_rcd=from_rcd
+        )
 
     def _post(self, path: str, body: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
         import requests  # noqa: PLC0415
@@ -190,7 +213,12 @@ class RcloneRcStorage(Storage):
             raise StorageError(f"rclone rcd {path} did not answer in time") from None
         if reply.status_code != 200:
             raise self._error(path, reply)
-        data: dict[str, Any] = reply.json()
+        try:
+            data = reply.json()
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise RcError(f"rclone rcd {path}: HTTP 200 with a reply that is not rclone's JSON", 200, from_rcd=False)
         return data
 
     async def _call(
@@ -205,7 +233,11 @@ class RcloneRcStorage(Storage):
 
         def transient(exc: BaseException) -> bool:
             if isinstance(exc, RcError):
-                return exc.status >= 500 and "not found" not in str(exc)
+                return (
+                    (exc.from_rcd or exc.status in _GATEWAY_STATUSES)
+                    and exc.status >= 500
+                    and "not found" not in str(exc)
+                )
             return isinstance(exc, StorageError)  # connection error or timeout
 
         attempt = tenacity.retry(
