@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,7 +24,7 @@ import dbstash
 from dbstash import ConfigError, RcloneRcStorage, RcOptions, StorageError, UploadFailed
 from dbstash.manifest import manifest_name
 from dbstash.naming import PARTIAL_MARK
-from tests.support.servers import PgServer, free_port
+from tests.support.servers import PgServer, S3Server, free_port
 from tests.support.transports import SLOW_ARGS, RcDaemon
 
 pytestmark = pytest.mark.integration
@@ -145,6 +146,51 @@ def test_rcd_killed_mid_upload_leaves_nothing_complete(
     left = os.listdir(remote) if remote.exists() else []
     # the daemon died holding the partial: at most that name is left, never a complete-looking one
     assert all(n.endswith(PARTIAL_MARK) for n in left), left
+
+
+def test_rcd_killed_at_the_final_move_leaves_only_whole_backups(pg: PgServer, rclone_bin: str, s3: S3Server) -> None:
+    """SIGKILL of rcd the moment the manifest is stored, i.e. as the server-side move starts (S3: a
+    copy and a delete). The run fails; whatever is under a final name then is whole: its bytes are
+    those its manifest names (docs/cli.md, exit 1: the move may have finished on the server)."""
+    import hashlib
+
+    from dbstash.manifest import MANIFEST_SUFFIX, Manifest
+
+    pg.psql(
+        "CREATE TABLE IF NOT EXISTS rc_big AS SELECT g, repeat(md5(g::text), 9) p FROM generate_series(1, 150000) g"
+    )
+    folder = f"mv-{os.urandom(4).hex()}"
+    path = Path(s3.root) / s3.bucket / folder
+    daemon = RcDaemon.start(rclone_bin, s3.config)
+    fired = threading.Event()
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            if path.is_dir() and any(n.endswith(MANIFEST_SUFFIX) for n in os.listdir(path)):
+                daemon.stop(9)
+                fired.set()
+                return
+            time.sleep(0.001)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        with pytest.raises((UploadFailed, StorageError)):
+            dbstash.backup(pg.uri(), remote=s3.remote(folder), rc=daemon.options(op_timeout=10))
+    finally:
+        stop.set()
+        watcher.join()
+        daemon.destroy()
+    assert fired.is_set()
+    names = s3.files(folder)
+    finals = [n for n in names if not n.endswith(MANIFEST_SUFFIX) and PARTIAL_MARK not in n]
+    assert len(finals) <= 1, names
+    for name in finals:  # the move finished on the server: a valid backup
+        manifest = Manifest.from_json((path / manifest_name(name)).read_bytes())
+        data = (path / name).read_bytes()
+        assert len(data) == manifest.size and hashlib.sha256(data).hexdigest() == manifest.sha256
+    assert finals or any(PARTIAL_MARK in n for n in names), names  # else the full-size partial is left
 
 
 def test_rc_error_replies_are_redacted(sqlite_db: Path, rcd: RcDaemon) -> None:
