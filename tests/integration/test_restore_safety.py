@@ -16,7 +16,7 @@ import pytest
 
 import dbstash
 from dbstash import RestoreRefused, Settings
-from tests.support.dbservers import MariaDbServer
+from tests.support.dbservers import MariaDbServer, RedisServer
 from tests.support.servers import PgServer
 
 pytestmark = pytest.mark.integration
@@ -169,6 +169,31 @@ def test_sqlite_paths_that_look_like_options(tmp_path: Path, name: str, monkeypa
     out = "-restored.db"
     dbstash.restore(settings, target=out)
     assert sqlite3.connect(tmp_path / out).execute("SELECT v FROM t").fetchall() == [(42,)]
+
+
+@pytest.mark.parametrize("user", ["--rdb", "-x"])
+def test_redis_user_and_target_that_look_like_options(
+    redis: RedisServer, tmp_path: Path, user: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis names come from the URI (user, host) and the restore target (a file): a user named like a
+    redis-cli option (``--rdb``) is its ``--user`` value, a target ``-x.rdb`` is a file, not an option."""
+    from urllib.parse import quote
+
+    monkeypatch.chdir(tmp_path)
+    redis.cli("ACL", "SETUSER", user, "on", ">user-pw-1234", "~*", "&*", "+@all")
+    redis.cli("SET", "hostile:key", "$(touch pwned)")
+    try:
+        uri = f"redis://{quote(user, safe='')}:user-pw-1234@127.0.0.1:{redis.port}/0"
+        settings = Settings.create(uri, remote=str(tmp_path / "remote"), name_template="rdb-{date}-{time}")
+        result = dbstash.backup(settings=settings)
+        assert result.size > 0
+        out = tmp_path / "-x.rdb"
+        dbstash.restore(settings, target="-x.rdb")
+        assert out.read_bytes().startswith(b"REDIS") and b"hostile:key" in out.read_bytes()
+        assert not (tmp_path / "pwned").exists()
+    finally:
+        redis.cli("ACL", "DELUSER", user)
+        redis.cli("DEL", "hostile:key")
 
 
 # -- 3. one database that cannot be an object name fails its own line only ---------------------------------
