@@ -37,6 +37,8 @@ def _pg_server_cli(pg: PgServer, tmp_path: Path, **env: str) -> Callable[..., su
         "DB_NAME": "all",
         "RCLONE_REMOTE": str(tmp_path / "remote"),
         "BACKUP_SCHEDULE": "once",
+        # kept, so these tests can be run against another checkout (PYTHONPATH=/that/src pytest ...)
+        **{k: os.environ[k] for k in ("PYTHONPATH",) if k in os.environ},
         **env,
     }
 
