@@ -107,6 +107,7 @@ if TYPE_CHECKING:
         restore_many,
     )
     from dbstash.retention import Backup, Decision, RetentionPlan, RetentionPolicy
+    from dbstash.signing import SigningKey, TrustedKeys
     from dbstash.sink import Sink, SinkUpload, StreamSink
     from dbstash.source import CommandSource, DumpSource, Source, SourceStream, StreamSource
     from dbstash.storage.base import Catalog, RemoteEntry, Storage, Upload
@@ -194,6 +195,8 @@ _LAZY = {
     "ProcessTransform": "dbstash.transforms",
     "AgeEncryption": "dbstash.encryption",
     "AgeIdentity": "dbstash.encryption",
+    "SigningKey": "dbstash.signing",
+    "TrustedKeys": "dbstash.signing",
     "AppriseNotifier": "dbstash.notify.apprise",
     "Progress": "dbstash.transforms",
     "Transform": "dbstash.transforms",
@@ -279,6 +282,7 @@ __all__ = [
     "RunEvent",
     "Settings",
     "ShellHook",
+    "SigningKey",
     "Sink",
     "SinkUpload",
     "SlackNotifier",
@@ -292,6 +296,7 @@ __all__ = [
     "ToolVersionMismatch",
     "Transform",
     "TransformStep",
+    "TrustedKeys",
     "Upload",
     "UploadFailed",
     "VerifyResult",

@@ -38,6 +38,7 @@ from dbstash.notify.base import NotifyOn
 from dbstash.pipeline import DEFAULT_STALL_TIMEOUT
 from dbstash.redact import GLOBAL_REDACTOR
 from dbstash.retention import RetentionPolicy
+from dbstash.signing import SigningKey, TrustedKeys
 from dbstash.storage.rclone_cli import RcloneOptions
 from dbstash.storage.rclone_rc import RcOptions
 
@@ -174,6 +175,10 @@ class Settings:
     encryption: AgeEncryption | None = None
     #: ``AGE_IDENTITY_FILE``: the private key restore and verify decrypt with (never needed to back up)
     identity_file: str | None = None
+    #: ``BACKUP_SIGNING_KEY_FILE``: every manifest a run writes is signed with it (``<manifest>.sig``)
+    signing_key: SigningKey | None = field(default=None, repr=False, compare=False)
+    #: ``BACKUP_TRUSTED_KEYS``: restore, verify, list, latest and retention accept only backups signed by these
+    trusted_keys: TrustedKeys | None = field(default=None, repr=False)
 
     # -- many databases per job ------------------------------------------------------------------
     @property
@@ -300,6 +305,8 @@ class Settings:
             "compress": str(self.stream_compress) if self.stream_compress else ("native" if self.compress else False),
             "mode": self.mode,
             "encryption": describe_encryption(self.encryption.recipients) if self.encryption else None,
+            "signing_key": self.signing_key.fingerprint if self.signing_key else None,
+            "trusted_keys": sorted(self.trusted_keys.keys) if self.trusted_keys else None,
             "temp_dir": self.temp_dir if self.mode != "stream" else None,
             "dump_extra_args": list(self.dump_extra_args),
             "restore_extra_args": list(self.restore_extra_args),
@@ -353,6 +360,8 @@ class Settings:
         parallel: int = 1,
         encrypt_to: Sequence[str] | str | None = None,
         identity_file: str | os.PathLike[str] | None = None,
+        signing_key: SigningKey | str | os.PathLike[str] | None = None,
+        trusted_keys: TrustedKeys | str | Sequence[str] | None = None,
     ) -> Settings:
         """Validate library arguments into settings; errors name the parameter at fault.
 
@@ -370,6 +379,12 @@ class Settings:
         commas or new lines): every backup is encrypted with ``age`` (``.age`` appended).
         *identity_file*: the age identity (mode 0600) that :func:`restore` and :func:`verify`
         decrypt with; backing up never needs it.
+
+        *signing_key*: a :class:`~dbstash.signing.SigningKey`, or the path of an OpenSSH ed25519
+        private key file (mode 0600/0400): every manifest is signed (``<manifest>.sig``, checkable
+        with ``ssh-keygen -Y verify``). *trusted_keys*: a :class:`~dbstash.signing.TrustedKeys`, or
+        OpenSSH public key lines (one string, or a list): restore, verify, list, ``latest`` and
+        retention then accept only backups signed by one of them.
         """
         engine_object = engine if isinstance(engine, Engine) else None
         if isinstance(engine, str):
@@ -427,6 +442,14 @@ class Settings:
             engine_object=engine_object,
             encryption=_encryption(encrypt_to, "encrypt_to"),
             identity_file=_identity_file(identity_file, "identity_file"),
+            signing_key=signing_key
+            if isinstance(signing_key, SigningKey) or signing_key is None
+            else SigningKey.from_file(signing_key, "signing_key"),
+            trusted_keys=trusted_keys
+            if isinstance(trusted_keys, TrustedKeys) or trusted_keys is None
+            else TrustedKeys.parse(
+                trusted_keys if isinstance(trusted_keys, str) else "\n".join(trusted_keys), "trusted_keys"
+            ),
         )
         settings._validate(template_variable="name_template", db_variable="databases" if selection else "uri")
         return settings

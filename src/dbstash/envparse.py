@@ -36,6 +36,7 @@ from dbstash.pipeline import DEFAULT_STALL_TIMEOUT
 from dbstash.redact import GLOBAL_REDACTOR, Redactor, uri_secrets
 from dbstash.retention import RetentionPolicy
 from dbstash.schedule import validate_cron
+from dbstash.signing import SigningKey, trusted_keys_from
 from dbstash.storage.connstring import parse_connection_string
 from dbstash.storage.rclone_cli import COMMIT_MODES, RcloneOptions
 from dbstash.storage.rclone_rc import RcOptions
@@ -227,6 +228,12 @@ def settings_from_env(cls: type[Settings], environ: Mapping[str, str]) -> Settin
         verify_target=_check_verify_target(get("VERIFY_TARGET_URI"), engine),
         encryption=_encryption_from_env(env),
         identity_file=_identity_file(get("AGE_IDENTITY_FILE"), "AGE_IDENTITY_FILE"),
+        signing_key=SigningKey.from_file(env["BACKUP_SIGNING_KEY_FILE"].strip(), "BACKUP_SIGNING_KEY_FILE")
+        if get("BACKUP_SIGNING_KEY_FILE")
+        else None,
+        trusted_keys=trusted_keys_from(
+            get("BACKUP_TRUSTED_KEYS"), get("BACKUP_TRUSTED_KEYS_FILE"), "BACKUP_TRUSTED_KEYS"
+        ),
     )
     settings.notifiers()  # validates the NOTIFY_* URLs at start-up
     settings._validate(

@@ -66,6 +66,10 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("AGE_RECIPIENTS", "Encryption", "—", "age public keys (age1...) or SSH public keys (ssh-ed25519, ssh-rsa), comma or newline separated"),
     EnvVar("AGE_RECIPIENTS_FILE", "Encryption", "—", "file of recipients, one per line (# comments); added to AGE_RECIPIENTS"),
     EnvVar("AGE_IDENTITY_FILE", "Encryption", "—", "restore and verify only: the age identity (private key) file, mode 0600; never needed to back up"),
+    # signing
+    EnvVar("BACKUP_SIGNING_KEY_FILE", "Signing", "—", "an OpenSSH ed25519 private key (ssh-keygen -t ed25519 -N ''), mode 0600/0400: every manifest gets <manifest>.sig (SSHSIG, namespace dbstash)"),
+    EnvVar("BACKUP_TRUSTED_KEYS", "Signing", "—", "OpenSSH public keys (one a line, # comments) or allowed_signers lines: restore, verify, list, latest and retention accept only backups they signed"),
+    EnvVar("BACKUP_TRUSTED_KEYS_FILE", "Signing", "—", "a file of such keys (an allowed_signers file will do); added to BACKUP_TRUSTED_KEYS"),
     # retention
     EnvVar("RETENTION_MAX_FILES", "Retention", "0 (unlimited)", "keep at most N backups"),
     EnvVar("RETENTION_MAX_DAYS", "Retention", "0 (unlimited)", "delete backups older than N days (decimals allowed)"),

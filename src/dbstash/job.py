@@ -26,6 +26,7 @@ from dbstash.prune import apply_plan, plan_retention, remove_stale_partials
 from dbstash.redact import GLOBAL_REDACTOR
 from dbstash.remote import job_storage
 from dbstash.retention import Backup
+from dbstash.signing import signature_name
 from dbstash.source import CommandSource, DumpSource
 from dbstash.storage.base import Storage, taken
 from dbstash.transforms import Compress, Transform
@@ -236,12 +237,28 @@ class _ManifestWriter:
             encryption={"kind": "age", "recipients": list(s.encryption.fingerprints())}
             if s.encryption is not None and s.mode != "directory"
             else None,
+            series=s.template().series,
+            signed_by=s.signing_key.fingerprint if s.signing_key is not None else None,
         )
-        try:
-            await self.storage.write_verified(manifest_name(name), manifest.to_json())
-        except StorageError as exc:
+        text = manifest.to_json()
+        written = {manifest_name(name): text}
+        if s.signing_key is not None:  # stored with the manifest, both before the backup is visible
+            written[signature_name(manifest_name(name))] = s.signing_key.sign(text)
+        failed: list[StorageError] = []
+
+        async def write(key: str, data: bytes) -> None:
+            try:
+                await self.storage.write_verified(key, data)
+            except StorageError as exc:
+                failed.append(exc)
+
+        async with anyio.create_task_group() as tg:  # at once: the signature costs no extra rclone start
+            for key, data in written.items():
+                tg.start_soon(write, key, data)
+        if failed:
+            exc = failed[0]
             with anyio.CancelScope(shield=True), anyio.move_on_after(10), contextlib.suppress(Exception):
-                await self.storage.delete(manifest_name(name))
+                await self.storage.delete_many(list(written))
             raise UploadFailed(
                 f"{exc}: the backup was not committed (a backup without its manifest is not one)"
             ) from None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -22,6 +22,7 @@ from dbstash.errors import ConfigError, RestoreRefused, StorageError
 from dbstash.logs import get_logger
 from dbstash.manifest import Manifest, is_manifest, manifest_name
 from dbstash.naming import NameTemplate, is_partial, same_second_order
+from dbstash.signing import SIGNATURE_SUFFIX, Untrusted, signature_name
 from dbstash.storage.base import RemoteEntry, Storage
 
 log = get_logger("dbstash.listing")
@@ -46,6 +47,19 @@ class BackupInfo:
     is_dir: bool = False
     #: the database the name says it holds (``_globals`` for a job's roles and users)
     database: str | None = None
+    #: a signature (``<manifest>.sig``) is stored beside its manifest
+    signed: bool = False
+    #: with trusted keys (``BACKUP_TRUSTED_KEYS``): why this backup is not trusted (None: trusted, or no keys)
+    untrusted: str | None = None
+    #: the fingerprint of the trusted key whose signature was checked
+    signed_by: str | None = None
+    #: the manifest's bytes as stored (what a signature is of)
+    manifest_bytes: bytes | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def unsigned(self) -> bool:
+        """Untrusted only for want of a signature (``allow_unsigned`` accepts it), not a bad one."""
+        return self.untrusted is not None and self.untrusted.startswith(UNSIGNED)
 
     @property
     def size_ok(self) -> bool | None:
@@ -68,6 +82,9 @@ class BackupInfo:
             "engine": m.engine if m else None,
             "compression": m.compression if m else None,
             "manifest_problem": self.manifest_problem,
+            "signed": self.signed,
+            "signed_by": self.signed_by,
+            "untrusted": self.untrusted,
         }
 
 
@@ -103,7 +120,7 @@ def _infos(entries: Sequence[RemoteEntry], templates: Sequence[NameTemplate], zo
     names = {e.name for e in entries}
     found = []
     for e in entries:
-        if is_manifest(e.name):
+        if is_manifest(e.name) or e.name.endswith(SIGNATURE_SUFFIX):
             continue
         final = e.name
         complete = True
@@ -125,6 +142,7 @@ def _infos(entries: Sequence[RemoteEntry], templates: Sequence[NameTemplate], zo
                 manifest_problem=None if manifest_name(e.name) in names or not complete else "no manifest",
                 is_dir=e.is_dir,
                 database=template.database_of(final),
+                signed=signature_name(manifest_name(e.name)) in names,
             )
         )
     return sorted(found, key=lambda b: (b.taken_at, same_second_order(b.name)), reverse=True)
@@ -167,34 +185,83 @@ def mismatch(part: Settings, info: BackupInfo) -> str | None:
         return None
     found = {"name": m.name, "engine": m.engine, "database": m.database}
     expected = {"name": info.name, "engine": part.engine().key, "database": part.database_label}
+    if m.series is not None:  # manifests from before series were recorded have none
+        found["series"], expected["series"] = m.series, part.template().series
     wrong = [f"{k} {found[k]!r} (expected {expected[k]!r})" for k in found if found[k] != expected[k]]
     return "its manifest names " + ", ".join(wrong) if wrong else None
 
 
 #: How :attr:`BackupInfo.manifest_problem` starts for a backup whose manifest is another object's.
 NOT_THIS_JOBS = "not this job's backup"
+#: How :attr:`BackupInfo.untrusted` starts for a backup without a signature (or without a manifest).
+UNSIGNED = "unsigned"
+
+
+async def _trust(storage: Storage, info: BackupInfo, part: Settings) -> BackupInfo:
+    """*info* checked against *part*'s trusted keys: its signature verifies with one of them, and the
+    fields it vouches for are this object's (name, engine, database, the job's series)."""
+    keys = part.trusted_keys
+    if keys is None or not info.complete:
+        return info
+    if info.manifest is None or info.manifest_bytes is None:
+        return replace(info, untrusted=f"{UNSIGNED}: no usable manifest ({info.manifest_problem})")
+    if not info.signed:
+        return replace(info, untrusted=f"{UNSIGNED}: no signature ({signature_name(manifest_name(info.name))})")
+    try:
+        armored = await storage.read(signature_name(manifest_name(info.name)))
+    except StorageError as exc:
+        return replace(info, untrusted=f"its signature cannot be read: {exc}")
+    try:
+        who = keys.check(info.manifest_bytes, armored)
+    except Untrusted as exc:
+        return replace(info, untrusted=str(exc))
+    wrong = mismatch(part, info)
+    if wrong:
+        fields = wrong.removeprefix("its manifest names ")
+        return replace(info, untrusted=f"signed by {who} for another object: {fields}")
+    return replace(info, signed_by=who)
+
+
+def refusal(info: BackupInfo, allow_unsigned: bool = False) -> str | None:
+    """Why *info* may not be restored or chosen (another object's manifest, or not trusted), or None.
+    With *allow_unsigned* a backup that is untrusted only for want of a signature is accepted."""
+    if info.manifest_problem is not None and info.manifest_problem.startswith(NOT_THIS_JOBS):
+        return info.manifest_problem
+    if info.untrusted is not None and not (allow_unsigned and info.unsigned):
+        return f"untrusted: {info.untrusted}"
+    return None
 
 
 async def _with_manifest(storage: Storage, info: BackupInfo, settings: Settings | None = None) -> BackupInfo:
-    """*info* with its manifest read; with *settings*, a manifest of another object is a problem."""
+    """*info* with its manifest read; with *settings*, a manifest of another object is a problem, and
+    with trusted keys in *settings* its signature is checked (:attr:`BackupInfo.untrusted`)."""
+    part = None if settings is None else part_of(settings, info.database)
     if not info.complete or info.manifest_problem == "no manifest":
-        return info
+        return info if part is None else await _trust(storage, info, part)
     try:
-        manifest = Manifest.from_json(await storage.read(manifest_name(info.name)))
+        data = await storage.read(manifest_name(info.name))
+        manifest = Manifest.from_json(data)
     except (ValueError, StorageError) as exc:
-        return replace(info, manifest=None, manifest_problem=f"unreadable manifest: {exc}")
+        found = replace(info, manifest=None, manifest_problem=f"unreadable manifest: {exc}")
+        return found if part is None else await _trust(storage, found, part)
     problem = None
     if not info.is_dir and manifest.size != info.size:
         problem = f"size {info.size} differs from the manifest's {manifest.size}"
-    found = replace(info, manifest=manifest, manifest_problem=problem)
-    foreign = None if settings is None else mismatch(part_of(settings, info.database), found)
-    return found if foreign is None else replace(found, manifest_problem=f"{NOT_THIS_JOBS}: {foreign}")
+    found = replace(info, manifest=manifest, manifest_problem=problem, manifest_bytes=data)
+    if part is None:
+        return found
+    foreign = mismatch(part, found)
+    if foreign is not None and part.trusted_keys is None:
+        return replace(found, manifest_problem=f"{NOT_THIS_JOBS}: {foreign}")
+    return await _trust(storage, found, part)  # with trusted keys, another object's manifest is untrusted
 
 
-async def aselect_own(settings: Settings, store: Storage, infos: Sequence[BackupInfo], selector: str) -> BackupInfo:
-    """:func:`select_backup`, passing over backups whose manifest is another object's when the
-    selector is ``latest`` or a time (each one passed over is logged as a warning). An exact name is
-    returned as it is: restoring it is refused later, saying why."""
+async def aselect_own(
+    settings: Settings, store: Storage, infos: Sequence[BackupInfo], selector: str, *, allow_unsigned: bool = False
+) -> BackupInfo:
+    """:func:`select_backup`, passing over backups whose manifest is another object's, or that are not
+    trusted (with trusted keys), when the selector is ``latest`` or a time (each one passed over is
+    logged as a warning). An exact name is returned as it is: restoring it is refused later, saying why."""
     remaining = list(infos)
     skipped: list[str] = []
     while True:
@@ -208,12 +275,12 @@ async def aselect_own(settings: Settings, store: Storage, infos: Sequence[Backup
             ) from None
         if chosen.name == selector:
             return chosen
-        foreign = mismatch(part_of(settings, chosen.database), await _with_manifest(store, chosen))
+        foreign = refusal(await _with_manifest(store, chosen, settings), allow_unsigned)
         if foreign is None:
             if skipped:
                 log.warning("restoring %s, the newest backup of this job's own for %s", chosen.name, selector)
             return chosen
-        log.warning("passing over %s: %s: %s", chosen.name, NOT_THIS_JOBS, foreign)
+        log.warning("passing over %s: %s", chosen.name, foreign)
         skipped.append(f"{chosen.name} ({foreign})")
         remaining.remove(chosen)
 
@@ -231,7 +298,17 @@ async def alist_backups(
         infos = job_infos(settings, await store.list())
         if not manifests:
             return infos
-        return [await _with_manifest(store, i, settings) for i in infos]
+        found: list[BackupInfo] = list(infos)
+        limiter = anyio.CapacityLimiter(4)  # a few reads at once (each one an rclone on most transports)
+
+        async def read(at: int) -> None:
+            async with limiter:
+                found[at] = await _with_manifest(store, infos[at], settings)
+
+        async with anyio.create_task_group() as tg:
+            for at in range(len(infos)):
+                tg.start_soon(read, at)
+        return found
 
 
 def list_backups(settings: Settings, *, manifests: bool = True) -> list[BackupInfo]:

@@ -48,6 +48,10 @@ class Manifest:
     files: dict[str, list[object]] | None = None
     #: ``{"kind": "age", "recipients": [fingerprints]}`` when the stored bytes are encrypted (never a key)
     encryption: dict[str, object] | None = None
+    #: the job's name series: its name template with ``{db}`` and ``{engine}`` filled in (the job's identity)
+    series: str | None = None
+    #: the fingerprint (``SHA256:...``) of the key that signed this manifest (``<manifest>.sig``), if any
+    signed_by: str | None = None
     version: int = MANIFEST_VERSION
 
     def to_json(self) -> bytes:

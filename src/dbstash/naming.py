@@ -90,6 +90,12 @@ class NameTemplate:
             raise ConfigError(variable, f"{expected} (must not contain {PARTIAL_MARK!r})", template)
         return t
 
+    @property
+    def series(self) -> str:
+        """The job's identity as names show it: the template with ``{db}`` and ``{engine}`` filled in
+        (``app-pg-{date}-{time}``); manifests record it and signed ones vouch for it."""
+        return self.template.replace("{db}", self.db).replace("{engine}", self.engine)
+
     def render(self, when: datetime, *, uuid: str | None = None) -> str:
         """The file name of a backup started at *when* (an aware datetime, already in the job's zone)."""
         values = {

@@ -10,11 +10,13 @@ import anyio
 
 from dbstash.config import Settings
 from dbstash.engines import same_family
+from dbstash.errors import StorageError
 from dbstash.logs import get_logger
 from dbstash.manifest import MANIFEST_SUFFIX, Manifest, manifest_name
 from dbstash.naming import NameTemplate, is_partial, partial_target
 from dbstash.remote import job_storage
 from dbstash.retention import Backup, Decision, RetentionPlan
+from dbstash.signing import SIGNATURE_SUFFIX, Untrusted, signature_name
 from dbstash.storage.base import RemoteEntry, Storage
 
 log = get_logger("dbstash")
@@ -57,8 +59,8 @@ def stale_partials(
         target = partial_target(e.name)
         if target is not None and template.matches(target):
             found.append(e.name)
-        elif e.name.endswith(MANIFEST_SUFFIX):
-            backup = e.name.removesuffix(MANIFEST_SUFFIX)
+        elif e.name.endswith((MANIFEST_SUFFIX, MANIFEST_SUFFIX + SIGNATURE_SUFFIX)):
+            backup = e.name.removesuffix(SIGNATURE_SUFFIX).removesuffix(MANIFEST_SUFFIX)
             if backup not in names and template.matches(backup):
                 found.append(e.name)
     return found
@@ -102,7 +104,9 @@ async def plan_retention(
 
     Only this job's backups take part: names the template matches, and, where a backup has a
     manifest, only if the manifest names this job's engine and database (another job whose names
-    happen to match is never touched). A backup whose manifest cannot be read takes no part either.
+    happen to match is never touched). A backup whose manifest cannot be read takes no part either,
+    nor, with trusted keys (``BACKUP_TRUSTED_KEYS``), one not signed by one of them: it is neither
+    counted as a kept good backup nor deleted.
     *ensure* adds a backup the listing may not show yet (eventually consistent backends), so the
     one just written always counts as the newest. *entries*: a listing at hand instead of a new one.
     """
@@ -126,6 +130,11 @@ async def _own_backups(
     own = []
     for b in backups:
         key = manifest_name(b.name)
+        if settings.trusted_keys is not None:
+            problem = await _untrusted(settings, storage, b.name, texts.get(key), signature_name(key) in present)
+            if problem is not None:
+                log.warning("retention leaves %s alone, and does not count it: it is untrusted (%s)", b.name, problem)
+                continue
         if key not in present:
             own.append(b)  # a backup from before manifests existed: the template is all there is to go by
             continue
@@ -148,19 +157,42 @@ async def _own_backups(
     return own
 
 
+async def _untrusted(settings: Settings, storage: Storage, name: str, text: bytes | None, signed: bool) -> str | None:
+    """Why the backup *name* (its manifest's bytes *text*) is not signed by a trusted key, or None."""
+    assert settings.trusted_keys is not None
+    if text is None:
+        return "no manifest"
+    if not signed:
+        return "no signature"
+    try:
+        armored = await storage.read(signature_name(manifest_name(name)))
+        settings.trusted_keys.check(text, armored)
+        m = Manifest.from_json(text)
+    except (Untrusted, StorageError, ValueError) as exc:
+        return str(exc)
+    if m.name != name or (m.series is not None and m.series != settings.template().series):
+        return f"signed for {m.name!r} of series {m.series!r}"
+    return None
+
+
 async def apply_plan(plan: RetentionPlan, storage: Storage, mode: str = "stream") -> list[str]:
     """Delete what *plan* says, logging each with its reason. Folders (directory mode) are purged."""
     doomed = plan.delete
     if mode == "directory":
         for b, _ in doomed:
             await storage.purge(b.name)
-        await storage.delete_many([manifest_name(b.name) for b, _ in doomed])
+        await storage.delete_many([n for b, _ in doomed for n in _sidecars(b.name)])
     else:
-        # each backup with its manifest (missing manifests of older backups are not an error)
-        await storage.delete_many([n for b, _ in doomed for n in (b.name, manifest_name(b.name))])
+        # each backup with its manifest and signature (missing ones of older backups are not an error)
+        await storage.delete_many([n for b, _ in doomed for n in (b.name, *_sidecars(b.name))])
     for b, reason in doomed:
         log.info("retention removed %s (%s)", b.name, reason, extra={"removed": b.name})
     return [b.name for b, _ in doomed]
+
+
+def _sidecars(name: str) -> tuple[str, str]:
+    """The manifest and signature of the backup *name*: deleted after it, so none is left without the other."""
+    return manifest_name(name), signature_name(manifest_name(name))
 
 
 @dataclass(frozen=True, slots=True)

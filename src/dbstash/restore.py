@@ -49,6 +49,7 @@ from dbstash.listing import (
     job_templates,
     list_backups,
     mismatch,
+    refusal,
     select_backup,
 )
 from dbstash.logs import get_logger, log_context
@@ -250,12 +251,15 @@ async def arestore(
     storage: Storage | None = None,
     allow_unverified: bool = False,
     database: str | None = None,
+    allow_unsigned: bool = False,
 ) -> RestoreResult:
     """Restore one of this job's backups (``latest``, a name, or a time) into *target* (default: the job's database).
 
     *target*: a URI of the same engine, or a file path for SQLite (a new file) and Redis (where to
     write the RDB). A target that already holds data needs *force*. A backup without a readable
-    manifest cannot be proven complete: restoring it needs *allow_unverified*.
+    manifest cannot be proven complete: restoring it needs *allow_unverified*. With trusted keys
+    (``settings.trusted_keys``) only a backup signed by one of them is restored, and ``latest``
+    passes over the others; *allow_unsigned* accepts one without a signature (a warning).
 
     For engines whose restore is not one transaction (MySQL, MariaDB, MongoDB, pg_dumpall scripts)
     the stored bytes are read twice: a first pass proves them against the manifest, and only then
@@ -279,8 +283,16 @@ async def arestore(
     part = _part(settings, database)
     async with job_storage(settings, storage) as store:
         infos = _infos(await store.list(), job_templates(part), settings.zone)
-        info = await aselect_own(part, store, infos, backup)
-        return await _restore_info(part, store, info, target=target, force=force, allow_unverified=allow_unverified)
+        info = await aselect_own(part, store, infos, backup, allow_unsigned=allow_unsigned)
+        return await _restore_info(
+            part,
+            store,
+            info,
+            target=target,
+            force=force,
+            allow_unverified=allow_unverified,
+            allow_unsigned=allow_unsigned,
+        )
 
 
 def _part(settings: Settings, database: str | None) -> Settings:
@@ -299,16 +311,25 @@ def _part(settings: Settings, database: str | None) -> Settings:
     return settings.for_globals() if database == GLOBALS_LABEL else settings.for_database(database)
 
 
-def check_belongs(part: Settings, info: BackupInfo) -> None:
+def check_belongs(part: Settings, info: BackupInfo, *, allow_unsigned: bool = False) -> None:
     """Refuse a backup whose manifest is not this job's object: another name (an old backup copied over
-    a newer one), another engine or another database (a backup planted from another job).
+    a newer one), another engine or another database (a backup planted from another job); and, with
+    trusted keys (``BACKUP_TRUSTED_KEYS``), one whose signature does not verify with one of them or
+    vouches for another object. *info* comes from ``_with_manifest(store, info, part)``.
 
-    Raises :class:`RestoreRefused` before anything is read into a tool. Until manifests are signed this
+    Raises :class:`RestoreRefused` before anything is read into a tool. Without trusted keys this
     holds against mistakes and copies, not against an attacker who writes a matching manifest.
+    *allow_unsigned* accepts a backup that has no signature (logged as a warning), never a bad one.
     """
     wrong = mismatch(part, info)
     if wrong:
         raise RestoreRefused(f"{info.name} is {NOT_THIS_JOBS}: {wrong}; nothing was touched")
+    problem = refusal(info, allow_unsigned)
+    if problem is not None:
+        hint = " (restore it anyway with --allow-unsigned, allow_unsigned=True)" if info.unsigned else ""
+        raise RestoreRefused(f"{info.name} is {problem}{hint}; nothing was touched")
+    if info.unsigned:
+        log.warning("%s is %s: restored as --allow-unsigned asks, its origin unproven", info.name, info.untrusted)
 
 
 def _restore_target(part: Settings, target: str | None) -> tuple[Engine, Connection, bool]:
@@ -344,12 +365,13 @@ async def _restore_info(
     target: str | None,
     force: bool,
     allow_unverified: bool,
+    allow_unsigned: bool = False,
 ) -> RestoreResult:
     """Restore the backup *info* of the object *part* describes (see :func:`arestore`)."""
     t0 = time.monotonic()
     engine, conn, create = _restore_target(part, target)
-    info = await _with_manifest(store, info)
-    check_belongs(part, info)
+    info = await _with_manifest(store, info, part)
+    check_belongs(part, info, allow_unsigned=allow_unsigned)
     # an encrypted backup needs the identity: checked before anything is looked at on the target
     identity = part.identity() if _encrypted(info) else None
     mode = info.manifest.mode if info.manifest else ("directory" if info.is_dir else "stream")
@@ -482,6 +504,7 @@ async def arestore_many(
     storage: Storage | None = None,
     allow_unverified: bool = False,
     include_globals: bool = True,
+    allow_unsigned: bool = False,
 ) -> RestoreRun:
     """Restore every database of one run of a multi-database job (``latest``, a name, or a time picks
     the run), the globals first: into the job's server, or the server *target* names.
@@ -503,7 +526,7 @@ async def arestore_many(
     async with job_storage(settings, storage) as store:
         entries = await store.list()
         infos = _infos(entries, job_templates(settings), settings.zone)
-        anchor = await aselect_own(settings, store, infos, backup)
+        anchor = await aselect_own(settings, store, infos, backup, allow_unsigned=allow_unsigned)
         run = run_of(infos, anchor)
         anchor_manifest = (await _with_manifest(store, anchor)).manifest
         run_id = anchor_manifest.backup_id if anchor_manifest else None
@@ -528,7 +551,13 @@ async def arestore_many(
                             raise RestoreError(f"{info.name} was made by another run than {anchor.name}")
                     results.append(
                         await _restore_info(
-                            part, store, info, target=target, force=force, allow_unverified=allow_unverified
+                            part,
+                            store,
+                            info,
+                            target=target,
+                            force=force,
+                            allow_unverified=allow_unverified,
+                            allow_unsigned=allow_unsigned,
                         )
                     )
                 except DbstashError as exc:
@@ -765,11 +794,18 @@ def restore(
     force: bool = False,
     allow_unverified: bool = False,
     database: str | None = None,
+    allow_unsigned: bool = False,
 ) -> RestoreResult:
     """Restore one of this job's backups (blocking). See :func:`arestore`."""
     return anyio.run(
         lambda: arestore(
-            settings, backup, target=target, force=force, allow_unverified=allow_unverified, database=database
+            settings,
+            backup,
+            target=target,
+            force=force,
+            allow_unverified=allow_unverified,
+            database=database,
+            allow_unsigned=allow_unsigned,
         )
     )
 

@@ -42,6 +42,7 @@ async def averify(
     target: str | None = None,
     storage: Storage | None = None,
     database: str | None = None,
+    allow_unsigned: bool = False,
 ) -> VerifyResult:
     """The restore drill: restore into an empty scratch *target*, check the checksum, count rows, drop the data.
 
@@ -73,7 +74,9 @@ async def averify(
                 + ": a drill restores only into an empty scratch database it may clear afterwards; nothing was touched"
             )
     try:
-        result = await arestore(settings, backup, target=target, storage=storage, database=database)
+        result = await arestore(
+            settings, backup, target=target, storage=storage, database=database, allow_unsigned=allow_unsigned
+        )
         if not result.checksum_verified:
             raise ChecksumMismatch(f"{result.name} has no manifest: its checksum cannot be verified")
         counts = await engine.table_counts(conn)
@@ -90,10 +93,15 @@ async def averify(
 
 
 def verify(
-    settings: Settings, backup: str = "latest", *, target: str | None = None, database: str | None = None
+    settings: Settings,
+    backup: str = "latest",
+    *,
+    target: str | None = None,
+    database: str | None = None,
+    allow_unsigned: bool = False,
 ) -> VerifyResult:
     """The restore drill (blocking). See :func:`averify`."""
-    return anyio.run(lambda: averify(settings, backup, target=target, database=database))
+    return anyio.run(lambda: averify(settings, backup, target=target, database=database, allow_unsigned=allow_unsigned))
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +135,12 @@ class VerifyRun:
 
 
 async def averify_many(
-    settings: Settings, backup: str = "latest", *, target: str | None = None, storage: Storage | None = None
+    settings: Settings,
+    backup: str = "latest",
+    *,
+    target: str | None = None,
+    storage: Storage | None = None,
+    allow_unsigned: bool = False,
 ) -> VerifyRun:
     """The restore drill for every database of one run (``latest`` by default), one after another into
     the scratch *target* (``VERIFY_TARGET_URI``), which is emptied after each."""
@@ -140,19 +153,28 @@ async def averify_many(
     globals_checked = None
     async with job_storage(settings, storage) as store:
         infos = _infos(await store.list(), job_templates(settings), settings.zone)
-        run = run_of(infos, await aselect_own(settings, store, infos, backup))
+        run = run_of(infos, await aselect_own(settings, store, infos, backup, allow_unsigned=allow_unsigned))
         for info in run:
             assert info.database is not None
             try:
                 if info.database == GLOBALS_LABEL:
-                    checked = await _with_manifest(store, info)
-                    check_belongs(settings.for_globals(), checked)
+                    checked = await _with_manifest(store, info, settings)
+                    check_belongs(settings.for_globals(), checked, allow_unsigned=allow_unsigned)
                     if checked.manifest is None:
                         raise ChecksumMismatch(f"{info.name} has no manifest: its checksum cannot be verified")
                     await _prove(store, checked)
                     globals_checked = True
                     continue
-                results.append(await averify(settings, info.name, target=target, storage=store, database=info.database))
+                results.append(
+                    await averify(
+                        settings,
+                        info.name,
+                        target=target,
+                        storage=store,
+                        database=info.database,
+                        allow_unsigned=allow_unsigned,
+                    )
+                )
             except DbstashError as exc:
                 log.error("verify of %s failed: %s", info.database, exc)
                 failed.append((info.database, GLOBAL_REDACTOR(str(exc))))
@@ -161,9 +183,11 @@ async def averify_many(
     return VerifyRun(tuple(results), tuple(failed), globals_checked)
 
 
-def verify_many(settings: Settings, backup: str = "latest", *, target: str | None = None) -> VerifyRun:
+def verify_many(
+    settings: Settings, backup: str = "latest", *, target: str | None = None, allow_unsigned: bool = False
+) -> VerifyRun:
     """The restore drill for every database of one run (blocking). See :func:`averify_many`."""
-    return anyio.run(lambda: averify_many(settings, backup, target=target))
+    return anyio.run(lambda: averify_many(settings, backup, target=target, allow_unsigned=allow_unsigned))
 
 
 __all__ = ["VerifyResult", "VerifyRun", "averify", "averify_many", "verify", "verify_many"]

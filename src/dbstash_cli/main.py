@@ -236,7 +236,11 @@ def _restore_job(
             d = info.to_dict(now)
             state = "complete" if d["complete"] else "PARTIAL (a killed run's leftover)"
             problem = d["manifest_problem"]  # shown first: a size mismatch or another job's manifest
+            if not problem and d["untrusted"]:  # with BACKUP_TRUSTED_KEYS: not signed by a trusted key
+                problem = f"untrusted ({d['untrusted']})"
             check = str(problem) if problem else ("sha256 " + str(d["sha256"])[:12] if d["sha256"] else "")
+            if not problem and d["signed_by"]:
+                check += f"  signed {d['signed_by']}"
             when = info.taken_at.astimezone(settings.zone).strftime("%Y-%m-%d %H:%M:%S")
             click.echo(f"{when}  {human_bytes(info.size):>10}  {state:<10}  {info.name}  {check}")
         if not result:
@@ -255,6 +259,10 @@ def list_(as_json: bool, compress: bool | None = None, **flags: str | None) -> N
     _restore_job("backups", as_json, compress, flags, dbstash.list_backups)
 
 
+_UNSIGNED_HELP = (
+    "With BACKUP_TRUSTED_KEYS: accept a backup that has no signature (one from before signing; a warning is "
+    "logged). A bad signature or an untrusted key is never accepted."
+)
 _BACKUP_HELP = "Which backup: latest (default), a name, or a time such as 2026-02-07T02:00 (newest at or before)."
 
 
@@ -272,6 +280,7 @@ _BACKUP_HELP = "Which backup: latest (default), a name, or a time such as 2026-0
     is_flag=True,
     help="Restore a backup that has no usable manifest (its bytes cannot be proven complete).",
 )
+@click.option("--allow-unsigned", is_flag=True, help=_UNSIGNED_HELP)
 @click.option(
     "--database",
     "database",
@@ -284,6 +293,7 @@ def restore(  # noqa: PLR0917 - click passes every option by keyword
     target: str | None,
     force: bool,
     allow_unverified: bool,
+    allow_unsigned: bool,
     database: str | None,
     globals_: bool,
     compress: bool | None = None,
@@ -295,9 +305,17 @@ def restore(  # noqa: PLR0917 - click passes every option by keyword
 
     def job(s: Settings) -> object:
         if database is not None and s.multi and database.lower() == "all":
-            return dbstash.restore_many(s, which, target=target, force=force, allow_unverified=allow_unverified)
+            return dbstash.restore_many(
+                s, which, target=target, force=force, allow_unverified=allow_unverified, allow_unsigned=allow_unsigned
+            )
         return dbstash.restore(
-            s, which, target=target, force=force, allow_unverified=allow_unverified, database=database
+            s,
+            which,
+            target=target,
+            force=force,
+            allow_unverified=allow_unverified,
+            database=database,
+            allow_unsigned=allow_unsigned,
         )
 
     _restore_job("restore", as_json, compress, flags, job)
@@ -309,11 +327,13 @@ def restore(  # noqa: PLR0917 - click passes every option by keyword
 @click.option("--target", help="Scratch database URI to restore into (VERIFY_TARGET_URI); its data is dropped after.")
 @click.option("--restore-extra-args", help="Extra flags for the restore tool (RESTORE_EXTRA_ARGS).")
 @click.option("--database", "database", help="A job of several databases: verify this one (default: every one).")
-def verify(
+@click.option("--allow-unsigned", is_flag=True, help=_UNSIGNED_HELP)
+def verify(  # noqa: PLR0917 - click passes every option by keyword
     as_json: bool,
     which: str,
     target: str | None,
     database: str | None,
+    allow_unsigned: bool,
     compress: bool | None = None,
     **flags: str | None,
 ) -> None:
@@ -321,8 +341,8 @@ def verify(
 
     def job(s: Settings) -> object:
         if s.multi and (database is None or database.lower() == "all"):
-            return dbstash.verify_many(s, which, target=target)
-        return dbstash.verify(s, which, target=target, database=database)
+            return dbstash.verify_many(s, which, target=target, allow_unsigned=allow_unsigned)
+        return dbstash.verify(s, which, target=target, database=database, allow_unsigned=allow_unsigned)
 
     _restore_job("verify", as_json, compress, flags, job)
 

@@ -725,6 +725,8 @@ class RcloneCliStorage(Storage):
                 if pos >= len(text):
                     break
                 doc, end = decoder.raw_decode(text, pos)
+                if text.startswith("\n", end):  # a manifest ends with one new line: its bytes exactly, as signed
+                    end += 1
                 key = f"{doc.get('name')}{MANIFEST_SUFFIX}" if isinstance(doc, dict) else None
                 if key in wanted:
                     found[key] = text[pos:end].encode()

@@ -1,0 +1,282 @@
+"""Signed manifests: OpenSSH ``SSHSIG`` signatures anyone can check with ``ssh-keygen -Y verify``.
+
+A backup job with a signing key (``BACKUP_SIGNING_KEY_FILE``, an ed25519 key made by
+``ssh-keygen -t ed25519``) stores beside every manifest ``<manifest name>.sig``: a detached signature
+of the manifest's exact bytes in OpenSSH's ``SSHSIG`` format with the namespace ``dbstash``. The
+manifest holds what a restore relies on (object name, sha256, size, engine, database, the job's name
+series, start time, run id, compression, encryption recipients, the signing key's fingerprint), so
+one signature covers them all. Check one by hand, without dbstash::
+
+    echo "dbstash $(cat backup-key.pub)" > allowed_signers
+    ssh-keygen -Y verify -f allowed_signers -I dbstash -n dbstash -s X.dbstash-manifest.json.sig \\
+        < X.dbstash-manifest.json
+
+The restore side trusts the public keys of ``BACKUP_TRUSTED_KEYS`` (several at once: key rotation).
+The ed25519 arithmetic is ``cryptography``'s; this module only writes and reads the container format
+(``PROTOCOL.sshsig`` in OpenSSH's sources).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import shlex
+import stat
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from dbstash.errors import ConfigError
+
+#: The ``-n`` of ``ssh-keygen -Y sign|verify``: a signature made for dbstash is no git or file signature.
+NAMESPACE = "dbstash"
+SIGNATURE_SUFFIX = ".sig"
+_MAGIC = b"SSHSIG"
+_VERSION = 1
+_HASH = "sha512"
+_KEY_TYPE = b"ssh-ed25519"
+_BEGIN = "-----BEGIN SSH SIGNATURE-----"
+_END = "-----END SSH SIGNATURE-----"
+
+
+def signature_name(manifest: str) -> str:
+    """Where the signature of the manifest *manifest* is stored."""
+    return manifest + SIGNATURE_SUFFIX
+
+
+def _string(data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big") + data
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def take(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise ValueError("truncated")
+        out = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def string(self) -> bytes:
+        return self.take(int.from_bytes(self.take(4), "big"))
+
+
+def _key_blob(raw: bytes) -> bytes:
+    return _string(_KEY_TYPE) + _string(raw)
+
+
+def fingerprint(raw: bytes) -> str:
+    """The key's fingerprint as ``ssh-keygen -l`` prints it (``SHA256:...``)."""
+    digest = hashlib.sha256(_key_blob(raw)).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def _signed_data(message: bytes, namespace: str, hash_name: str) -> bytes:
+    digest = hashlib.new(hash_name, message).digest()
+    return _MAGIC + _string(namespace.encode()) + _string(b"") + _string(hash_name.encode()) + _string(digest)
+
+
+class SigningKey:
+    """An ed25519 private key that signs manifests; held in memory only, never shown.
+
+    Example:
+        >>> key = SigningKey.from_file("/run/secrets/backup-key")  # doctest: +SKIP
+        >>> key.fingerprint  # doctest: +SKIP
+        'SHA256:...'
+    """
+
+    __slots__ = ("_key", "fingerprint", "public_line")
+
+    def __init__(self, key: Ed25519PrivateKey) -> None:
+        self._key = key
+        raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        #: ``SHA256:...``, as ``ssh-keygen -l`` prints it; manifests name it (``signed_by``)
+        self.fingerprint = fingerprint(raw)
+        #: the public key as an ``authorized_keys`` / ``allowed_signers`` line would hold it
+        self.public_line = (
+            key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+        )
+
+    def __repr__(self) -> str:
+        return f"SigningKey({self.fingerprint})"
+
+    @classmethod
+    def from_bytes(cls, data: bytes, variable: str = "signing_key") -> SigningKey:
+        """Load an unencrypted OpenSSH ed25519 private key; :class:`ConfigError` names *variable*."""
+        expected = "an OpenSSH ed25519 private key without a passphrase (ssh-keygen -t ed25519 -N '')"
+        try:
+            key = serialization.load_ssh_private_key(data, password=None)
+        except TypeError:
+            raise ConfigError(variable, expected + ": this key has a passphrase", "<key>") from None
+        except (ValueError, UnsupportedAlgorithm):
+            raise ConfigError(variable, expected, "<not such a key>") from None
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ConfigError(variable, expected, f"<a {type(key).__name__.removesuffix('PrivateKey')} key>")
+        return cls(key)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], variable: str = "signing_key") -> SigningKey:
+        """Read *path* (mode 0600 or 0400: nobody but its owner may read it)."""
+        try:
+            mode = os.stat(path).st_mode
+            if mode & (stat.S_IRWXG | stat.S_IRWXO):
+                raise ConfigError(
+                    variable,
+                    f"a private key file only its owner may read "
+                    f"(chmod 600 {os.fspath(path)}; it is {oct(mode & 0o777)})",
+                    os.fspath(path),
+                )
+            with open(path, "rb") as f:
+                data = f.read(64 << 10)
+        except OSError as exc:
+            raise ConfigError(variable, f"a readable private key file ({exc.strerror})", os.fspath(path)) from None
+        return cls.from_bytes(data, variable)
+
+    def sign(self, message: bytes) -> bytes:
+        """The armored ``SSHSIG`` signature of *message* (namespace ``dbstash``), as ``ssh-keygen -Y sign``
+        writes it."""
+        raw = self._key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        signature = self._key.sign(_signed_data(message, NAMESPACE, _HASH))
+        blob = (
+            _MAGIC
+            + _VERSION.to_bytes(4, "big")
+            + _string(_key_blob(raw))
+            + _string(NAMESPACE.encode())
+            + _string(b"")
+            + _string(_HASH.encode())
+            + _string(_string(_KEY_TYPE) + _string(signature))
+        )
+        text = base64.b64encode(blob).decode()
+        lines = [text[i : i + 70] for i in range(0, len(text), 70)]
+        return ("\n".join([_BEGIN, *lines, _END]) + "\n").encode()
+
+
+class Untrusted(Exception):
+    """A signature that does not make a manifest trusted; the message says which check failed."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedKeys:
+    """The public keys whose signatures restore, verify, list and retention accept (several: rotation).
+
+    Parsed from OpenSSH public key lines (``ssh-ed25519 AAAA... comment``) or an ``allowed_signers``
+    file (``principal[,...] [namespaces="dbstash"] ssh-ed25519 AAAA...``); ``#`` starts a comment.
+    A line whose ``namespaces=`` leaves out ``dbstash`` trusts nothing here, as for ``ssh-keygen``.
+    """
+
+    #: fingerprint -> raw 32-byte public key
+    keys: dict[str, bytes]
+
+    @classmethod
+    def parse(cls, text: str, variable: str = "trusted_keys") -> TrustedKeys:
+        """Parse *text*; :class:`ConfigError` names *variable* and the line that is not a key."""
+        expected = "OpenSSH ed25519 public keys, one a line (ssh-ed25519 AAAA...), or an allowed_signers file"
+        keys: dict[str, bytes] = {}
+        for number, raw_line in enumerate(text.splitlines(), 1):
+            line = raw_line.strip()
+            if not line or line.startswith("#"):
+                continue
+            try:
+                words = shlex.split(line, comments=False)
+            except ValueError:
+                raise ConfigError(variable, f"{expected} (line {number}: unbalanced quotes)", line[:20]) from None
+            types = [i for i, w in enumerate(words) if w.startswith(("ssh-", "ecdsa-", "sk-"))]
+            if not types or types[0] + 1 >= len(words):
+                raise ConfigError(variable, f"{expected} (line {number} holds no public key)", line[:20])
+            at = types[0]
+            if words[at] != _KEY_TYPE.decode():
+                raise ConfigError(variable, f"{expected} (line {number} is a {words[at]} key)", line[:20])
+            options = words[1:at] if at > 1 else []
+            namespaces = None
+            for option in (o for opts in options for o in opts.split(",")):
+                name, _, value = option.partition("=")
+                if name.lower() == "namespaces":
+                    namespaces = value.split(",")
+                elif name.lower() in ("cert-authority", "valid-after", "valid-before"):
+                    raise ConfigError(variable, f"{expected} (line {number}: {name} is not supported)", line[:20])
+            raw = _parse_public(words[at + 1])
+            if raw is None:
+                problem = f"line {number}: the key's base64 is not an ed25519 key"
+                raise ConfigError(variable, f"{expected} ({problem})", line[:20])
+            if namespaces is not None and NAMESPACE not in namespaces:
+                continue
+            keys[fingerprint(raw)] = raw
+        if not keys:
+            raise ConfigError(variable, expected + " (none found)", text[:20])
+        return cls(keys)
+
+    def check(self, message: bytes, armored: bytes) -> str:
+        """The fingerprint of the trusted key whose signature *armored* is of *message*;
+        :class:`Untrusted` says which check failed otherwise."""
+        blob = _dearmor(armored)
+        r = _Reader(blob)
+        try:
+            if r.take(6) != _MAGIC or int.from_bytes(r.take(4), "big") != _VERSION:
+                raise Untrusted("not an SSHSIG signature")
+            key = _Reader(r.string())
+            namespace, _reserved, hash_name, sig = r.string(), r.string(), r.string(), r.string()
+            key_type, raw = key.string(), key.string()
+            s = _Reader(sig)
+            sig_type, sig_bytes = s.string(), s.string()
+        except ValueError:
+            raise Untrusted("a malformed signature") from None
+        if key_type != _KEY_TYPE or sig_type != _KEY_TYPE or len(raw) != 32:
+            raise Untrusted(f"signed with a {key_type.decode(errors='replace')} key, not ed25519")
+        who = fingerprint(raw)
+        if namespace != NAMESPACE.encode():
+            raise Untrusted(f"a signature for namespace {namespace.decode(errors='replace')!r}, not {NAMESPACE!r}")
+        if hash_name not in (b"sha256", b"sha512"):
+            raise Untrusted("an unknown hash algorithm")
+        if who not in self.keys:
+            raise Untrusted(f"signed by {who}, which is not a trusted key")
+        try:
+            Ed25519PublicKey.from_public_bytes(raw).verify(
+                sig_bytes, _signed_data(message, NAMESPACE, hash_name.decode())
+            )
+        except InvalidSignature:
+            raise Untrusted(f"the signature by {who} is not of this manifest (changed after signing?)") from None
+        return who
+
+
+def _parse_public(text: str) -> bytes | None:
+    try:
+        r = _Reader(base64.b64decode(text, validate=True))
+        if r.string() != _KEY_TYPE:
+            return None
+        raw = r.string()
+    except (ValueError, binascii.Error):
+        return None
+    return raw if len(raw) == 32 else None
+
+
+def _dearmor(armored: bytes) -> bytes:
+    text = armored.decode(errors="replace").strip()
+    if not text.startswith(_BEGIN) or not text.endswith(_END):
+        raise Untrusted("not an armored SSH signature")
+    body = "".join(text[len(_BEGIN) : -len(_END)].split())
+    try:
+        return base64.b64decode(body, validate=True)
+    except binascii.Error:
+        raise Untrusted("a malformed signature") from None
+
+
+def trusted_keys_from(text: str | None, path: str | os.PathLike[str] | None, variable: str) -> TrustedKeys | None:
+    """``BACKUP_TRUSTED_KEYS`` (*text*) and ``BACKUP_TRUSTED_KEYS_FILE`` (*path*) together, or None if neither."""
+    if text is None and path is None:
+        return None
+    parts = [text] if text is not None else []
+    if path is not None:
+        try:
+            with open(path, encoding="utf-8") as f:
+                parts.append(f.read(1 << 20))
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not text"
+            expected = f"a readable file of public keys ({reason})"
+            raise ConfigError(variable + "_FILE", expected, os.fspath(path)) from None
+    return TrustedKeys.parse("\n".join(parts), variable if path is None else f"{variable} / {variable}_FILE")
