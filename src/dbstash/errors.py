@@ -101,3 +101,10 @@ class RestoreRefused(DbstashError):
     is not this job's (its manifest names another object)."""
 
     exit_code = 2
+
+
+class BackupUntrusted(RestoreRefused):
+    """Nothing was touched: with trusted keys, the backup is not signed by one of them for this object
+    (the message says which check failed). Exit code 1: the remote's content is at fault, not the input."""
+
+    exit_code = 1

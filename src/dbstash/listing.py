@@ -18,7 +18,7 @@ import anyio
 from dbstash.compression import SUFFIXES
 from dbstash.config import Settings
 from dbstash.engines.base import DumpOptions
-from dbstash.errors import ConfigError, RestoreRefused, StorageError
+from dbstash.errors import BackupUntrusted, ConfigError, RestoreRefused, StorageError
 from dbstash.logs import get_logger
 from dbstash.manifest import Manifest, is_manifest, manifest_name
 from dbstash.naming import NameTemplate, is_partial, same_second_order
@@ -185,8 +185,6 @@ def mismatch(part: Settings, info: BackupInfo) -> str | None:
         return None
     found = {"name": m.name, "engine": m.engine, "database": m.database}
     expected = {"name": info.name, "engine": part.engine().key, "database": part.database_label}
-    if m.series is not None:  # manifests from before series were recorded have none
-        found["series"], expected["series"] = m.series, part.template().series
     wrong = [f"{k} {found[k]!r} (expected {expected[k]!r})" for k in found if found[k] != expected[k]]
     return "its manifest names " + ", ".join(wrong) if wrong else None
 
@@ -216,6 +214,9 @@ async def _trust(storage: Storage, info: BackupInfo, part: Settings) -> BackupIn
     except Untrusted as exc:
         return replace(info, untrusted=str(exc))
     wrong = mismatch(part, info)
+    series = part.template().series
+    if wrong is None and info.manifest.series != series:  # the job's identity, as the signer vouched for it
+        wrong = f"series {info.manifest.series!r} (expected {series!r}: another job, or BACKUP_NAME_TEMPLATE changed)"
     if wrong:
         fields = wrong.removeprefix("its manifest names ")
         return replace(info, untrusted=f"signed by {who} for another object: {fields}")
@@ -270,7 +271,7 @@ async def aselect_own(
         except ConfigError:
             if not skipped:
                 raise
-            raise RestoreRefused(
+            raise (RestoreRefused if settings.trusted_keys is None else BackupUntrusted)(
                 f"no backup of this job's own for {selector}: passed over {'; '.join(skipped)}; nothing was touched"
             ) from None
         if chosen.name == selector:

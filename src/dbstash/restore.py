@@ -38,7 +38,15 @@ from dbstash.encryption import AgeDecryptor, AgeIdentity, DecryptError
 from dbstash.engines import target_connection
 from dbstash.engines.base import Connection, DumpCommand, Engine, LineFilter, RestoreOptions, run_tool
 from dbstash.engines.mongo import MongoEngine
-from dbstash.errors import ChecksumMismatch, ConfigError, DbstashError, RestoreError, RestoreRefused, StorageError
+from dbstash.errors import (
+    BackupUntrusted,
+    ChecksumMismatch,
+    ConfigError,
+    DbstashError,
+    RestoreError,
+    RestoreRefused,
+    StorageError,
+)
 from dbstash.listing import (
     NOT_THIS_JOBS,
     BackupInfo,
@@ -321,13 +329,14 @@ def check_belongs(part: Settings, info: BackupInfo, *, allow_unsigned: bool = Fa
     holds against mistakes and copies, not against an attacker who writes a matching manifest.
     *allow_unsigned* accepts a backup that has no signature (logged as a warning), never a bad one.
     """
+    problem = refusal(info, allow_unsigned)  # with trusted keys: another object's manifest is untrusted too
     wrong = mismatch(part, info)
-    if wrong:
-        raise RestoreRefused(f"{info.name} is {NOT_THIS_JOBS}: {wrong}; nothing was touched")
-    problem = refusal(info, allow_unsigned)
+    if problem is None and wrong:
+        problem = f"{NOT_THIS_JOBS}: {wrong}"
     if problem is not None:
         hint = " (restore it anyway with --allow-unsigned, allow_unsigned=True)" if info.unsigned else ""
-        raise RestoreRefused(f"{info.name} is {problem}{hint}; nothing was touched")
+        error = RestoreRefused if problem.startswith(NOT_THIS_JOBS) else BackupUntrusted
+        raise error(f"{info.name} is {problem}{hint}; nothing was touched")
     if info.unsigned:
         log.warning("%s is %s: restored as --allow-unsigned asks, its origin unproven", info.name, info.untrusted)
 

@@ -22,6 +22,7 @@ import base64
 import binascii
 import hashlib
 import os
+import re
 import shlex
 import stat
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ _HASH = "sha512"
 _KEY_TYPE = b"ssh-ed25519"
 _BEGIN = "-----BEGIN SSH SIGNATURE-----"
 _END = "-----END SSH SIGNATURE-----"
+#: one option of an allowed_signers line: commas inside quotes belong to the value
+_OPTION = re.compile(r'(?:[^,"]|"[^"]*")+')
 
 
 def signature_name(manifest: str) -> str:
@@ -183,7 +186,7 @@ class TrustedKeys:
             if not line or line.startswith("#"):
                 continue
             try:
-                words = shlex.split(line, comments=False)
+                words = shlex.split(line, comments=False, posix=False)  # options keep their quotes
             except ValueError:
                 raise ConfigError(variable, f"{expected} (line {number}: unbalanced quotes)", line[:20]) from None
             types = [i for i, w in enumerate(words) if w.startswith(("ssh-", "ecdsa-", "sk-"))]
@@ -194,10 +197,10 @@ class TrustedKeys:
                 raise ConfigError(variable, f"{expected} (line {number} is a {words[at]} key)", line[:20])
             options = words[1:at] if at > 1 else []
             namespaces = None
-            for option in (o for opts in options for o in opts.split(",")):
+            for option in (o for opts in options for o in _OPTION.findall(opts)):
                 name, _, value = option.partition("=")
                 if name.lower() == "namespaces":
-                    namespaces = value.split(",")
+                    namespaces = value.strip('"').split(",")
                 elif name.lower() in ("cert-authority", "valid-after", "valid-before"):
                     raise ConfigError(variable, f"{expected} (line {number}: {name} is not supported)", line[:20])
             raw = _parse_public(words[at + 1])

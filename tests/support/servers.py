@@ -383,6 +383,28 @@ def all_cmdlines() -> Iterator[tuple[int, str]]:
         yield int(path.split("/")[2]), raw.replace(b"\0", b" ").decode(errors="replace")
 
 
+def _parents() -> dict[int, int]:
+    found = {}
+    for path in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            with open(path, "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        found[int(path.split("/")[2])] = int(fields[1])
+    return found
+
+
+def _descends(pid: int, ancestor: int, parents: dict[int, int]) -> bool:
+    for _ in range(64):
+        pid = parents.get(pid, 0)
+        if pid == ancestor:
+            return True
+        if pid <= 1:
+            return False
+    return False
+
+
 class Blackhole:
     """A TCP server on loopback that accepts every connection and never answers: a hung peer.
 
@@ -424,13 +446,19 @@ class ArgvScan:
         self.secrets = [s for s in secrets if s]
         self.leaks: list[str] = []
         self.seen: set[str] = set()
+        #: the programs seen among this process's descendants (other tests' processes left out)
+        self.children: set[str] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run)
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            parents = _parents()
             for pid, cmd in all_cmdlines():
-                self.seen.add(cmd.split(" ", 1)[0].rsplit("/", 1)[-1])
+                program = cmd.split(" ", 1)[0].rsplit("/", 1)[-1]
+                self.seen.add(program)
+                if _descends(pid, os.getpid(), parents):
+                    self.children.add(program)
                 if any(s in cmd for s in self.secrets):
                     self.leaks.append(f"{pid}: {cmd}")
             time.sleep(0.02)
