@@ -22,7 +22,7 @@ from dbstash.modes import dump_to_folder, folder_stats, tar_command, upload_fold
 from dbstash.naming import NameTemplate
 from dbstash.notify import Notifier, RunEvent, notify
 from dbstash.pipeline import Pipeline, PipelineResult, Progress
-from dbstash.prune import apply_plan, plan_retention, remove_stale_partials
+from dbstash.prune import apply_retention, plan_retention, remove_stale_partials
 from dbstash.redact import GLOBAL_REDACTOR
 from dbstash.remote import job_storage
 from dbstash.retention import Backup
@@ -46,6 +46,7 @@ class BackupResult:
         sha256: hex digest of exactly the stored bytes.
         duration: seconds from start to commit.
         deleted: names removed by retention after this backup.
+        locked: names retention meant to remove but the remote refused to delete (retained, locked).
         retention_error: why retention could not run, if it failed (the backup itself stands).
         dump_size: bytes the dump tool wrote (more than *size* when dbstash compressed the stream).
         compression: in-stream compression by dbstash (``zstd:3``), or None.
@@ -69,6 +70,7 @@ class BackupResult:
     dbstash_version: str
     deleted: tuple[str, ...] = ()
     retention_error: str | None = None
+    locked: tuple[str, ...] = ()
     dump_size: int | None = None
     compression: str | None = None
     encryption: str | None = None
@@ -373,6 +375,7 @@ async def _run(
     finished = datetime.now(UTC)
     duration = time.monotonic() - t0
     deleted: list[str] = []
+    locked: tuple[str, ...] = ()
     retention_error = None
     # one listing serves the commit, retention and the stale-partial sweep: the commit's (or the direct
     # upload's claim) when there was one; else retention lists once. No listing at hand and no
@@ -389,7 +392,8 @@ async def _run(
                 ensure=Backup(name, started.astimezone(UTC), stats.size),
                 entries=entries,
             )
-            deleted = await apply_plan(plan, storage, settings.mode)
+            applied = await apply_retention(plan, storage, settings.mode)
+            deleted, locked = list(applied.deleted), applied.locked
         except Exception as exc:
             retention_error = str(exc)
             log.error("retention failed (the new backup is complete): %s", exc)
@@ -409,6 +413,7 @@ async def _run(
         tool_version=command.tool_version,
         dbstash_version=__version__,
         deleted=tuple(deleted),
+        locked=locked,
         retention_error=retention_error,
         dump_size=stats.source_size,
         compression=str(settings.stream_compress) if settings.stream_compress else None,

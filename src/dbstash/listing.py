@@ -129,6 +129,8 @@ def _infos(entries: Sequence[RemoteEntry], templates: Sequence[NameTemplate], zo
         elif is_partial(e.name):
             final = e.name.rsplit(".", 2)[0]
             complete = False
+            if e.size == 0 and final in names:  # a committed run's claim (undeletable)
+                continue
         template = next((t for t in templates if (t.extension == "") == e.is_dir and t.matches(final)), None)
         if template is None:
             continue

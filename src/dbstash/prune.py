@@ -17,7 +17,7 @@ from dbstash.naming import NameTemplate, is_partial, partial_target
 from dbstash.remote import job_storage
 from dbstash.retention import Backup, Decision, RetentionPlan
 from dbstash.signing import SIGNATURE_SUFFIX, Untrusted, signature_name
-from dbstash.storage.base import RemoteEntry, Storage
+from dbstash.storage.base import RemoteEntry, Storage, delete_refused
 
 log = get_logger("dbstash")
 
@@ -177,17 +177,52 @@ async def _untrusted(settings: Settings, storage: Storage, name: str, text: byte
 
 async def apply_plan(plan: RetentionPlan, storage: Storage, mode: str = "stream") -> list[str]:
     """Delete what *plan* says, logging each with its reason. Folders (directory mode) are purged."""
+    return list((await apply_retention(plan, storage, mode)).deleted)
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What :func:`apply_retention` did: the backups it deleted, and those the remote refused to
+    delete (``retained (locked)``: Object Lock, or a credential without the right to delete)."""
+
+    deleted: tuple[str, ...]
+    locked: tuple[str, ...] = ()
+
+
+async def apply_retention(plan: RetentionPlan, storage: Storage, mode: str = "stream") -> Applied:
+    """:func:`apply_plan`, reporting what the remote refused to delete as ``retained (locked)`` (a
+    warning, not an error): the backups still listed after a refused deletion. Any other storage
+    error is raised."""
     doomed = plan.delete
-    if mode == "directory":
-        for b, _ in doomed:
-            await storage.purge(b.name)
-        await storage.delete_many([n for b, _ in doomed for n in _sidecars(b.name)])
-    else:
-        # each backup with its manifest and signature (missing ones of older backups are not an error)
-        await storage.delete_many([n for b, _ in doomed for n in (b.name, *_sidecars(b.name))])
+    if not doomed:
+        return Applied(())
+    try:
+        if mode == "directory":
+            for b, _ in doomed:
+                await storage.purge(b.name)
+            await storage.delete_many([n for b, _ in doomed for n in _sidecars(b.name)])
+        else:
+            # each backup with its manifest and signature (missing ones of older backups are not an error)
+            await storage.delete_many([n for b, _ in doomed for n in (b.name, *_sidecars(b.name))])
+        locked: set[str] = set()
+    except StorageError as exc:
+        if not delete_refused(exc):
+            raise
+        present = {e.name for e in await storage.list()}
+        locked = {b.name for b, _ in doomed if b.name in present}
+        for name in sorted(locked):
+            log.warning(
+                "retention could not delete %s: retained (locked): the remote refused (%s)",
+                name,
+                exc.summary,
+                extra={"locked": name},
+            )
     for b, reason in doomed:
-        log.info("retention removed %s (%s)", b.name, reason, extra={"removed": b.name})
-    return [b.name for b, _ in doomed]
+        if b.name not in locked:
+            log.info("retention removed %s (%s)", b.name, reason, extra={"removed": b.name})
+    return Applied(
+        tuple(b.name for b, _ in doomed if b.name not in locked), tuple(b.name for b, _ in doomed if b.name in locked)
+    )
 
 
 def _sidecars(name: str) -> tuple[str, str]:
@@ -203,6 +238,8 @@ class PruneResult:
     plan: RetentionPlan
     deleted: tuple[str, ...]
     dry_run: bool
+    #: planned for deletion, but the remote refused (Object Lock, no delete right): retained (locked)
+    locked: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         """Plain JSON-ready data."""
@@ -210,6 +247,7 @@ class PruneResult:
             "remote": self.remote,
             "dry_run": self.dry_run,
             "deleted": list(self.deleted),
+            "locked": list(self.locked),
             "backups": self.plan.to_dict(),
         }
 
@@ -229,11 +267,11 @@ async def aprune(
         if settings.databases is not None:
             return await _prune_many(settings, store, dry_run=dry_run, now=now)
         plan = await plan_retention(settings, store, now=now)
-        deleted = [] if dry_run else await apply_plan(plan, store, settings.mode)
+        applied = Applied(()) if dry_run else await apply_retention(plan, store, settings.mode)
         if not dry_run:
             await remove_stale_partials(settings, settings.template(), store, now or datetime.now(UTC))
             await _cleanup_uploads(store)
-        return PruneResult(settings.remote, plan, tuple(deleted), dry_run)
+        return PruneResult(settings.remote, plan, applied.deleted, dry_run, applied.locked)
 
 
 async def _cleanup_uploads(store: Storage) -> None:
@@ -261,16 +299,19 @@ async def _prune_many(settings: Settings, store: Storage, *, dry_run: bool, now:
     series = sorted({i.database for i in job_infos(settings, entries) if i.database is not None})
     decisions: list[Decision] = []
     deleted: list[str] = []
+    locked: list[str] = []
     for name in series:
         part = settings.for_globals() if name == GLOBALS_LABEL else settings.for_database(name)
         plan = await plan_retention(part, store, now=now, entries=entries)
         decisions += plan.decisions
         if not dry_run:
-            deleted += await apply_plan(plan, store, part.mode)
+            applied = await apply_retention(plan, store, part.mode)
+            deleted += applied.deleted
+            locked += applied.locked
             await remove_stale_partials(part, part.template(), store, now or datetime.now(UTC), entries)
     if not dry_run:
         await _cleanup_uploads(store)
-    return PruneResult(settings.remote, RetentionPlan(tuple(decisions)), tuple(deleted), dry_run)
+    return PruneResult(settings.remote, RetentionPlan(tuple(decisions)), tuple(deleted), dry_run, tuple(locked))
 
 
 def prune(settings: Settings, *, dry_run: bool = False, now: datetime | None = None) -> PruneResult:

@@ -187,13 +187,16 @@ def prune(as_json: bool, dry_run: bool, compress: bool | None = None, **flags: s
         click.echo(json.dumps({"ok": True, **result.to_dict()}))
         return
     verb = "would delete" if dry_run else "deleted"
+    locked = set(result.locked)
     for d in result.plan.decisions:
-        action = "keep" if d.keep else verb
+        action = "keep" if d.keep else ("locked" if d.backup.name in locked else verb)
         when = d.backup.taken_at.astimezone(settings.zone).strftime("%Y-%m-%d %H:%M")
-        click.echo(f"{action:<12} {when}  {d.backup.name}  ({d.reason})")
+        reason = f"{d.reason}; the remote refused to delete it: retained (locked)" if action == "locked" else d.reason
+        click.echo(f"{action:<12} {when}  {d.backup.name}  ({reason})")
     kept = sum(1 for d in result.plan.decisions if d.keep)
-    gone = len(result.plan.decisions) - kept
-    click.echo(f"{kept} kept, {gone} {verb}" + (" (dry run: nothing was deleted)" if dry_run else ""))
+    gone = len(result.plan.decisions) - kept - len(locked)
+    summary = f"{kept} kept, {gone} {verb}" + (f", {len(locked)} retained (locked)" if locked else "")
+    click.echo(summary + (" (dry run: nothing was deleted)" if dry_run else ""))
 
 
 @cli.command()

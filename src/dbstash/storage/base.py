@@ -260,6 +260,16 @@ class Storage(Catalog, Sink):
         return None
 
 
+#: How a remote says no to a deletion (S3's 403 AccessDenied, an Object Lock or WORM retention).
+_REFUSED = ("accessdenied", "access denied", "403", "forbidden", "object lock", "objectlock", "worm", "retention")
+
+
+def delete_refused(exc: BaseException) -> bool:
+    """Whether *exc* is the remote refusing a deletion (not a failure to reach it)."""
+    text = str(exc).lower()
+    return any(word in text for word in _REFUSED)
+
+
 def remote_name(remote: str) -> str | None:
     """The configured remote an rclone path names (``s3:bucket/x`` -> ``s3``, ``b2,opt=v:x`` -> ``b2``);
     None for a local path (``/srv/backups``) or an on-the-fly backend (``:s3,provider=AWS:bucket``)."""

@@ -46,6 +46,7 @@ from dbstash.storage.base import (
     SizeHint,
     Storage,
     Upload,
+    delete_refused,
     in_use,
     taken,
 )
@@ -963,7 +964,10 @@ class DirectRcloneUpload(Upload):
             try:
                 await self._storage.delete(claim, timeout=ABORT_DELETE_TIMEOUT)
             except Exception as exc:  # a leftover claim is a zero-byte partial: stale-partial clean-up removes it
-                log.warning("could not remove the claim %s: %s", claim, exc)
+                why = exc.summary if isinstance(exc, StorageError) else str(exc)
+                if delete_refused(exc):
+                    why += " (a credential that may write but not delete: prune, run with delete rights, removes it)"
+                log.warning("could not remove the claim %s: %s", claim, why)
 
     async def abort(self, *, timeout: float | None = None) -> None:
         if self._done:
