@@ -83,3 +83,21 @@ def test_partial_names() -> None:
 def test_has_time() -> None:
     assert t().has_time and t("{ts}").has_time
     assert not t("{db}").has_time and not t("{db}-{date}").has_time
+
+
+def test_a_second_with_a_suffixed_backup_is_in_use_whatever_the_new_suffix_ends_with() -> None:
+    """The plain name of a second that holds a suffixed backup is never taken again, even when the new
+    run's suffix ends with the same characters as the name's time (a 1-in-16 chance per run: ``...36``
+    after ``103736``, which once made CI's same-second test take the plain name and sort it first)."""
+    from dbstash.storage.base import RemoteEntry, in_use
+
+    t = NameTemplate.parse("{db}-{date}-{time}", db="app", engine="sqlite", extension=".sql")
+    when = datetime(2026, 12, 3, 10, 37, 36, 355764, tzinfo=UTC)
+    name = t.render(when)
+    earlier = RemoteEntry(t.alternative(name, "41aaaaaa", when) or "", 10, when)
+    for run_id in ("36ffffff", "e6ffffff", "dd000000", "a1000000"):
+        later = when.replace(microsecond=900000 + int(run_id[:2], 16))
+        alternative = t.alternative(name, run_id, later)
+        assert alternative is not None and alternative.endswith(run_id[:2] + ".sql")
+        assert in_use([earlier], name, alternative, None), alternative
+        assert not in_use([], name, alternative, None)

@@ -304,7 +304,14 @@ def in_use(entries: Sequence[RemoteEntry], name: str, alternative: str | None, o
         return True
     if alternative is None:
         return False
-    k = next(i for i in range(len(name) + 1) if name[i:] == alternative[i + len(alternative) - len(name) :])
+    # where the alternative inserts its "-xxxxxxxx" (before the extension): the last point where the two
+    # agree on both sides (not the longest common suffix: the suffix's own last characters may match the name's)
+    gap = len(alternative) - len(name)
+    k = next(
+        i
+        for i in range(len(name), -1, -1)
+        if alternative[:i] == name[:i] and alternative[i] == "-" and alternative[i + gap :] == name[i:]
+    )
     same_second = re.compile(re.escape(name[:k]) + r"-[0-9a-f]{8}" + re.escape(name[k:]))
     for e in entries:
         if e.name == own_partial:
