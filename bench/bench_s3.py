@@ -29,7 +29,7 @@ from tests.support.servers import PgServer, S3Server, debian_pg_bindir  # noqa: 
 from bench.bench_pg import DBSTASH, RCLONE, VENV_BIN, save_results, timed  # noqa: E402
 
 
-def run(scale: int, rounds: int, s3: S3Server, conf: str, bindir: str) -> dict[str, Any]:
+def run(scale: int, rounds: int, s3: S3Server, conf: str, bindir: str, *, key: str) -> dict[str, Any]:
     server = PgServer.start(bindir)
     try:
         subprocess.run(
@@ -62,6 +62,8 @@ def run(scale: int, rounds: int, s3: S3Server, conf: str, bindir: str) -> dict[s
             "raw": (["bash", "-o", "pipefail", "-c", raw_cmd], base_env),
             "direct": ([DBSTASH, "backup"], {**db_env, "RCLONE_COMMIT": "auto"}),
             "rename": ([DBSTASH, "backup"], {**db_env, "RCLONE_COMMIT": "rename"}),
+            # the direct commit with every manifest signed (BACKUP_SIGNING_KEY_FILE): the cost of signing
+            "signed": ([DBSTASH, "backup"], {**db_env, "RCLONE_COMMIT": "auto", "BACKUP_SIGNING_KEY_FILE": key}),
             "tempfile": (["bash", "-c", tmp_cmd], base_env),
         }
         for argv, env in variants.values():  # warm-up: page cache, bytecode caches
@@ -106,23 +108,29 @@ def main() -> None:
     s3 = S3Server.start(RCLONE, root)
     conf = os.path.join(root, "rclone.conf")
     Path(conf).write_text(s3.config)
+    key = os.path.join(root, "signing-key")
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
     try:
-        results = [run(args.small_scale, args.rounds, s3, conf, bindir), run(args.scale, args.rounds, s3, conf, bindir)]
+        results = [
+            run(args.small_scale, args.rounds, s3, conf, bindir, key=key),
+            run(args.scale, args.rounds, s3, conf, bindir, key=key),
+        ]
     finally:
         s3.stop()
         shutil.rmtree(root, ignore_errors=True)
     path = save_results(args.out, "s3", results)
     print(
         "\n| scale | dump | raw pipe | direct | rename | temp file | direct/raw | rename/raw | temp/raw "
-        "| direct - raw | rename - raw |"
+        "| direct - raw | rename - raw | signed/raw | signed - direct |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         m, q, o = r["median_seconds"], r["ratios_vs_raw"], r["overhead_seconds_vs_raw"]
         print(
             f"| {r['scale']} | {r['dump_bytes'] / 1e6:.0f} MB | {m['raw']:.2f}s | {m['direct']:.2f}s "
             f"| {m['rename']:.2f}s | {m['tempfile']:.2f}s | {q['direct']:.3f}x | {q['rename']:.3f}x "
-            f"| {q['tempfile']:.3f}x | {o['direct']:+.2f}s | {o['rename']:+.2f}s |"
+            f"| {q['tempfile']:.3f}x | {o['direct']:+.2f}s | {o['rename']:+.2f}s "
+            f"| {q['signed']:.3f}x | {m['signed'] - m['direct']:+.3f}s |"
         )
     print(f"raw results: {path}", file=sys.stderr)
 

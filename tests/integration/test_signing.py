@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,7 @@ from dbstash.manifest import Manifest, manifest_name
 from dbstash.signing import TrustedKeys, Untrusted, signature_name
 from tests.support.cases import EngineCase
 from tests.support.servers import ArgvScan, PgServer
+from tests.support.transports import Transport
 
 pytestmark = pytest.mark.integration
 DBSTASH = [sys.executable, "-m", "dbstash_cli"]
@@ -280,6 +282,35 @@ def test_key_rotation_keeps_older_backups_restorable(sqlite_db: Path, keys: dict
     assert "which is not a trusted key" in str(infos[first.name].untrusted)
     with pytest.raises(RestoreRefused, match="not a trusted key"):
         dbstash.restore(only_new, first.name, target=str(tmp_path / "refused.db"))
+    assert not (tmp_path / "refused.db").exists()
+
+
+def test_signed_round_trip_into_s3_through_each_transport(
+    sqlite_db: Path, keys: dict[str, SshKey], tmp_path: Path, transport: Transport
+) -> None:
+    """The rclone CLI and the rc daemon both store the signature with the manifest (S3, before the
+    object appears); both read it back for the check; ssh-keygen accepts what the server holds."""
+    key = keys["backup"]
+    folder = f"signed-{uuid.uuid4().hex[:6]}"
+    settings = Settings.create(
+        f"sqlite:///{sqlite_db}",
+        remote=transport.s3.remote(folder),
+        signing_key=key.private,
+        trusted_keys=key.public,
+        **transport.kwargs(),
+    )
+    with ArgvScan(key.secret_line) as scan:
+        backup = dbstash.backup(settings=settings)
+    assert scan.leaks == []
+    stored = Path(transport.s3.root) / transport.s3.bucket / folder
+    assert ssh_keygen_verifies(stored, key) == [manifest_name(backup.name)]
+    [info] = dbstash.list_backups(settings)
+    assert info.untrusted is None and info.signed_by
+    assert dbstash.restore(settings, target=str(tmp_path / "restored.db")).checksum_verified
+    (stored / signature_name(manifest_name(backup.name))).unlink()  # behind the server's back:
+    time.sleep(1.5)  # its directory cache (1 s) would still list it (then: "its signature cannot be read")
+    with pytest.raises(RestoreRefused, match="unsigned"):
+        dbstash.restore(settings, target=str(tmp_path / "refused.db"))
     assert not (tmp_path / "refused.db").exists()
 
 
