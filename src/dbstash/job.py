@@ -17,7 +17,7 @@ from dbstash.engines.base import DumpCommand, Engine
 from dbstash.errors import BackupTimeout, ConfigError, DbstashError, StorageError, UploadFailed
 from dbstash.hooks import Hook, HookFailed
 from dbstash.logs import get_logger, log_context
-from dbstash.manifest import Manifest, manifest_name
+from dbstash.manifest import Manifest, manifest_name, signature_name
 from dbstash.modes import dump_to_folder, folder_stats, tar_command, upload_folder, work_folder
 from dbstash.naming import NameTemplate
 from dbstash.notify import Notifier, RunEvent, notify
@@ -26,7 +26,6 @@ from dbstash.prune import apply_retention, plan_retention, remove_stale_partials
 from dbstash.redact import GLOBAL_REDACTOR
 from dbstash.remote import job_storage
 from dbstash.retention import Backup
-from dbstash.signing import signature_name
 from dbstash.source import CommandSource, DumpSource
 from dbstash.storage.base import Storage, taken
 from dbstash.transforms import Compress, Transform

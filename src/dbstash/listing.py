@@ -20,9 +20,9 @@ from dbstash.config import Settings
 from dbstash.engines.base import DumpOptions
 from dbstash.errors import BackupUntrusted, ConfigError, RestoreRefused, StorageError
 from dbstash.logs import get_logger
-from dbstash.manifest import Manifest, is_manifest, manifest_name
+from dbstash.manifest import SIGNATURE_SUFFIX, Manifest, is_manifest, manifest_name, signature_name
 from dbstash.naming import NameTemplate, is_partial, same_second_order
-from dbstash.signing import SIGNATURE_SUFFIX, Untrusted, signature_name
+from dbstash.signing import Untrusted
 from dbstash.storage.base import RemoteEntry, Storage
 
 log = get_logger("dbstash.listing")

@@ -21,6 +21,15 @@ def manifest_name(backup_name: str) -> str:
     return backup_name + MANIFEST_SUFFIX
 
 
+#: ``<manifest name>.sig``: the manifest's signature, when the job signs (see :mod:`dbstash.signing`)
+SIGNATURE_SUFFIX = ".sig"
+
+
+def signature_name(manifest: str) -> str:
+    """Where the signature of the manifest *manifest* is stored."""
+    return manifest + SIGNATURE_SUFFIX
+
+
 def is_manifest(name: str) -> bool:
     """Whether *name* is a manifest."""
     return name.endswith(MANIFEST_SUFFIX)

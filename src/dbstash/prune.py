@@ -12,11 +12,11 @@ from dbstash.config import Settings
 from dbstash.engines import same_family
 from dbstash.errors import StorageError
 from dbstash.logs import get_logger
-from dbstash.manifest import MANIFEST_SUFFIX, Manifest, manifest_name
+from dbstash.manifest import MANIFEST_SUFFIX, SIGNATURE_SUFFIX, Manifest, manifest_name, signature_name
 from dbstash.naming import NameTemplate, is_partial, partial_target
 from dbstash.remote import job_storage
 from dbstash.retention import Backup, Decision, RetentionPlan
-from dbstash.signing import SIGNATURE_SUFFIX, Untrusted, signature_name
+from dbstash.signing import Untrusted
 from dbstash.storage.base import RemoteEntry, Storage, delete_refused
 
 log = get_logger("dbstash")

@@ -30,7 +30,9 @@ async def job_storage(settings: Settings, storage: Storage | None) -> AsyncItera
     if settings.rc is not None:
         store = RcloneRcStorage(settings.remote, settings.rc, redactor=GLOBAL_REDACTOR)
     else:
-        store = RcloneCliStorage(settings.remote, settings.rclone, redactor=GLOBAL_REDACTOR)
+        store = RcloneCliStorage(
+            settings.remote, settings.rclone, redactor=GLOBAL_REDACTOR, signed=settings.signing_key is not None
+        )
     try:
         yield store
     finally:

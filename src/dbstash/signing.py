@@ -26,16 +26,15 @@ import re
 import shlex
 import stat
 from dataclasses import dataclass
-
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING
 
 from dbstash.errors import ConfigError
 
+if TYPE_CHECKING:  # cryptography is imported when a key is used (~65 ms): a run without signing never loads it
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 #: The ``-n`` of ``ssh-keygen -Y sign|verify``: a signature made for dbstash is no git or file signature.
 NAMESPACE = "dbstash"
-SIGNATURE_SUFFIX = ".sig"
 _MAGIC = b"SSHSIG"
 _VERSION = 1
 _HASH = "sha512"
@@ -44,11 +43,6 @@ _BEGIN = "-----BEGIN SSH SIGNATURE-----"
 _END = "-----END SSH SIGNATURE-----"
 #: one option of an allowed_signers line: commas inside quotes belong to the value
 _OPTION = re.compile(r'(?:[^,"]|"[^"]*")+')
-
-
-def signature_name(manifest: str) -> str:
-    """Where the signature of the manifest *manifest* is stored."""
-    return manifest + SIGNATURE_SUFFIX
 
 
 def _string(data: bytes) -> bytes:
@@ -97,6 +91,8 @@ class SigningKey:
     __slots__ = ("_key", "fingerprint", "public_line")
 
     def __init__(self, key: Ed25519PrivateKey) -> None:
+        from cryptography.hazmat.primitives import serialization  # noqa: PLC0415 - see the imports
+
         self._key = key
         raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         #: ``SHA256:...``, as ``ssh-keygen -l`` prints it; manifests name it (``signed_by``)
@@ -112,6 +108,10 @@ class SigningKey:
     @classmethod
     def from_bytes(cls, data: bytes, variable: str = "signing_key") -> SigningKey:
         """Load an unencrypted OpenSSH ed25519 private key; :class:`ConfigError` names *variable*."""
+        from cryptography.exceptions import UnsupportedAlgorithm  # noqa: PLC0415 - see the imports
+        from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: PLC0415
+
         expected = "an OpenSSH ed25519 private key without a passphrase (ssh-keygen -t ed25519 -N '')"
         try:
             key = serialization.load_ssh_private_key(data, password=None)
@@ -144,6 +144,8 @@ class SigningKey:
     def sign(self, message: bytes) -> bytes:
         """The armored ``SSHSIG`` signature of *message* (namespace ``dbstash``), as ``ssh-keygen -Y sign``
         writes it."""
+        from cryptography.hazmat.primitives import serialization  # noqa: PLC0415 - see the imports
+
         raw = self._key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         signature = self._key.sign(_signed_data(message, NAMESPACE, _HASH))
         blob = (
@@ -238,6 +240,9 @@ class TrustedKeys:
             raise Untrusted("an unknown hash algorithm")
         if who not in self.keys:
             raise Untrusted(f"signed by {who}, which is not a trusted key")
+        from cryptography.exceptions import InvalidSignature  # noqa: PLC0415 - see the imports
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey  # noqa: PLC0415
+
         try:
             Ed25519PublicKey.from_public_bytes(raw).verify(
                 sig_bytes, _signed_data(message, NAMESPACE, hash_name.decode())

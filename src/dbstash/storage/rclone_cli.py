@@ -32,7 +32,7 @@ import anyio
 
 from dbstash.errors import StorageError, ToolNotFound, UploadFailed
 from dbstash.logs import get_logger
-from dbstash.manifest import MANIFEST_SUFFIX, manifest_name
+from dbstash.manifest import MANIFEST_SUFFIX, manifest_name, signature_name
 from dbstash.naming import partial_name
 from dbstash.process import PRIVATE_UMASK, ChildProcess, child_base_env, grow_pipe, write_all
 from dbstash.redact import GLOBAL_REDACTOR, Redactor
@@ -190,8 +190,18 @@ class RcloneCliStorage(Storage):
         ...         print([e.name for e in await storage.list()])
     """
 
-    def __init__(self, remote: str, options: RcloneOptions | None = None, *, redactor: Redactor | None = None):
+    def __init__(
+        self,
+        remote: str,
+        options: RcloneOptions | None = None,
+        *,
+        redactor: Redactor | None = None,
+        signed: bool = False,
+    ):
+        """*signed*: a signature (``<manifest>.sig``) is written beside each manifest, so its rclone is
+        started in advance too."""
         self.options = options or RcloneOptions()
+        self._signed = signed
         self._redact = redactor or GLOBAL_REDACTOR
         # a connection string's parameters go to rclone by environment, never argv (storage.connstring)
         parsed = parse_connection_string(remote)
@@ -355,7 +365,7 @@ class RcloneCliStorage(Storage):
             umask=PRIVATE_UMASK,
         )
         if self._local_for(manifest_name(name)) is None:  # a local folder gets its manifest from the OS
-            self._prestart_write(manifest_name(name))
+            self._prestart_sidecars(name)
         return RcloneUpload(self, proc, name, partial)
 
     async def _begin_direct(
@@ -380,11 +390,11 @@ class RcloneCliStorage(Storage):
         guarded = self._guardian(self._rcat_argv(name, chunk))
         final = name
         try:
-            self._prestart_write(manifest_name(name))
+            self._prestart_sidecars(name)
             final, claim, entries = await self._claim(name, alternative)
             if final != name:
-                await self.discard_prestarted(manifest_name(name))
-                self._prestart_write(manifest_name(final))
+                await self.discard_sidecars(name)
+                self._prestart_sidecars(final)
             if chunking:
                 chunk = self._chunk_args(kind, await self._estimate(entries, size_hint))
             if final != name or chunk:  # the speculative rclone does not fit: a new one
@@ -394,7 +404,7 @@ class RcloneCliStorage(Storage):
             with anyio.CancelScope(shield=True):
                 await _stop_guarded(guarded)
                 for key in {name, final}:
-                    await self.discard_prestarted(manifest_name(key))
+                    await self.discard_sidecars(key)
             raise
         return DirectRcloneUpload(self, guarded, final, claim)
 
@@ -501,6 +511,19 @@ class RcloneCliStorage(Storage):
             log.debug("no rclone started in advance for %s: %s", name, exc)
             return
         self._pending[name] = guarded
+
+    def sidecars(self, name: str) -> list[str]:
+        """The small objects written beside the backup *name* at its commit: its manifest (and signature)."""
+        return [manifest_name(name), signature_name(manifest_name(name))] if self._signed else [manifest_name(name)]
+
+    def _prestart_sidecars(self, name: str) -> None:
+        for key in self.sidecars(name):
+            self._prestart_write(key)
+
+    async def discard_sidecars(self, name: str) -> None:
+        """Stop the rclones started in advance for the manifest (and signature) of *name*."""
+        for key in self.sidecars(name):
+            await self.discard_prestarted(key)
 
     async def discard_prestarted(self, name: str | None = None) -> None:
         """Stop the rclone started in advance for *name* (every one when None) without storing anything."""
@@ -848,7 +871,7 @@ class RcloneUpload(Upload):
         try:
             return await super().commit(expected_size, alternative=alternative, before_publish=before_publish)
         finally:  # the manifest's rclone started in advance, if the name changed or no manifest was written
-            await self._storage.discard_prestarted(manifest_name(self.final_name))
+            await self._storage.discard_sidecars(self.final_name)
 
     async def interrupt(self) -> None:
         # SIGTERM: rclone's atexit handlers abort an S3 multipart upload; EOF would commit it.
@@ -868,7 +891,7 @@ class RcloneUpload(Upload):
             await self._storage.delete(self.partial_name, timeout=limit)
         except Exception as exc:  # the remote may be what failed: the partial name keeps it harmless
             log.warning("could not remove partial upload %s: %s", self.partial_name, exc)
-        await self._storage.discard_prestarted(manifest_name(self.final_name))
+        await self._storage.discard_sidecars(self.final_name)
 
 
 class DirectRcloneUpload(Upload):
@@ -935,11 +958,11 @@ class DirectRcloneUpload(Upload):
                     await self._kill()
                     # whatever completed under the name is not this backup: remove it and its manifest
                     with anyio.move_on_after(ABORT_DELETE_TIMEOUT * 2), contextlib.suppress(Exception):
-                        await self._storage.delete_many([name, manifest_name(name)])
+                        await self._storage.delete_many([name, *self._storage.sidecars(name)])
                     await self._drop_claim()
         self._done = self.committed = True
         await self._drop_claim()
-        await self._storage.discard_prestarted(manifest_name(name))  # if before_publish did not use it
+        await self._storage.discard_sidecars(name)  # if before_publish did not use them
         return name
 
     async def interrupt(self) -> None:
@@ -956,7 +979,7 @@ class DirectRcloneUpload(Upload):
                 os.killpg(proc.pid, signal.SIGKILL)  # the guardian and rclone (its process group)
             await proc.wait()
         self._guard.close_fd()
-        await self._storage.discard_prestarted(manifest_name(self.final_name))
+        await self._storage.discard_sidecars(self.final_name)
 
     async def _drop_claim(self) -> None:
         if self.partial_name:
