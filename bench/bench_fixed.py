@@ -58,13 +58,19 @@ def main() -> None:
         os.makedirs(local)
         print("| remote | raw pipe | dbstash | dbstash - raw | CPU raw | CPU dbstash |")
         print("|---|---|---|---|---|---|")
-        cases = (
-            ("serve s3", s3.remote("fixed"), "{db}-{uuid}"),
-            ("local folder", local, "{db}-{uuid}"),
+        key = os.path.join(root, "signing-key")
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
+        signed = {"BACKUP_SIGNING_KEY_FILE": key}
+        cases: tuple[tuple[str, str, str, dict[str, str]], ...] = (
+            ("serve s3", s3.remote("fixed"), "{db}-{uuid}", {}),
+            # every manifest signed: the cost of signing is this row's overhead less the first's
+            ("serve s3, signed", s3.remote("fixed"), "{db}-{uuid}", signed),
+            ("local folder", local, "{db}-{uuid}", {}),
+            ("local folder, signed", local, "{db}-{uuid}", signed),
             # the default template has only the time in it: on S3 a zero-byte claim and a listing first
-            ("serve s3, default template", s3.remote("fixed"), "{db}-{date}-{time}"),
+            ("serve s3, default template", s3.remote("fixed"), "{db}-{date}-{time}", {}),
         )
-        for label, remote, template in cases:
+        for label, remote, template, extra in cases:
             raw = [
                 "bash",
                 "-o",
@@ -82,6 +88,7 @@ def main() -> None:
                 "RCLONE_REMOTE": remote,
                 "RCLONE_CONFIG_FILE": conf,
                 "BACKUP_NAME_TEMPLATE": template,
+                **extra,
             }
             if args.python:
                 site = next(Path(sys.prefix, "lib").glob("python3*/site-packages"))
