@@ -55,6 +55,8 @@ class BackupInfo:
     signed_by: str | None = None
     #: the manifest's bytes as stored (what a signature is of)
     manifest_bytes: bytes | None = field(default=None, repr=False, compare=False)
+    #: read and checked for a job (its manifest against the job's object, its signature against its keys)
+    checked: bool = field(default=False, repr=False, compare=False)
 
     @property
     def unsigned(self) -> bool:
@@ -197,7 +199,7 @@ NOT_THIS_JOBS = "not this job's backup"
 UNSIGNED = "unsigned"
 
 
-async def _trust(storage: Storage, info: BackupInfo, part: Settings) -> BackupInfo:
+async def check_signature(storage: Storage, info: BackupInfo, part: Settings) -> BackupInfo:
     """*info* checked against *part*'s trusted keys: its signature verifies with one of them, and the
     fields it vouches for are this object's (name, engine, database, the job's series)."""
     keys = part.trusted_keys
@@ -238,15 +240,20 @@ def refusal(info: BackupInfo, allow_unsigned: bool = False) -> str | None:
 async def _with_manifest(storage: Storage, info: BackupInfo, settings: Settings | None = None) -> BackupInfo:
     """*info* with its manifest read; with *settings*, a manifest of another object is a problem, and
     with trusted keys in *settings* its signature is checked (:attr:`BackupInfo.untrusted`)."""
-    part = None if settings is None else part_of(settings, info.database)
+    if settings is not None:
+        return replace(await _read_manifest(storage, info, part_of(settings, info.database)), checked=True)
+    return await _read_manifest(storage, info, None)
+
+
+async def _read_manifest(storage: Storage, info: BackupInfo, part: Settings | None) -> BackupInfo:
     if not info.complete or info.manifest_problem == "no manifest":
-        return info if part is None else await _trust(storage, info, part)
+        return info if part is None else await check_signature(storage, info, part)
     try:
         data = await storage.read(manifest_name(info.name))
         manifest = Manifest.from_json(data)
     except (ValueError, StorageError) as exc:
         found = replace(info, manifest=None, manifest_problem=f"unreadable manifest: {exc}")
-        return found if part is None else await _trust(storage, found, part)
+        return found if part is None else await check_signature(storage, found, part)
     problem = None
     if not info.is_dir and manifest.size != info.size:
         problem = f"size {info.size} differs from the manifest's {manifest.size}"
@@ -256,7 +263,7 @@ async def _with_manifest(storage: Storage, info: BackupInfo, settings: Settings 
     foreign = mismatch(part, found)
     if foreign is not None and part.trusted_keys is None:
         return replace(found, manifest_problem=f"{NOT_THIS_JOBS}: {foreign}")
-    return await _trust(storage, found, part)  # with trusted keys, another object's manifest is untrusted
+    return await check_signature(storage, found, part)  # with trusted keys, another object's manifest is untrusted
 
 
 async def aselect_own(
@@ -264,7 +271,8 @@ async def aselect_own(
 ) -> BackupInfo:
     """:func:`select_backup`, passing over backups whose manifest is another object's, or that are not
     trusted (with trusted keys), when the selector is ``latest`` or a time (each one passed over is
-    logged as a warning). An exact name is returned as it is: restoring it is refused later, saying why."""
+    logged as a warning). An exact name is returned as it is: restoring it is refused later, saying why.
+    A backup chosen otherwise is returned read and checked (:attr:`BackupInfo.checked`)."""
     remaining = list(infos)
     skipped: list[str] = []
     while True:
@@ -278,11 +286,12 @@ async def aselect_own(
             ) from None
         if chosen.name == selector:
             return chosen
-        foreign = refusal(await _with_manifest(store, chosen, settings), allow_unsigned)
+        checked = await _with_manifest(store, chosen, settings)
+        foreign = refusal(checked, allow_unsigned)
         if foreign is None:
             if skipped:
                 log.warning("restoring %s, the newest backup of this job's own for %s", chosen.name, selector)
-            return chosen
+            return checked
         log.warning("passing over %s: %s", chosen.name, foreign)
         skipped.append(f"{chosen.name} ({foreign})")
         remaining.remove(chosen)

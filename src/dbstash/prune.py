@@ -16,7 +16,6 @@ from dbstash.manifest import MANIFEST_SUFFIX, SIGNATURE_SUFFIX, Manifest, manife
 from dbstash.naming import NameTemplate, is_partial, partial_target
 from dbstash.remote import job_storage
 from dbstash.retention import Backup, Decision, RetentionPlan
-from dbstash.signing import Untrusted
 from dbstash.storage.base import RemoteEntry, Storage, delete_refused
 
 log = get_logger("dbstash")
@@ -131,7 +130,7 @@ async def _own_backups(
     for b in backups:
         key = manifest_name(b.name)
         if settings.trusted_keys is not None:
-            problem = await _untrusted(settings, storage, b.name, texts.get(key), signature_name(key) in present)
+            problem = await _untrusted(settings, storage, b, texts.get(key), signature_name(key) in present)
             if problem is not None:
                 log.warning("retention leaves %s alone, and does not count it: it is untrusted (%s)", b.name, problem)
                 continue
@@ -157,22 +156,22 @@ async def _own_backups(
     return own
 
 
-async def _untrusted(settings: Settings, storage: Storage, name: str, text: bytes | None, signed: bool) -> str | None:
-    """Why the backup *name* (its manifest's bytes *text*) is not signed by a trusted key, or None."""
-    assert settings.trusted_keys is not None
-    if text is None:
-        return "no manifest"
-    if not signed:
-        return "no signature"
+async def _untrusted(
+    settings: Settings, storage: Storage, backup: Backup, text: bytes | None, signed: bool
+) -> str | None:
+    """Why *backup* (its manifest's bytes *text*) is not signed by a trusted key for this job, or None:
+    the listing's check (:func:`dbstash.listing.check_signature`)."""
+    from dbstash.listing import BackupInfo, check_signature  # noqa: PLC0415 - listing imports config, as this does
+
     try:
-        armored = await storage.read(signature_name(manifest_name(name)))
-        settings.trusted_keys.check(text, armored)
-        m = Manifest.from_json(text)
-    except (Untrusted, StorageError, ValueError) as exc:
+        manifest = Manifest.from_json(text) if text is not None else None
+    except ValueError as exc:
         return str(exc)
-    if m.name != name or (m.series is not None and m.series != settings.template().series):
-        return f"signed for {m.name!r} of series {m.series!r}"
-    return None
+    problem = None if text is not None else "no manifest"
+    info = BackupInfo(
+        backup.name, backup.size, backup.taken_at, True, manifest, problem, signed=signed, manifest_bytes=text
+    )
+    return (await check_signature(storage, info, settings)).untrusted
 
 
 async def apply_plan(plan: RetentionPlan, storage: Storage, mode: str = "stream") -> list[str]:

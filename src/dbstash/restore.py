@@ -379,7 +379,8 @@ async def _restore_info(
     """Restore the backup *info* of the object *part* describes (see :func:`arestore`)."""
     t0 = time.monotonic()
     engine, conn, create = _restore_target(part, target)
-    info = await _with_manifest(store, info, part)
+    if not info.checked:  # aselect_own already read and checked what it chose
+        info = await _with_manifest(store, info, part)
     check_belongs(part, info, allow_unsigned=allow_unsigned)
     # an encrypted backup needs the identity: checked before anything is looked at on the target
     identity = part.identity() if _encrypted(info) else None

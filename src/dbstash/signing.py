@@ -84,8 +84,12 @@ class SigningKey:
 
     Example:
         >>> key = SigningKey.from_file("/run/secrets/backup-key")  # doctest: +SKIP
-        >>> key.fingerprint  # doctest: +SKIP
+        >>> from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+        >>> key = SigningKey(Ed25519PrivateKey.generate())  # or a fresh one, in code
+        >>> key.fingerprint
         'SHA256:...'
+        >>> key.sign(b'{"name": "x"}\\n').splitlines()[0]
+        b'-----BEGIN SSH SIGNATURE-----'
     """
 
     __slots__ = ("_key", "fingerprint", "public_line")
@@ -173,6 +177,18 @@ class TrustedKeys:
     Parsed from OpenSSH public key lines (``ssh-ed25519 AAAA... comment``) or an ``allowed_signers``
     file (``principal[,...] [namespaces="dbstash"] ssh-ed25519 AAAA...``); ``#`` starts a comment.
     A line whose ``namespaces=`` leaves out ``dbstash`` trusts nothing here, as for ``ssh-keygen``.
+
+    Example:
+        >>> from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+        >>> key = SigningKey(Ed25519PrivateKey.generate())
+        >>> trusted = TrustedKeys.parse(f'ops@example.com namespaces="dbstash" {key.public_line}')
+        >>> manifest = b'{"name": "app-2026-12-03-020000.sql"}\\n'
+        >>> trusted.check(manifest, key.sign(manifest)) == key.fingerprint
+        True
+        >>> trusted.check(b"{}", key.sign(manifest))
+        Traceback (most recent call last):
+        ...
+        dbstash.signing.Untrusted: the signature by SHA256:... is not of this manifest (changed after signing?)
     """
 
     #: fingerprint -> raw 32-byte public key

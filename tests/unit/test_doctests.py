@@ -19,6 +19,7 @@ MODULES = [
     "dbstash.databases",
     "dbstash.multi",
     "dbstash.encryption",
+    "dbstash.signing",
     "dbstash.notify.apprise",
 ]
 

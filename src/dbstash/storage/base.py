@@ -261,13 +261,14 @@ class Storage(Catalog, Sink):
 
 
 #: How a remote says no to a deletion (S3's 403 AccessDenied, an Object Lock or WORM retention).
-_REFUSED = ("accessdenied", "access denied", "403", "forbidden", "object lock", "objectlock", "worm", "retention")
+_REFUSED = re.compile(
+    r"\bAccessDenied\b|\baccess denied\b|\bStatusCode: 403\b|\b403 Forbidden\b|\bobject ?lock|\bWORM\b", re.IGNORECASE
+)
 
 
 def delete_refused(exc: BaseException) -> bool:
     """Whether *exc* is the remote refusing a deletion (not a failure to reach it)."""
-    text = str(exc).lower()
-    return any(word in text for word in _REFUSED)
+    return _REFUSED.search(str(exc)) is not None
 
 
 def remote_name(remote: str) -> str | None:
