@@ -2,8 +2,9 @@
 
     python containers/matrix.py            # {"include": [{"tag": "pg-16", "engine": "pg", ...}, ...]}
     python containers/matrix.py --check    # exit 1 if images.toml breaks the tag schema
+    python containers/matrix.py --local    # what scripts/images.sh can build here, and why not the rest
 
-Used by .github/workflows/build.yml (``fromJSON``) and by tests/unit/test_containers.py.
+Used by .github/workflows/build.yml (``fromJSON``), scripts/images.sh and tests/unit/test_containers.py.
 """
 
 from __future__ import annotations
@@ -30,6 +31,21 @@ SMOKE_URIS = {
 }
 #: Build arguments each Dockerfile takes, per image field.
 BUILD_ARGS = {"version": "ENGINE_MAJOR", "tools_version": "TOOLS_VERSION", "series": "SERIES"}
+#: Where each engine's client tools come from in the release images (not reachable on the test machines).
+VENDOR = {
+    "pg": "apt.postgresql.org",
+    "mongo": "repo.mongodb.org",
+    "mariadb": "dlm.mariadb.com",
+    "redis": "packages.redis.io",
+    "mysql": "Oracle's mysql image",
+}
+#: What Debian bookworm itself ships of each engine's client tools.
+DEBIAN_SHIPS = {
+    "pg": "PostgreSQL 15 only",
+    "mongo": "no MongoDB tools",
+    "mariadb": "MariaDB 10.11 only",
+    "redis": "Redis 7.0 only",
+}
 
 
 def load(path: Path = HERE / "images.toml") -> dict[str, Any]:
@@ -56,6 +72,33 @@ def matrix(data: dict[str, Any]) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def local(data: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """What a machine with Debian's mirror and no vendor repository can build (``build``: tag, Dockerfile,
+    build arguments with ``CLIENT_SOURCE=debian``), and every other image with the reason (``not_built``)."""
+    build, not_built = [], []
+    for image in data["image"]:
+        tag, engine = f"{image['engine']}-{image['version']}", image["engine"]
+        if "debian" in image:
+            args = [f"{arg}={image[key]}" for key, arg in BUILD_ARGS.items() if key in image]
+            build.append(
+                {
+                    "tag": tag,
+                    "engine": engine,
+                    "dockerfile": f"containers/{image['dockerfile']}",
+                    "build_args": [*args, "CLIENT_SOURCE=debian"],
+                    "client_version": image["debian"],
+                }
+            )
+        elif engine == "mysql":
+            reason = f"its base is Oracle's mysql:{image['series']} image (Oracle Linux), not made from Debian packages"
+            not_built.append({"tag": tag, "reason": reason})
+        else:
+            reason = f"client tools only from {VENDOR[engine]} (unreachable here); Debian bookworm ships "
+            reason += DEBIAN_SHIPS[engine]
+            not_built.append({"tag": tag, "reason": reason})
+    return {"build": build, "not_built": not_built}
 
 
 def problems(data: dict[str, Any]) -> list[str]:
@@ -87,6 +130,9 @@ def main() -> int:
         for e in errors:
             print(e, file=sys.stderr)
         return 1 if errors else 0
+    if "--local" in sys.argv:
+        print(json.dumps(local(data)))
+        return 0
     print(json.dumps({"include": matrix(data)}))
     return 0
 

@@ -118,7 +118,10 @@ def test_workflow_builds_the_generated_matrix_and_smoke_tests_each_image() -> No
     assert "containers/matrix.py --check" in json.dumps(jobs["matrix"])
     assert jobs["image"]["strategy"]["matrix"] == "${{ fromJSON(needs.matrix.outputs.matrix) }}"
     steps = json.dumps(jobs["image"]["steps"])
-    assert "dbstash:smoke --version" in steps and "DRY_RUN=true" in steps
+    # the smoke script the suite runs on its own builds (tests/containers): one script, no drift
+    assert "scripts/smoke-image.sh docker dbstash:smoke" in steps
+    smoke = (ROOT / "scripts" / "smoke-image.sh").read_text()
+    assert "--version" in smoke and "DRY_RUN=true" in smoke and "10001" in smoke and "--read-only" in smoke
     assert "${{ matrix.platforms }}" in steps
 
 
@@ -177,3 +180,28 @@ def test_kubernetes_cronjob_example(tmp_path: Path) -> None:
     assert settings.retention.keep_rules == {"daily": 7, "weekly": 4}
     with pytest.raises(ConfigError):
         Settings.from_env({**env, "BACKUP_SCHEDULE": "nightly"})
+
+
+def test_the_local_plan_builds_what_debian_ships_and_says_why_not_the_rest() -> None:
+    """scripts/images.sh builds `matrix.py --local`: the tags whose major Debian bookworm ships, with the
+    Debian client source; every other image is listed with its reason."""
+    m = _matrix_module()
+    data = m.load()
+    plan = m.local(data)
+    built = {b["tag"]: b for b in plan["build"]}
+    assert set(built) == {"sqlite-3", "pg-15", "mariadb-10", "redis-7"}
+    for b in built.values():
+        assert b["build_args"][-1] == "CLIENT_SOURCE=debian" and (ROOT / b["dockerfile"]).is_file()
+    assert "ENGINE_MAJOR=15" in built["pg-15"]["build_args"] and built["mariadb-10"]["client_version"] == "10.11"
+    reasons = {n["tag"]: n["reason"] for n in plan["not_built"]}
+    assert set(reasons) | set(built) == {r["tag"] for r in m.matrix(data)}
+    assert "Oracle Linux" in reasons["mysql-8"] and "repo.mongodb.org" in reasons["mongo-7"]
+    assert "apt.postgresql.org" in reasons["pg-16"]
+
+
+@pytest.mark.parametrize("dockerfile", ["Dockerfile.pg", "Dockerfile.mariadb", "Dockerfile.redis"])
+def test_client_source_is_a_build_argument_with_a_checked_version(dockerfile: str) -> None:
+    text = (CONTAINERS / dockerfile).read_text()
+    assert "ARG CLIENT_SOURCE=vendor" in text  # the release images keep the vendor's tools
+    assert "vendor)" in text and "debian)" in text and "CLIENT_SOURCE must be vendor or debian" in text
+    assert "ARG BASE_IMAGE=debian:bookworm-slim" in text and "python3-venv" in text
