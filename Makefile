@@ -1,5 +1,5 @@
 # The two commands of the README. Both set up what they need on a fresh machine.
-.PHONY: demo test bench docs clean
+.PHONY: demo test bench docs images clean
 
 demo:
 	scripts/demo.sh
@@ -9,6 +9,10 @@ test:
 
 bench:
 	scripts/bench.sh
+
+# the container images this machine can build (podman; run by `make test` too), listed with what it cannot build
+images:
+	scripts/images.sh
 
 docs:
 	.venv/bin/mkdocs build --strict

@@ -19,6 +19,10 @@ log "mypy --strict"
 "$VENV/bin/mypy"
 log "mkdocs build --strict"
 NO_MKDOCS_2_WARNING=1 "$VENV/bin/mkdocs" build --strict -q -d "$(mktemp -d)"
+log "container images (podman)"
+# builds what this machine can build from containers/ for the smoke suite (tests/containers); where no
+# container engine can run, it records why and that suite skips with the reason
+"$(dirname "$0")/images.sh"
 log "pytest"
 # -ra prints the reason of every skip; exit 5 (no test ran) is a failure like any other non-zero.
 exec "$VENV/bin/python" -m pytest -ra -p no:cacheprovider "$@"
