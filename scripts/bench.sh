@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks (not tests), each against the raw shell pipeline in the same run. See docs/benchmarks.md.
 #   scripts/bench.sh            PostgreSQL (bench_pg.py) then MariaDB and Redis (bench_engines.py)
-#   scripts/bench.sh pg|engines|s3|fixed|big|age|relay  only one of them; further arguments go to that script
+#   scripts/bench.sh pg|engines|s3|fixed|big|age|ab  only one of them; further arguments go to that script
 source "$(dirname "$0")/lib.sh"
 apt_ensure '/usr/lib/postgresql/*/bin/initdb' postgresql
 apt_ensure mariadbd mariadb-server mariadb-client
@@ -18,7 +18,7 @@ case "$which" in
   fixed) exec "$VENV/bin/python" "$ROOT/bench/bench_fixed.py" "$@" ;;
   big) exec "$VENV/bin/python" "$ROOT/bench/bench_big.py" "$@" ;;
   age) exec "$VENV/bin/python" "$ROOT/bench/bench_encrypt.py" "$@" ;;
-  relay) exec "$VENV/bin/python" "$ROOT/bench/bench_relay.py" "$@" ;;
+  ab) exec "$VENV/bin/python" "$ROOT/bench/bench_ab.py" "$@" ;;
   all) "$VENV/bin/python" "$ROOT/bench/bench_pg.py" && exec "$VENV/bin/python" "$ROOT/bench/bench_engines.py" ;;
-  *) echo "usage: scripts/bench.sh [pg|engines|s3|fixed|big|age|relay|all] [args...]" >&2; exit 2 ;;
+  *) echo "usage: scripts/bench.sh [pg|engines|s3|fixed|big|age|ab|all] [args...]" >&2; exit 2 ;;
 esac

@@ -4,19 +4,13 @@ The hot loop: full 1 MiB reads from a 1 MiB pipe, one hash update, one write. Th
 measured a per-chunk anyio ``receive()``/``send()`` relay at 1.5x the shell pipeline and this loop at
 ~1.05x; on two cores every CPU-second the relay spends shows up in wall time.
 
-When the stream is stored as the dump wrote it (no compression in dbstash) and the dump's end is a
-pipe, the bytes do not pass through dbstash on their way to rclone at all: ``tee(2)`` duplicates
-what is in the dump's pipe into a private pipe (no copy: the kernel shares the pages), ``splice(2)``
-moves it into rclone's pipe (no copy), and only the hash reads the duplicate. One copy per byte
-instead of two: measured 19% less CPU in the relay thread (``bench/bench_relay.py``). Linux only
-(``tee`` through ctypes: Python has ``os.splice`` but no ``os.tee``); anywhere else, or when the
-source is no pipe, the read/write loop runs.
+A zero-copy variant (``tee(2)`` through ctypes into a private pipe for the hash, ``splice(2)`` on to
+rclone) saved 19% of this thread's CPU but nothing measurable end to end (pgbench scale 50 into
+``rclone serve s3``, docs/benchmarks.md): it was removed with its second loop.
 """
 
 from __future__ import annotations
 
-import errno
-import functools
 import hashlib
 import os
 import threading
@@ -28,7 +22,6 @@ import anyio
 
 from dbstash.compression import Compressor
 from dbstash.errors import DumpFailed, UploadFailed
-from dbstash.process import grow_pipe
 
 CHUNK = 1 << 20
 #: A read shorter than this means the writer is slower than the relay: pause before the next read.
@@ -83,10 +76,6 @@ class Relay:
         self.waiting = "dump"
         #: what reads *dst_fd*, for the message when it stops reading
         self.reader = "rclone"
-        #: whether the zero-copy path (tee + splice) may be tried
-        self.splice = True
-        #: which loop moved the bytes: "splice" or "copy" (tests and benchmarks read it)
-        self.path = "copy"
 
     def run(self) -> TransferStats:
         try:
@@ -95,10 +84,6 @@ class Relay:
             self.done.set()
 
     def _run(self) -> TransferStats:
-        if self.compressor is None and self.splice:
-            spliced = self._run_spliced()
-            if spliced is not None:
-                return spliced
         buf = bytearray(CHUNK)
         view = memoryview(buf)
         digest = hashlib.sha256()
@@ -139,69 +124,6 @@ class Relay:
             self.progress(total)
         return TransferStats(stored, digest.hexdigest(), tail, dump_size=total)
 
-    def _run_spliced(self) -> TransferStats | None:
-        """tee the dump's pipe into a private one, splice it on to the upload, hash the duplicate.
-
-        Returns None, having consumed nothing, when the kernel refuses (the source is no pipe).
-        """
-        tee = _tee()
-        if tee is None:
-            return None
-        hash_r, hash_w = os.pipe()
-        try:
-            grow_pipe(hash_w)
-            buf = bytearray(CHUNK)
-            view = memoryview(buf)
-            digest = hashlib.sha256()
-            total = 0
-            tail = b""
-            next_progress = time.monotonic() + PROGRESS_EVERY
-            src, dst = self.src_fd, self.dst_fd
-            while True:
-                self.waiting = "dump"
-                n = tee(src, hash_w, CHUNK, 0)
-                if n < 0:
-                    err = _errno()
-                    if err == errno.EINTR:
-                        continue
-                    if err == errno.EINVAL and total == 0:
-                        return None  # not a pipe: the copy loop takes over, nothing was consumed
-                    raise OSError(err, os.strerror(err))
-                if n == 0:
-                    break
-                self.path = "splice"
-                self.last_active = time.monotonic()
-                self.waiting = "upload"
-                left = n
-                while left:
-                    if self.stopped:
-                        raise UploadFailed("upload interrupted")
-                    try:
-                        left -= os.splice(src, dst, left)
-                    except BrokenPipeError:
-                        what = "the upload failed" if self.reader == "rclone" else "it failed"
-                        raise UploadFailed(f"{self.reader} stopped reading ({what})") from None
-                    self.last_active = time.monotonic()
-                got = 0
-                while got < n:  # the duplicate is already in the private pipe: this does not wait
-                    got += os.readv(hash_r, [view[got:n]])
-                chunk = view[:n]
-                if self.hashing:
-                    digest.update(chunk)
-                total += n
-                tail = (tail + bytes(chunk[-TAIL:]))[-TAIL:] if n < TAIL else bytes(chunk[-TAIL:])
-                if self.progress is not None and time.monotonic() >= next_progress:
-                    self.progress(total)
-                    next_progress = time.monotonic() + PROGRESS_EVERY
-                if n < SMALL_READ:
-                    time.sleep(SMALL_READ_PAUSE)  # a slow writer: let its pipe fill (as the copy loop does)
-        finally:
-            os.close(hash_r)
-            os.close(hash_w)
-        if self.progress is not None:
-            self.progress(total)
-        return TransferStats(total, digest.hexdigest(), tail, dump_size=total)
-
     def _write(self, data: bytes | memoryview, digest: hashlib._Hash) -> int:
         """Hash *data* and write all of it to the upload; returns its length."""
         n = len(data)
@@ -222,29 +144,6 @@ class Relay:
                 raise UploadFailed(f"{self.reader} stopped reading ({what})") from None
             self.last_active = time.monotonic()
         return n
-
-
-@functools.cache
-def _tee() -> Callable[[int, int, int, int], int] | None:
-    """libc's ``tee(2)`` (None where there is none, or no ``os.splice``); loaded on first use."""
-    if not hasattr(os, "splice"):
-        return None
-    try:
-        import ctypes  # noqa: PLC0415 - only the relay thread needs it, once
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        tee = libc.tee
-    except (OSError, AttributeError):
-        return None
-    tee.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_size_t, ctypes.c_uint]
-    tee.restype = ctypes.c_ssize_t
-    return tee
-
-
-def _errno() -> int:
-    import ctypes  # noqa: PLC0415 - loaded by _tee already
-
-    return ctypes.get_errno()
 
 
 async def _relay_watched(relay: Relay, stall_timeout: float | None) -> TransferStats:
