@@ -23,7 +23,6 @@ from dbstash_cli.core import (
     EXIT_OK,
     _environ_with_flags,
     _load,
-    _quick_exit,
     backup_from,
     log,
     run_from_env,
@@ -370,16 +369,7 @@ def healthcheck(url: str | None, timeout: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
-    """Console-script entry point: runs the command and ends the process with its exit code.
-
-    The process ends with :func:`os._exit` once the command is done and its output flushed: by then
-    every child was reaped and every file dbstash wrote is closed, and the interpreter's own
-    teardown (unloading ~280 modules, joining idle worker threads) would add ~10 ms to every run
-    (measured: ``bench/bench_fixed.py``). Library users are not affected: this is the CLI's exit.
-    """
-    try:
-        cli.main(args=argv, prog_name="dbstash")
-        code: int | str | None = 0
-    except SystemExit as exc:
-        code = exc.code
-    _quick_exit(code)
+    """Console-script entry point: runs the command and ends the process with its exit code (through
+    :func:`sys.exit`, so atexit handlers run)."""
+    cli.main(args=argv, prog_name="dbstash")
+    sys.exit(0)
