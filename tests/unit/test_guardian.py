@@ -1,4 +1,4 @@
-"""The guardian (both implementations: bash + setpriv, and the Python fallback) with a real child.
+"""The guardian (bash + setpriv) with a real child.
 
 The child stands in for rclone: it reads its stdin to the end, then writes ``EOF <bytes>`` to a
 file and exits with a given status; on SIGTERM it writes ``TERM`` instead. Whatever happens, the
@@ -16,6 +16,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from dbstash.errors import UploadFailed
 from dbstash.storage import guardian
 from dbstash.storage.guardian import GuardedProcess, guardian_argv
 
@@ -38,13 +39,11 @@ sys.exit(status)
 """
 
 
-@pytest.fixture(params=["bash", "python"])
-def kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    if request.param == "python":
-        monkeypatch.setattr(guardian, "_tools", lambda: None)
-    elif guardian._tools() is None:
-        pytest.fail("bash and setpriv are installed by make test: the bash guardian must be testable")
-    return str(request.param)
+@pytest.fixture
+def kind() -> str:
+    if guardian._tools() is None:
+        pytest.fail("bash and setpriv are installed by make test: the guardian must be testable")
+    return "bash"
 
 
 def start(tmp_path: Path, *, status: int = 0, mode: str = "normal", grace: float = 0.3) -> tuple[GuardedProcess, Path]:
@@ -73,7 +72,13 @@ def alive(pid: int) -> bool:
 def test_the_command_line_names_the_implementation(kind: str) -> None:
     argv = guardian_argv(5, 6, 2.0, ["/bin/rclone", "rcat", "x:y"])
     assert argv[-3:] == ["/bin/rclone", "rcat", "x:y"]
-    assert (os.path.basename(argv[0]) == "bash") == (kind == "bash")
+    assert os.path.basename(argv[0]) == kind and os.path.basename(argv[-4]) == "setpriv"
+
+
+def test_without_bash_or_setpriv_the_upload_fails_saying_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(guardian, "_tools", lambda: None)
+    with pytest.raises(UploadFailed, match=r"bash and setpriv \(util-linux\)"):
+        guardian_argv(5, 6, 2.0, ["/bin/rclone", "rcat", "x:y"])
 
 
 def test_release_lets_the_child_see_every_byte_and_the_end(kind: str, tmp_path: Path) -> None:

@@ -19,8 +19,9 @@ from before rclone exists, and a *lifeline* pipe whose only writer is dbstash:
 
 The guardian is a dozen lines of bash (``bash -p``: no start-up files, no functions from the
 environment), with util-linux's ``setpriv --pdeathsig KILL`` in front of rclone: ~2 ms of CPU
-where a Python interpreter costs ~15 ms, and a run starts two (the backup's, its manifest's).
-Where bash or setpriv is missing, the same protocol runs in a few lines of Python (``-I -S``).
+where a Python interpreter costs ~15 ms, and a run starts two (the backup's, its manifest's). One
+implementation: both tools are part of every Linux system dbstash targets (Debian marks them
+essential; the images have them), and without them the upload fails before a byte is sent, saying so.
 """
 
 from __future__ import annotations
@@ -28,69 +29,13 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-import sys
 from collections.abc import Callable, Mapping, Sequence
 
+from dbstash.errors import UploadFailed
 from dbstash.process import ChildProcess, grow_pipe
 
 #: Seconds rclone gets after SIGTERM (it aborts the multipart upload) before SIGKILL.
 GUARDIAN_GRACE = 2.0
-
-GUARDIAN_CODE = r"""
-import os, signal, sys, time
-life, hold = int(sys.argv[1]), int(sys.argv[2])
-grace = float(sys.argv[3])
-try:
-    import ctypes
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-except Exception:
-    prctl = None
-signal.signal(signal.SIGTERM, signal.SIG_IGN)  # dbstash stops us through the lifeline, not signals
-signal.signal(signal.SIGINT, signal.SIG_IGN)
-argv = sys.argv[4:]
-said = b""
-def more():
-    global said
-    while True:
-        try:
-            chunk = os.read(life, 4096)
-        except InterruptedError:
-            continue
-        said += chunk
-        return bool(chunk)
-pid = os.fork()
-if pid == 0:
-    os.close(life)
-    os.close(hold)
-    if prctl is not None:
-        prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    if os.getppid() == 1:
-        os._exit(137)  # the guardian died before prctl took effect
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    os.execv(argv[0], argv)
-os.close(0)
-while more():
-    pass
-if said.strip() == b"commit":
-    os.close(hold)
-else:
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        done, raw = os.waitpid(pid, os.WNOHANG)
-        if done:  # reaped here: never signalled again (its pid may be another process's by now)
-            status = os.waitstatus_to_exitcode(raw)
-            os._exit(status if status >= 0 else 128 - status)
-        time.sleep(0.02)
-    os.kill(pid, signal.SIGKILL)  # not reaped yet: the pid is still rclone's
-status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-os._exit(status if status >= 0 else 128 - status)
-"""
-
 
 #: The guardian in bash: ``$1`` the lifeline's read end, ``$2`` the pipe's second write end, ``$3``
 #: the grace, ``$4`` setpriv, then rclone's command line. rclone gets the pipe as stdin and neither
@@ -123,18 +68,21 @@ exit "$status"
 
 @functools.cache
 def _tools() -> tuple[str, str] | None:
-    """``(bash, setpriv)`` when both are installed (else the Python guardian is used); looked up once."""
+    """``(bash, setpriv)`` when both are installed; looked up once."""
     bash, setpriv = shutil.which("bash"), shutil.which("setpriv")
     return (bash, setpriv) if bash and setpriv else None
 
 
 def guardian_argv(life: int, hold: int, grace: float, argv: Sequence[str]) -> list[str]:
-    """The guardian's command line: the bash one where :func:`_tools` found bash and setpriv."""
+    """The guardian's command line (bash, with setpriv in front of rclone)."""
     tools = _tools()
-    if tools is not None:
-        bash, setpriv = tools
-        return [bash, "-p", "-c", GUARDIAN_BASH, "dbstash-guardian", str(life), str(hold), str(grace), setpriv, *argv]
-    return [sys.executable, "-I", "-S", "-c", GUARDIAN_CODE, str(life), str(hold), str(grace), *argv]
+    if tools is None:
+        raise UploadFailed(
+            "rclone's guardian needs bash and setpriv (util-linux) on PATH; install them "
+            "(Debian: bash and util-linux are essential packages)"
+        )
+    bash, setpriv = tools
+    return [bash, "-p", "-c", GUARDIAN_BASH, "dbstash-guardian", str(life), str(hold), str(grace), setpriv, *argv]
 
 
 class GuardedProcess:
