@@ -32,6 +32,9 @@ def main() -> None:
     parser.add_argument("--before", required=True, help="the src/ folder of the tree to compare with")
     parser.add_argument("--scale", type=int, default=50, help="pgbench scale (50 = ~0.5 GB dump)")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--template", default="{db}-{uuid}", help="BACKUP_NAME_TEMPLATE ({db}-{date}-{time} adds the claim on S3)"
+    )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
     bindir = debian_pg_bindir()
@@ -56,7 +59,7 @@ def main() -> None:
             "DB_URI": server.uri(),
             "RCLONE_REMOTE": s3.remote(folder),
             "RCLONE_CONFIG_FILE": conf,
-            "BACKUP_NAME_TEMPLATE": "{db}-{uuid}",
+            "BACKUP_NAME_TEMPLATE": args.template,
         }
         variants = {
             "raw": (["bash", "-o", "pipefail", "-c", raw], {**server.env(), "RCLONE_CONFIG": conf}),
