@@ -1,8 +1,9 @@
 """A change's before and after in one interleaved run: dbstash from two source trees and the raw pipe.
 
-``rclone serve s3`` on loopback (objects on /dev/shm), one pgbench database; each round runs the raw
-``pg_dump | rclone rcat``, dbstash from the *before* tree and dbstash from this tree, alternating the
-order; medians and ratios to the raw pipe of the same rounds.
+``rclone serve s3`` on loopback (objects on /dev/shm), or with ``--local`` a plain folder on
+/dev/shm; one pgbench database; each round runs the raw ``pg_dump | rclone rcat``, dbstash from the
+*before* tree and dbstash from this tree, alternating the order; medians and ratios to the raw pipe
+of the same rounds.
 
     git worktree add /tmp/before <commit>
     python bench/bench_ab.py --before /tmp/before/src --scale 50 --rounds 5
@@ -35,6 +36,7 @@ def main() -> None:
     parser.add_argument(
         "--template", default="{db}-{uuid}", help="BACKUP_NAME_TEMPLATE ({db}-{date}-{time} adds the claim on S3)"
     )
+    parser.add_argument("--local", action="store_true", help="a plain local folder (on /dev/shm) instead of S3")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
     bindir = debian_pg_bindir()
@@ -49,15 +51,16 @@ def main() -> None:
         pgbench = [os.path.join(bindir, "pgbench"), "-i", "-q", "-s", str(args.scale), "--no-vacuum"]
         subprocess.run(pgbench, env=server.env(), check=True, capture_output=True)
         folder = f"ab-{args.scale}"
+        remote = os.path.join(root, "local", folder) if args.local else s3.remote(folder)
         pg_dump = os.path.join(bindir, "pg_dump")
-        raw = f"{pg_dump} --no-password --format=plain | {RCLONE} rcat {s3.remote(folder)}/raw.sql"
+        raw = f"{pg_dump} --no-password --format=plain | {RCLONE} rcat {remote}/raw.sql"
         env = {
             "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
             "HOME": os.environ.get("HOME", "/root"),
             "LOG_FORMAT": "text",
             "LOG_LEVEL": "warn",
             "DB_URI": server.uri(),
-            "RCLONE_REMOTE": s3.remote(folder),
+            "RCLONE_REMOTE": remote,
             "RCLONE_CONFIG_FILE": conf,
             "BACKUP_NAME_TEMPLATE": args.template,
         }
@@ -69,7 +72,7 @@ def main() -> None:
         for argv, venv in variants.values():  # warm-up: page cache, bytecode caches
             timed(argv, venv)
         times: dict[str, list[float]] = {v: [] for v in variants}
-        objects = Path(s3.root) / s3.bucket / folder
+        objects = Path(remote) if args.local else Path(s3.root) / s3.bucket / folder
         for i in range(args.rounds):
             for name in list(variants) if i % 2 == 0 else list(reversed(variants)):
                 argv, venv = variants[name]
