@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support.servers import PgServer, S3Server, debian_pg_bindir  # noqa: E402
 
-from bench.bench_pg import DBSTASH, RCLONE, VENV_BIN, save_results, timed  # noqa: E402
+from bench.bench_pg import DBSTASH, RCLONE, dbstash_env, save_results, timed  # noqa: E402
 
 
 def main() -> None:
@@ -54,16 +54,7 @@ def main() -> None:
         remote = os.path.join(root, "local", folder) if args.local else s3.remote(folder)
         pg_dump = os.path.join(bindir, "pg_dump")
         raw = f"{pg_dump} --no-password --format=plain | {RCLONE} rcat {remote}/raw.sql"
-        env = {
-            "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
-            "HOME": os.environ.get("HOME", "/root"),
-            "LOG_FORMAT": "text",
-            "LOG_LEVEL": "warn",
-            "DB_URI": server.uri(),
-            "RCLONE_REMOTE": remote,
-            "RCLONE_CONFIG_FILE": conf,
-            "BACKUP_NAME_TEMPLATE": args.template,
-        }
+        env = dbstash_env(server.uri(), remote, conf, args.template)
         variants = {
             "raw": (["bash", "-o", "pipefail", "-c", raw], {**server.env(), "RCLONE_CONFIG": conf}),
             "before": ([DBSTASH, "backup"], {**env, "PYTHONPATH": str(Path(args.before).resolve())}),

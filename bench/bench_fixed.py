@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support.servers import PgServer, S3Server, debian_pg_bindir  # noqa: E402
 
-from bench.bench_pg import DBSTASH, RCLONE, VENV_BIN, timed  # noqa: E402
+from bench.bench_pg import DBSTASH, RCLONE, dbstash_env, timed  # noqa: E402
 
 
 def cpu_of_children() -> float:
@@ -79,17 +79,7 @@ def main() -> None:
                 f"{pg_dump} --no-password --format=plain | {RCLONE} rcat {remote}/raw.sql",
             ]
             raw_env = {**server.env(), "RCLONE_CONFIG": conf}
-            env = {
-                "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
-                "HOME": os.environ.get("HOME", "/root"),
-                "LOG_FORMAT": "text",
-                "LOG_LEVEL": "warn",
-                "DB_URI": server.uri(),
-                "RCLONE_REMOTE": remote,
-                "RCLONE_CONFIG_FILE": conf,
-                "BACKUP_NAME_TEMPLATE": template,
-                **extra,
-            }
+            env = dbstash_env(server.uri(), remote, conf, template, **extra)
             if args.python:
                 site = next(Path(sys.prefix, "lib").glob("python3*/site-packages"))
                 env["PYTHONPATH"] = f"{ROOT / 'src'}:{site}"

@@ -71,6 +71,21 @@ def timed(argv: list[str], env: dict[str, str], measure: bool = False) -> tuple[
     return elapsed, stats
 
 
+def dbstash_env(uri: str, remote: str, conf: str, template: str, **extra: str) -> dict[str, str]:
+    """The environment of a timed ``dbstash backup``: quiet text logs, the rclone config as a file."""
+    return {
+        "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
+        "HOME": os.environ.get("HOME", "/root"),
+        "LOG_FORMAT": "text",
+        "LOG_LEVEL": "warn",
+        "DB_URI": uri,
+        "RCLONE_REMOTE": remote,
+        "RCLONE_CONFIG_FILE": conf,
+        "BACKUP_NAME_TEMPLATE": template,
+        **extra,
+    }
+
+
 def save_results(out_dir: str, kind: str, results: Any) -> Path:
     """Write *results* to ``OUT_DIR/bench-KIND-<time>.json`` (every bench keeps its raw numbers)."""
     out = Path(out_dir)
