@@ -110,9 +110,9 @@ if TYPE_CHECKING:
     )
     from dbstash.retention import Backup, Decision, RetentionPlan, RetentionPolicy
     from dbstash.signing import SigningKey, TrustedKeys
-    from dbstash.sink import Sink, SinkUpload, StreamSink
+    from dbstash.sink import Committed, RemoteEntry, Sink, SinkUpload, StreamSink
     from dbstash.source import CommandSource, DumpSource, Source, SourceStream, StreamSource
-    from dbstash.storage.base import Catalog, RemoteEntry, Storage, Upload
+    from dbstash.storage.base import Catalog, Storage, Upload
     from dbstash.storage.memory import MemorySink
     from dbstash.storage.rclone_cli import RcloneCliStorage, RcloneOptions
     from dbstash.storage.rclone_rc import RcloneRcStorage, RcOptions
@@ -176,6 +176,7 @@ _LAZY = {
     "Decision": "dbstash.retention",
     "RetentionPlan": "dbstash.retention",
     "RetentionPolicy": "dbstash.retention",
+    "Committed": "dbstash.sink",
     "Sink": "dbstash.sink",
     "SinkUpload": "dbstash.sink",
     "StreamSink": "dbstash.sink",
@@ -185,7 +186,7 @@ _LAZY = {
     "SourceStream": "dbstash.source",
     "StreamSource": "dbstash.source",
     "Catalog": "dbstash.storage.base",
-    "RemoteEntry": "dbstash.storage.base",
+    "RemoteEntry": "dbstash.sink",
     "Storage": "dbstash.storage.base",
     "Upload": "dbstash.storage.base",
     "MemorySink": "dbstash.storage.memory",
@@ -245,6 +246,7 @@ __all__ = [
     "Catalog",
     "ChecksumMismatch",
     "CommandSource",
+    "Committed",
     "Compress",
     "ConfigError",
     "Connection",

@@ -14,7 +14,7 @@ import anyio
 from dbstash._version import __version__
 from dbstash.config import Settings
 from dbstash.engines.base import DumpCommand, Engine
-from dbstash.errors import BackupTimeout, ConfigError, DbstashError, StorageError, UploadFailed
+from dbstash.errors import BackupTimeout, ConfigError, DbstashError
 from dbstash.hooks import Hook, HookFailed
 from dbstash.logs import get_logger, log_context
 from dbstash.manifest import Manifest, manifest_name, signature_name
@@ -27,7 +27,7 @@ from dbstash.redact import GLOBAL_REDACTOR
 from dbstash.remote import job_storage
 from dbstash.retention import Backup
 from dbstash.source import CommandSource, DumpSource
-from dbstash.storage.base import Storage, taken
+from dbstash.storage.base import Storage, store_sidecars, taken
 from dbstash.transforms import Compress, Transform
 from dbstash.transforms import Progress as ProgressTransform
 
@@ -207,7 +207,7 @@ async def after_run(
 
 
 class _ManifestWriter:
-    """Writes the manifest of the backup being committed, before it appears under its name."""
+    """Makes the manifest (and signature) of the backup being committed: what the upload stores beside it."""
 
     def __init__(
         self, settings: Settings, engine: Engine, storage: Storage, *, backup_id: str, database: str, started: datetime
@@ -217,7 +217,7 @@ class _ManifestWriter:
         self.files: dict[str, tuple[int, str]] | None = None
         self.written: Manifest | None = None
 
-    async def __call__(self, name: str, stats: PipelineResult, command: DumpCommand | None) -> None:
+    async def __call__(self, name: str, stats: PipelineResult, command: DumpCommand | None) -> dict[str, bytes]:
         s = self.settings
         manifest = Manifest(
             name=name,
@@ -245,25 +245,8 @@ class _ManifestWriter:
         written = {manifest_name(name): text}
         if s.signing_key is not None:  # stored with the manifest, both before the backup is visible
             written[signature_name(manifest_name(name))] = s.signing_key.sign(text)
-        failed: list[StorageError] = []
-
-        async def write(key: str, data: bytes) -> None:
-            try:
-                await self.storage.write_verified(key, data)
-            except StorageError as exc:
-                failed.append(exc)
-
-        async with anyio.create_task_group() as tg:  # at once: the signature costs no extra rclone start
-            for key, data in written.items():
-                tg.start_soon(write, key, data)
-        if failed:
-            exc = failed[0]
-            with anyio.CancelScope(shield=True), anyio.move_on_after(10), contextlib.suppress(Exception):
-                await self.storage.delete_many(list(written))
-            raise UploadFailed(
-                f"{exc}: the backup was not committed (a backup without its manifest is not one)"
-            ) from None
         self.written = manifest
+        return written
 
 
 def _transforms(settings: Settings, progress: Progress | None) -> list[Transform]:
@@ -302,7 +285,7 @@ async def _run_multi_file(
                     stats = PipelineResult(name, found.size, found.sha256, found.size, fast_path=False)
                     await upload_folder(storage, folder, name, found)
                     try:  # the manifest is the folder's completion marker: no manifest, no backup
-                        await manifest(name, stats, command)
+                        await store_sidecars(storage, await manifest(name, stats, command))
                     except BaseException:
                         with anyio.CancelScope(shield=True), anyio.move_on_after(120), contextlib.suppress(Exception):
                             await storage.purge(name)
@@ -343,7 +326,6 @@ async def _run(
     log.info("backup started", extra={"remote_path": storage.path(name), "source": settings.connection.display_uri()})
     writer = _ManifestWriter(settings, engine, storage, backup_id=backup_id, database=database, started=started)
     alternative = template.alternative(name, backup_id, started)
-    storage.last_listing = None  # set by this run's commit (stream and tar modes); directory mode lists again
     if settings.mode == "stream":
         globals_command = (
             (lambda: engine.globals_command(settings.connection, settings.dump_options))
@@ -379,7 +361,7 @@ async def _run(
     # one listing serves the commit, retention and the stale-partial sweep: the commit's (or the direct
     # upload's claim) when there was one; else retention lists once. No listing at hand and no
     # retention: no sweep this run (a direct upload leaves at most a zero-byte claim; prune sweeps).
-    entries = storage.last_listing
+    entries = list(stats.listing) if stats.listing is not None else None
     if settings.retention.enabled:
         try:
             if entries is None:

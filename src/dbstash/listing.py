@@ -23,7 +23,8 @@ from dbstash.logs import get_logger
 from dbstash.manifest import SIGNATURE_SUFFIX, Manifest, is_manifest, manifest_name, signature_name
 from dbstash.naming import NameTemplate, is_partial, same_second_order
 from dbstash.signing import Untrusted
-from dbstash.storage.base import RemoteEntry, Storage
+from dbstash.sink import RemoteEntry
+from dbstash.storage.base import Storage
 
 log = get_logger("dbstash.listing")
 

@@ -12,7 +12,7 @@ import hashlib
 import os
 import subprocess
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -25,9 +25,8 @@ from dbstash.logs import get_logger
 from dbstash.process import grow_pipe, write_all
 from dbstash.redact import GLOBAL_REDACTOR, Redactor
 from dbstash.relay import DEFAULT_STALL_TIMEOUT, TAIL, Progress, Relay, TransferStats, _relay_watched, _stalled
-from dbstash.sink import Sink, SinkUpload
+from dbstash.sink import RemoteEntry, Sink, SinkUpload, SizeHint
 from dbstash.source import Source, SourceStream, _ProcessStream
-from dbstash.storage.base import SizeHint, Storage, Upload
 from dbstash.transforms import Compress, ProcessTransform, Transform
 from dbstash.transforms import Progress as ProgressTransform
 
@@ -51,6 +50,7 @@ class PipelineResult:
         sha256: hex digest of exactly the stored bytes.
         source_size: bytes the source produced (more than *size* when a transform compressed them).
         fast_path: whether the bytes went through the raw-descriptor relay thread.
+        listing: the destination folder's listing, when the commit made one (see :class:`~dbstash.Committed`).
     """
 
     name: str
@@ -58,6 +58,7 @@ class PipelineResult:
     sha256: str
     source_size: int
     fast_path: bool
+    listing: tuple[RemoteEntry, ...] | None = field(default=None, repr=False)
 
 
 class Pipeline:
@@ -108,12 +109,7 @@ class Pipeline:
 
         async def begin() -> None:
             try:
-                if isinstance(self.sink, Storage):
-                    started.upload = await self.sink.begin_upload(
-                        name, alternative=alternative, size_hint=self.size_hint
-                    )
-                else:
-                    started.upload = await self.sink.begin(name)
+                started.upload = await self.sink.begin(name, alternative=alternative, size_hint=self.size_hint)
             except Exception as exc:
                 failure.append(exc)
 
@@ -131,15 +127,16 @@ class Pipeline:
         name: str,
         *,
         alternative: str | None = None,
-        before_publish: Callable[[str, PipelineResult], Awaitable[None]] | None = None,
+        before_publish: Callable[[str, PipelineResult], Awaitable[Mapping[str, bytes] | None]] | None = None,
         on_started: Callable[[SourceStream, SinkUpload], None] | None = None,
     ) -> PipelineResult:
         """Relay the source into the sink as *name* and commit; returns what was committed.
 
-        *alternative*: the name to take if *name* is taken on the sink (storages only: a run never
-        replaces what it did not create). *before_publish* is called with the chosen name and the
-        numbers once every byte is confirmed, before the backup appears under its name (it writes
-        the manifest; if it raises, nothing is published).
+        *alternative*: the name to take if *name* is taken on the sink (a run never replaces what it
+        did not create). *before_publish* is called with the chosen name and the numbers once every
+        byte is confirmed, before the backup appears under its name; the small objects it returns
+        (name -> bytes: the manifest) the sink stores beside the backup first. If it raises, or they
+        cannot be stored, nothing is published.
 
         Raises:
             DumpFailed: the source failed (its verdict), or produced nothing for *stall_timeout*.
@@ -184,22 +181,19 @@ class Pipeline:
                     await stream.verdict(tail)
                     result = PipelineResult(name, stats.size, stats.sha256, stats.dump_size, fast)
 
-                    async def publishing(final: str) -> None:
-                        if before_publish is not None:
-                            await before_publish(final, replace(result, name=final))
+                    async def publishing(final: str) -> Mapping[str, bytes] | None:
+                        if before_publish is None:
+                            return None
+                        return await before_publish(final, replace(result, name=final))
 
-                    if isinstance(upload, Upload):
-                        final = await upload.commit(stats.size, alternative=alternative, before_publish=publishing)
-                    else:
-                        await publishing(upload.name)
-                        final = await upload.commit(stats.size)
+                    done = await upload.commit(stats.size, before_publish=publishing)
                     committed = True
-                    return replace(result, name=final)
+                    return replace(result, name=done.name, listing=done.listing)
                 except UploadFailed as exc:
                     # the source usually dies of the broken pipe too; the upload's reason is the real one
                     if upload is None:
                         raise
-                    detail = upload.failure_detail() if isinstance(upload, Upload) else ""
+                    detail = upload.failure_detail()
                     if detail and detail not in str(exc):
                         raise UploadFailed(str(exc), stderr_tail=detail) from None
                     raise
@@ -463,7 +457,7 @@ async def _cleanup(
             tg.start_soon(stream.stop)
         if stage is not None:
             tg.start_soon(stage.out.stop)
-        if isinstance(upload, Upload):
+        if upload is not None:
             tg.start_soon(upload.interrupt)
     for r in relays:
         # every end is dead now: the relay threads end at once (EOF or EPIPE)
@@ -476,13 +470,10 @@ async def _cleanup(
     with anyio.move_on_after(max(1.0, deadline - time.monotonic())):
         if upload is None:  # it never began
             return
-        if isinstance(upload, Upload):
+        try:
             await upload.abort(timeout=max(1.0, deadline - time.monotonic()))
-        else:
-            try:
-                await upload.abort()
-            except Exception as exc:  # abort never raises: the run's own error is the one to report
-                log.warning("aborting the upload failed: %s", exc)
+        except Exception as exc:  # abort never raises: the run's own error is the one to report
+            log.warning("aborting the upload failed: %s", exc)
 
 
 __all__ = ["DEFAULT_STALL_TIMEOUT", "Pipeline", "PipelineResult", "Progress", "Relay", "TransferStats"]

@@ -16,7 +16,8 @@ from dbstash.manifest import MANIFEST_SUFFIX, SIGNATURE_SUFFIX, Manifest, manife
 from dbstash.naming import NameTemplate, is_partial, partial_target
 from dbstash.remote import job_storage
 from dbstash.retention import Backup, Decision, RetentionPlan
-from dbstash.storage.base import RemoteEntry, Storage, delete_refused
+from dbstash.sink import RemoteEntry
+from dbstash.storage.base import Storage, delete_refused
 
 log = get_logger("dbstash")
 

@@ -1,9 +1,10 @@
 """Sinks: where a backup's bytes go. An upload is an anyio ``ByteSendStream`` with ``commit`` and ``abort``.
 
-A :class:`Sink` needs one method, :meth:`Sink.begin`; its upload needs three: ``send``, ``commit``
-and ``abort``. Leaving an upload's ``async with`` block without a commit aborts it. What listing,
-retention, manifests and restore need besides (list, read, write, delete) is a
-:class:`~dbstash.storage.base.Catalog`; the rclone sinks and :class:`MemorySink` are both.
+A :class:`Sink` needs one method, :meth:`Sink.begin`; its upload needs three: ``send``,
+``commit`` (returning :class:`Committed`) and ``abort``. Leaving an upload's ``async with`` block
+without a commit aborts it. What listing, retention, manifests and restore need besides (list,
+read, write, delete) is a :class:`~dbstash.storage.base.Catalog`; the rclone sinks and
+:class:`MemorySink` are both.
 
 An upload backed by a pipe advertises it through anyio's typed attribute
 ``FileStreamAttribute.fileno``: the pipeline then writes to the descriptor from its relay thread.
@@ -11,9 +12,14 @@ An upload backed by a pipe advertises it through anyio's typed attribute
 
 from __future__ import annotations
 
+import functools
+import inspect
+import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from anyio import aclose_forcefully
 from anyio.abc import ByteSendStream
@@ -21,11 +27,45 @@ from anyio.abc import ByteSendStream
 from dbstash.errors import UploadFailed
 
 
+@dataclass(frozen=True, slots=True)
+class RemoteEntry:
+    """One object (or folder) directly under a remote folder."""
+
+    name: str
+    size: int
+    modtime: datetime
+    is_dir: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """What an upload's commit made.
+
+    Attributes:
+        name: the name the backup got: the one asked for, or the alternative when that was taken.
+        size: bytes the destination confirmed it holds.
+        listing: the destination folder's listing, when the commit made one to decide the name (the
+            job reuses it for retention and the stale-upload sweep instead of listing again).
+    """
+
+    name: str
+    size: int
+    listing: tuple[RemoteEntry, ...] | None = None
+
+
+#: Called with the name chosen at commit, before the backup appears under it. Returns the small
+#: objects (name -> bytes: the manifest, its signature) the upload stores beside the backup first, or None.
+BeforePublish = Callable[[str], Awaitable[Mapping[str, bytes] | None]]
+#: An estimate of the size of the stream about to be uploaded (bytes), or None: asked only when needed.
+SizeHint = Callable[[], Awaitable[int | None]]
+
+
 class SinkUpload(ByteSendStream):
     """One upload: ``send`` bytes, then ``commit(size)`` to make them a backup, or ``abort()``.
 
     Subclasses implement :meth:`send`, :meth:`commit` and :meth:`abort`; ``aclose`` (and so the end
-    of an ``async with`` block) aborts unless the upload was committed.
+    of an ``async with`` block) aborts unless the upload was committed. What an upload starts
+    (processes, requests, threads) it owns: :meth:`commit` and :meth:`abort` end all of it.
     """
 
     #: the name the backup gets on commit
@@ -33,23 +73,44 @@ class SinkUpload(ByteSendStream):
     committed: bool = False
 
     @abstractmethod
-    async def commit(self, size: int) -> str:
-        """Make the bytes sent so far a backup called :attr:`name`, if exactly *size* of them arrived.
+    async def commit(self, size: int, *, before_publish: BeforePublish | None = None) -> Committed:
+        """Make the bytes sent so far a backup, if exactly *size* of them arrived; returns what was committed.
 
-        Returns the name the backup got. Raises :class:`~dbstash.UploadFailed` otherwise.
+        *before_publish* is called with the chosen name once every byte is confirmed; the small
+        objects it returns are stored beside the backup before it appears (a sink that cannot store
+        them raises). Raises :class:`~dbstash.UploadFailed` when anything is missing.
         """
 
     @abstractmethod
-    async def abort(self) -> None:
-        """Discard what was sent. Never raises."""
+    async def abort(self, *, timeout: float | None = None) -> None:
+        """Discard what was sent, within *timeout* seconds where the destination needs a call. Never raises."""
+
+    async def interrupt(self) -> None:
+        """Stop the transfer at once without ending it cleanly (the pipeline then sees a broken pipe);
+        :meth:`abort` follows and removes what arrived. Nothing to do by default."""
+
+    def failure_detail(self) -> str:
+        """What the destination reported (stderr tail, HTTP reply), redacted, for error messages."""
+        return ""
 
     async def aclose(self) -> None:
         if not self.committed:
             await self.abort()
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        commit = cls.__dict__.get("commit")
+        if commit is not None and not _takes(commit, "before_publish"):
+            _deprecated(f"{cls.__qualname__}.commit(size)", "commit(size, *, before_publish=None) -> Committed")
+            setattr(cls, "commit", _legacy_commit(commit))  # noqa: B010 - mypy would check the override
+        abort = cls.__dict__.get("abort")
+        if abort is not None and not _takes(abort, "timeout"):
+            _deprecated(f"{cls.__qualname__}.abort()", "abort(*, timeout=None)")
+            setattr(cls, "abort", _legacy_abort(abort))  # noqa: B010
+
 
 class Sink(ABC):
-    """Something uploads can be started on.
+    """Something uploads can be started on: the one seam every destination implements.
 
     Example (a complete upload-only sink, kept in a dict):
         >>> import anyio, dbstash
@@ -58,15 +119,15 @@ class Sink(ABC):
         ...         self.store, self.name, self.buf = store, name, bytearray()
         ...     async def send(self, item: bytes) -> None:
         ...         self.buf += item
-        ...     async def commit(self, size: int) -> str:
+        ...     async def commit(self, size: int, *, before_publish=None) -> dbstash.Committed:
         ...         self.store[self.name], self.committed = bytes(self.buf), True
-        ...         return self.name
-        ...     async def abort(self) -> None:
+        ...         return dbstash.Committed(self.name, size)
+        ...     async def abort(self, *, timeout: float | None = None) -> None:
         ...         self.buf.clear()
         >>> class DictSink(dbstash.Sink):
         ...     def __init__(self) -> None:
         ...         self.store: dict[str, bytes] = {}
-        ...     async def begin(self, name: str) -> DictUpload:
+        ...     async def begin(self, name: str, **options: object) -> DictUpload:
         ...         return DictUpload(self.store, name)
         >>> sink = DictSink()
         >>> anyio.run(dbstash.Pipeline(dbstash.CommandSource(["echo", "hi"]), sink).run, "x")  # doctest: +ELLIPSIS
@@ -76,8 +137,63 @@ class Sink(ABC):
     """
 
     @abstractmethod
-    async def begin(self, name: str) -> SinkUpload:
-        """Start an upload that becomes the backup *name* when committed."""
+    async def begin(
+        self, name: str, *, alternative: str | None = None, size_hint: SizeHint | None = None
+    ) -> SinkUpload:
+        """Start an upload that becomes the backup *name* when committed.
+
+        *alternative*: the name to take if *name* is already taken at the destination (a run never
+        replaces what it did not create); sinks without names that can clash ignore it.
+        *size_hint*: called when the destination needs an estimate of the stream's size (object
+        stores choose a multipart chunk size from it); may return None.
+        """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        begin = cls.__dict__.get("begin")
+        if begin is not None and not (_takes(begin, "alternative") or _takes_kwargs(begin)):
+            _deprecated(f"{cls.__qualname__}.begin(name)", "begin(name, *, alternative=None, size_hint=None)")
+            setattr(cls, "begin", _legacy_begin(begin))  # noqa: B010
+
+
+# -- the sink protocol of dbstash 0.2 (begin(name), commit(size) -> str, abort()), kept working --------
+def _takes(method: Callable[..., object], parameter: str) -> bool:
+    return parameter in inspect.signature(method).parameters
+
+
+def _takes_kwargs(method: Callable[..., object]) -> bool:
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(method).parameters.values())
+
+
+def _deprecated(old: str, new: str) -> None:
+    warnings.warn(f"{old} is the sink protocol of dbstash 0.2; implement {new}", DeprecationWarning, stacklevel=4)
+
+
+def _legacy_commit(commit: Callable[[Any, int], Awaitable[object]]) -> Callable[..., Awaitable[Committed]]:
+    @functools.wraps(commit)
+    async def wrapped(self: SinkUpload, size: int, *, before_publish: BeforePublish | None = None) -> Committed:
+        if before_publish is not None and await before_publish(self.name):
+            raise UploadFailed(f"{type(self).__name__} cannot store files beside a backup (a manifest)")
+        name = await commit(self, size)
+        return name if isinstance(name, Committed) else Committed(str(name or self.name), size)
+
+    return wrapped
+
+
+def _legacy_abort(abort: Callable[[Any], Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    @functools.wraps(abort)
+    async def wrapped(self: SinkUpload, *, timeout: float | None = None) -> None:
+        await abort(self)
+
+    return wrapped
+
+
+def _legacy_begin(begin: Callable[[Any, str], Awaitable[SinkUpload]]) -> Callable[..., Awaitable[SinkUpload]]:
+    @functools.wraps(begin)
+    async def wrapped(self: Sink, name: str, **_: object) -> SinkUpload:
+        return await begin(self, name)
+
+    return wrapped
 
 
 class _StreamUpload(SinkUpload):
@@ -91,16 +207,18 @@ class _StreamUpload(SinkUpload):
         await self.stream.send(item)
         self.sent += len(item)
 
-    async def commit(self, size: int) -> str:
+    async def commit(self, size: int, *, before_publish: BeforePublish | None = None) -> Committed:
         if size != self.sent:
             raise UploadFailed(f"{self.sent} bytes were sent, {size} expected")
+        if before_publish is not None and await before_publish(self.name):
+            raise UploadFailed("a StreamSink cannot store files beside a backup (a manifest)")
         await self.stream.aclose()
         if self._on_commit is not None:
             await self._on_commit(self.name, size)
         self.committed = True
-        return self.name
+        return Committed(self.name, size)
 
-    async def abort(self) -> None:
+    async def abort(self, *, timeout: float | None = None) -> None:
         await aclose_forcefully(self.stream)
 
 
@@ -134,7 +252,9 @@ class StreamSink(Sink):
     ) -> None:
         self.open, self.on_commit = open, on_commit
 
-    async def begin(self, name: str) -> SinkUpload:
+    async def begin(
+        self, name: str, *, alternative: str | None = None, size_hint: SizeHint | None = None
+    ) -> SinkUpload:
         return _StreamUpload(await self.open(name), name, self.on_commit)
 
 
@@ -143,4 +263,4 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-__all__ = ["Sink", "SinkUpload", "StreamSink"]
+__all__ = ["BeforePublish", "Committed", "RemoteEntry", "Sink", "SinkUpload", "SizeHint", "StreamSink"]

@@ -23,6 +23,7 @@ import dbstash
 from dbstash import (
     BackupTimeout,
     CommandSource,
+    Committed,
     Compress,
     DumpFailed,
     DumpSource,
@@ -36,6 +37,7 @@ from dbstash import (
     UploadFailed,
 )
 from dbstash.manifest import Manifest, manifest_name
+from dbstash.sink import BeforePublish, SizeHint
 from tests.support.servers import PgServer, all_cmdlines
 
 pytestmark = pytest.mark.integration
@@ -49,11 +51,11 @@ class DictUpload(SinkUpload):
     async def send(self, item: bytes) -> None:
         self.buf += item
 
-    async def commit(self, size: int) -> str:
+    async def commit(self, size: int, *, before_publish: BeforePublish | None = None) -> Committed:
         self.store[self.name], self.committed = bytes(self.buf), True
-        return self.name
+        return Committed(self.name, size)
 
-    async def abort(self) -> None:
+    async def abort(self, *, timeout: float | None = None) -> None:
         self.buf.clear()
 
 
@@ -61,8 +63,47 @@ class DictSink(Sink):
     def __init__(self) -> None:
         self.store: dict[str, bytes] = {}
 
-    async def begin(self, name: str) -> DictUpload:
+    async def begin(
+        self, name: str, *, alternative: str | None = None, size_hint: SizeHint | None = None
+    ) -> DictUpload:
         return DictUpload(self.store, name)
+
+
+def test_a_sink_of_the_old_protocol_still_works_and_is_told_so(sqlite_db: Path) -> None:
+    # dbstash 0.2's sink protocol: begin(name), commit(size) -> str, abort(); kept working with a warning
+    with pytest.warns(DeprecationWarning, match=r"OldUpload.commit\(size\) is the sink protocol of dbstash 0.2"):
+
+        class OldUpload(SinkUpload):
+            def __init__(self, store: dict[str, bytes], name: str) -> None:
+                self.store, self.name, self.buf = store, name, bytearray()
+
+            async def send(self, item: bytes) -> None:
+                self.buf += item
+
+            async def commit(self, size: int) -> str:  # type: ignore[override]
+                self.store[self.name], self.committed = bytes(self.buf), True
+                return self.name
+
+            async def abort(self) -> None:  # type: ignore[override]
+                self.buf.clear()
+
+    with pytest.warns(DeprecationWarning, match=r"OldSink.begin\(name\)"):
+
+        class OldSink(Sink):
+            def __init__(self) -> None:
+                self.store: dict[str, bytes] = {}
+
+            async def begin(self, name: str) -> OldUpload:  # type: ignore[override]
+                return OldUpload(self.store, name)
+
+    sink = OldSink()
+    result = anyio.run(Pipeline(CommandSource(["echo", "hi"]), sink).run, "x")
+    assert (result.name, sink.store) == ("x", {"x": b"hi\n"})
+    # a failing run aborts it through the old abort()
+    failing = OldSink()
+    with pytest.raises(DumpFailed):
+        anyio.run(Pipeline(CommandSource(["sh", "-c", "echo partial; exit 3"]), failing).run, "y")
+    assert failing.store == {}
 
 
 def test_a_pure_python_sink_takes_a_real_dump(sqlite_db: Path, tmp_path: Path) -> None:

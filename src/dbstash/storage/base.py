@@ -1,17 +1,17 @@
-"""The Storage seam: where backups go and how they are listed, removed and read back.
+"""Storage: a remote folder that is a :class:`~dbstash.Sink` and a :class:`Catalog` (list, read, write, delete).
 
-Two-phase uploads: :meth:`Storage.begin_upload` returns an :class:`Upload` whose bytes go to a
-partial name; :meth:`Upload.commit` makes it visible under the final name only after the remote
-confirmed every byte, :meth:`Upload.abort` removes it.
+Two-phase uploads: :meth:`Storage.begin` returns an :class:`Upload` whose bytes go to a partial
+name (or, on object stores, to the final name under a guardian); :meth:`Upload.commit` stores the
+manifest and makes the backup visible under its final name only after the remote confirmed every
+byte, :meth:`Upload.abort` removes it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import anyio
@@ -22,7 +22,7 @@ from dbstash.logs import get_logger
 from dbstash.manifest import MANIFEST_SUFFIX, manifest_name
 from dbstash.naming import partial_target
 from dbstash.process import write_all
-from dbstash.sink import Sink, SinkUpload
+from dbstash.sink import BeforePublish, Committed, RemoteEntry, Sink, SinkUpload, SizeHint
 
 log = get_logger("dbstash.storage")
 
@@ -35,21 +35,6 @@ INTERRUPT_GRACE = 2.0
 WRITE_TRIES = 3
 WRITE_RETRY_PAUSE = 1.0
 
-#: Called with the name a backup is about to be published under, before it appears there (writes the manifest).
-BeforePublish = Callable[[str], Awaitable[None]]
-#: An estimate of the size of the stream about to be uploaded (bytes), or None: asked only when needed.
-SizeHint = Callable[[], Awaitable[int | None]]
-
-
-@dataclass(frozen=True, slots=True)
-class RemoteEntry:
-    """One object (or folder) directly under the remote folder."""
-
-    name: str
-    size: int
-    modtime: datetime
-    is_dir: bool = False
-
 
 class Upload(SinkUpload):
     """An upload into a :class:`Storage`: written under a partial name, published by :meth:`commit`.
@@ -61,6 +46,8 @@ class Upload(SinkUpload):
 
     final_name: str
     partial_name: str
+    #: the name to publish under when :attr:`final_name` is taken (given to :meth:`Storage.begin`)
+    alternative: str | None = None
 
     @property
     def name(self) -> str:  # type: ignore[override]  # the SinkUpload attribute, derived here
@@ -98,26 +85,34 @@ class Upload(SinkUpload):
     async def _finish(self) -> None:
         """End the transfer and wait until the remote holds every byte under :attr:`partial_name`."""
 
-    async def commit(  # SinkUpload.commit plus keyword-only extras
-        self, expected_size: int, *, alternative: str | None = None, before_publish: BeforePublish | None = None
-    ) -> str:
-        """Finish the upload and publish it; raise UploadFailed unless every byte landed. Returns the name used.
+    async def commit(self, size: int, *, before_publish: BeforePublish | None = None) -> Committed:
+        """Finish the upload and publish it; raise UploadFailed unless every byte landed.
 
-        The name is :attr:`final_name`, or *alternative* when something of this name (a backup, its
-        manifest or another run's upload) is already there: a run never replaces what it did not
-        create. *before_publish* runs with the chosen name before the object appears under it.
+        The name is :attr:`final_name`, or :attr:`alternative` when something of this name (a
+        backup, its manifest or another run's upload) is already there: a run never replaces what
+        it did not create. The small objects *before_publish* returns for the chosen name are
+        stored first (:meth:`store_sidecars`).
         """
         await self._finish()
-        name = await publish(
+        name, entries = await publish(
             self._catalog,
             self.partial_name,
             self.final_name,
-            expected_size,
-            alternative=alternative,
-            before_publish=before_publish,
+            size,
+            alternative=self.alternative,
+            before_publish=lambda chosen: self.store_sidecars(chosen, before_publish),
         )
         self._done = self.committed = True
-        return name
+        return Committed(name, size, tuple(entries))
+
+    async def store_sidecars(self, name: str, before_publish: BeforePublish | None) -> None:
+        """Store what *before_publish* returns for *name* (:func:`store_sidecars`, through :meth:`write_sidecar`)."""
+        written = await before_publish(name) if before_publish is not None else None
+        await store_sidecars(self._catalog, written or {}, self.write_sidecar)
+
+    async def write_sidecar(self, name: str, data: bytes) -> None:
+        """Store one small object beside the backup (the rclone uploads use an rclone they started early)."""
+        await self._catalog.write_verified(name, data)
 
     async def interrupt(self) -> None:
         """Stop the transfer at once without ending it cleanly (the relay then sees a broken pipe).
@@ -134,17 +129,11 @@ class Upload(SinkUpload):
         later run of the job removes (:func:`stale_partials`).
         """
 
-    def failure_detail(self) -> str:
-        """What the transport reported (stderr tail, HTTP reply), redacted, for error messages."""
-        return ""
-
 
 class Catalog(ABC):
     """What listing, retention, manifests and restore need of a remote folder: list, read, write, delete."""
 
     remote: str
-    #: the listing the last commit made (:func:`publish`), or None
-    last_listing: list[RemoteEntry] | None = None
 
     @abstractmethod
     async def list(self) -> list[RemoteEntry]:
@@ -239,19 +228,19 @@ class Storage(Catalog, Sink):
     """
 
     @abstractmethod
+    async def begin(self, name: str, *, alternative: str | None = None, size_hint: SizeHint | None = None) -> Upload:
+        """Start writing a new object that will be called *name* (or *alternative*) once committed.
+
+        Transports that name the object before the upload (the direct commit on object stores)
+        decide between *name* and *alternative* here, the others at commit. *size_hint*: called when
+        the transport needs an estimate of the stream's size (a multipart chunk size); may be None.
+        """
+
     async def begin_upload(
         self, name: str, *, alternative: str | None = None, size_hint: SizeHint | None = None
     ) -> Upload:
-        """Start writing a new object that will be called *name* once committed.
-
-        *alternative*: the name to take if *name* is taken (transports that name the object before
-        the upload, like the direct commit on object stores, decide here; the others at commit).
-        *size_hint*: called when the transport needs an estimate of the stream's size (to choose a
-        multipart chunk size on object stores); may return None.
-        """
-
-    async def begin(self, name: str) -> Upload:
-        return await self.begin_upload(name)
+        """Deprecated name of :meth:`begin` (dbstash 0.2)."""
+        return await self.begin(name, alternative=alternative, size_hint=size_hint)
 
     async def __aenter__(self) -> Storage:
         return self
@@ -264,6 +253,32 @@ class Storage(Catalog, Sink):
 _REFUSED = re.compile(
     r"\bAccessDenied\b|\baccess denied\b|\bStatusCode: 403\b|\b403 Forbidden\b|\bobject ?lock|\bWORM\b", re.IGNORECASE
 )
+
+
+async def store_sidecars(
+    catalog: Catalog, written: Mapping[str, bytes], write: Callable[[str, bytes], Awaitable[None]] | None = None
+) -> None:
+    """Store the small objects beside a backup (its manifest, signature) at once, each confirmed
+    (*write*, by default ``catalog.write_verified``); on any failure remove them again and raise
+    UploadFailed: a backup without its manifest is not one."""
+    failed: list[StorageError] = []
+    put = write or catalog.write_verified
+
+    async def one(key: str, data: bytes) -> None:
+        try:
+            await put(key, data)
+        except StorageError as exc:
+            failed.append(exc)
+
+    async with anyio.create_task_group() as tg:  # at once: a signature costs no extra time
+        for key, data in written.items():
+            tg.start_soon(one, key, data)
+    if failed:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(10), contextlib.suppress(Exception):
+            await catalog.delete_many(list(written))
+        raise UploadFailed(
+            f"{failed[0]}: the backup was not committed (a backup without its manifest is not one)"
+        ) from None
 
 
 def delete_refused(exc: BaseException) -> bool:
@@ -330,17 +345,17 @@ async def publish(
     expected_size: int,
     *,
     alternative: str | None = None,
-    before_publish: BeforePublish | None = None,
-) -> str:
+    before_publish: Callable[[str], Awaitable[None]] | None = None,
+) -> tuple[str, list[RemoteEntry]]:
     """The commit's second half, shared by the transports: confirm the size, pick the name, move.
 
     One listing confirms that *partial* holds *expected_size* bytes and shows whether *final* is
     taken. Two runs racing for one name cannot both take it: each run's upload is visible (as its
     partial, then under its final name) from the end of its transfer on, and a run takes *final*
     only if it sees nothing else there, so at most one of two overlapping runs sees nothing.
+    Returns the name and the listing (the job reuses it: no second listing per run).
     """
     entries = await storage.list()
-    storage.last_listing = entries  # the job reuses it to find stale partials: no second listing per run
     entry = next((e for e in entries if e.name == partial), None)
     if entry is None:
         raise UploadFailed("rclone reported success but the uploaded object is not on the remote")
@@ -358,4 +373,4 @@ async def publish(
         await storage.move(partial, name)
     except StorageError as exc:
         raise UploadFailed(f"moving the upload to {name} failed: {exc}") from None
-    return name
+    return name, entries

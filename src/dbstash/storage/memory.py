@@ -13,17 +13,18 @@ from datetime import datetime
 
 from dbstash.errors import StorageError, UploadFailed
 from dbstash.naming import partial_name
-from dbstash.sink import now_utc
-from dbstash.storage.base import RemoteEntry, SizeHint, Storage, Upload
+from dbstash.sink import RemoteEntry, SizeHint, now_utc
+from dbstash.storage.base import Storage, Upload
 
 
 class MemoryUpload(Upload):
     """Bytes kept in a buffer until the commit stores them under a partial name and publishes them."""
 
-    def __init__(self, sink: MemorySink, final_name: str, partial: str) -> None:
+    def __init__(self, sink: MemorySink, final_name: str, partial: str, alternative: str | None = None) -> None:
         self._sink = self._catalog = sink
         self.final_name = final_name
         self.partial_name = partial
+        self.alternative = alternative
         self._buf = bytearray()
         self._done = False
 
@@ -69,11 +70,11 @@ class MemorySink(Storage):
         self.objects[name] = data
         self.modtimes[name] = now_utc()
 
-    async def begin_upload(
+    async def begin(
         self, name: str, *, alternative: str | None = None, size_hint: SizeHint | None = None
     ) -> MemoryUpload:
         self._ids += 1
-        return MemoryUpload(self, name, partial_name(name, f"{self._ids:08x}"))
+        return MemoryUpload(self, name, partial_name(name, f"{self._ids:08x}"), alternative)
 
     async def list(self) -> list[RemoteEntry]:
         return [RemoteEntry(n, len(d), self.modtimes[n]) for n, d in sorted(self.objects.items())]

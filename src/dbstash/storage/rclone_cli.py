@@ -36,14 +36,12 @@ from dbstash.manifest import MANIFEST_SUFFIX, manifest_name, signature_name
 from dbstash.naming import partial_name
 from dbstash.process import PRIVATE_UMASK, ChildProcess, child_base_env, grow_pipe, write_all
 from dbstash.redact import GLOBAL_REDACTOR, Redactor
+from dbstash.sink import BeforePublish, Committed, RemoteEntry, SizeHint
 from dbstash.storage.base import (
     ABORT_DELETE_TIMEOUT,
     INTERRUPT_GRACE,
     WRITE_RETRY_PAUSE,
     WRITE_TRIES,
-    BeforePublish,
-    RemoteEntry,
-    SizeHint,
     Storage,
     Upload,
     delete_refused,
@@ -198,8 +196,8 @@ class RcloneCliStorage(Storage):
         redactor: Redactor | None = None,
         signed: bool = False,
     ):
-        """*signed*: a signature (``<manifest>.sig``) is written beside each manifest, so its rclone is
-        started in advance too."""
+        """*signed*: a signature (``<manifest>.sig``) is written beside each manifest, so an upload
+        starts its rclone in advance too."""
         self.options = options or RcloneOptions()
         self._signed = signed
         self._redact = redactor or GLOBAL_REDACTOR
@@ -212,8 +210,6 @@ class RcloneCliStorage(Storage):
         self._config_fd: int | None = None
         self._binary: str | None = None
         self._kind: str | None = None
-        #: rclones started in advance for small writes (a backup's manifest), by object name
-        self._pending: dict[str, GuardedProcess] = {}
         self._local: LocalFolder | None = None
         self._local_known = False
 
@@ -242,11 +238,7 @@ class RcloneCliStorage(Storage):
             self._config_fd = fd
 
     def close(self) -> None:
-        """Release the in-memory config; stop any rclone started in advance that was never used."""
-        for guarded in self._pending.values():
-            guarded.cut()
-            guarded.close_fd()
-        self._pending.clear()
+        """Release the in-memory config."""
         if self._config_fd is not None:
             os.close(self._config_fd)
             self._config_fd = None
@@ -343,9 +335,7 @@ class RcloneCliStorage(Storage):
         return proc.returncode, proc.stdout, err
 
     # -- Storage ---------------------------------------------------------------------------------
-    async def begin_upload(
-        self, name: str, *, alternative: str | None = None, size_hint: SizeHint | None = None
-    ) -> Upload:
+    async def begin(self, name: str, *, alternative: str | None = None, size_hint: SizeHint | None = None) -> Upload:
         kind = self.backend_type()
         if self.commits_directly():
             return await self._begin_direct(name, kind, alternative, size_hint)
@@ -364,9 +354,9 @@ class RcloneCliStorage(Storage):
             pass_fds=self._pass_fds(),
             umask=PRIVATE_UMASK,
         )
-        if self._local_for(manifest_name(name)) is None:  # a local folder gets its manifest from the OS
-            self._prestart_sidecars(name)
-        return RcloneUpload(self, proc, name, partial)
+        # a local folder gets its manifest from the OS; elsewhere its rclone starts now, owned by the upload
+        writers = _Writers(self, name if self._local_for(manifest_name(name)) is None else None)
+        return RcloneUpload(self, proc, name, partial, alternative=alternative, writers=writers)
 
     async def _begin_direct(
         self, name: str, kind: str, alternative: str | None, size_hint: SizeHint | None
@@ -383,18 +373,18 @@ class RcloneCliStorage(Storage):
         size estimate and the dump instead of following them. Nothing reaches them before this
         returns, so when the claim moves the backup to *alternative*, or the estimate needs bigger
         chunks, the idle rclone is stopped (it never saw an end of input: nothing is stored) and a
-        new one is started.
+        new one is started. The upload owns every rclone started here.
         """
         chunking = kind in CHUNKING and not self._chunk_flag_given(kind)
         chunk: tuple[str, ...] = ()  # rclone's default until the estimate says otherwise
         guarded = self._guardian(self._rcat_argv(name, chunk))
+        writers = _Writers(self, name)
         final = name
         try:
-            self._prestart_sidecars(name)
             final, claim, entries = await self._claim(name, alternative)
             if final != name:
-                await self.discard_sidecars(name)
-                self._prestart_sidecars(final)
+                await writers.stop()
+                writers = _Writers(self, final)
             if chunking:
                 chunk = self._chunk_args(kind, await self._estimate(entries, size_hint))
             if final != name or chunk:  # the speculative rclone does not fit: a new one
@@ -403,10 +393,10 @@ class RcloneCliStorage(Storage):
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await _stop_guarded(guarded)
-                for key in {name, final}:
-                    await self.discard_sidecars(key)
+                await writers.stop()
             raise
-        return DirectRcloneUpload(self, guarded, final, claim)
+        listing = tuple(entries) if claim is not None else None
+        return DirectRcloneUpload(self, guarded, final, claim, writers=writers, listing=listing)
 
     def _rcat_argv(self, name: str, chunk: Sequence[str]) -> list[str]:
         # the final stats line (JSON) tells how many bytes rclone uploaded: no second rclone to confirm it
@@ -427,7 +417,6 @@ class RcloneCliStorage(Storage):
             raise UploadFailed(
                 f"cannot prepare the upload to {name}: {exc.summary}", stderr_tail=exc.stderr_tail
             ) from None
-        self.last_listing = entries
         if in_use(entries, name, alternative, claim):
             log.warning(
                 "%s is already taken (another run of this job?): this backup is stored as %s", name, alternative
@@ -498,42 +487,22 @@ class RcloneCliStorage(Storage):
         )
 
     # -- small objects (manifests) written with an rclone started in advance --------------------------
-    def _prestart_write(self, name: str) -> None:
-        """Start the ``rcat`` that will store *name* now (under a guardian, idle on its input until
-        :meth:`write_verified` hands it the bytes): rclone's start-up (~50 ms) then happens while the
-        dump runs instead of between the dump's end and the commit. Best effort: on any problem the
-        write starts its own rclone as before."""
-        if name in self._pending:
-            return
+    def start_writer(self, name: str) -> GuardedProcess | None:
+        """Start the ``rcat`` that will store *name* now (under a guardian, idle on its input until it
+        is handed the bytes): rclone's start-up (~50 ms) then happens while the dump runs instead of
+        between the dump's end and the commit. Best effort (None: the write starts its own rclone).
+        The caller owns what this returns (an upload: :class:`_Writers`)."""
         try:
-            guarded = self._guardian(self.argv("rcat", *STATS_ARGS, self.path(name)), short=True)
+            return self._guardian(self.argv("rcat", *STATS_ARGS, self.path(name)), short=True)
         except Exception as exc:
             log.debug("no rclone started in advance for %s: %s", name, exc)
-            return
-        self._pending[name] = guarded
+            return None
 
     def sidecars(self, name: str) -> list[str]:
         """The small objects written beside the backup *name* at its commit: its manifest (and signature)."""
         return [manifest_name(name), signature_name(manifest_name(name))] if self._signed else [manifest_name(name)]
 
-    def _prestart_sidecars(self, name: str) -> None:
-        for key in self.sidecars(name):
-            self._prestart_write(key)
-
-    async def discard_sidecars(self, name: str) -> None:
-        """Stop the rclones started in advance for the manifest (and signature) of *name*."""
-        for key in self.sidecars(name):
-            await self.discard_prestarted(key)
-
-    async def discard_prestarted(self, name: str | None = None) -> None:
-        """Stop the rclone started in advance for *name* (every one when None) without storing anything."""
-        names = list(self._pending) if name is None else [name]
-        for key in names:
-            guarded = self._pending.pop(key, None)
-            if guarded is not None:
-                await _stop_guarded(guarded)
-
-    async def _write_prestarted(self, guarded: GuardedProcess, name: str, data: bytes) -> None:
+    async def write_prestarted(self, guarded: GuardedProcess, name: str, data: bytes) -> None:
         """Hand *data* to the waiting rclone and let it store it; its stats line confirms the size."""
         fd = guarded.fd
         assert fd is not None
@@ -771,17 +740,10 @@ class RcloneCliStorage(Storage):
             except OSError as exc:
                 raise StorageError(f"could not store {name}: {exc.strerror}") from None
             return
-        problem = ""
-        first = 0
-        guarded = self._pending.pop(name, None)
-        if guarded is not None:  # the rclone started in advance is the first attempt
-            first = 1
-            try:
-                await self._write_prestarted(guarded, name, data)
-                return
-            except StorageError as exc:
-                problem = str(exc)
-                log.warning("writing %s failed (attempt 1 of %d): %s", name, WRITE_TRIES, exc)
+        await self.write_copies(name, data)
+
+    async def write_copies(self, name: str, data: bytes, *, first: int = 0, problem: str = "") -> None:
+        """The attempts of :meth:`write_verified` from *first* on (an rclone started early was attempt 0)."""
         for attempt in range(first, WRITE_TRIES):
             if attempt:
                 await anyio.sleep(WRITE_RETRY_PAUSE)
@@ -830,11 +792,22 @@ class RcloneCliStorage(Storage):
 class RcloneUpload(Upload):
     """``rclone rcat`` writing to a partial name. EOF reaches rclone only in :meth:`commit`."""
 
-    def __init__(self, storage: RcloneCliStorage, proc: ChildProcess, final_name: str, partial: str) -> None:
+    def __init__(
+        self,
+        storage: RcloneCliStorage,
+        proc: ChildProcess,
+        final_name: str,
+        partial: str,
+        *,
+        alternative: str | None,
+        writers: _Writers,
+    ) -> None:
         self._storage = self._catalog = storage
         self._proc = proc
+        self._writers = writers
         self.final_name = final_name
         self.partial_name = partial
+        self.alternative = alternative
         assert proc.popen.stdin is not None
         self._stdin = proc.popen.stdin
         grow_pipe(self._stdin.fileno())
@@ -864,14 +837,15 @@ class RcloneUpload(Upload):
         if status != 0:
             raise UploadFailed(f"rclone rcat {self._proc.describe_exit(status)}", stderr_tail=self._proc.stderr.text())
 
-    async def commit(
-        self, expected_size: int, *, alternative: str | None = None, before_publish: BeforePublish | None = None
-    ) -> str:
-        self._expected = expected_size
+    async def commit(self, size: int, *, before_publish: BeforePublish | None = None) -> Committed:
+        self._expected = size
         try:
-            return await super().commit(expected_size, alternative=alternative, before_publish=before_publish)
+            return await super().commit(size, before_publish=before_publish)
         finally:  # the manifest's rclone started in advance, if the name changed or no manifest was written
-            await self._storage.discard_sidecars(self.final_name)
+            await self._writers.stop()
+
+    async def write_sidecar(self, name: str, data: bytes) -> None:
+        await self._writers.write(name, data)
 
     async def interrupt(self) -> None:
         # SIGTERM: rclone's atexit handlers abort an S3 multipart upload; EOF would commit it.
@@ -891,7 +865,7 @@ class RcloneUpload(Upload):
             await self._storage.delete(self.partial_name, timeout=limit)
         except Exception as exc:  # the remote may be what failed: the partial name keeps it harmless
             log.warning("could not remove partial upload %s: %s", self.partial_name, exc)
-        await self._storage.discard_sidecars(self.final_name)
+        await self._writers.stop()
 
 
 class DirectRcloneUpload(Upload):
@@ -904,9 +878,21 @@ class DirectRcloneUpload(Upload):
     backend cleanup`` on S3, and a bucket lifecycle rule expires them).
     """
 
-    def __init__(self, storage: RcloneCliStorage, guarded: GuardedProcess, name: str, claim: str | None) -> None:
+    def __init__(
+        self,
+        storage: RcloneCliStorage,
+        guarded: GuardedProcess,
+        name: str,
+        claim: str | None,
+        *,
+        writers: _Writers,
+        listing: tuple[RemoteEntry, ...] | None,
+    ) -> None:
         self._storage = self._catalog = storage
         self._guard = guarded
+        self._writers = writers
+        #: the claim's listing (the folder before this backup), handed back by the commit
+        self._listing = listing
         self.final_name = name
         #: the zero-byte claim on the name (templates with only the time), removed after the commit
         self.partial_name = claim or ""
@@ -926,15 +912,12 @@ class DirectRcloneUpload(Upload):
     async def _finish(self) -> None:  # pragma: no cover - commit() is this upload's whole protocol
         raise NotImplementedError
 
-    async def commit(
-        self, expected_size: int, *, alternative: str | None = None, before_publish: BeforePublish | None = None
-    ) -> str:
+    async def commit(self, size: int, *, before_publish: BeforePublish | None = None) -> Committed:
         """Write the manifest, then let rclone see the end of input and complete the upload; confirm the size."""
-        name = self.final_name
-        if before_publish is not None:
-            await before_publish(name)
+        name, expected_size = self.final_name, size
         ok = False
         try:
+            await self.store_sidecars(name, before_publish)
             self._guard.release()
             proc = self._guard.process
             limit = commit_limit(self._storage.options.commit_timeout, expected_size)
@@ -962,8 +945,11 @@ class DirectRcloneUpload(Upload):
                     await self._drop_claim()
         self._done = self.committed = True
         await self._drop_claim()
-        await self._storage.discard_sidecars(name)  # if before_publish did not use them
-        return name
+        await self._writers.stop()  # if before_publish did not use them
+        return Committed(name, size, self._listing)
+
+    async def write_sidecar(self, name: str, data: bytes) -> None:
+        await self._writers.write(name, data)
 
     async def interrupt(self) -> None:
         self._guard.cut()
@@ -979,7 +965,7 @@ class DirectRcloneUpload(Upload):
                 os.killpg(proc.pid, signal.SIGKILL)  # the guardian and rclone (its process group)
             await proc.wait()
         self._guard.close_fd()
-        await self._storage.discard_sidecars(self.final_name)
+        await self._writers.stop()
 
     async def _drop_claim(self) -> None:
         if self.partial_name:
@@ -999,6 +985,36 @@ class DirectRcloneUpload(Upload):
         with anyio.CancelScope(shield=True):
             await self._kill()
             await self._drop_claim()
+
+
+class _Writers:
+    """The rclones an upload started in advance for the small objects beside its backup (manifest,
+    signature), by object name. The upload owns them: each is used once or stopped by :meth:`stop`."""
+
+    def __init__(self, storage: RcloneCliStorage, name: str | None) -> None:
+        self._storage = storage
+        self._idle: dict[str, GuardedProcess] = {}
+        for key in storage.sidecars(name) if name is not None else ():
+            if (guarded := storage.start_writer(key)) is not None:
+                self._idle[key] = guarded
+
+    async def write(self, name: str, data: bytes) -> None:
+        """Store *name*: the rclone started for it is the first attempt, fresh ones the others."""
+        guarded = self._idle.pop(name, None)
+        if guarded is None:
+            await self._storage.write_verified(name, data)
+            return
+        try:
+            await self._storage.write_prestarted(guarded, name, data)
+        except StorageError as exc:
+            log.warning("writing %s failed (attempt 1 of %d): %s", name, WRITE_TRIES, exc)
+            await self._storage.write_copies(name, data, first=1, problem=str(exc))
+
+    async def stop(self) -> None:
+        """Stop every rclone not used (it never saw an end of input: it stores nothing)."""
+        while self._idle:
+            _, guarded = self._idle.popitem()
+            await _stop_guarded(guarded)
 
 
 def commit_limit(base: float, size: int) -> float:

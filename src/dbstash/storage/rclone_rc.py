@@ -34,14 +34,8 @@ from dbstash.logs import get_logger
 from dbstash.naming import partial_name
 from dbstash.process import grow_pipe
 from dbstash.redact import GLOBAL_REDACTOR, Redactor
-from dbstash.storage.base import (
-    ABORT_DELETE_TIMEOUT,
-    INTERRUPT_GRACE,
-    RemoteEntry,
-    SizeHint,
-    Storage,
-    Upload,
-)
+from dbstash.sink import RemoteEntry, SizeHint
+from dbstash.storage.base import ABORT_DELETE_TIMEOUT, INTERRUPT_GRACE, Storage, Upload
 from dbstash.storage.connstring import parse_connection_string
 from dbstash.storage.rclone_cli import _parse_time
 
@@ -249,13 +243,11 @@ class RcloneRcStorage(Storage):
         return await anyio.to_thread.run_sync(attempt, abandon_on_cancel=True)
 
     # -- Storage ------------------------------------------------------------------------------------
-    async def begin_upload(
-        self, name: str, *, alternative: str | None = None, size_hint: SizeHint | None = None
-    ) -> RcUpload:
+    async def begin(self, name: str, *, alternative: str | None = None, size_hint: SizeHint | None = None) -> RcUpload:
         if self._session is None:
             await self.open()
         partial = partial_name(name, os.urandom(4).hex())
-        upload = RcUpload(self, name, partial)
+        upload = RcUpload(self, name, partial, alternative)
         upload.start()
         return upload
 
@@ -369,10 +361,11 @@ class _Aborted(Exception):
 class RcUpload(Upload):
     """One ``operations/uploadfile`` request whose body streams from a pipe, in a worker thread."""
 
-    def __init__(self, storage: RcloneRcStorage, final_name: str, partial: str) -> None:
+    def __init__(self, storage: RcloneRcStorage, final_name: str, partial: str, alternative: str | None) -> None:
         self._storage = self._catalog = storage
         self.final_name = final_name
         self.partial_name = partial
+        self.alternative = alternative
         self._data_r, self._data_w = os.pipe()
         grow_pipe(self._data_w)
         self._cancel_r, self._cancel_w = os.pipe()
