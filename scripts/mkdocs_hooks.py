@@ -1,4 +1,4 @@
-"""mkdocs hook: the configuration reference page is generated from dbstash.envvars at build time."""
+"""mkdocs hook: the configuration reference page is generated from dbstash.settings.envvars at build time."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from mkdocs.structure.files import File, Files
 
-from dbstash.envvars import markdown
+from dbstash.settings.envvars import markdown
 
 
 def on_files(files: Files, config: Any) -> Files:

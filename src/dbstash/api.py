@@ -8,21 +8,20 @@ from typing import Any
 
 import anyio
 
-from dbstash.config import Settings
-from dbstash.dryrun import dry_run
 from dbstash.engines.base import Engine
-from dbstash.hooks import Hook
-from dbstash.job import BackupResult, run_backup
+from dbstash.jobs.backup import BackupResult, run_backup
+from dbstash.jobs.dryrun import dry_run
+from dbstash.jobs.hooks import Hook
+from dbstash.jobs.multi import JobResult, run_job
+from dbstash.jobs.prune import PruneResult, apply_plan, aprune, job_backups, plan_retention, prune, stale_partials
+from dbstash.jobs.remote import job_storage, preflight
+from dbstash.jobs.retention import RetentionPolicy
 from dbstash.logs import get_logger
-from dbstash.multi import JobResult, run_job
 from dbstash.notify import Notifier
-from dbstash.pipeline import DEFAULT_STALL_TIMEOUT, Progress
-from dbstash.prune import PruneResult, apply_plan, aprune, job_backups, plan_retention, prune, stale_partials
-from dbstash.remote import job_storage, preflight
-from dbstash.retention import RetentionPolicy
+from dbstash.parts.pipeline import DEFAULT_STALL_TIMEOUT, Progress
+from dbstash.settings.config import Settings
+from dbstash.settings.options import RcloneOptions, RcOptions
 from dbstash.storage.base import Storage
-from dbstash.storage.rclone_cli import RcloneOptions
-from dbstash.storage.rclone_rc import RcOptions
 
 log = get_logger("dbstash")
 
@@ -224,7 +223,7 @@ async def abackup_many(
     databases dumped at once. *options*: any other keyword of :meth:`Settings.create`
     (``compress``, ``retention_max_files``, ``name_template`` with ``{db}``, ...).
 
-    Returns a :class:`~dbstash.multi.JobResult` even when some databases failed (``.ok``,
+    Returns a :class:`~dbstash.jobs.multi.JobResult` even when some databases failed (``.ok``,
     ``.failed``); each database's outcome holds its :class:`BackupResult` or its error.
     """
     if settings is None:

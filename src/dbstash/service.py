@@ -22,12 +22,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from dbstash.api import BackupResult, run_backup, run_job
-from dbstash.config import Settings
 from dbstash.errors import ConfigError, DbstashError, RestoreError
-from dbstash.lock import LockHeld, job_lock
+from dbstash.jobs.lock import LockHeld, job_lock
+from dbstash.jobs.multi import DatabaseOutcome
 from dbstash.logs import get_logger
-from dbstash.multi import DatabaseOutcome
-from dbstash.schedule import next_run, seconds_until
+from dbstash.settings.config import Settings
+from dbstash.settings.schedule import next_run, seconds_until
 
 log = get_logger("dbstash.service")
 
@@ -293,7 +293,7 @@ class Service:
     async def verify_once(self) -> None:
         """One restore drill: record it for /healthz and /metrics, and notify (never ping monitors)."""
         from dbstash.notify import PingNotifier, RunEvent, notify  # noqa: PLC0415
-        from dbstash.verify import averify, averify_many  # noqa: PLC0415
+        from dbstash.restoring.verify import averify, averify_many  # noqa: PLC0415
 
         started = datetime.now(UTC)
         counts: dict[str, int] | None = None

@@ -17,11 +17,11 @@ import anyio
 
 import dbstash
 import dbstash.api
-from dbstash.config import Settings
 from dbstash.errors import ConfigError, DbstashError
-from dbstash.lock import LockHeld, job_lock
+from dbstash.jobs.lock import LockHeld, job_lock
 from dbstash.logs import configure_logging, get_logger
 from dbstash.redact import GLOBAL_REDACTOR
+from dbstash.settings.config import Settings
 from dbstash.units import human_bytes
 from dbstash_cli.progress import TerminalProgress
 
@@ -81,7 +81,7 @@ def _fail_config(exc: ConfigError, as_json: bool) -> NoReturn:
     sys.exit(EXIT_CONFIG)
 
 
-def _load(environ: Mapping[str, str], as_json: bool) -> Settings:
+def load_settings(environ: Mapping[str, str], as_json: bool) -> Settings:
     try:
         return Settings.from_env(environ)
     except ConfigError as exc:
@@ -175,7 +175,7 @@ def _run_once(settings: Settings, *, as_json: bool, show_progress: bool) -> int:
     return EXIT_OK
 
 
-def _environ_with_flags(compress: bool | None, flags: Mapping[str, str | None]) -> dict[str, str]:
+def environ_with_flags(compress: bool | None, flags: Mapping[str, str | None]) -> dict[str, str]:
     environ = dict(os.environ)
     environ.setdefault("BACKUP_SCHEDULE", "once")
     if "LOG_FORMAT" not in environ and sys.stderr.isatty():
@@ -192,7 +192,7 @@ def _environ_with_flags(compress: bool | None, flags: Mapping[str, str | None]) 
 
 def backup_from(environ: dict[str, str], *, as_json: bool = False) -> int:
     """``dbstash backup`` once its flags are in *environ*: the exit code."""
-    settings = _load(environ, as_json)
+    settings = load_settings(environ, as_json)
     configure_logging(settings.service.log_level, settings.service.log_format)
     if settings.service.dry_run:
         return _dry_run(settings, as_json=as_json)
@@ -201,7 +201,7 @@ def backup_from(environ: dict[str, str], *, as_json: bool = False) -> int:
 
 def run_from_env() -> int:
     """``dbstash run``: configured only by the environment; the exit code."""
-    settings = _load(os.environ, as_json=False)
+    settings = load_settings(os.environ, as_json=False)
     configure_logging(settings.service.log_level, settings.service.log_format)
     if settings.service.dry_run:
         return _dry_run(settings, as_json=False)
@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     args = sys.argv[1:] if argv is None else argv
     if args in (["run"], ["backup"]):
         try:
-            code: int | str | None = run_from_env() if args == ["run"] else backup_from(_environ_with_flags(None, {}))
+            code: int | str | None = run_from_env() if args == ["run"] else backup_from(environ_with_flags(None, {}))
         except SystemExit as exc:  # a configuration error (exit 2) leaves through sys.exit, as under click
             code = exc.code
         except KeyboardInterrupt:  # before the run's own signal handling is in place: as click says it

@@ -13,17 +13,17 @@ import click
 
 import dbstash
 import dbstash.api
-from dbstash.config import Settings
 from dbstash.errors import DbstashError
 from dbstash.logs import configure_logging
 from dbstash.redact import GLOBAL_REDACTOR
+from dbstash.settings.config import Settings
 from dbstash.units import human_bytes
 from dbstash_cli.core import (
     EXIT_FAILED,
     EXIT_OK,
-    _environ_with_flags,
-    _load,
     backup_from,
+    environ_with_flags,
+    load_settings,
     log,
     run_from_env,
 )
@@ -152,7 +152,7 @@ def job_options(
 @click.option("--dry-run", is_flag=True, help="Show what would happen (DRY_RUN); touch nothing.")
 def backup(as_json: bool, dry_run: bool, compress: bool | None = None, **flags: str | None) -> None:
     """Run one backup now. Flags override the matching environment variables."""
-    environ = _environ_with_flags(compress, flags)
+    environ = environ_with_flags(compress, flags)
     if dry_run:
         environ["DRY_RUN"] = "true"
     sys.exit(backup_from(environ, as_json=as_json))
@@ -167,7 +167,7 @@ def prune(as_json: bool, dry_run: bool, compress: bool | None = None, **flags: s
     Only names this job's template produces are considered; partial uploads never count; the newest
     backup is never deleted. With --dry-run nothing is deleted.
     """
-    settings = _load(_environ_with_flags(compress, flags), as_json)
+    settings = load_settings(environ_with_flags(compress, flags), as_json)
     configure_logging(settings.service.log_level, settings.service.log_format)
     if not settings.retention.enabled:
         log.warning(
@@ -213,7 +213,7 @@ def _restore_job(
     name: str, as_json: bool, compress: bool | None, flags: Mapping[str, str | None], job: Callable[[Settings], object]
 ) -> None:
     """Shared by list/restore/verify: settings from env + flags, run *job*, map errors to exit codes and JSON."""
-    settings = _load(_environ_with_flags(compress, flags), as_json)
+    settings = load_settings(environ_with_flags(compress, flags), as_json)
     configure_logging(settings.service.log_level, settings.service.log_format)
     try:
         result = job(settings)

@@ -32,7 +32,7 @@ import requests
 
 import dbstash
 from dbstash import RcloneOptions, Settings
-from dbstash.manifest import MANIFEST_SUFFIX
+from dbstash.jobs.manifest import MANIFEST_SUFFIX
 from tests.support.cases import EngineCase, MariaDbCase, RedisCase
 from tests.support.dbservers import MariaDbServer, RedisServer
 from tests.support.servers import PgServer, S3Server, free_port

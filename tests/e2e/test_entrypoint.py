@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from dbstash.manifest import MANIFEST_SUFFIX
-from dbstash.naming import PARTIAL_MARK
+from dbstash.jobs.manifest import MANIFEST_SUFFIX
+from dbstash.jobs.naming import PARTIAL_MARK
 from tests.support.servers import PgServer, S3Server, all_cmdlines, children_named, cmdline, uploads_of
 
 pytestmark = pytest.mark.e2e

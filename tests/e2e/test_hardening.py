@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from dbstash.manifest import MANIFEST_SUFFIX, Manifest, manifest_name
+from dbstash.jobs.manifest import MANIFEST_SUFFIX, Manifest, manifest_name
 from tests.support.dbservers import RedisServer
 from tests.support.servers import Blackhole, PgServer, S3Server, children_named, free_port
 

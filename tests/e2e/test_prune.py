@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from dbstash.naming import partial_name
-from dbstash.retention import PERIODS, Backup
+from dbstash.jobs.naming import partial_name
+from dbstash.jobs.retention import PERIODS, Backup
 from tests.support.servers import S3Server
 from tests.unit.test_retention_keep import representatives
 

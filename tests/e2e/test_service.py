@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from dbstash.manifest import MANIFEST_SUFFIX
+from dbstash.jobs.manifest import MANIFEST_SUFFIX
 from tests.support.servers import PgServer, children_named, free_port, uploads_of
 
 pytestmark = pytest.mark.e2e
@@ -70,7 +70,7 @@ class Running:
 
 @pytest.fixture
 def lockfile(tmp_path: Path) -> str:
-    return str(tmp_path / "dbstash.lock")
+    return str(tmp_path / "dbstash.jobs.lock")
 
 
 def sqlite_env(sqlite_db: Path, remote: Path, lockfile: str, **extra: str) -> dict[str, str]:

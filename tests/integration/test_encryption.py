@@ -21,7 +21,7 @@ import pytest
 
 import dbstash
 from dbstash import AgeEncryption, ChecksumMismatch, ConfigError, RestoreError, Settings
-from dbstash.manifest import Manifest, manifest_name
+from dbstash.jobs.manifest import Manifest, manifest_name
 from tests.support.cases import EngineCase
 from tests.support.receivers import HttpReceiver
 from tests.support.servers import ArgvScan, PgServer, all_cmdlines

@@ -20,9 +20,9 @@ import pytest
 
 import dbstash
 from dbstash import BackupResult, DumpFailed, RcloneOptions
-from dbstash.compression import parse_compress
-from dbstash.manifest import manifest_name
-from dbstash.naming import PARTIAL_MARK
+from dbstash.jobs.manifest import manifest_name
+from dbstash.jobs.naming import PARTIAL_MARK
+from dbstash.parts.compression import parse_compress
 from tests.support.cases import EngineCase
 from tests.support.servers import ArgvScan, S3Server, children_named, kill_when
 

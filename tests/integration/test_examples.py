@@ -14,7 +14,7 @@ from types import ModuleType
 
 import pytest
 
-from dbstash.manifest import MANIFEST_SUFFIX
+from dbstash.jobs.manifest import MANIFEST_SUFFIX
 
 pytestmark = pytest.mark.integration
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

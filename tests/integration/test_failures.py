@@ -18,8 +18,8 @@ import pytest
 
 import dbstash
 from dbstash import BackupTimeout, DumpFailed, RcloneOptions, UploadFailed
-from dbstash.manifest import manifest_name
-from dbstash.naming import PARTIAL_MARK
+from dbstash.jobs.manifest import manifest_name
+from dbstash.jobs.naming import PARTIAL_MARK
 from tests.support.servers import PgServer, S3Server, children_named, free_port, kill_when
 from tests.support.transports import Transport
 

@@ -19,8 +19,8 @@ import pytest
 import dbstash
 from dbstash import ChecksumMismatch, RestoreError, RestoreRefused, Settings, UploadFailed
 from dbstash._version import __version__
-from dbstash.manifest import MANIFEST_SUFFIX, Manifest, manifest_name
-from dbstash.naming import NameTemplate, partial_name
+from dbstash.jobs.manifest import MANIFEST_SUFFIX, Manifest, manifest_name
+from dbstash.jobs.naming import NameTemplate, partial_name
 from tests.support.cases import MariaDbCase
 from tests.support.dbservers import MariaDbServer
 from tests.support.servers import PgServer

@@ -36,8 +36,8 @@ from dbstash import (
     StreamSource,
     UploadFailed,
 )
-from dbstash.manifest import Manifest, manifest_name
-from dbstash.sink import BeforePublish, SizeHint
+from dbstash.jobs.manifest import Manifest, manifest_name
+from dbstash.parts.sink import BeforePublish, SizeHint
 from tests.support.servers import PgServer, all_cmdlines
 
 pytestmark = pytest.mark.integration

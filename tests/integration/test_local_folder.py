@@ -15,10 +15,11 @@ import anyio
 import pytest
 
 from dbstash.errors import StorageError
-from dbstash.manifest import Manifest, manifest_name
-from dbstash.naming import PARTIAL_MARK
+from dbstash.jobs.manifest import Manifest, manifest_name
+from dbstash.jobs.naming import PARTIAL_MARK
+from dbstash.settings.options import RcloneOptions
 from dbstash.storage.local import LocalFolder
-from dbstash.storage.rclone_cli import RcloneCliStorage, RcloneOptions
+from dbstash.storage.rclone_cli import RcloneCliStorage
 
 pytestmark = pytest.mark.integration
 DBSTASH = [sys.executable, "-m", "dbstash_cli"]

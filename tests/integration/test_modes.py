@@ -15,7 +15,7 @@ import pytest
 
 import dbstash
 from dbstash import BackupTimeout, ConfigError, DumpFailed, Settings, UploadFailed
-from dbstash.manifest import Manifest, manifest_name
+from dbstash.jobs.manifest import Manifest, manifest_name
 from tests.support.dbservers import MariaDbServer
 from tests.support.servers import PgServer, S3Server, children_named
 

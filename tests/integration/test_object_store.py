@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from dbstash.manifest import MANIFEST_SUFFIX, Manifest
-from dbstash.naming import PARTIAL_MARK
-from dbstash.storage.rclone_cli import RcloneCliStorage, RcloneOptions, _resolve_type
+from dbstash.jobs.manifest import MANIFEST_SUFFIX, Manifest
+from dbstash.jobs.naming import PARTIAL_MARK
+from dbstash.settings.options import RcloneOptions
+from dbstash.storage.rclone_cli import RcloneCliStorage, _resolve_type
 from tests.support.servers import PgServer, S3Server, all_cmdlines, children_named
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,7 @@ import dbstash
 from dbstash import DumpFailed
 from dbstash.engines.base import DumpOptions
 from dbstash.engines.postgres import PostgresEngine
-from dbstash.manifest import manifest_name
+from dbstash.jobs.manifest import manifest_name
 from tests.support.servers import PgServer, pgserver_bindir
 from tests.support.transports import Transport
 

@@ -22,8 +22,8 @@ import pytest
 
 import dbstash
 from dbstash import ConfigError, RcloneRcStorage, RcOptions, StorageError, UploadFailed
-from dbstash.manifest import manifest_name
-from dbstash.naming import PARTIAL_MARK
+from dbstash.jobs.manifest import manifest_name
+from dbstash.jobs.naming import PARTIAL_MARK
 from tests.support.servers import PgServer, S3Server, free_port
 from tests.support.transports import SLOW_ARGS, RcDaemon
 
@@ -154,7 +154,7 @@ def test_rcd_killed_at_the_final_move_leaves_only_whole_backups(pg: PgServer, rc
     those its manifest names (docs/cli.md, exit 1: the move may have finished on the server)."""
     import hashlib
 
-    from dbstash.manifest import MANIFEST_SUFFIX, Manifest
+    from dbstash.jobs.manifest import MANIFEST_SUFFIX, Manifest
 
     pg.psql(
         "CREATE TABLE IF NOT EXISTS rc_big AS SELECT g, repeat(md5(g::text), 9) p FROM generate_series(1, 150000) g"

@@ -16,8 +16,8 @@ import pytest
 
 import dbstash
 from dbstash import ChecksumMismatch, RestoreError, RestoreRefused, Settings
-from dbstash.manifest import Manifest, manifest_name
-from dbstash.naming import partial_name
+from dbstash.jobs.manifest import Manifest, manifest_name
+from dbstash.jobs.naming import partial_name
 from tests.support.cases import EngineCase
 from tests.support.servers import PgServer
 from tests.support.transports import Transport

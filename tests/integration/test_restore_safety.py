@@ -233,7 +233,7 @@ def _sqlite_job(db: Path, remote: Path, template: str = "{db}-{date}-{time}") ->
 
 
 def test_an_old_backup_copied_over_the_newest_name_is_refused(sqlite_db: Path, tmp_path: Path) -> None:
-    from dbstash.manifest import manifest_name
+    from dbstash.jobs.manifest import manifest_name
 
     remote = tmp_path / "remote"
     old = dbstash.backup(settings=_sqlite_job(sqlite_db, remote, "{db}-2026-01-01-000000"))
@@ -333,7 +333,7 @@ def test_an_unverified_damaged_age_backup_never_claims_nothing_was_applied(
 ) -> None:
     import subprocess
 
-    from dbstash.manifest import manifest_name
+    from dbstash.jobs.manifest import manifest_name
 
     key = tmp_path / "key.txt"
     subprocess.run(["age-keygen", "-o", str(key)], check=True, capture_output=True)
@@ -435,7 +435,7 @@ def test_orphan_manifests_are_removed_by_the_next_run_and_by_prune(sqlite_db: Pa
     import os
     import time
 
-    from dbstash.manifest import manifest_name
+    from dbstash.jobs.manifest import manifest_name
 
     remote = tmp_path / "remote"
     settings = Settings.create(f"sqlite:///{sqlite_db}", remote=str(remote))

@@ -11,8 +11,8 @@ import pytest
 
 import dbstash
 from dbstash import DumpFailed, RcloneOptions
-from dbstash.manifest import MANIFEST_SUFFIX
-from dbstash.naming import partial_name
+from dbstash.jobs.manifest import MANIFEST_SUFFIX
+from dbstash.jobs.naming import partial_name
 from tests.support.servers import S3Server
 from tests.support.transports import Transport
 

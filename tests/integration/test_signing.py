@@ -22,8 +22,8 @@ import pytest
 
 import dbstash
 from dbstash import ConfigError, RestoreRefused, Settings, SigningKey
-from dbstash.manifest import Manifest, manifest_name, signature_name
-from dbstash.signing import TrustedKeys, Untrusted
+from dbstash.jobs.manifest import Manifest, manifest_name, signature_name
+from dbstash.jobs.signing import TrustedKeys, Untrusted
 from tests.support.cases import EngineCase
 from tests.support.servers import ArgvScan, PgServer
 from tests.support.transports import Transport

@@ -13,7 +13,7 @@ import pytest
 
 import dbstash
 from dbstash import DumpFailed
-from dbstash.manifest import manifest_name
+from dbstash.jobs.manifest import manifest_name
 
 pytestmark = pytest.mark.integration
 

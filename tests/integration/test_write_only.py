@@ -25,7 +25,7 @@ import pytest
 
 import dbstash
 from dbstash import RcloneOptions, Settings
-from dbstash.manifest import manifest_name, signature_name
+from dbstash.jobs.manifest import manifest_name, signature_name
 from tests.support.nodelete import NoDeleteProxy
 from tests.support.servers import S3Server
 

@@ -368,7 +368,7 @@ def cmdline(pid: int) -> str:
 def uploads_of(parent: int) -> list[int]:
     """The rclone processes under *parent* uploading a backup: its manifest's ``rcat``, started in advance
     beside it (idle until the dump ends), is left out."""
-    from dbstash.manifest import MANIFEST_SUFFIX
+    from dbstash.jobs.manifest import MANIFEST_SUFFIX
 
     return [p for p in children_named("rclone", parent, "rcat") if MANIFEST_SUFFIX not in cmdline(p)]
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from dbstash import ConfigError, Settings
-from dbstash.envparse import parse_duration
 from dbstash.redact import GLOBAL_REDACTOR
+from dbstash.settings.env import parse_duration
 
 BASE = {"DB_URI": "postgresql://app:pw-in-uri@db.example:5432/app", "RCLONE_REMOTE": "s3:bucket/pg"}
 
@@ -227,10 +227,10 @@ def test_settings_repr_hides_password() -> None:
 def test_rclone_config_file_default_is_used_only_when_it_exists(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import dbstash.envparse
+    import dbstash.settings.env
 
     default = tmp_path / "config" / "rclone.conf"
-    monkeypatch.setattr(dbstash.envparse, "DEFAULT_RCLONE_CONFIG_FILE", str(default))
+    monkeypatch.setattr(dbstash.settings.env, "DEFAULT_RCLONE_CONFIG_FILE", str(default))
     assert Settings.from_env(BASE).rclone.config_file is None
     default.parent.mkdir()
     default.write_text("[x]\ntype = local\n")

@@ -8,18 +8,18 @@ import importlib
 import pytest
 
 MODULES = [
-    "dbstash.source",
-    "dbstash.sink",
-    "dbstash.pipeline",
-    "dbstash.transforms",
+    "dbstash.parts.source",
+    "dbstash.parts.sink",
+    "dbstash.parts.pipeline",
+    "dbstash.parts.transforms",
     "dbstash.storage.memory",
-    "dbstash.naming",
+    "dbstash.jobs.naming",
     "dbstash.redact",
-    "dbstash.compression",
-    "dbstash.databases",
-    "dbstash.multi",
-    "dbstash.encryption",
-    "dbstash.signing",
+    "dbstash.parts.compression",
+    "dbstash.jobs.databases",
+    "dbstash.jobs.multi",
+    "dbstash.parts.encryption",
+    "dbstash.jobs.signing",
     "dbstash.notify.apprise",
 ]
 

@@ -10,12 +10,12 @@ import pytest
 import yaml
 
 from dbstash import ConfigError
-from dbstash.config import Settings
 from dbstash.engines import engine_for_uri, get_engine
 from dbstash.engines.base import DumpCommand, DumpOptions
 from dbstash.engines.mongo import MongoEngine
 from dbstash.engines.mysql import MariadbEngine, MysqlEngine
 from dbstash.engines.redis import RedisEngine
+from dbstash.settings.config import Settings
 
 SECRET = 'p@ss w#rd"\\x'
 

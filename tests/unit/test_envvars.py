@@ -1,4 +1,4 @@
-"""The generated configuration reference cannot drift from the code: dbstash.envvars.ENV_VARS is
+"""The generated configuration reference cannot drift from the code: dbstash.settings.envvars.ENV_VARS is
 exactly the set of variables Settings.from_env reads (found in its source), each documented once."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import inspect
 import re
 
-from dbstash import envparse as config  # the one env parser (Settings.from_env delegates to it)
-from dbstash.envparse import KEEP_PERIODS
-from dbstash.envvars import ENV_VARS, markdown
+from dbstash.settings import env as config  # the one env parser (Settings.from_env delegates to it)
+from dbstash.settings.env import KEEP_PERIODS
+from dbstash.settings.envvars import ENV_VARS, markdown
 
 
 def read_by_from_env() -> set[str]:

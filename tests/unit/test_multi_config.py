@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from dbstash import ConfigError, Settings
-from dbstash.databases import DatabaseSelection, parse_selection
 from dbstash.engines.mysql import MariadbEngine, MysqlEngine, MysqlGlobalsFilter
 from dbstash.engines.postgres import PgGlobalsFilter
+from dbstash.jobs.databases import DatabaseSelection, parse_selection
 
 PG = "postgresql://backup:pw@127.0.0.1:5432/"
 

@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from dbstash import ConfigError, NameTemplate
-from dbstash.naming import PARTIAL_MARK, is_partial, partial_name
+from dbstash.jobs.naming import PARTIAL_MARK, is_partial, partial_name
 
 WHEN = datetime(2026, 2, 7, 2, 0, 0, tzinfo=UTC)
 
@@ -89,7 +89,7 @@ def test_a_second_with_a_suffixed_backup_is_in_use_whatever_the_new_suffix_ends_
     """The plain name of a second that holds a suffixed backup is never taken again, even when the new
     run's suffix ends with the same characters as the name's time (a 1-in-16 chance per run: ``...36``
     after ``103736``, which once made CI's same-second test take the plain name and sort it first)."""
-    from dbstash.sink import RemoteEntry
+    from dbstash.parts.sink import RemoteEntry
     from dbstash.storage.base import in_use
 
     t = NameTemplate.parse("{db}-{date}-{time}", db="app", engine="sqlite", extension=".sql")

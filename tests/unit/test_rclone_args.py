@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from dbstash.storage.rclone_cli import COMMIT_SECONDS_PER_GIB, RcloneCliStorage, RcloneOptions, commit_limit
+from dbstash.settings.options import RcloneOptions
+from dbstash.storage.rclone_cli import COMMIT_SECONDS_PER_GIB, RcloneCliStorage, commit_limit
 
 
 def _timeout(argv: list[str]) -> str:
@@ -47,7 +48,7 @@ def test_the_commit_bound_grows_with_the_size() -> None:
     ],
 )
 def test_connection_string_parameters_become_rclone_environment(remote: str, bare: str, env: dict[str, str]) -> None:
-    from dbstash.storage.connstring import parse_connection_string
+    from dbstash.settings.connstring import parse_connection_string
 
     parsed = parse_connection_string(remote)
     assert parsed is not None and parsed.remote == bare and parsed.env() == env
@@ -59,7 +60,7 @@ def test_connection_string_parameters_become_rclone_environment(remote: str, bar
     "remote", ["/backups", "./a,b:c", "s3:bucket/x,y=z", ":s3:bucket", "remote:path", ":s3,k='open:b", ":s3,=v:b"]
 )
 def test_remotes_without_parseable_parameters_are_left_as_they_are(remote: str) -> None:
-    from dbstash.storage.connstring import parse_connection_string
+    from dbstash.settings.connstring import parse_connection_string
 
     assert parse_connection_string(remote) is None
     assert RcloneCliStorage(remote).remote == remote

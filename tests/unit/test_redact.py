@@ -28,7 +28,7 @@ def test_redactor_masks_registered_values_longest_first() -> None:
 
 
 def test_children_never_inherit_dbstash_secrets() -> None:
-    from dbstash.process import child_base_env
+    from dbstash.parts.process import child_base_env
 
     environ = {
         "PATH": "/bin",

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dbstash.errors import UploadFailed
-from dbstash.relay import CHUNK, Relay, TransferStats
+from dbstash.parts.relay import CHUNK, Relay, TransferStats
 
 
 def _feed(fd: int, data: bytes, piece: int) -> None:
@@ -69,7 +69,7 @@ def test_relay_reports_a_reader_that_went_away() -> None:
 
 @pytest.mark.parametrize("kind", ["gzip", "zstd"])
 def test_relay_compresses_on_the_way_and_hashes_the_stored_bytes(kind: str) -> None:
-    from dbstash.compression import parse_compress
+    from dbstash.parts.compression import parse_compress
 
     _, compression = parse_compress(kind)
     assert compression is not None

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from dbstash import ConfigError
-from dbstash.retention import Backup, RetentionPolicy
+from dbstash.jobs.retention import Backup, RetentionPolicy
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

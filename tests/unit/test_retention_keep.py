@@ -7,11 +7,10 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from dbstash import ConfigError, Settings
-from dbstash.retention import PERIODS, Backup, RetentionPolicy
+from dbstash.jobs.retention import PERIODS, Backup, RetentionPolicy
 
 NOW = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)
 

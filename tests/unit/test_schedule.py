@@ -1,4 +1,4 @@
-"""The cron schedule and its daylight-saving rule (documented in dbstash.schedule and docs/service.md)."""
+"""The cron schedule and its daylight-saving rule (documented in dbstash.settings.schedule and docs/service.md)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from dbstash import ConfigError
-from dbstash.schedule import next_run, validate_cron
+from dbstash.settings.schedule import next_run, validate_cron
 
 NY = ZoneInfo("America/New_York")  # 2026: spring forward Mar 8 02:00->03:00, fall back Nov 1 02:00->01:00
 

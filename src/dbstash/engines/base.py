@@ -15,7 +15,7 @@ from typing import ClassVar
 import anyio
 
 from dbstash.errors import ConfigError, RestoreError, ToolNotFound
-from dbstash.process import ChildProcess, child_base_env
+from dbstash.parts.process import ChildProcess, child_base_env
 from dbstash.redact import GLOBAL_REDACTOR, redact_uri
 
 

@@ -28,7 +28,7 @@ from dbstash.engines.base import (
     run_tool,
 )
 from dbstash.errors import ConfigError, DumpFailed, ToolNotFound, ToolVersionMismatch
-from dbstash.process import child_base_env
+from dbstash.parts.process import child_base_env
 from dbstash.redact import Redactor, redact_uri
 
 # libpq connection parameters that have an environment variable: everything in a URI query goes

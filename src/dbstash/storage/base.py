@@ -18,11 +18,11 @@ import anyio
 from anyio.streams.file import FileStreamAttribute
 
 from dbstash.errors import StorageError, UploadFailed
+from dbstash.jobs.manifest import MANIFEST_SUFFIX, manifest_name
+from dbstash.jobs.naming import partial_target
 from dbstash.logs import get_logger
-from dbstash.manifest import MANIFEST_SUFFIX, manifest_name
-from dbstash.naming import partial_target
-from dbstash.process import write_all
-from dbstash.sink import BeforePublish, Committed, RemoteEntry, Sink, SinkUpload, SizeHint
+from dbstash.parts.process import write_all
+from dbstash.parts.sink import BeforePublish, Committed, RemoteEntry, Sink, SinkUpload, SizeHint
 
 log = get_logger("dbstash.storage")
 

@@ -32,7 +32,7 @@ import shutil
 from collections.abc import Callable, Mapping, Sequence
 
 from dbstash.errors import UploadFailed
-from dbstash.process import ChildProcess, grow_pipe
+from dbstash.parts.process import ChildProcess, grow_pipe
 
 #: Seconds rclone gets after SIGTERM (it aborts the multipart upload) before SIGKILL.
 GUARDIAN_GRACE = 2.0

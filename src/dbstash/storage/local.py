@@ -30,7 +30,7 @@ import stat
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
-from dbstash.sink import RemoteEntry
+from dbstash.parts.sink import RemoteEntry
 
 #: rclone flags that change what a move, a write or a listing does on a local folder: with any of
 #: these (or any ``--local-*`` flag) rclone keeps doing the folder's metadata operations.

@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from dbstash.errors import StorageError, UploadFailed
-from dbstash.naming import partial_name
-from dbstash.sink import RemoteEntry, SizeHint, now_utc
+from dbstash.jobs.naming import partial_name
+from dbstash.parts.sink import RemoteEntry, SizeHint, now_utc
 from dbstash.storage.base import Storage, Upload
 
 

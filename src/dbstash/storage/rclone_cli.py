@@ -24,19 +24,22 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import anyio
 
 from dbstash.errors import StorageError, ToolNotFound, UploadFailed
+from dbstash.jobs.manifest import MANIFEST_SUFFIX, manifest_name, signature_name
+from dbstash.jobs.naming import partial_name
 from dbstash.logs import get_logger
-from dbstash.manifest import MANIFEST_SUFFIX, manifest_name, signature_name
-from dbstash.naming import partial_name
-from dbstash.process import PRIVATE_UMASK, ChildProcess, child_base_env, grow_pipe, write_all
+from dbstash.parts.process import PRIVATE_UMASK, ChildProcess, child_base_env, grow_pipe, write_all
+from dbstash.parts.sink import BeforePublish, Committed, RemoteEntry, SizeHint
 from dbstash.redact import GLOBAL_REDACTOR, Redactor
-from dbstash.sink import BeforePublish, Committed, RemoteEntry, SizeHint
+from dbstash.settings.connstring import parse_connection_string
+from dbstash.settings.options import (
+    RcloneOptions,
+)
 from dbstash.storage.base import (
     ABORT_DELETE_TIMEOUT,
     INTERRUPT_GRACE,
@@ -48,7 +51,6 @@ from dbstash.storage.base import (
     in_use,
     taken,
 )
-from dbstash.storage.connstring import parse_connection_string
 from dbstash.storage.guardian import GUARDIAN_GRACE, GuardedProcess
 from dbstash.storage.local import LocalFolder
 from dbstash.units import human_bytes
@@ -57,20 +59,9 @@ log = get_logger("dbstash.storage")
 
 #: rclone exit statuses meaning "no such file or directory".
 NOT_FOUND = (3, 4)
-#: Metadata calls (list, stat, move, delete) must finish within this many seconds.
-DEFAULT_OP_TIMEOUT = 60.0
 #: ``rclone copy`` of a whole folder (directory mode) moves the whole backup: bounded by BACKUP_TIMEOUT
 #: (the run's own deadline) and, as a backstop, by this.
 COPY_TIMEOUT = 24 * 3600.0
-#: Flags dbstash gives every rclone call, before ``RCLONE_EXTRA_ARGS`` (whose flags win: rclone takes
-#: the last). rclone's own defaults (1 min to connect, 5 min of silence per attempt, 10 low-level
-#: retries, each multiplied by the S3 SDK's attempts) let a dead remote hang a run for 10 minutes;
-#: these make each attempt short, and dbstash's own bounds (the stall watchdog, DEFAULT_OP_TIMEOUT,
-#: DEFAULT_COMMIT_TIMEOUT) end the run within a minute whatever rclone does.
-DEFAULT_RCLONE_ARGS = ("--contimeout", "10s", "--timeout", "15s", "--low-level-retries", "3")
-#: After end of input, rclone gets this long to finish the upload before it is stopped: what it still
-#: holds is at most its upload buffers (S3: 4 x 5 MiB by default), so a live remote needs seconds.
-DEFAULT_COMMIT_TIMEOUT = 45.0
 #: rclone's idle timeout for a backup's upload (see :meth:`RcloneCliStorage.argv`): rclone's own default.
 UPLOAD_IDLE_TIMEOUT = "5m"
 #: The commit waits ``commit_timeout`` plus this many seconds per GiB stored: completing a multipart
@@ -78,8 +69,6 @@ UPLOAD_IDLE_TIMEOUT = "5m"
 COMMIT_SECONDS_PER_GIB = 10.0
 #: The claim and listing before a direct upload: a dead remote fails the run within the minute.
 PREPARE_TIMEOUT = 30.0
-#: ``RCLONE_COMMIT``: how uploads are committed (see the module docstring).
-COMMIT_MODES = ("auto", "direct", "rename")
 #: Backend types whose uploads appear only once complete: uploaded straight to the final name.
 DIRECT_TYPES = frozenset(
     {"s3", "gcs", "google cloud storage", "azureblob", "b2", "swift", "oracleobjectstorage", "qingstor"}
@@ -108,41 +97,13 @@ STATS_ARGS = ("--use-json-log", "--stats", "1h", "--stats-log-level", "NOTICE")
 UPLOAD_CONCURRENCY = 4
 
 
-@dataclass(frozen=True, slots=True)
-class RcloneOptions:
-    """How to run rclone.
-
-    Attributes:
-        binary: the rclone executable (default: ``rclone`` on PATH, e.g. from ``dbstash[rclone]``).
-        config_text: rclone.conf content (from the spec's base64 ``RCLONE_CONFIG``). It reaches rclone
-            through an in-memory file (memfd), never the disk and never argv.
-        config_file: path of an rclone.conf (``RCLONE_CONFIG_FILE``).
-        extra_args: flags added to every rclone call (``RCLONE_EXTRA_ARGS``), after *default_args*.
-        default_args: dbstash's timeouts for every call (:data:`DEFAULT_RCLONE_ARGS`); flags of the same
-            name in *extra_args* win.
-        env: extra environment for rclone, e.g. ``RCLONE_CONFIG_MYS3_TYPE=s3`` style remotes.
-        op_timeout: seconds allowed for each list/stat/move/delete call.
-    """
-
-    binary: str = "rclone"
-    config_text: str | None = field(default=None, repr=False)
-    config_file: str | None = None
-    extra_args: tuple[str, ...] = ()
-    default_args: tuple[str, ...] = DEFAULT_RCLONE_ARGS
-    env: Mapping[str, str] = field(default_factory=dict, repr=False)
-    op_timeout: float = DEFAULT_OP_TIMEOUT
-    commit_timeout: float = DEFAULT_COMMIT_TIMEOUT
-    #: ``RCLONE_COMMIT``: ``auto`` (by the backend's type), ``direct`` or ``rename``
-    commit: str = "auto"
-
-
 #: The date, time and level rclone puts before each log line.
 _LOG_PREFIX = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (?:[A-Z]+\s*: )?")
 #: rclone's ``fs.ErrorIsFile`` text, which its rc calls also give for an S3 endpoint they cannot reach.
 _RC_IS_FILE = "is a file not a directory"
 
 
-def _parse_time(text: str) -> datetime:
+def parse_time(text: str) -> datetime:
     # rclone prints RFC 3339 with up to nanoseconds; Python takes microseconds
     text = text.replace("Z", "+00:00")
     if "." in text:
@@ -646,7 +607,7 @@ class RcloneCliStorage(Storage):
         if code != 0:
             return None
         i = json.loads(out)
-        return RemoteEntry(i["Name"], int(i.get("Size", -1)), _parse_time(i["ModTime"]), bool(i.get("IsDir")))
+        return RemoteEntry(i["Name"], int(i.get("Size", -1)), parse_time(i["ModTime"]), bool(i.get("IsDir")))
 
     async def delete(self, name: str, *, timeout: float | None = None) -> None:
         await self._run("deletefile", "--retries", "1", self.path(name), ok=(0, *NOT_FOUND), timeout=timeout)
@@ -1038,7 +999,7 @@ async def _stop_guarded(guarded: GuardedProcess) -> None:
 def _entries(items: Sequence[Mapping[str, Any]]) -> list[RemoteEntry]:
     """``rclone lsjson`` (or rc ``operations/list``) items as entries."""
     return [
-        RemoteEntry(i["Name"], int(i.get("Size", -1)), _parse_time(i["ModTime"]), bool(i.get("IsDir"))) for i in items
+        RemoteEntry(i["Name"], int(i.get("Size", -1)), parse_time(i["ModTime"]), bool(i.get("IsDir"))) for i in items
     ]
 
 

@@ -23,21 +23,20 @@ import re
 import select
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import anyio
 
 from dbstash.errors import ConfigError, StorageError, UploadFailed
+from dbstash.jobs.naming import partial_name
 from dbstash.logs import get_logger
-from dbstash.naming import partial_name
-from dbstash.process import grow_pipe
+from dbstash.parts.process import grow_pipe
+from dbstash.parts.sink import RemoteEntry, SizeHint
 from dbstash.redact import GLOBAL_REDACTOR, Redactor
-from dbstash.sink import RemoteEntry, SizeHint
+from dbstash.settings.connstring import parse_connection_string
+from dbstash.settings.options import RcOptions
 from dbstash.storage.base import ABORT_DELETE_TIMEOUT, INTERRUPT_GRACE, Storage, Upload
-from dbstash.storage.connstring import parse_connection_string
-from dbstash.storage.rclone_cli import _parse_time
+from dbstash.storage.rclone_cli import parse_time
 
 if TYPE_CHECKING:
     import requests
@@ -49,31 +48,6 @@ CHUNK = 1 << 20
 _STREAM_OK_TRAILER = b"{}\n"
 #: ``:backend,key=value,...:path`` connection strings: every value may be a credential.
 _CONN_STRING = re.compile(r":[A-Za-z0-9_-]+,([^:]*):")
-
-
-@dataclass(frozen=True, slots=True)
-class RcOptions:
-    """Where the rclone daemon is and how to log in (``RCLONE_RC_URL``, ``RCLONE_RC_USER``, ``RCLONE_RC_PASS``).
-
-    Attributes:
-        url: base URL of ``rclone rcd`` (``http://127.0.0.1:5572``).
-        user / password: its ``--rc-user`` / ``--rc-pass`` (basic auth).
-        op_timeout: seconds for each metadata call (list, stat, move, delete).
-        commit_timeout: seconds rcd gets, after the last byte, to finish storing the upload.
-        connect_timeout: seconds to establish each connection.
-    """
-
-    url: str
-    user: str | None = None
-    password: str | None = field(default=None, repr=False)
-    op_timeout: float = 60.0
-    commit_timeout: float = 45.0
-    connect_timeout: float = 10.0
-
-    def display_url(self) -> str:
-        """The URL without credentials."""
-        parts = urlsplit(self.url)
-        return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}{parts.path}"
 
 
 class RcError(StorageError):
@@ -351,7 +325,7 @@ class RcloneRcStorage(Storage):
 
 
 def _entry(i: dict[str, Any]) -> RemoteEntry:
-    return RemoteEntry(str(i["Name"]), int(i.get("Size", -1)), _parse_time(str(i["ModTime"])), bool(i.get("IsDir")))
+    return RemoteEntry(str(i["Name"]), int(i.get("Size", -1)), parse_time(str(i["ModTime"])), bool(i.get("IsDir")))
 
 
 class _Aborted(Exception):

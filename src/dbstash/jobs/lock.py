@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from dbstash.errors import BackupFailed, ConfigError
 
 if TYPE_CHECKING:
-    from dbstash.config import Settings
+    from dbstash.settings.config import Settings
 
 
 class LockHeld(BackupFailed):

@@ -9,13 +9,21 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from dbstash.config import Settings
-from dbstash.databases import GLOBALS_LABEL
 from dbstash.errors import ChecksumMismatch, ConfigError, DbstashError, RestoreRefused
-from dbstash.listing import _infos, _with_manifest, aselect_own, job_templates
+from dbstash.jobs.databases import GLOBALS_LABEL
 from dbstash.logs import get_logger
 from dbstash.redact import GLOBAL_REDACTOR
-from dbstash.restore import RestoreResult, _part, _prove, _restore_target, arestore, check_belongs, run_of
+from dbstash.restoring.listing import aselect_own, backup_infos, job_templates, with_manifest
+from dbstash.restoring.restore import (
+    RestoreResult,
+    arestore,
+    check_belongs,
+    part_of,
+    prove_backup,
+    restore_target,
+    run_of,
+)
+from dbstash.settings.config import Settings
 from dbstash.storage.base import Storage
 
 log = get_logger("dbstash.verify")
@@ -50,7 +58,7 @@ async def averify(
     Succeeds only when the restore succeeded and the checksum matched the manifest. A multi-database
     job verifies one *database* here; :func:`averify_many` drills every database of a run.
     """
-    part = _part(settings, database)
+    part = part_of(settings, database)
     if part.globals_only:
         raise ConfigError("--database", "a database (the globals are checked by their checksum: verify_many())")
     engine = part.engine()
@@ -61,7 +69,7 @@ async def averify(
             raise ConfigError("VERIFY_TARGET_URI", f"a scratch {engine.key} database URI to restore into (--target)")
         scratch_dir = tempfile.mkdtemp(prefix="dbstash-verify-")
         target = os.path.join(scratch_dir, "scratch" + (".rdb" if engine.key == "redis" else ".db"))
-    _, conn, create = _restore_target(part, target)
+    _, conn, create = restore_target(part, target)
     # A drill clears only what it may: a scratch file it made, a database it creates, or a target it
     # proved empty before it wrote anything. Any other target is refused untouched.
     if scratch_dir is None:
@@ -144,7 +152,7 @@ async def averify_many(
 ) -> VerifyRun:
     """The restore drill for every database of one run (``latest`` by default), one after another into
     the scratch *target* (``VERIFY_TARGET_URI``), which is emptied after each."""
-    from dbstash.remote import job_storage  # noqa: PLC0415
+    from dbstash.jobs.remote import job_storage  # noqa: PLC0415
 
     if settings.databases is None:
         raise ConfigError("--database", "unset: this job backs up one database (verify it with averify())")
@@ -152,17 +160,17 @@ async def averify_many(
     failed: list[tuple[str, str]] = []
     globals_checked = None
     async with job_storage(settings, storage) as store:
-        infos = _infos(await store.list(), job_templates(settings), settings.zone)
+        infos = backup_infos(await store.list(), job_templates(settings), settings.zone)
         run = run_of(infos, await aselect_own(settings, store, infos, backup, allow_unsigned=allow_unsigned))
         for info in run:
             assert info.database is not None
             try:
                 if info.database == GLOBALS_LABEL:
-                    checked = await _with_manifest(store, info, settings)
+                    checked = await with_manifest(store, info, settings)
                     check_belongs(settings.for_globals(), checked, allow_unsigned=allow_unsigned)
                     if checked.manifest is None:
                         raise ChecksumMismatch(f"{info.name} has no manifest: its checksum cannot be verified")
-                    await _prove(store, checked)
+                    await prove_backup(store, checked)
                     globals_checked = True
                     continue
                 results.append(

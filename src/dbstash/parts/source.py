@@ -30,7 +30,7 @@ from anyio.streams.file import FileStreamAttribute
 
 from dbstash.engines.base import Connection, DumpCommand, DumpOptions, Engine
 from dbstash.errors import DumpFailed
-from dbstash.process import ChildProcess, grow_pipe
+from dbstash.parts.process import ChildProcess, grow_pipe
 from dbstash.redact import GLOBAL_REDACTOR, Redactor
 
 #: How many of the last bytes a source keeps for its end-of-dump check.
@@ -71,7 +71,7 @@ class Source(ABC):
         """Start producing. *redactor* masks secrets in what the source reports (default: dbstash's own)."""
 
 
-class _ProcessStream(SourceStream):
+class ProcessStream(SourceStream):
     """A child process's stdout. Advertises its fd for the fast path."""
 
     def __init__(self, proc: ChildProcess, check: TailCheck | None) -> None:
@@ -149,7 +149,7 @@ class CommandSource(Source):
 
     async def start(self, redactor: Redactor | None = None) -> SourceStream:
         proc = self.command.start(redactor or GLOBAL_REDACTOR, stdout=subprocess.PIPE)
-        return _ProcessStream(proc, self.check)
+        return ProcessStream(proc, self.check)
 
 
 class DumpSource(Source):
@@ -192,7 +192,7 @@ class DumpSource(Source):
         proc = command.start(redactor, stdout=subprocess.PIPE)
         engine = self.engine
         check: TailCheck | None = (lambda tail: engine.check_output_tail(tail, command)) if self.check_tail else None
-        return _ProcessStream(proc, check)
+        return ProcessStream(proc, check)
 
 
 class _IterStream(SourceStream):

@@ -8,15 +8,15 @@ from datetime import UTC, datetime
 
 import anyio
 
-from dbstash.config import Settings
 from dbstash.engines import same_family
 from dbstash.errors import StorageError
+from dbstash.jobs.manifest import MANIFEST_SUFFIX, SIGNATURE_SUFFIX, Manifest, manifest_name, signature_name
+from dbstash.jobs.naming import NameTemplate, is_partial, partial_target
+from dbstash.jobs.remote import job_storage
+from dbstash.jobs.retention import Backup, Decision, RetentionPlan
 from dbstash.logs import get_logger
-from dbstash.manifest import MANIFEST_SUFFIX, SIGNATURE_SUFFIX, Manifest, manifest_name, signature_name
-from dbstash.naming import NameTemplate, is_partial, partial_target
-from dbstash.remote import job_storage
-from dbstash.retention import Backup, Decision, RetentionPlan
-from dbstash.sink import RemoteEntry
+from dbstash.parts.sink import RemoteEntry
+from dbstash.settings.config import Settings
 from dbstash.storage.base import Storage, delete_refused
 
 log = get_logger("dbstash")
@@ -161,8 +161,8 @@ async def _untrusted(
     settings: Settings, storage: Storage, backup: Backup, text: bytes | None, signed: bool
 ) -> str | None:
     """Why *backup* (its manifest's bytes *text*) is not signed by a trusted key for this job, or None:
-    the listing's check (:func:`dbstash.listing.check_signature`)."""
-    from dbstash.listing import BackupInfo, check_signature  # noqa: PLC0415 - listing imports config, as this does
+    the listing's check (:func:`dbstash.restoring.listing.check_signature`)."""
+    from dbstash.restoring.listing import BackupInfo, check_signature  # noqa: PLC0415 - listing imports config, as this does
 
     try:
         manifest = Manifest.from_json(text) if text is not None else None
@@ -292,8 +292,8 @@ async def _prune_many(settings: Settings, store: Storage, *, dry_run: bool, now:
     Series are found in the listing (a database dropped from the server still has its backups
     pruned, its newest always kept); the decisions are reported together, series by series.
     """
-    from dbstash.databases import GLOBALS_LABEL  # noqa: PLC0415
-    from dbstash.listing import job_infos  # noqa: PLC0415 - listing imports config; keeps this module light
+    from dbstash.jobs.databases import GLOBALS_LABEL  # noqa: PLC0415
+    from dbstash.restoring.listing import job_infos  # noqa: PLC0415 - listing imports config; keeps this module light
 
     entries = await store.list()
     series = sorted({i.database for i in job_infos(settings, entries) if i.database is not None})

@@ -20,7 +20,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from dbstash.compression import Compressor, StreamCompression, parse_compress
+from dbstash.parts.compression import Compressor, StreamCompression, parse_compress
 
 if TYPE_CHECKING:
     from dbstash.engines.base import DumpCommand

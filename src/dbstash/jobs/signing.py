@@ -188,7 +188,7 @@ class TrustedKeys:
         >>> trusted.check(b"{}", key.sign(manifest))
         Traceback (most recent call last):
         ...
-        dbstash.signing.Untrusted: the signature by SHA256:... is not of this manifest (changed after signing?)
+        dbstash.jobs.signing.Untrusted: the signature by SHA256:... is not of this manifest (changed after signing?)
     """
 
     #: fingerprint -> raw 32-byte public key

@@ -16,18 +16,18 @@ from datetime import UTC, datetime
 
 import anyio
 
-from dbstash.config import Settings
-from dbstash.databases import GLOBALS_LABEL
 from dbstash.engines.base import Engine
 from dbstash.errors import ConfigError, DbstashError, DumpFailed, ToolNotFound
-from dbstash.hooks import Hook
-from dbstash.job import BackupResult, _run, after_run, run_parts, run_pre_hook
+from dbstash.jobs.backup import BackupResult, after_run, run_one, run_parts, run_pre_hook
+from dbstash.jobs.databases import GLOBALS_LABEL
+from dbstash.jobs.hooks import Hook
+from dbstash.jobs.remote import job_storage
 from dbstash.logs import get_logger, log_context
 from dbstash.notify import Notifier, RunEvent, notify
 from dbstash.notify.base import RunItem
-from dbstash.pipeline import Progress
+from dbstash.parts.pipeline import Progress
 from dbstash.redact import GLOBAL_REDACTOR
-from dbstash.remote import job_storage
+from dbstash.settings.config import Settings
 from dbstash.storage.base import Storage
 
 log = get_logger("dbstash")
@@ -287,7 +287,7 @@ async def _one(
         try:
             template = settings.template()
             name = template.render(started, uuid=backup_id[:8])
-            result = await _run(
+            result = await run_one(
                 settings,
                 engine,
                 template,

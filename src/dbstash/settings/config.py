@@ -11,36 +11,33 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from dbstash.compression import StreamCompression, parse_compress
-from dbstash.databases import GLOBALS_LABEL, DatabaseSelection, parse_selection
-from dbstash.encryption import AgeEncryption, AgeIdentity
-from dbstash.encryption import describe as describe_encryption
 from dbstash.engines import engine_for_uri, get_engine
 from dbstash.engines.base import Connection, DumpOptions, Engine, check_ports
-from dbstash.envparse import (
-    DEFAULT_HEALTH_PORT,
-    DEFAULT_TEMP_DIR,
-    _check_extension,
-    _check_rc,
-    _check_remote,
-    _check_tz,
-    _encryption,
-    _identity_file,
-    _read_secret_file,
-    _retention,
-    settings_from_env,
-)
 from dbstash.errors import ConfigError
-from dbstash.hooks import ShellHook
-from dbstash.naming import DEFAULT_TEMPLATE, NameTemplate
+from dbstash.jobs.databases import GLOBALS_LABEL, DatabaseSelection, parse_selection
+from dbstash.jobs.hooks import ShellHook
+from dbstash.jobs.naming import DEFAULT_TEMPLATE, NameTemplate
+from dbstash.jobs.retention import RetentionPolicy
+from dbstash.jobs.signing import SigningKey, TrustedKeys
 from dbstash.notify import EmailNotifier, Notifier, PingNotifier, webhook_notifier
 from dbstash.notify.base import NotifyOn
-from dbstash.pipeline import DEFAULT_STALL_TIMEOUT
+from dbstash.parts.compression import StreamCompression, parse_compress
+from dbstash.parts.encryption import AgeEncryption, AgeIdentity, describe as describe_encryption
 from dbstash.redact import GLOBAL_REDACTOR
-from dbstash.retention import RetentionPolicy
-from dbstash.signing import SigningKey, TrustedKeys
-from dbstash.storage.rclone_cli import RcloneOptions
-from dbstash.storage.rclone_rc import RcOptions
+from dbstash.settings.env import (
+    DEFAULT_HEALTH_PORT,
+    DEFAULT_TEMP_DIR,
+    check_extension,
+    check_rc,
+    check_remote,
+    check_tz,
+    parse_encryption,
+    parse_identity_file,
+    parse_retention,
+    read_secret_file,
+    settings_from_env,
+)
+from dbstash.settings.options import DEFAULT_STALL_TIMEOUT, RcloneOptions, RcOptions
 
 MODES = ("stream", "directory", "tar")
 
@@ -380,9 +377,9 @@ class Settings:
         *identity_file*: the age identity (mode 0600) that :func:`restore` and :func:`verify`
         decrypt with; backing up never needs it.
 
-        *signing_key*: a :class:`~dbstash.signing.SigningKey`, or the path of an OpenSSH ed25519
+        *signing_key*: a :class:`~dbstash.jobs.signing.SigningKey`, or the path of an OpenSSH ed25519
         private key file (mode 0600/0400): every manifest is signed (``<manifest>.sig``, checkable
-        with ``ssh-keygen -Y verify``). *trusted_keys*: a :class:`~dbstash.signing.TrustedKeys`, or
+        with ``ssh-keygen -Y verify``). *trusted_keys*: a :class:`~dbstash.jobs.signing.TrustedKeys`, or
         OpenSSH public key lines (one string, or a list): restore, verify, list, ``latest`` and
         retention then accept only backups signed by one of them.
         """
@@ -394,7 +391,7 @@ class Settings:
         connection = engine.parse_uri(uri, variable="uri")
         check_ports(connection, "uri")
         if password_file is not None:
-            password = _read_secret_file(os.fspath(password_file), "password_file")
+            password = read_secret_file(os.fspath(password_file), "password_file")
         if password is not None and connection.password is None:
             connection = connection.with_password(password)
         selection = None
@@ -420,28 +417,28 @@ class Settings:
         settings = cls(
             connection=connection,
             databases=selection,
-            remote=_check_remote(remote, "remote"),
+            remote=check_remote(remote, "remote"),
             name_template=name_template,
             compress=native,
             stream_compress=stream_compress,
             mode=mode,
             temp_dir=temp_dir,
-            extension=_check_extension(extension, "extension"),
+            extension=check_extension(extension, "extension"),
             dump_extra_args=extra,
             restore_extra_args=tuple(shlex.split(restore_extra_args))
             if isinstance(restore_extra_args, str)
             else tuple(restore_extra_args),
             retention=retention
             if retention is not None
-            else _retention(retention_max_files, retention_max_days, retention_keep, _check_tz(tz, "tz")),
+            else parse_retention(retention_max_files, retention_max_days, retention_keep, check_tz(tz, "tz")),
             rclone=rclone or RcloneOptions(),
-            rc=_check_rc(rc, "rc") if rc is not None else None,
+            rc=check_rc(rc, "rc") if rc is not None else None,
             timeout=timeout if timeout else None,
             stall_timeout=stall_timeout if stall_timeout else None,
-            tz=_check_tz(tz, "tz"),
+            tz=check_tz(tz, "tz"),
             engine_object=engine_object,
-            encryption=_encryption(encrypt_to, "encrypt_to"),
-            identity_file=_identity_file(identity_file, "identity_file"),
+            encryption=parse_encryption(encrypt_to, "encrypt_to"),
+            identity_file=parse_identity_file(identity_file, "identity_file"),
             signing_key=signing_key
             if isinstance(signing_key, SigningKey) or signing_key is None
             else SigningKey.from_file(signing_key, "signing_key"),

@@ -34,9 +34,9 @@ from dataclasses import dataclass
 
 from dbstash.engines.base import DumpCommand
 from dbstash.errors import ConfigError, ToolNotFound
-from dbstash.process import ChildProcess
+from dbstash.parts.process import ChildProcess
+from dbstash.parts.transforms import ProcessTransform
 from dbstash.redact import Redactor
-from dbstash.transforms import ProcessTransform
 
 SUFFIX = ".age"
 #: Recipient forms age takes in a recipients file.

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from dbstash.errors import ConfigError
-from dbstash.naming import same_second_order
+from dbstash.jobs.naming import same_second_order
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,16 +19,23 @@ from typing import Protocol
 import anyio
 from anyio.streams.file import FileStreamAttribute
 
-from dbstash.compression import Compressor
 from dbstash.errors import BackupTimeout, UploadFailed
 from dbstash.logs import get_logger
-from dbstash.process import grow_pipe, write_all
+from dbstash.parts.compression import Compressor
+from dbstash.parts.process import grow_pipe, write_all
+from dbstash.parts.relay import (
+    DEFAULT_STALL_TIMEOUT,
+    TAIL,
+    Progress,
+    Relay,
+    TransferStats,
+    relay_watched,
+    stalled_error,
+)
+from dbstash.parts.sink import RemoteEntry, Sink, SinkUpload, SizeHint
+from dbstash.parts.source import ProcessStream, Source, SourceStream
+from dbstash.parts.transforms import Compress, ProcessTransform, Progress as ProgressTransform, Transform
 from dbstash.redact import GLOBAL_REDACTOR, Redactor
-from dbstash.relay import DEFAULT_STALL_TIMEOUT, TAIL, Progress, Relay, TransferStats, _relay_watched, _stalled
-from dbstash.sink import RemoteEntry, Sink, SinkUpload, SizeHint
-from dbstash.source import Source, SourceStream, _ProcessStream
-from dbstash.transforms import Compress, ProcessTransform, Transform
-from dbstash.transforms import Progress as ProgressTransform
 
 log = get_logger("dbstash.pipeline")
 
@@ -173,7 +180,7 @@ class Pipeline:
                     elif src_fd is not None and dst_fd is not None and plan is not None:
                         compressor, progress = plan
                         relay = Relay(src_fd, dst_fd, progress, compressor)
-                        stats = await _relay_watched(relay, self.stall_timeout)
+                        stats = await relay_watched(relay, self.stall_timeout)
                         tail, fast = stats.tail, True
                     else:
                         stats = await _relay_async(stream, upload, self.transforms, self.stall_timeout)
@@ -274,7 +281,7 @@ class _PipeWriter:
 class _Stage:
     """A running filter stage: the process's output stream and the write end of its input."""
 
-    out: _ProcessStream
+    out: ProcessStream
     writer: _PipeWriter
 
     async def close(self) -> None:
@@ -308,7 +315,7 @@ async def _relay_through(
     finally:
         os.close(r)
     writer = _PipeWriter(w, proc.name)
-    out = _ProcessStream(proc, None)
+    out = ProcessStream(proc, None)
     started.stage = _Stage(out, writer)
     src_fd = stream.extra(FileStreamAttribute.fileno, None)  # noqa: S610 - anyio typed attributes
     dst_fd = upload.extra(FileStreamAttribute.fileno, None)  # noqa: S610
@@ -322,7 +329,7 @@ async def _relay_through(
                 relay = Relay(src_fd, w, plan[1], plan[0], hashing=False)
                 relay.reader = proc.name
                 started.relays.append(relay)
-                fed.append(await _relay_watched(relay, stall_timeout))
+                fed.append(await relay_watched(relay, stall_timeout))
             else:
                 fed.append(await _relay_async(stream, writer, before, stall_timeout))
         except Exception as exc:  # handed back as a value: raised here it would come wrapped in a group
@@ -338,7 +345,7 @@ async def _relay_through(
             if dst_fd is not None:
                 relay = Relay(out.fileno, dst_fd)
                 started.relays.append(relay)
-                stored = await _relay_watched(relay, stall_timeout)
+                stored = await relay_watched(relay, stall_timeout)
             else:
                 stored = await _relay_async(out, upload, (), stall_timeout)
         except Exception as exc:  # raised as itself below, not wrapped in the task group's exception group
@@ -421,7 +428,7 @@ async def _relay_async(
         if error is not None:
             raise error
         if stalled:
-            raise _stalled(stall_timeout, waiting)
+            raise stalled_error(stall_timeout, waiting)
     return TransferStats(stored, digest.hexdigest(), tail, dump_size=total)
 
 

@@ -12,7 +12,7 @@ import anyio
 from dbstash.errors import BackupFailed
 from dbstash.logs import get_logger
 from dbstash.notify.base import RunEvent
-from dbstash.process import child_base_env
+from dbstash.parts.process import child_base_env
 from dbstash.redact import GLOBAL_REDACTOR
 
 log = get_logger("dbstash.hooks")

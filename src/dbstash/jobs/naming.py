@@ -156,7 +156,7 @@ class NameTemplate:
         if "uuid" not in seen and self.has_time:
             parts.append(r"(?:-[0-9a-f]{8})?")  # a run that found its name taken (see alternative())
         # encrypted or not, the same job's series: a restore without the recipients, and retention across
-        # switching BACKUP_ENCRYPT on, see both (``.age`` is encryption's suffix, see dbstash.encryption)
+        # switching BACKUP_ENCRYPT on, see both (``.age`` is encryption's suffix, see dbstash.parts.encryption)
         parts.append(re.escape(self.extension.removesuffix(".age")) + r"(?:\.age)?")
         return re.compile("^" + "".join(parts) + "$")
 

@@ -30,11 +30,6 @@ from typing import Any
 
 import anyio
 
-from dbstash.compression import SUFFIXES, Compressor, StreamCompression
-from dbstash.config import Settings
-from dbstash.databases import GLOBALS_LABEL
-from dbstash.encryption import SUFFIX as ENCRYPTED_SUFFIX
-from dbstash.encryption import AgeDecryptor, AgeIdentity, DecryptError
 from dbstash.engines import target_connection
 from dbstash.engines.base import Connection, DumpCommand, Engine, LineFilter, RestoreOptions, run_tool
 from dbstash.engines.mongo import MongoEngine
@@ -47,23 +42,27 @@ from dbstash.errors import (
     RestoreRefused,
     StorageError,
 )
-from dbstash.listing import (
+from dbstash.jobs.databases import GLOBALS_LABEL
+from dbstash.jobs.manifest import Manifest
+from dbstash.logs import get_logger, log_context
+from dbstash.parts.compression import SUFFIXES, Compressor, StreamCompression
+from dbstash.parts.encryption import SUFFIX as ENCRYPTED_SUFFIX, AgeDecryptor, AgeIdentity, DecryptError
+from dbstash.parts.process import ChildProcess
+from dbstash.redact import GLOBAL_REDACTOR
+from dbstash.restoring.listing import (
     NOT_THIS_JOBS,
     BackupInfo,
-    _infos,
-    _with_manifest,
     alist_backups,
     aselect_own,
+    backup_infos,
     job_templates,
     list_backups,
     mismatch,
     refusal,
     select_backup,
+    with_manifest,
 )
-from dbstash.logs import get_logger, log_context
-from dbstash.manifest import Manifest
-from dbstash.process import ChildProcess
-from dbstash.redact import GLOBAL_REDACTOR
+from dbstash.settings.config import Settings
 from dbstash.storage.base import Storage
 
 log = get_logger("dbstash.restore")
@@ -286,11 +285,11 @@ async def arestore(
         RestoreError: the restore tool failed or the backup could not be read.
         RestoreRefused: the target holds data and *force* is False (nothing was touched).
     """
-    from dbstash.remote import job_storage  # noqa: PLC0415
+    from dbstash.jobs.remote import job_storage  # noqa: PLC0415
 
-    part = _part(settings, database)
+    part = part_of(settings, database)
     async with job_storage(settings, storage) as store:
-        infos = _infos(await store.list(), job_templates(part), settings.zone)
+        infos = backup_infos(await store.list(), job_templates(part), settings.zone)
         info = await aselect_own(part, store, infos, backup, allow_unsigned=allow_unsigned)
         return await _restore_info(
             part,
@@ -303,7 +302,7 @@ async def arestore(
         )
 
 
-def _part(settings: Settings, database: str | None) -> Settings:
+def part_of(settings: Settings, database: str | None) -> Settings:
     """The settings of the one object a restore reads: the job's, or one database's of a multi-database job."""
     if settings.databases is None:
         if database is not None:
@@ -323,7 +322,7 @@ def check_belongs(part: Settings, info: BackupInfo, *, allow_unsigned: bool = Fa
     """Refuse a backup whose manifest is not this job's object: another name (an old backup copied over
     a newer one), another engine or another database (a backup planted from another job); and, with
     trusted keys (``BACKUP_TRUSTED_KEYS``), one whose signature does not verify with one of them or
-    vouches for another object. *info* comes from ``_with_manifest(store, info, part)``.
+    vouches for another object. *info* comes from ``with_manifest(store, info, part)``.
 
     Raises :class:`RestoreRefused` before anything is read into a tool. Without trusted keys this
     holds against mistakes and copies, not against an attacker who writes a matching manifest.
@@ -341,7 +340,7 @@ def check_belongs(part: Settings, info: BackupInfo, *, allow_unsigned: bool = Fa
         log.warning("%s is %s: restored as --allow-unsigned asks, its origin unproven", info.name, info.untrusted)
 
 
-def _restore_target(part: Settings, target: str | None) -> tuple[Engine, Connection, bool]:
+def restore_target(part: Settings, target: str | None) -> tuple[Engine, Connection, bool]:
     """(engine, where to restore, whether the database is recreated as it was backed up)."""
     engine = part.engine()
     if part.globals_only:  # the server's roles and users: a server-level connection
@@ -378,9 +377,9 @@ async def _restore_info(
 ) -> RestoreResult:
     """Restore the backup *info* of the object *part* describes (see :func:`arestore`)."""
     t0 = time.monotonic()
-    engine, conn, create = _restore_target(part, target)
+    engine, conn, create = restore_target(part, target)
     if not info.checked:  # aselect_own already read and checked what it chose
-        info = await _with_manifest(store, info, part)
+        info = await with_manifest(store, info, part)
     check_belongs(part, info, allow_unsigned=allow_unsigned)
     # an encrypted backup needs the identity: checked before anything is looked at on the target
     identity = part.identity() if _encrypted(info) else None
@@ -428,7 +427,7 @@ async def _restore_info(
     kept: list[str] = []
     if mode == "stream":
         if info.manifest is not None and not engine.atomic_restore(options):
-            await _prove(store, info)
+            await prove_backup(store, info)
         await engine.prepare_restore(conn, options)
         line_filter = await engine.restore_filter(conn, options)
         result = await _stream_restore(store, info, engine, conn, options, line_filter=line_filter, identity=identity)
@@ -524,7 +523,7 @@ async def arestore_many(
     *databases*: ``"all"`` or the names to restore from that run. A failure of the globals stops
     the restore before any database (their owners would be missing).
     """
-    from dbstash.remote import job_storage  # noqa: PLC0415
+    from dbstash.jobs.remote import job_storage  # noqa: PLC0415
 
     if settings.databases is None:
         raise ConfigError("--database", "unset: this job backs up one database (restore it with arestore())")
@@ -535,10 +534,10 @@ async def arestore_many(
     )
     async with job_storage(settings, storage) as store:
         entries = await store.list()
-        infos = _infos(entries, job_templates(settings), settings.zone)
+        infos = backup_infos(entries, job_templates(settings), settings.zone)
         anchor = await aselect_own(settings, store, infos, backup, allow_unsigned=allow_unsigned)
         run = run_of(infos, anchor)
-        anchor_manifest = (await _with_manifest(store, anchor)).manifest
+        anchor_manifest = (await with_manifest(store, anchor)).manifest
         run_id = anchor_manifest.backup_id if anchor_manifest else None
         if wanted is not None:
             missing = [d for d in wanted if d not in {i.database for i in run}]
@@ -552,11 +551,11 @@ async def arestore_many(
         failed: list[tuple[str, str]] = []
         for info in run:
             assert info.database is not None
-            part = _part(settings, info.database)
+            part = part_of(settings, info.database)
             with log_context(database=info.database):
                 try:
                     if run_id is not None:
-                        m = (await _with_manifest(store, info)).manifest
+                        m = (await with_manifest(store, info)).manifest
                         if m is not None and m.backup_id != run_id:
                             raise RestoreError(f"{info.name} was made by another run than {anchor.name}")
                     results.append(
@@ -603,7 +602,7 @@ def _with_extra_args(command: DumpCommand, options: RestoreOptions) -> DumpComma
     return replace(command, argv=(*command.argv, *options.extra_args)) if options.extra_args else command
 
 
-async def _prove(store: Storage, info: BackupInfo) -> None:
+async def prove_backup(store: Storage, info: BackupInfo) -> None:
     """Read the whole stored object once and check it against the manifest; nothing is applied yet."""
     assert info.manifest is not None
     digest = hashlib.sha256()
@@ -767,7 +766,7 @@ async def _restore_files(
     """Directory and tar backups: fetch into a work folder under BACKUP_TEMP_DIR, prove every byte
     against the manifest, and only then run the engine's tool on the folder (nothing is applied on
     a mismatch, whatever the engine)."""
-    from dbstash.modes import folder_stats, work_folder  # noqa: PLC0415
+    from dbstash.jobs.modes import folder_stats, work_folder  # noqa: PLC0415
 
     assert info.manifest is not None
     async with work_folder(settings) as folder:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from dbstash.config import Settings
 from dbstash.engines.base import DumpCommand
 from dbstash.errors import DbstashError
+from dbstash.jobs.prune import plan_retention
+from dbstash.jobs.remote import job_storage
+from dbstash.jobs.retention import Backup
 from dbstash.logs import get_logger
-from dbstash.prune import plan_retention
-from dbstash.remote import job_storage
-from dbstash.retention import Backup
+from dbstash.settings.config import Settings
 from dbstash.storage.base import Storage
 from dbstash.storage.rclone_cli import RcloneCliStorage
 from dbstash.storage.rclone_rc import RcloneRcStorage
@@ -39,7 +39,7 @@ async def dry_run(settings: Settings, *, storage: Storage | None = None) -> dict
 async def _dry_run_many(settings: Settings, storage: Storage | None) -> dict[str, object]:
     """A multi-database job: the globals' and every database's command and name. ``DB_NAME=all`` asks
     the server for its list of databases (read-only); if it cannot, the list is reported as unknown."""
-    from dbstash.multi import resolve_databases  # noqa: PLC0415 - multi imports job, which imports this module's users
+    from dbstash.jobs.multi import resolve_databases  # noqa: PLC0415 - multi imports job, which imports this module's users
 
     assert settings.databases is not None
     engine = settings.engine()

@@ -1,7 +1,7 @@
 """Every environment variable dbstash reads: the one list the configuration reference is generated from.
 
 ``docs/reference.md`` is written from :data:`ENV_VARS` by the docs build (``scripts/mkdocs_hooks.py``), and
-``tests/unit/test_envvars.py`` checks that :meth:`dbstash.config.Settings.from_env` reads exactly
+``tests/unit/test_envvars.py`` checks that :meth:`dbstash.settings.config.Settings.from_env` reads exactly
 these names, so the reference and the code cannot drift apart.
 """
 
@@ -115,7 +115,7 @@ def markdown() -> str:
     lines = [
         "# Configuration reference",
         "",
-        "Generated from `dbstash.envvars.ENV_VARS` at docs build time; a test keeps that list equal to",
+        "Generated from `dbstash.settings.envvars.ENV_VARS` at docs build time; a test keeps that list equal to",
         "what `Settings.from_env` reads. Variables marked **secret** are masked in logs, errors, dry",
         "runs and notifications, and never reach a child process's argv or environment.",
     ]

@@ -30,12 +30,12 @@ from dataclasses import dataclass
 
 import anyio
 
-from dbstash.config import Settings
 from dbstash.engines.base import DumpCommand, Engine
 from dbstash.errors import DumpFailed, StorageError
 from dbstash.logs import get_logger
-from dbstash.process import grow_pipe
+from dbstash.parts.process import grow_pipe
 from dbstash.redact import GLOBAL_REDACTOR
+from dbstash.settings.config import Settings
 from dbstash.storage.base import Storage
 
 log = get_logger("dbstash.modes")

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import anyio
 
-from dbstash.compression import Compressor
 from dbstash.errors import DumpFailed, UploadFailed
+from dbstash.parts.compression import Compressor
 
 CHUNK = 1 << 20
 #: A read shorter than this means the writer is slower than the relay: pause before the next read.
@@ -146,7 +146,7 @@ class Relay:
         return n
 
 
-async def _relay_watched(relay: Relay, stall_timeout: float | None) -> TransferStats:
+async def relay_watched(relay: Relay, stall_timeout: float | None) -> TransferStats:
     """Run *relay* in a worker thread; fail if no byte moves for *stall_timeout* seconds.
 
     A frozen database server or a remote that stopped answering leaves the relay blocked in a read
@@ -182,10 +182,10 @@ async def _relay_watched(relay: Relay, stall_timeout: float | None) -> TransferS
             raise error
         assert stats is not None
         return stats
-    raise _stalled(stall_timeout, relay.waiting)
+    raise stalled_error(stall_timeout, relay.waiting)
 
 
-def _stalled(stall_timeout: float, waiting: str) -> DumpFailed | UploadFailed:
+def stalled_error(stall_timeout: float, waiting: str) -> DumpFailed | UploadFailed:
     if waiting == "upload":
         return UploadFailed(
             f"the upload accepted no data for {stall_timeout:g}s (the remote stopped answering?): aborted"

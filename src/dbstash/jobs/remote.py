@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from dbstash.config import Settings
 from dbstash.errors import ConfigError
 from dbstash.logs import get_logger
 from dbstash.redact import GLOBAL_REDACTOR
+from dbstash.settings.config import Settings
 from dbstash.storage.base import Storage, remote_name
 from dbstash.storage.rclone_cli import DIRECT_TYPES, RcloneCliStorage
 from dbstash.storage.rclone_rc import RcloneRcStorage

@@ -15,15 +15,15 @@ from zoneinfo import ZoneInfo
 
 import anyio
 
-from dbstash.compression import SUFFIXES
-from dbstash.config import Settings
 from dbstash.engines.base import DumpOptions
 from dbstash.errors import BackupUntrusted, ConfigError, RestoreRefused, StorageError
+from dbstash.jobs.manifest import SIGNATURE_SUFFIX, Manifest, is_manifest, manifest_name, signature_name
+from dbstash.jobs.naming import NameTemplate, is_partial, same_second_order
+from dbstash.jobs.signing import Untrusted
 from dbstash.logs import get_logger
-from dbstash.manifest import SIGNATURE_SUFFIX, Manifest, is_manifest, manifest_name, signature_name
-from dbstash.naming import NameTemplate, is_partial, same_second_order
-from dbstash.signing import Untrusted
-from dbstash.sink import RemoteEntry
+from dbstash.parts.compression import SUFFIXES
+from dbstash.parts.sink import RemoteEntry
+from dbstash.settings.config import Settings
 from dbstash.storage.base import Storage
 
 log = get_logger("dbstash.listing")
@@ -119,7 +119,7 @@ def job_templates(settings: Settings) -> list[NameTemplate]:
     return [replace(current, extension=ext) for ext in extensions]
 
 
-def _infos(entries: Sequence[RemoteEntry], templates: Sequence[NameTemplate], zone: ZoneInfo) -> list[BackupInfo]:
+def backup_infos(entries: Sequence[RemoteEntry], templates: Sequence[NameTemplate], zone: ZoneInfo) -> list[BackupInfo]:
     names = {e.name for e in entries}
     found = []
     for e in entries:
@@ -156,11 +156,11 @@ def _infos(entries: Sequence[RemoteEntry], templates: Sequence[NameTemplate], zo
 def job_infos(settings: Settings, entries: Sequence[RemoteEntry]) -> list[BackupInfo]:
     """This job's backups among *entries*, newest first; for a multi-database job, of the databases
     it selects (named ones, or any but the excluded) and its globals."""
-    infos = _infos(entries, job_templates(settings), settings.zone)
+    infos = backup_infos(entries, job_templates(settings), settings.zone)
     selection = settings.databases
     if selection is None:
         return infos
-    from dbstash.databases import GLOBALS_LABEL  # noqa: PLC0415
+    from dbstash.jobs.databases import GLOBALS_LABEL  # noqa: PLC0415
 
     def wanted(db: str | None) -> bool:
         if db is None or db == GLOBALS_LABEL:
@@ -177,7 +177,7 @@ def part_of(settings: Settings, database: str | None) -> Settings:
     one-database job; that database's, or the globals', for a multi-database job)."""
     if settings.databases is None or database is None:
         return settings
-    from dbstash.databases import GLOBALS_LABEL  # noqa: PLC0415
+    from dbstash.jobs.databases import GLOBALS_LABEL  # noqa: PLC0415
 
     return settings.for_globals() if database == GLOBALS_LABEL else settings.for_database(database)
 
@@ -238,7 +238,7 @@ def refusal(info: BackupInfo, allow_unsigned: bool = False) -> str | None:
     return None
 
 
-async def _with_manifest(storage: Storage, info: BackupInfo, settings: Settings | None = None) -> BackupInfo:
+async def with_manifest(storage: Storage, info: BackupInfo, settings: Settings | None = None) -> BackupInfo:
     """*info* with its manifest read; with *settings*, a manifest of another object is a problem, and
     with trusted keys in *settings* its signature is checked (:attr:`BackupInfo.untrusted`)."""
     if settings is not None:
@@ -287,7 +287,7 @@ async def aselect_own(
             ) from None
         if chosen.name == selector:
             return chosen
-        checked = await _with_manifest(store, chosen, settings)
+        checked = await with_manifest(store, chosen, settings)
         foreign = refusal(checked, allow_unsigned)
         if foreign is None:
             if skipped:
@@ -305,7 +305,7 @@ async def alist_backups(
 
     With *manifests* each complete backup's manifest is read (one small read each).
     """
-    from dbstash.remote import job_storage  # noqa: PLC0415 - remote imports config, which restore's users import
+    from dbstash.jobs.remote import job_storage  # noqa: PLC0415 - remote imports config, which restore's users import
 
     async with job_storage(settings, storage) as store:
         infos = job_infos(settings, await store.list())
@@ -316,7 +316,7 @@ async def alist_backups(
 
         async def read(at: int) -> None:
             async with limiter:
-                found[at] = await _with_manifest(store, infos[at], settings)
+                found[at] = await with_manifest(store, infos[at], settings)
 
         async with anyio.create_task_group() as tg:
             for at in range(len(infos)):

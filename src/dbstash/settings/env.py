@@ -1,4 +1,4 @@
-"""Reading the spec's environment variables into :class:`~dbstash.config.Settings`, and the checks behind it.
+"""Reading the spec's environment variables into :class:`~dbstash.settings.config.Settings`, and the checks behind it.
 
 The one env parser: every variable is read here, and every error names the variable. The parts it
 builds never read configuration themselves. (Over 400 lines on purpose: one reader for all ~60
@@ -22,27 +22,25 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from dbstash.compression import parse_compress
-from dbstash.databases import ALL_MODES, DatabaseSelection, parse_selection
-from dbstash.encryption import RECIPIENTS_EXPECTED, AgeEncryption, AgeIdentity, age_binary, parse_recipients
 from dbstash.engines import ENGINES, engine_for_uri, get_engine, same_family, target_connection
 from dbstash.engines.base import Connection, Engine, check_ports, one_database
 from dbstash.engines.mongo import MongoEngine
 from dbstash.errors import ConfigError
-from dbstash.manifest import MANIFEST_SUFFIX
-from dbstash.naming import DEFAULT_TEMPLATE, PARTIAL_MARK
+from dbstash.jobs.databases import ALL_MODES, DatabaseSelection, parse_selection
+from dbstash.jobs.manifest import MANIFEST_SUFFIX
+from dbstash.jobs.naming import DEFAULT_TEMPLATE, PARTIAL_MARK
+from dbstash.jobs.retention import RetentionPolicy
+from dbstash.jobs.signing import SigningKey, trusted_keys_from
 from dbstash.notify import FORMATS, plugin_notifiers
-from dbstash.pipeline import DEFAULT_STALL_TIMEOUT
+from dbstash.parts.compression import parse_compress
+from dbstash.parts.encryption import RECIPIENTS_EXPECTED, AgeEncryption, AgeIdentity, age_binary, parse_recipients
 from dbstash.redact import GLOBAL_REDACTOR, Redactor, uri_secrets
-from dbstash.retention import RetentionPolicy
-from dbstash.schedule import validate_cron
-from dbstash.signing import SigningKey, trusted_keys_from
-from dbstash.storage.connstring import parse_connection_string
-from dbstash.storage.rclone_cli import COMMIT_MODES, RcloneOptions
-from dbstash.storage.rclone_rc import RcOptions
+from dbstash.settings.connstring import parse_connection_string
+from dbstash.settings.options import COMMIT_MODES, DEFAULT_STALL_TIMEOUT, RcloneOptions, RcOptions
+from dbstash.settings.schedule import validate_cron
 
 if TYPE_CHECKING:
-    from dbstash.config import Settings
+    from dbstash.settings.config import Settings
 
 DEFAULT_RCLONE_CONFIG_FILE = "/config/rclone.conf"
 DEFAULT_TEMP_DIR = "/tmp/dbstash-work"  # noqa: S108 - the spec's default; a private mkdtemp subfolder per run
@@ -57,7 +55,7 @@ _SECRET_CONF_KEY = re.compile(r"pass|secret|key|token|sas_url|credentials", re.I
 
 def settings_from_env(cls: type[Settings], environ: Mapping[str, str]) -> Settings:
     """See :meth:`Settings.from_env`."""
-    from dbstash.config import NotifySettings, ServiceSettings  # noqa: PLC0415 - config imports this module
+    from dbstash.settings.config import NotifySettings, ServiceSettings  # noqa: PLC0415 - config imports this module
 
     env = {k: v for k, v in environ.items()}
 
@@ -69,13 +67,13 @@ def settings_from_env(cls: type[Settings], environ: Mapping[str, str]) -> Settin
     uri = None
     uri_var = "DB_URI"
     if get("DB_URI_FILE"):
-        uri = _read_secret_file(env["DB_URI_FILE"], "DB_URI_FILE")
+        uri = read_secret_file(env["DB_URI_FILE"], "DB_URI_FILE")
         uri_var = "DB_URI_FILE"
     elif get("DB_URI"):
         uri = env["DB_URI"]
     password = None
     if get("DB_PASSWORD_FILE"):
-        password = _read_secret_file(env["DB_PASSWORD_FILE"], "DB_PASSWORD_FILE")
+        password = read_secret_file(env["DB_PASSWORD_FILE"], "DB_PASSWORD_FILE")
     elif get("DB_PASSWORD"):
         password = env["DB_PASSWORD"]
     db_var = "DB_NAME"  # the variable that names the databases: DB_NAME, or the URI's path
@@ -159,18 +157,18 @@ def settings_from_env(cls: type[Settings], environ: Mapping[str, str]) -> Settin
             rclone.commit,
         )
     native_compress, stream_compress = parse_compress(env.get("BACKUP_COMPRESS"))
-    tz = _check_tz(get("TZ") or "UTC", "TZ")
+    tz = check_tz(get("TZ") or "UTC", "TZ")
     schedule = (get("BACKUP_SCHEDULE") or "0 2 * * *").strip()
     settings = cls(
         connection=connection,
         databases=databases,
-        remote=_check_remote(remote, "RCLONE_REMOTE"),
+        remote=check_remote(remote, "RCLONE_REMOTE"),
         name_template=get("BACKUP_NAME_TEMPLATE") or DEFAULT_TEMPLATE,
         compress=native_compress,
         stream_compress=stream_compress,
         mode=(get("BACKUP_MODE") or "stream").strip().lower(),
         temp_dir=get("BACKUP_TEMP_DIR") or DEFAULT_TEMP_DIR,
-        extension=_check_extension(get("BACKUP_EXTENSION"), "BACKUP_EXTENSION"),
+        extension=check_extension(get("BACKUP_EXTENSION"), "BACKUP_EXTENSION"),
         dump_extra_args=_split_args(env.get("DUMP_EXTRA_ARGS", ""), "DUMP_EXTRA_ARGS"),
         restore_extra_args=_split_args(env.get("RESTORE_EXTRA_ARGS", ""), "RESTORE_EXTRA_ARGS"),
         retention=RetentionPolicy(
@@ -214,7 +212,7 @@ def settings_from_env(cls: type[Settings], environ: Mapping[str, str]) -> Settin
             email_from=get("NOTIFY_EMAIL_FROM"),
             smtp_url=_secret(get("NOTIFY_SMTP_URL")),
             smtp_password=(
-                _read_secret_file(env["NOTIFY_SMTP_PASSWORD_FILE"], "NOTIFY_SMTP_PASSWORD_FILE")
+                read_secret_file(env["NOTIFY_SMTP_PASSWORD_FILE"], "NOTIFY_SMTP_PASSWORD_FILE")
                 if get("NOTIFY_SMTP_PASSWORD_FILE")
                 else _secret(get("NOTIFY_SMTP_PASSWORD"))
             ),
@@ -227,7 +225,7 @@ def settings_from_env(cls: type[Settings], environ: Mapping[str, str]) -> Settin
         ),
         verify_target=_check_verify_target(get("VERIFY_TARGET_URI"), engine),
         encryption=_encryption_from_env(env),
-        identity_file=_identity_file(get("AGE_IDENTITY_FILE"), "AGE_IDENTITY_FILE"),
+        identity_file=parse_identity_file(get("AGE_IDENTITY_FILE"), "AGE_IDENTITY_FILE"),
         signing_key=SigningKey.from_file(env["BACKUP_SIGNING_KEY_FILE"].strip(), "BACKUP_SIGNING_KEY_FILE")
         if get("BACKUP_SIGNING_KEY_FILE")
         else None,
@@ -329,7 +327,7 @@ def _apprise_urls(env: Mapping[str, str]) -> tuple[str, ...]:
 
     text = env.get("NOTIFY_URLS", "")
     if (env.get("NOTIFY_URLS_FILE") or "").strip():
-        text = _read_secret_file(env["NOTIFY_URLS_FILE"], "NOTIFY_URLS_FILE")
+        text = read_secret_file(env["NOTIFY_URLS_FILE"], "NOTIFY_URLS_FILE")
     urls = tuple(split_urls(text))
     for url in urls:
         register_secrets(url)
@@ -339,7 +337,7 @@ def _apprise_urls(env: Mapping[str, str]) -> tuple[str, ...]:
 KEEP_PERIODS = ("hourly", "daily", "weekly", "monthly", "yearly")
 
 
-def _encryption(recipients: Sequence[str] | str | None, variable: str) -> AgeEncryption | None:
+def parse_encryption(recipients: Sequence[str] | str | None, variable: str) -> AgeEncryption | None:
     """Library recipients (a list, or one string with commas or new lines) -> AgeEncryption."""
     if recipients is None:
         return None
@@ -347,7 +345,7 @@ def _encryption(recipients: Sequence[str] | str | None, variable: str) -> AgeEnc
     return AgeEncryption(parse_recipients(text, variable))
 
 
-def _identity_file(path: str | os.PathLike[str] | None, variable: str) -> str | None:
+def parse_identity_file(path: str | os.PathLike[str] | None, variable: str) -> str | None:
     """An identity file path, checked now (a regular file only its owner reads); read when used."""
     if path is None:
         return None
@@ -388,7 +386,7 @@ def _encryption_from_env(env: Mapping[str, str]) -> AgeEncryption | None:
     return encryption
 
 
-def _retention(max_files: int, max_days: float, keep: Mapping[str, int] | None, tz: str) -> RetentionPolicy:
+def parse_retention(max_files: int, max_days: float, keep: Mapping[str, int] | None, tz: str) -> RetentionPolicy:
     keep = dict(keep or {})
     unknown = set(keep) - set(KEEP_PERIODS)
     if unknown:
@@ -404,7 +402,7 @@ def _retention(max_files: int, max_days: float, keep: Mapping[str, int] | None, 
         raise ConfigError(name, exc.expected, exc.value) from None
 
 
-def _read_secret_file(path: str, variable: str) -> str:
+def read_secret_file(path: str, variable: str) -> str:
     try:
         with open(path, encoding="utf-8") as fh:
             value = fh.read()
@@ -441,7 +439,7 @@ def _check_verify_target(uri: str | None, engine: Engine) -> str | None:
     return uri
 
 
-def _check_rc(rc: RcOptions, variable: str) -> RcOptions:
+def check_rc(rc: RcOptions, variable: str) -> RcOptions:
     parts = urlsplit(rc.url)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
         raise ConfigError(
@@ -466,14 +464,14 @@ def _rc_from_env(env: Mapping[str, str]) -> RcOptions | None:
                 raise ConfigError("RCLONE_RC_URL", f"the rcd URL (http://host:5572) when {name} is set")
         return None
     if env.get("RCLONE_RC_PASS_FILE"):
-        password: str | None = _read_secret_file(env["RCLONE_RC_PASS_FILE"], "RCLONE_RC_PASS_FILE")
+        password: str | None = read_secret_file(env["RCLONE_RC_PASS_FILE"], "RCLONE_RC_PASS_FILE")
     else:
         password = env.get("RCLONE_RC_PASS") or None
     GLOBAL_REDACTOR.add(password)
-    return _check_rc(RcOptions(url, user=env.get("RCLONE_RC_USER") or None, password=password), "RCLONE_RC_URL")
+    return check_rc(RcOptions(url, user=env.get("RCLONE_RC_USER") or None, password=password), "RCLONE_RC_URL")
 
 
-def _check_remote(remote: str, variable: str) -> str:
+def check_remote(remote: str, variable: str) -> str:
     if not remote or not remote.strip() or "\n" in remote or "\x00" in remote:
         raise ConfigError(variable, "an rclone remote path such as s3:my-bucket/backups or /backups", remote)
     parsed = parse_connection_string(remote)
@@ -481,7 +479,7 @@ def _check_remote(remote: str, variable: str) -> str:
     return remote
 
 
-def _check_extension(ext: str | None, variable: str) -> str | None:
+def check_extension(ext: str | None, variable: str) -> str | None:
     if ext is None:
         return None
     if ext and not ext.startswith("."):
@@ -494,7 +492,7 @@ def _check_extension(ext: str | None, variable: str) -> str | None:
     return ext
 
 
-def _check_tz(tz: str, variable: str) -> str:
+def check_tz(tz: str, variable: str) -> str:
     try:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):

@@ -12,24 +12,23 @@ from datetime import UTC, datetime
 import anyio
 
 from dbstash._version import __version__
-from dbstash.config import Settings
 from dbstash.engines.base import DumpCommand, Engine
 from dbstash.errors import BackupTimeout, ConfigError, DbstashError
-from dbstash.hooks import Hook, HookFailed
+from dbstash.jobs.hooks import Hook, HookFailed
+from dbstash.jobs.manifest import Manifest, manifest_name, signature_name
+from dbstash.jobs.modes import dump_to_folder, folder_stats, tar_command, upload_folder, work_folder
+from dbstash.jobs.naming import NameTemplate
+from dbstash.jobs.prune import apply_retention, plan_retention, remove_stale_partials
+from dbstash.jobs.remote import job_storage
+from dbstash.jobs.retention import Backup
 from dbstash.logs import get_logger, log_context
-from dbstash.manifest import Manifest, manifest_name, signature_name
-from dbstash.modes import dump_to_folder, folder_stats, tar_command, upload_folder, work_folder
-from dbstash.naming import NameTemplate
 from dbstash.notify import Notifier, RunEvent, notify
-from dbstash.pipeline import Pipeline, PipelineResult, Progress
-from dbstash.prune import apply_retention, plan_retention, remove_stale_partials
+from dbstash.parts.pipeline import Pipeline, PipelineResult, Progress
+from dbstash.parts.source import CommandSource, DumpSource
+from dbstash.parts.transforms import Compress, Progress as ProgressTransform, Transform
 from dbstash.redact import GLOBAL_REDACTOR
-from dbstash.remote import job_storage
-from dbstash.retention import Backup
-from dbstash.source import CommandSource, DumpSource
+from dbstash.settings.config import Settings
 from dbstash.storage.base import Storage, store_sidecars, taken
-from dbstash.transforms import Compress, Transform
-from dbstash.transforms import Progress as ProgressTransform
 
 log = get_logger("dbstash")
 
@@ -120,7 +119,7 @@ async def run_backup(
             error: BaseException | None = None
             try:
                 await run_pre_hook(pre_hook, start)
-                result = await _run(
+                result = await run_one(
                     settings,
                     engine,
                     template,
@@ -306,7 +305,7 @@ async def _run_multi_file(
         raise BackupTimeout(f"the backup exceeded its timeout of {settings.timeout:g}s and was aborted") from None
 
 
-async def _run(
+async def run_one(
     settings: Settings,
     engine: Engine,
     template: NameTemplate,

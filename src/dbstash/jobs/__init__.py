@@ -1,0 +1,1 @@
+"""A backup job around a pipeline: the run, many databases, names, manifests, retention, prune."""

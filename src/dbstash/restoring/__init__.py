@@ -1,0 +1,1 @@
+"""The read side: list, restore and verify backups."""

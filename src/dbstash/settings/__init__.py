@@ -1,0 +1,1 @@
+"""What a job is configured with: the Settings types and their parsing from the environment."""
