@@ -334,6 +334,19 @@ class Engine(ABC):
 
     #: The dump tool writes one stream that dbstash splits into files itself (MySQL: one file per table).
     splits_stream: ClassVar[bool] = False
+    #: The tool's native compression is gzip inside its files (mongodump ``--gzip``: ``*.bson.gz``).
+    gzips_natively: ClassVar[bool] = False
+    #: What a backup of this engine holds that its URI may suggest otherwise, logged at each backup's start.
+    backup_note: ClassVar[str | None] = None
+
+    def split_stream(self, src_fd: int, outdir: str) -> None:
+        """Split the one-stream dump read from *src_fd* into files in *outdir* (engines with :attr:`splits_stream`)."""
+        raise NotImplementedError(f"{self.key} does not split its dump stream")
+
+    def with_auth_source(self, connection: Connection, auth_source: str | None) -> Connection:
+        """*connection* logging in against the database *auth_source* (``DB_AUTH_SOURCE``, or a job's
+        own ``authSource`` for a restore target that has none); engines without one ignore it."""
+        return connection
 
     def supported_modes(self, connection: Connection) -> tuple[str, ...]:
         """The modes this engine supports for *connection*."""
@@ -346,6 +359,8 @@ class Engine(ABC):
     # -- restore ------------------------------------------------------------------------------------
     #: The target is a file (SQLite, Redis): restored into a temp file beside it, renamed when verified.
     restores_to_file: ClassVar[bool] = False
+    #: The suffix of the scratch file a drill restores into (engines that :attr:`restores_to_file`).
+    scratch_suffix: ClassVar[str] = ".db"
 
     def atomic_restore(self, options: RestoreOptions) -> bool:
         """Whether a restore stopped before the end of its input leaves the target as it was (one

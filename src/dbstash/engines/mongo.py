@@ -73,8 +73,9 @@ class MongoEngine(Engine):
             params,
         )
 
-    @staticmethod
-    def with_auth_source(connection: Connection, auth_source: str | None) -> Connection:
+    gzips_natively: ClassVar[bool] = True
+
+    def with_auth_source(self, connection: Connection, auth_source: str | None) -> Connection:
         """*connection* with ``authSource`` set from ``DB_AUTH_SOURCE`` unless its URI already has one.
 
         Without a user there is no login, so no ``authSource`` either: with one, mongodump tries to

@@ -144,6 +144,10 @@ class RedisEngine(Engine):
     #: A Redis restore writes the RDB to a file the user names (``--target /data/dump.rdb``); loading
     #: it is a server restart (see the docs), not something a client can do.
     restores_to_file: ClassVar[bool] = True
+    scratch_suffix: ClassVar[str] = ".rdb"
+    backup_note: ClassVar[str | None] = (
+        "the Redis RDB holds the whole instance (every database), whatever the URI's /N says"
+    )
 
     def stopped_restore_note(self, options: RestoreOptions) -> str:
         return "nothing was kept: the RDB was being written to a temp file, now removed."

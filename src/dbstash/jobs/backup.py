@@ -320,8 +320,8 @@ async def run_one(
     t0 = time.monotonic()
     for warning in settings.warnings():
         log.warning(warning)
-    if engine.key == "redis":
-        log.info("the Redis RDB holds the whole instance (every database), whatever the URI's /N says")
+    if engine.backup_note:
+        log.info(engine.backup_note)
     log.info("backup started", extra={"remote_path": storage.path(name), "source": settings.connection.display_uri()})
     writer = _ManifestWriter(settings, engine, storage, backup_id=backup_id, database=database, started=started)
     alternative = template.alternative(name, backup_id, started)

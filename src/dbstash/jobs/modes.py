@@ -20,7 +20,6 @@ import contextlib
 import errno
 import hashlib
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -42,18 +41,6 @@ log = get_logger("dbstash.modes")
 
 #: The purge of a failed directory upload gives up after this long (the missing manifest keeps it harmless).
 PURGE_TIMEOUT = 120.0
-#: Comment lines that open a section of a mysqldump stream, and the kind of file each starts.
-_SECTIONS = (
-    (b"-- Table structure for table ", "table"),
-    (b"-- Temporary view structure for view ", "view"),
-    (b"-- Temporary table structure for view ", "view"),
-    (b"-- Current Database: ", "database"),
-    (b"-- Dumping events for database ", "rest"),
-    (b"-- Dumping routines for database ", "rest"),
-    (b"-- Final view structure for view ", "rest"),
-    (b"-- Dump completed", "rest"),
-)
-_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,50 +83,6 @@ def _disk_full(path: str, stderr: str) -> bool:
     return False
 
 
-def _section(line: bytes) -> tuple[str, str] | None:
-    """Whether a mysqldump comment line starts a new section: (kind, name)."""
-    for prefix, kind in _SECTIONS:
-        if line.startswith(prefix):
-            name = line[len(prefix) :].strip().strip(b"`'").decode(errors="replace")
-            return kind, _SAFE.sub("_", name)[:80]
-    return None
-
-
-def split_mysql_dump(src_fd: int, outdir: str) -> None:
-    """Split one mysqldump stream into numbered files: ``0000-header.sql``, ``0001-table-customers.sql``, ...
-
-    A new file starts at each section comment mysqldump writes (a table's structure, a view, the
-    events/routines/final views of a database, the next database of ``--all-databases``); a table's
-    data follows its structure, so every table lands whole in one file. The ``--`` line opening a
-    comment block goes with the block. Feeding the files in name order to the ``mysql`` client
-    replays the original stream byte for byte.
-    """
-    index = 0
-    current = open(os.path.join(outdir, "0000-header.sql"), "wb")  # noqa: SIM115 - rotated below
-    current_kind = "header"
-    pending = b""
-    try:
-        with os.fdopen(os.dup(src_fd), "rb", buffering=1 << 20) as stream:
-            for line in stream:
-                if line == b"--\n":
-                    current.write(pending)
-                    pending = line
-                    continue
-                section = _section(line) if line.startswith(b"-- ") else None
-                if section is not None and not (section[0] == "rest" and current_kind == "rest"):
-                    index += 1
-                    current.close()
-                    kind, name = section
-                    label = f"{kind}-{name}" if kind != "rest" else "rest"
-                    current = open(os.path.join(outdir, f"{index:04d}-{label}.sql"), "wb")  # noqa: SIM115
-                    current_kind = kind
-                current.write(pending + line)
-                pending = b""
-        current.write(pending)
-    finally:
-        current.close()
-
-
 def folder_stats(root: str) -> FolderStats:
     """Every file under *root* with its size and sha256."""
     files: dict[str, tuple[int, str]] = {}
@@ -168,7 +111,7 @@ async def dump_to_folder(settings: Settings, engine: Engine, outdir: str) -> Dum
 
         def split() -> None:
             try:
-                split_mysql_dump(fd, outdir)
+                engine.split_stream(fd, outdir)
             except BaseException as exc:  # reported below, after the dump tool is stopped
                 split_error.append(exc)
                 dump.send_signal(15)

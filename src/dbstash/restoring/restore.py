@@ -32,7 +32,6 @@ import anyio
 
 from dbstash.engines import target_connection
 from dbstash.engines.base import Connection, DumpCommand, Engine, LineFilter, RestoreOptions, run_tool
-from dbstash.engines.mongo import MongoEngine
 from dbstash.errors import (
     BackupUntrusted,
     ChecksumMismatch,
@@ -244,8 +243,8 @@ def target_for(settings: Settings, target: str | None) -> tuple[Engine, Connecti
     if target is None:
         return engine, settings.connection
     conn = target_connection(engine, target, "--target")
-    if isinstance(engine, MongoEngine):  # a target URI without authSource logs in where the job's does
-        conn = engine.with_auth_source(conn, settings.connection.params.get("authSource"))
+    # a target URI without authSource logs in where the job's does (MongoDB; the others have none)
+    conn = engine.with_auth_source(conn, settings.connection.params.get("authSource"))
     return engine, conn
 
 
@@ -416,7 +415,7 @@ async def _restore_info(
         all_databases=source_db == "all",
         # the manifest says whether the tool compressed (mongodump --gzip: *.bson.gz in folders and tars)
         native_gzip=info.name.endswith(".archive.gz")
-        or bool(info.manifest and info.manifest.native_compression and engine.key == "mongo"),
+        or bool(info.manifest and info.manifest.native_compression and engine.gzips_natively),
         extra_args=part.restore_extra_args,
         create=create,
         globals_only=part.globals_only,

@@ -68,7 +68,7 @@ async def averify(
         if not engine.restores_to_file:
             raise ConfigError("VERIFY_TARGET_URI", f"a scratch {engine.key} database URI to restore into (--target)")
         scratch_dir = tempfile.mkdtemp(prefix="dbstash-verify-")
-        target = os.path.join(scratch_dir, "scratch" + (".rdb" if engine.key == "redis" else ".db"))
+        target = os.path.join(scratch_dir, "scratch" + engine.scratch_suffix)
     _, conn, create = restore_target(part, target)
     # A drill clears only what it may: a scratch file it made, a database it creates, or a target it
     # proved empty before it wrote anything. Any other target is refused untouched.

@@ -24,7 +24,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dbstash.engines import ENGINES, engine_for_uri, get_engine, same_family, target_connection
 from dbstash.engines.base import Connection, Engine, check_ports, one_database
-from dbstash.engines.mongo import MongoEngine
 from dbstash.errors import ConfigError
 from dbstash.jobs.databases import ALL_MODES, DatabaseSelection, parse_selection
 from dbstash.jobs.manifest import MANIFEST_SUFFIX
@@ -107,8 +106,7 @@ def settings_from_env(cls: type[Settings], environ: Mapping[str, str]) -> Settin
             password=password,
         )
     GLOBAL_REDACTOR.add(connection.password)
-    if isinstance(engine, MongoEngine):
-        connection = engine.with_auth_source(connection, get("DB_AUTH_SOURCE"))
+    connection = engine.with_auth_source(connection, get("DB_AUTH_SOURCE"))
     connection, databases = _databases_from_env(env, engine, connection, db_var)
 
     remote = get("RCLONE_REMOTE")
