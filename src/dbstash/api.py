@@ -6,8 +6,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import anyio
-
+from dbstash.bridge import blocking
 from dbstash.engines.base import Engine
 from dbstash.jobs.backup import BackupResult, run_backup
 from dbstash.jobs.dryrun import dry_run
@@ -112,36 +111,8 @@ async def abackup(
     )
 
 
-def backup(
-    uri: str | None = None,
-    *,
-    remote: str | None = None,
-    settings: Settings | None = None,
-    progress: Progress | None = None,
-    storage: Storage | None = None,
-    password: str | None = None,
-    password_file: str | os.PathLike[str] | None = None,
-    name_template: str | None = None,
-    compress: bool | str = False,
-    extension: str | None = None,
-    dump_extra_args: Sequence[str] | str = (),
-    retention_max_files: int = 0,
-    retention_max_days: float = 0,
-    retention_keep: Mapping[str, int] | None = None,
-    rclone: RcloneOptions | None = None,
-    rc: RcOptions | None = None,
-    timeout: float | None = None,
-    tz: str = "UTC",
-    notifiers: Sequence[Notifier] | None = None,
-    pre_hook: Hook | None = None,
-    post_hook: Hook | None = None,
-    engine: Engine | str | None = None,
-    retention: RetentionPolicy | None = None,
-    mode: str = "stream",
-    temp_dir: str | None = None,
-    stall_timeout: float | None = DEFAULT_STALL_TIMEOUT,
-    encrypt_to: Sequence[str] | str | None = None,
-) -> BackupResult:
+backup = blocking(
+    abackup,
     """Back up one database into an rclone remote and return the committed backup (see :func:`abackup`).
 
     Blocking; runs its own event loop. Inside async code use ``await dbstash.abackup(...)``:
@@ -152,46 +123,8 @@ def backup(
         >>> r = dbstash.backup("postgresql://app@db/app", remote="s3:bucket/pg",
         ...                    password_file="/run/secrets/pg")  # doctest: +SKIP
         >>> r.remote_path, r.size, r.sha256, r.duration  # doctest: +SKIP
-    """
-    try:
-        anyio.get_current_task()
-    except RuntimeError:  # no event loop in this thread: the normal case
-        pass
-    else:
-        raise RuntimeError(
-            "dbstash.backup() was called from inside a running event loop; use 'await dbstash.abackup(...)'"
-        )
-    return anyio.run(
-        lambda: abackup(
-            uri,
-            remote=remote,
-            settings=settings,
-            progress=progress,
-            storage=storage,
-            password=password,
-            password_file=password_file,
-            name_template=name_template,
-            compress=compress,
-            extension=extension,
-            dump_extra_args=dump_extra_args,
-            retention_max_files=retention_max_files,
-            retention_max_days=retention_max_days,
-            retention_keep=retention_keep,
-            rclone=rclone,
-            rc=rc,
-            timeout=timeout,
-            tz=tz,
-            notifiers=notifiers,
-            pre_hook=pre_hook,
-            post_hook=post_hook,
-            engine=engine,
-            retention=retention,
-            mode=mode,
-            temp_dir=temp_dir,
-            encrypt_to=encrypt_to,
-            stall_timeout=stall_timeout,
-        )
-    )
+    """,
+)
 
 
 async def abackup_many(
@@ -243,9 +176,10 @@ async def abackup_many(
     )
 
 
-def backup_many(uri: str | None = None, **kwargs: Any) -> JobResult:
-    """Back up several databases of one server, one object each (blocking). See :func:`abackup_many`."""
-    return anyio.run(lambda: abackup_many(uri, **kwargs))
+backup_many = blocking(
+    abackup_many,
+    """Back up several databases of one server, one object each (blocking). See :func:`abackup_many`.""",
+)
 
 
 async def arun(settings: Settings, *, progress: Progress | None = None) -> BackupResult | JobResult:

@@ -6,8 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import anyio
-
+from dbstash.bridge import blocking
 from dbstash.engines import same_family
 from dbstash.errors import StorageError
 from dbstash.jobs.manifest import MANIFEST_SUFFIX, SIGNATURE_SUFFIX, Manifest, manifest_name, signature_name
@@ -314,7 +313,8 @@ async def _prune_many(settings: Settings, store: Storage, *, dry_run: bool, now:
     return PruneResult(settings.remote, RetentionPlan(tuple(decisions)), tuple(deleted), dry_run, tuple(locked))
 
 
-def prune(settings: Settings, *, dry_run: bool = False, now: datetime | None = None) -> PruneResult:
+prune = blocking(
+    aprune,
     """Apply this job's retention policy to its remote folder (blocking). See :func:`aprune`.
 
     Example:
@@ -322,5 +322,5 @@ def prune(settings: Settings, *, dry_run: bool = False, now: datetime | None = N
         ...                             retention_keep={"daily": 7, "weekly": 4})  # doctest: +SKIP
         >>> for row in dbstash.prune(s, dry_run=True).plan.to_dict():  # doctest: +SKIP
         ...     print(row["action"], row["name"], row["reasons"])
-    """
-    return anyio.run(lambda: aprune(settings, dry_run=dry_run, now=now))
+    """,
+)

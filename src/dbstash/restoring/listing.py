@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 import anyio
 
+from dbstash.bridge import blocking
 from dbstash.engines.base import DumpOptions
 from dbstash.errors import BackupUntrusted, ConfigError, RestoreRefused, StorageError
 from dbstash.jobs.manifest import SIGNATURE_SUFFIX, Manifest, is_manifest, manifest_name, signature_name
@@ -324,9 +325,9 @@ async def alist_backups(
         return found
 
 
-def list_backups(settings: Settings, *, manifests: bool = True) -> list[BackupInfo]:
-    """This job's backups on the remote, newest first (blocking). See :func:`alist_backups`."""
-    return anyio.run(lambda: alist_backups(settings, manifests=manifests))
+list_backups = blocking(
+    alist_backups, """This job's backups on the remote, newest first (blocking). See :func:`alist_backups`."""
+)
 
 
 _STAMP = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:[T _-](\d{2}):?(\d{2})(?::?(\d{2}))?)?$")

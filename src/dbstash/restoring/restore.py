@@ -26,10 +26,10 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
 import anyio
 
+from dbstash.bridge import blocking
 from dbstash.engines import target_connection
 from dbstash.engines.base import Connection, DumpCommand, Engine, LineFilter, RestoreOptions, run_tool
 from dbstash.errors import (
@@ -578,10 +578,7 @@ async def arestore_many(
     return RestoreRun(run_id, tuple(results), tuple(failed))
 
 
-def restore_many(settings: Settings, backup: str = "latest", **kwargs: Any) -> RestoreRun:
-    """Restore every database of one run (blocking). See :func:`arestore_many`."""
-    return anyio.run(lambda: arestore_many(settings, backup, **kwargs))
-
+restore_many = blocking(arestore_many, """Restore every database of one run (blocking). See :func:`arestore_many`.""")
 
 #: A dump this big holds data: an empty database dumps to a few KiB at most (headers, an empty RDB).
 NON_EMPTY_DUMP = 64 << 10
@@ -794,28 +791,7 @@ async def _restore_files(
         return size, sha, os.path.basename(command.argv[0])
 
 
-def restore(
-    settings: Settings,
-    backup: str = "latest",
-    *,
-    target: str | None = None,
-    force: bool = False,
-    allow_unverified: bool = False,
-    database: str | None = None,
-    allow_unsigned: bool = False,
-) -> RestoreResult:
-    """Restore one of this job's backups (blocking). See :func:`arestore`."""
-    return anyio.run(
-        lambda: arestore(
-            settings,
-            backup,
-            target=target,
-            force=force,
-            allow_unverified=allow_unverified,
-            database=database,
-            allow_unsigned=allow_unsigned,
-        )
-    )
+restore = blocking(arestore, """Restore one of this job's backups (blocking). See :func:`arestore`.""")
 
 
 __all__ = [

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import anyio
 
+from dbstash.bridge import blocking
 from dbstash.errors import ChecksumMismatch, ConfigError, DbstashError, RestoreRefused
 from dbstash.jobs.databases import GLOBALS_LABEL
 from dbstash.logs import get_logger
@@ -100,16 +101,7 @@ async def averify(
             shutil.rmtree(scratch_dir, ignore_errors=True)
 
 
-def verify(
-    settings: Settings,
-    backup: str = "latest",
-    *,
-    target: str | None = None,
-    database: str | None = None,
-    allow_unsigned: bool = False,
-) -> VerifyResult:
-    """The restore drill (blocking). See :func:`averify`."""
-    return anyio.run(lambda: averify(settings, backup, target=target, database=database, allow_unsigned=allow_unsigned))
+verify = blocking(averify, """The restore drill (blocking). See :func:`averify`.""")
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,11 +183,9 @@ async def averify_many(
     return VerifyRun(tuple(results), tuple(failed), globals_checked)
 
 
-def verify_many(
-    settings: Settings, backup: str = "latest", *, target: str | None = None, allow_unsigned: bool = False
-) -> VerifyRun:
-    """The restore drill for every database of one run (blocking). See :func:`averify_many`."""
-    return anyio.run(lambda: averify_many(settings, backup, target=target, allow_unsigned=allow_unsigned))
+verify_many = blocking(
+    averify_many, """The drill for every database of one run (blocking). See :func:`averify_many`."""
+)
 
 
 __all__ = ["VerifyResult", "VerifyRun", "averify", "averify_many", "verify", "verify_many"]
