@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import anyio
 
@@ -31,6 +32,8 @@ from dbstash.settings.config import Settings
 from dbstash.storage.base import Storage, store_sidecars, taken
 
 log = get_logger("dbstash")
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,32 +107,73 @@ async def run_backup(
     engine = settings.engine()
     template = settings.template()
     backup_id = secrets.token_hex(6)
-    database = settings.database_label
-    notifiers, pre_hook, post_hook = run_parts(settings, notifiers, pre_hook, post_hook)
     started = datetime.now(settings.zone)
     name = template.render(started, uuid=backup_id[:8])
-    with log_context(engine=engine.key, database=database, backup_id=backup_id):
-        async with job_storage(settings, storage) as store:
-            remote_path = store.path(name)
+
+    async def work(store: Storage) -> BackupResult:
+        return await run_one(
+            settings,
+            engine,
+            template,
+            store,
+            backup_id=backup_id,
+            database=settings.database_label,
+            progress=progress,
+            started=started,
+            name=name,
+        )
+
+    def succeeded(result: BackupResult, start: RunEvent) -> RunEvent:
+        return replace(start, stage="success", size=result.size, sha256=result.sha256, duration=result.duration)
+
+    return await enveloped(
+        settings,
+        Envelope(engine.key, settings.database_label, backup_id, storage, notifiers, pre_hook, post_hook),
+        remote_path=lambda store: store.path(name),
+        work=work,
+        outcome=succeeded,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """What every run has around its work: who it is (engine, database, id), where it goes (*storage*:
+    None for the one the settings describe), and who hears about it (None: what the settings configure)."""
+
+    engine: str
+    database: str
+    backup_id: str
+    storage: Storage | None = None
+    notifiers: Sequence[Notifier] | None = None
+    pre_hook: Hook | None = None
+    post_hook: Hook | None = None
+
+
+async def enveloped(
+    settings: Settings,
+    envelope: Envelope,
+    *,
+    remote_path: Callable[[Storage], str],
+    work: Callable[[Storage], Awaitable[R]],
+    outcome: Callable[[R, RunEvent], RunEvent],
+) -> R:
+    """The one job envelope, shared by the one-database and the multi-database job: the log context,
+    the storage, the start notification, the pre-hook, *work*, then (shielded, bounded) the post-hook
+    and one notification of the run's *outcome* event, or of its failure."""
+    e = envelope
+    notifiers, pre_hook, post_hook = run_parts(settings, e.notifiers, e.pre_hook, e.post_hook)
+    with log_context(engine=e.engine, database=e.database, backup_id=e.backup_id):
+        async with job_storage(settings, e.storage) as store:
             start = RunEvent(
-                "start", engine=engine.key, database=database, backup_id=backup_id, remote_path=remote_path
+                "start", engine=e.engine, database=e.database, backup_id=e.backup_id, remote_path=remote_path(store)
             )
             await notify(notifiers, start)
-            result: BackupResult | None = None
+            event: RunEvent | None = None
             error: BaseException | None = None
             try:
                 await run_pre_hook(pre_hook, start)
-                result = await run_one(
-                    settings,
-                    engine,
-                    template,
-                    store,
-                    backup_id=backup_id,
-                    database=database,
-                    progress=progress,
-                    started=started,
-                    name=name,
-                )
+                result = await work(store)
+                event = outcome(result, start)
                 return result
             except DbstashError as exc:
                 error = exc
@@ -140,7 +184,7 @@ async def run_backup(
                 error = exc
                 raise
             finally:
-                await _after(result, error, start, post_hook, notifiers)
+                await after_run(event, error, start, post_hook, notifiers)
 
 
 def run_parts(
@@ -164,19 +208,6 @@ async def run_pre_hook(pre_hook: Hook | None, start: RunEvent) -> None:
 
 #: Seconds for the post-hook and notifications of a cancelled (signalled) run, after its bounded abort.
 CANCELLED_AFTER_BUDGET = 3.0
-
-
-async def _after(
-    result: BackupResult | None,
-    error: BaseException | None,
-    start: RunEvent,
-    post_hook: Hook | None,
-    notifiers: Sequence[Notifier],
-) -> None:
-    outcome = None
-    if result is not None:
-        outcome = replace(start, stage="success", size=result.size, sha256=result.sha256, duration=result.duration)
-    await after_run(outcome, error, start, post_hook, notifiers)
 
 
 async def after_run(

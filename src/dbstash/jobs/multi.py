@@ -18,12 +18,11 @@ import anyio
 
 from dbstash.engines.base import Engine
 from dbstash.errors import ConfigError, DbstashError, DumpFailed, ToolNotFound
-from dbstash.jobs.backup import BackupResult, after_run, run_one, run_parts, run_pre_hook
+from dbstash.jobs.backup import BackupResult, Envelope, enveloped, run_one
 from dbstash.jobs.databases import GLOBALS_LABEL
 from dbstash.jobs.hooks import Hook
-from dbstash.jobs.remote import job_storage
 from dbstash.logs import get_logger, log_context
-from dbstash.notify import Notifier, RunEvent, notify
+from dbstash.notify import Notifier, RunEvent
 from dbstash.notify.base import RunItem
 from dbstash.parts.pipeline import Progress
 from dbstash.redact import GLOBAL_REDACTOR
@@ -170,59 +169,49 @@ async def run_job(
         raise TypeError("run_job() needs settings that select several databases (databases=...); use run_backup()")
     engine = settings.engine()
     backup_id = secrets.token_hex(6)
-    label = settings.database_label
-    notifiers, pre_hook, post_hook = run_parts(settings, notifiers, pre_hook, post_hook)
+    selection = settings.databases
     t0 = time.monotonic()
     started = datetime.now(UTC)
-    with log_context(engine=engine.key, database=label, backup_id=backup_id):
-        async with job_storage(settings, storage) as store:
-            start = RunEvent(
-                "start", engine=engine.key, database=label, backup_id=backup_id, remote_path=store.path("")
-            )
-            await notify(notifiers, start)
-            result: JobResult | None = None
-            error: BaseException | None = None
-            try:
-                await run_pre_hook(pre_hook, start)
-                names, excluded = await resolve_databases(settings, engine)
-                log.info(
-                    "backing up %d database(s)%s: %s",
-                    len(names),
-                    " and the globals" if settings.databases.include_globals else "",
-                    ", ".join(names) or "none",
-                    extra={"databases": names, "excluded": excluded, "parallel": settings.databases.parallel},
-                )
-                if not names and not settings.databases.include_globals:
-                    log.error("%s (%s)", NOTHING_SELECTED, settings.databases.describe())
-                elif not names:
-                    log.warning("the selection (%s) matches no database on the server", settings.databases.describe())
-                outcomes = await _run_all(settings, engine, store, names, backup_id=backup_id, progress=progress)
-                result = JobResult(
-                    engine=engine.key,
-                    backup_id=backup_id,
-                    started_at=started,
-                    finished_at=datetime.now(UTC),
-                    duration=round(time.monotonic() - t0, 3),
-                    outcomes=tuple(outcomes),
-                    excluded=tuple(excluded),
-                )
-                log.info(
-                    "run complete: %d of %d backed up%s",
-                    len(outcomes) - len(result.failed),
-                    len(outcomes),
-                    f"; FAILED: {', '.join(result.failed)}" if result.failed else "",
-                    extra={"failed": result.failed, "size": result.size, "duration": result.duration},
-                )
-                return result
-            except DbstashError as exc:
-                error = exc
-                log.error("backup failed: %s", exc, extra={"error_type": type(exc).__name__})
-                raise
-            except BaseException as exc:
-                error = exc
-                raise
-            finally:
-                await _after_job(result, error, start, post_hook, notifiers)
+
+    async def work(store: Storage) -> JobResult:
+        names, excluded = await resolve_databases(settings, engine)
+        log.info(
+            "backing up %d database(s)%s: %s",
+            len(names),
+            " and the globals" if selection.include_globals else "",
+            ", ".join(names) or "none",
+            extra={"databases": names, "excluded": excluded, "parallel": selection.parallel},
+        )
+        if not names and not selection.include_globals:
+            log.error("%s (%s)", NOTHING_SELECTED, selection.describe())
+        elif not names:
+            log.warning("the selection (%s) matches no database on the server", selection.describe())
+        outcomes = await _run_all(settings, engine, store, names, backup_id=backup_id, progress=progress)
+        result = JobResult(
+            engine=engine.key,
+            backup_id=backup_id,
+            started_at=started,
+            finished_at=datetime.now(UTC),
+            duration=round(time.monotonic() - t0, 3),
+            outcomes=tuple(outcomes),
+            excluded=tuple(excluded),
+        )
+        log.info(
+            "run complete: %d of %d backed up%s",
+            len(outcomes) - len(result.failed),
+            len(outcomes),
+            f"; FAILED: {', '.join(result.failed)}" if result.failed else "",
+            extra={"failed": result.failed, "size": result.size, "duration": result.duration},
+        )
+        return result
+
+    return await enveloped(
+        settings,
+        Envelope(engine.key, settings.database_label, backup_id, storage, notifiers, pre_hook, post_hook),
+        remote_path=lambda store: store.path(""),
+        work=work,
+        outcome=_job_event,
+    )
 
 
 async def _run_all(
@@ -307,37 +296,27 @@ async def _one(
     return DatabaseOutcome(label, result=result)
 
 
-async def _after_job(
-    result: JobResult | None,
-    error: BaseException | None,
-    start: RunEvent,
-    post_hook: Hook | None,
-    notifiers: Sequence[Notifier],
-) -> None:
-    """Post-hook, then one notification for the whole run with a line per database (bounded, shielded)."""
-    event = None
-    if result is not None:
-        items = tuple(
-            RunItem(
-                o.database,
-                o.ok,
-                size=o.result.size if o.result else None,
-                remote_path=o.result.remote_path if o.result else None,
-                error=o.error,
-                error_type=o.error_type,
-            )
-            for o in result.outcomes
+def _job_event(result: JobResult, start: RunEvent) -> RunEvent:
+    """The run's one notification: a line per database."""
+    items = tuple(
+        RunItem(
+            o.database,
+            o.ok,
+            size=o.result.size if o.result else None,
+            remote_path=o.result.remote_path if o.result else None,
+            error=o.error,
+            error_type=o.error_type,
         )
-        failed = result.failed
-        event = replace(
-            start,
-            stage="success" if result.ok else "failure",
-            size=result.size,
-            duration=result.duration,
-            items=items,
-            error=f"{len(failed)} of {len(items)} failed: {', '.join(failed)}"
-            if failed
-            else (None if items else NOTHING_SELECTED),
-            error_type="DatabasesFailed" if failed else (None if items else "NothingSelected"),
-        )
-    await after_run(event, error, start, post_hook, notifiers)
+        for o in result.outcomes
+    )
+    failed = result.failed
+    summary = f"{len(failed)} of {len(items)} failed: {', '.join(failed)}" if failed else None
+    return replace(
+        start,
+        stage="success" if result.ok else "failure",
+        size=result.size,
+        duration=result.duration,
+        items=items,
+        error=summary or (None if items else NOTHING_SELECTED),
+        error_type="DatabasesFailed" if failed else (None if items else "NothingSelected"),
+    )
