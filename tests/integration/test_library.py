@@ -71,7 +71,7 @@ class DictSink(Sink):
 
 def test_a_sink_of_the_old_protocol_still_works_and_is_told_so(sqlite_db: Path) -> None:
     # dbstash 0.2's sink protocol: begin(name), commit(size) -> str, abort(); kept working with a warning
-    with pytest.warns(DeprecationWarning, match=r"OldUpload.commit\(size\) is the sink protocol of dbstash 0.2"):
+    with pytest.warns(DeprecationWarning) as told:
 
         class OldUpload(SinkUpload):
             def __init__(self, store: dict[str, bytes], name: str) -> None:
@@ -87,6 +87,9 @@ def test_a_sink_of_the_old_protocol_still_works_and_is_told_so(sqlite_db: Path) 
             async def abort(self) -> None:  # type: ignore[override]
                 self.buf.clear()
 
+    messages = [str(w.message) for w in told]
+    assert any("OldUpload.commit(size) is the sink protocol of dbstash 0.2" in m for m in messages)
+    assert any("OldUpload.abort() is the sink protocol of dbstash 0.2" in m for m in messages)
     with pytest.warns(DeprecationWarning, match=r"OldSink.begin\(name\)"):
 
         class OldSink(Sink):

@@ -15,6 +15,8 @@ def read_by_from_env() -> set[str]:
     source = inspect.getsource(config)
     names = set(re.findall(r'(?:get|env\.get|env\[|\bvariable=)\(?"([A-Z][A-Z0-9_]+)"', source))
     names |= {f"RETENTION_KEEP_{p.upper()}" for p in KEEP_PERIODS}  # built with an f-string
+    for name in re.findall(r'_secret_or_file\(env, "([A-Z][A-Z0-9_]+)"\)', source):  # NAME_FILE over NAME
+        names |= {name, f"{name}_FILE"}
     return names
 
 

@@ -18,6 +18,18 @@ PARTIAL_MARK = ".dbstash-partial"
 _SAFE_NAME_CHARS = re.compile(r"^[^/\\\x00-\x1f]+$")
 
 
+def _usable(value: str) -> bool:
+    """Whether *value* can stand in an object name: no path separator, no ``..``, no control character."""
+    return not (
+        not value
+        or "/" in value
+        or "\\" in value
+        or value in (".", "..")
+        or ".." in value
+        or any(ord(c) < 32 or ord(c) == 127 for c in value)
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class NameTemplate:
     """A validated ``BACKUP_NAME_TEMPLATE`` bound to one job (database name, engine key, extension).
@@ -61,27 +73,17 @@ class NameTemplate:
             raise ConfigError(variable, f"{expected} (unbalanced brace)", template)
         if not _SAFE_NAME_CHARS.match(literal or "x") or ".." in literal:
             raise ConfigError(variable, expected, template)
-        for name, value in (("database name", db), ("engine", engine)):
-            if name == "database name" and "{db}" not in template:
-                continue  # the name is not part of the object name: any name a server holds will do
-            if (
-                not value
-                or "/" in value
-                or "\\" in value
-                or value in (".", "..")
-                or ".." in value
-                or any(ord(c) < 32 or ord(c) == 127 for c in value)
-            ):
-                if name == "database name" and "{db}" in template:
-                    raise ConfigError(
-                        db_variable,
-                        "a database name usable in an object name (no '/', '\\', '..' or control characters; "
-                        "leave it out with DB_EXCLUDE, or back it up in a job of its own with BACKUP_NAME_TEMPLATE)",
-                        repr(value),
-                    )
-                raise ConfigError(
-                    variable, f"a template whose tokens stay inside the remote folder ({name} {value!r})", template
-                )
+        if "{db}" in template and not _usable(db):  # else any name a server holds will do
+            raise ConfigError(
+                db_variable,
+                "a database name usable in an object name (no '/', '\\', '..' or control characters; "
+                "leave it out with DB_EXCLUDE, or back it up in a job of its own with BACKUP_NAME_TEMPLATE)",
+                repr(db),
+            )
+        if not _usable(engine):
+            raise ConfigError(
+                variable, f"a template whose tokens stay inside the remote folder (engine {engine!r})", template
+            )
         t = cls(template=template, db=db, engine=engine, extension=extension)
         sample = t.render(datetime(2000, 1, 1, tzinfo=UTC), uuid="00000000")
         if sample in (".", "..") or (sample.startswith(".") and set(sample) == {"."}):

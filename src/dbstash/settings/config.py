@@ -394,25 +394,9 @@ class Settings:
             password = read_secret_file(os.fspath(password_file), "password_file")
         if password is not None and connection.password is None:
             connection = connection.with_password(password)
-        selection = None
-        if databases is not None:
-            text = databases if isinstance(databases, str) else ",".join(databases)
-            problem = engine.globals_supported()
-            if include_globals and problem is not None:
-                raise ConfigError("include_globals", f"False: {problem}", str(include_globals))
-            selection = parse_selection(
-                text,
-                exclude=exclude,
-                include_globals=include_globals if include_globals is not None else problem is None,
-                parallel=parallel,
-                variable="databases",
-                exclude_variable="exclude",
-            )
-            # the login stays where the URI's database put it (MongoDB's authSource), then the server itself
-            connection = (engine.for_database(connection, "") if connection.database else connection).server()
-        elif exclude:
-            raise ConfigError("exclude", "empty unless databases= selects several databases", str(exclude))
-        extra = tuple(shlex.split(dump_extra_args)) if isinstance(dump_extra_args, str) else tuple(dump_extra_args)
+        connection, selection = _selection(
+            engine, connection, databases, exclude=exclude, include_globals=include_globals, parallel=parallel
+        )
         native, stream_compress = parse_compress(compress, "compress")
         settings = cls(
             connection=connection,
@@ -424,29 +408,21 @@ class Settings:
             mode=mode,
             temp_dir=temp_dir,
             extension=check_extension(extension, "extension"),
-            dump_extra_args=extra,
-            restore_extra_args=tuple(shlex.split(restore_extra_args))
-            if isinstance(restore_extra_args, str)
-            else tuple(restore_extra_args),
+            dump_extra_args=_args(dump_extra_args),
+            restore_extra_args=_args(restore_extra_args),
             retention=retention
             if retention is not None
             else parse_retention(retention_max_files, retention_max_days, retention_keep, check_tz(tz, "tz")),
             rclone=rclone or RcloneOptions(),
             rc=check_rc(rc, "rc") if rc is not None else None,
-            timeout=timeout if timeout else None,
-            stall_timeout=stall_timeout if stall_timeout else None,
+            timeout=timeout or None,
+            stall_timeout=stall_timeout or None,
             tz=check_tz(tz, "tz"),
             engine_object=engine_object,
             encryption=parse_encryption(encrypt_to, "encrypt_to"),
             identity_file=parse_identity_file(identity_file, "identity_file"),
-            signing_key=signing_key
-            if isinstance(signing_key, SigningKey) or signing_key is None
-            else SigningKey.from_file(signing_key, "signing_key"),
-            trusted_keys=trusted_keys
-            if isinstance(trusted_keys, TrustedKeys) or trusted_keys is None
-            else TrustedKeys.parse(
-                trusted_keys if isinstance(trusted_keys, str) else "\n".join(trusted_keys), "trusted_keys"
-            ),
+            signing_key=_signing_key(signing_key),
+            trusted_keys=_trusted_keys(trusted_keys),
         )
         settings._validate(template_variable="name_template", db_variable="databases" if selection else "uri")
         return settings
@@ -510,3 +486,48 @@ class Settings:
             if exc.variable == "DB_NAME":  # the database name, not the template, is what cannot be a file name
                 raise ConfigError(db_variable, exc.expected, exc.value) from None
             raise ConfigError(template_variable, exc.expected, exc.value) from None
+
+
+def _selection(
+    engine: Engine,
+    connection: Connection,
+    databases: str | Sequence[str] | None,
+    *,
+    exclude: str | Sequence[str],
+    include_globals: bool | None,
+    parallel: int,
+) -> tuple[Connection, DatabaseSelection | None]:
+    """:meth:`Settings.create`'s *databases*, *exclude*, *include_globals* and *parallel*: the
+    server-level connection and the selection, or the connection as it is and None."""
+    if databases is None:
+        if exclude:
+            raise ConfigError("exclude", "empty unless databases= selects several databases", str(exclude))
+        return connection, None
+    problem = engine.globals_supported()
+    if include_globals and problem is not None:
+        raise ConfigError("include_globals", f"False: {problem}", str(include_globals))
+    selection = parse_selection(
+        databases if isinstance(databases, str) else ",".join(databases),
+        exclude=exclude,
+        include_globals=include_globals if include_globals is not None else problem is None,
+        parallel=parallel,
+        variable="databases",
+        exclude_variable="exclude",
+    )
+    # the login stays where the URI's database put it (MongoDB's authSource), then the server itself
+    return (engine.for_database(connection, "") if connection.database else connection).server(), selection
+
+
+def _args(value: Sequence[str] | str) -> tuple[str, ...]:
+    """Extra tool flags: a list, or one shell-quoted string."""
+    return tuple(shlex.split(value)) if isinstance(value, str) else tuple(value)
+
+
+def _signing_key(value: SigningKey | str | os.PathLike[str] | None) -> SigningKey | None:
+    return value if isinstance(value, SigningKey) or value is None else SigningKey.from_file(value, "signing_key")
+
+
+def _trusted_keys(value: TrustedKeys | str | Sequence[str] | None) -> TrustedKeys | None:
+    if isinstance(value, TrustedKeys) or value is None:
+        return value
+    return TrustedKeys.parse(value if isinstance(value, str) else "\n".join(value), "trusted_keys")

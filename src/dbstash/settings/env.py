@@ -17,7 +17,7 @@ import math
 import os
 import re
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -39,7 +39,7 @@ from dbstash.settings.options import COMMIT_MODES, DEFAULT_STALL_TIMEOUT, Rclone
 from dbstash.settings.schedule import validate_cron
 
 if TYPE_CHECKING:
-    from dbstash.settings.config import Settings
+    from dbstash.settings.config import NotifySettings, ServiceSettings, Settings
 
 DEFAULT_RCLONE_CONFIG_FILE = "/config/rclone.conf"
 DEFAULT_TEMP_DIR = "/tmp/dbstash-work"  # noqa: S108 - the spec's default; a private mkdtemp subfolder per run
@@ -53,30 +53,99 @@ _SECRET_CONF_KEY = re.compile(r"pass|secret|key|token|sas_url|credentials", re.I
 
 
 def settings_from_env(cls: type[Settings], environ: Mapping[str, str]) -> Settings:
-    """See :meth:`Settings.from_env`."""
-    from dbstash.settings.config import NotifySettings, ServiceSettings  # noqa: PLC0415 - config imports this module
+    """See :meth:`Settings.from_env`. One reader per section, in the order their errors are reported."""
+    env = dict(environ)
+    get = _getter(env)
+    engine, connection, db_var = _connection_from_env(env)
+    connection, databases = _databases_from_env(env, engine, connection, db_var)
+    remote = get("RCLONE_REMOTE")
+    if remote is None:
+        raise ConfigError("RCLONE_REMOTE", "an rclone remote path such as s3:my-bucket/backups or /backups")
+    rclone = _rclone_from_env(env)
+    timeout, stall_timeout = _timeouts_from_env(env)
+    if get("RCLONE_COMMIT") and rclone.commit == "direct" and (env.get("RCLONE_RC_URL") or "").strip():
+        raise ConfigError(
+            "RCLONE_COMMIT",
+            "unset or auto with RCLONE_RC_URL (the rc transport always uploads to a partial name and moves it)",
+            rclone.commit,
+        )
+    native_compress, stream_compress = parse_compress(env.get("BACKUP_COMPRESS"))
+    tz = check_tz(get("TZ") or "UTC", "TZ")
+    schedule = (get("BACKUP_SCHEDULE") or "0 2 * * *").strip()
+    remote = check_remote(remote, "RCLONE_REMOTE")
+    name_template = get("BACKUP_NAME_TEMPLATE") or DEFAULT_TEMPLATE
+    extension = check_extension(get("BACKUP_EXTENSION"), "BACKUP_EXTENSION")
+    dump_extra_args = _split_args(env.get("DUMP_EXTRA_ARGS", ""), "DUMP_EXTRA_ARGS")
+    restore_extra_args = _split_args(env.get("RESTORE_EXTRA_ARGS", ""), "RESTORE_EXTRA_ARGS")
+    retention = _retention_from_env(env, tz)
+    rc = _rc_from_env(env)
+    service = _service_from_env(env, schedule)
+    notify = _notify_from_env(env)
+    settings = cls(
+        connection=connection,
+        databases=databases,
+        remote=remote,
+        name_template=name_template,
+        compress=native_compress,
+        stream_compress=stream_compress,
+        mode=(get("BACKUP_MODE") or "stream").strip().lower(),
+        temp_dir=get("BACKUP_TEMP_DIR") or DEFAULT_TEMP_DIR,
+        extension=extension,
+        dump_extra_args=dump_extra_args,
+        restore_extra_args=restore_extra_args,
+        retention=retention,
+        rclone=rclone,
+        rc=rc,
+        timeout=timeout,
+        stall_timeout=stall_timeout,
+        tz=tz,
+        service=service,
+        notify=notify,
+        verify_target=_check_verify_target(get("VERIFY_TARGET_URI"), engine),
+        encryption=_encryption_from_env(env),
+        identity_file=parse_identity_file(get("AGE_IDENTITY_FILE"), "AGE_IDENTITY_FILE"),
+        signing_key=_signing_key_from_env(env),
+        trusted_keys=trusted_keys_from(
+            get("BACKUP_TRUSTED_KEYS"), get("BACKUP_TRUSTED_KEYS_FILE"), "BACKUP_TRUSTED_KEYS"
+        ),
+    )
+    settings.notifiers()  # validates the NOTIFY_* URLs at start-up
+    settings._validate(
+        template_variable="BACKUP_NAME_TEMPLATE",
+        mode_variable="BACKUP_MODE",
+        db_variable=db_var,
+    )
+    return settings
 
-    env = {k: v for k, v in environ.items()}
+
+def _getter(env: Mapping[str, str]) -> Callable[[str], str | None]:
+    """A variable's value, with the empty string read as unset."""
 
     def get(name: str) -> str | None:
         value = env.get(name)
         return value if value not in (None, "") else None
 
-    # connection: DB_URI_FILE > DB_URI > DB_HOST + DB_NAME
-    uri = None
-    uri_var = "DB_URI"
-    if get("DB_URI_FILE"):
-        uri = read_secret_file(env["DB_URI_FILE"], "DB_URI_FILE")
-        uri_var = "DB_URI_FILE"
-    elif get("DB_URI"):
-        uri = env["DB_URI"]
-    password = None
-    if get("DB_PASSWORD_FILE"):
-        password = read_secret_file(env["DB_PASSWORD_FILE"], "DB_PASSWORD_FILE")
-    elif get("DB_PASSWORD"):
-        password = env["DB_PASSWORD"]
-    db_var = "DB_NAME"  # the variable that names the databases: DB_NAME, or the URI's path
-    if uri is not None:
+    return get
+
+
+def _secret_or_file(env: Mapping[str, str], name: str) -> str | None:
+    """``NAME_FILE`` (read, its content a secret) over ``NAME``."""
+    get = _getter(env)
+    if get(f"{name}_FILE"):
+        return read_secret_file(env[f"{name}_FILE"], f"{name}_FILE")
+    return get(name)
+
+
+def _connection_from_env(env: Mapping[str, str]) -> tuple[Engine, Connection, str]:
+    """The engine and connection (``DB_URI_FILE`` > ``DB_URI`` > ``DB_HOST`` + ``DB_NAME``), and the
+    variable that names the databases (``DB_NAME``, or the URI's path)."""
+    get = _getter(env)
+    uri_var = "DB_URI_FILE" if get("DB_URI_FILE") else "DB_URI"
+    uri = _secret_or_file(env, "DB_URI")
+    password = _secret_or_file(env, "DB_PASSWORD")
+    if uri is None:
+        (engine, connection), db_var = _connection_from_parts(env, password), "DB_NAME"
+    else:
         GLOBAL_REDACTOR.add(*uri_secrets(uri))
         engine = engine_for_uri(uri, variable=uri_var)
         if get("DB_ENGINE") and env["DB_ENGINE"] != engine.key:
@@ -89,29 +158,29 @@ def settings_from_env(cls: type[Settings], environ: Mapping[str, str]) -> Settin
         # DB_URI wins over DB_*; a password from DB_PASSWORD(_FILE) only fills a URI that has none
         if connection.password is None and password is not None:
             connection = connection.with_password(password)
-    else:
-        if not get("DB_HOST") and not get("DB_NAME"):
-            raise ConfigError(
-                "DB_URI", "a connection URI such as postgresql://user@host:5432/db (or DB_HOST and DB_NAME)"
-            )
-        key = get("DB_ENGINE")
-        if key is None:
-            raise ConfigError("DB_ENGINE", f"an engine key ({', '.join(ENGINES)}) when DB_URI is not set")
-        engine = get_engine(key)
-        connection = engine.from_parts(
-            host=get("DB_HOST"),
-            port=get("DB_PORT"),
-            database=get("DB_NAME"),
-            user=get("DB_USER"),
-            password=password,
-        )
     GLOBAL_REDACTOR.add(connection.password)
-    connection = engine.with_auth_source(connection, get("DB_AUTH_SOURCE"))
-    connection, databases = _databases_from_env(env, engine, connection, db_var)
+    return engine, engine.with_auth_source(connection, get("DB_AUTH_SOURCE")), db_var
 
-    remote = get("RCLONE_REMOTE")
-    if remote is None:
-        raise ConfigError("RCLONE_REMOTE", "an rclone remote path such as s3:my-bucket/backups or /backups")
+
+def _connection_from_parts(env: Mapping[str, str], password: str | None) -> tuple[Engine, Connection]:
+    """``DB_ENGINE`` with ``DB_HOST``, ``DB_PORT``, ``DB_NAME``, ``DB_USER`` (no ``DB_URI``)."""
+    get = _getter(env)
+    if not get("DB_HOST") and not get("DB_NAME"):
+        raise ConfigError("DB_URI", "a connection URI such as postgresql://user@host:5432/db (or DB_HOST and DB_NAME)")
+    key = get("DB_ENGINE")
+    if key is None:
+        raise ConfigError("DB_ENGINE", f"an engine key ({', '.join(ENGINES)}) when DB_URI is not set")
+    engine = get_engine(key)
+    connection = engine.from_parts(
+        host=get("DB_HOST"), port=get("DB_PORT"), database=get("DB_NAME"), user=get("DB_USER"), password=password
+    )
+    return engine, connection
+
+
+def _rclone_from_env(env: Mapping[str, str]) -> RcloneOptions:
+    """``RCLONE_CONFIG`` (base64) or ``RCLONE_CONFIG_FILE`` (else /config/rclone.conf if present),
+    ``RCLONE_EXTRA_ARGS``, ``RCLONE_COMMIT``; the config's secrets are registered for redaction."""
+    get = _getter(env)
     config_text = None
     config_file = None
     if get("RCLONE_CONFIG"):
@@ -133,7 +202,7 @@ def settings_from_env(cls: type[Settings], environ: Mapping[str, str]) -> Settin
                 _register_rclone_secrets(fh.read(), "RCLONE_CONFIG_FILE")
     elif config_text is None and os.path.isfile(DEFAULT_RCLONE_CONFIG_FILE):
         config_file = DEFAULT_RCLONE_CONFIG_FILE
-    rclone = RcloneOptions(
+    return RcloneOptions(
         binary=env.get("DBSTASH_RCLONE_BINARY") or "rclone",
         config_text=config_text,
         config_file=None if config_text is not None else config_file,
@@ -141,6 +210,9 @@ def settings_from_env(cls: type[Settings], environ: Mapping[str, str]) -> Settin
         commit=_parse_choice(get("RCLONE_COMMIT") or "auto", "RCLONE_COMMIT", {m: m for m in COMMIT_MODES}),
     )
 
+
+def _timeouts_from_env(env: Mapping[str, str]) -> tuple[float | None, float | None]:
+    """``BACKUP_TIMEOUT`` and ``BACKUP_STALL_TIMEOUT`` (0 = off; at least :data:`MIN_STALL_TIMEOUT`)."""
     timeout = _parse_duration(env.get("BACKUP_TIMEOUT", ""), "BACKUP_TIMEOUT")
     stall = env.get("BACKUP_STALL_TIMEOUT", "").strip()
     stall_timeout = _parse_duration(stall, "BACKUP_STALL_TIMEOUT") if stall else DEFAULT_STALL_TIMEOUT
@@ -148,96 +220,75 @@ def settings_from_env(cls: type[Settings], environ: Mapping[str, str]) -> Settin
         raise ConfigError(
             "BACKUP_STALL_TIMEOUT", f"a duration of at least {MIN_STALL_TIMEOUT:.0f}s such as 5m (0 = off)", stall
         )
-    if get("RCLONE_COMMIT") and rclone.commit == "direct" and (env.get("RCLONE_RC_URL") or "").strip():
-        raise ConfigError(
-            "RCLONE_COMMIT",
-            "unset or auto with RCLONE_RC_URL (the rc transport always uploads to a partial name and moves it)",
-            rclone.commit,
+    return timeout, stall_timeout
+
+
+def _retention_from_env(env: Mapping[str, str], tz: str) -> RetentionPolicy:
+    """``RETENTION_MAX_FILES``, ``RETENTION_MAX_DAYS`` and ``RETENTION_KEEP_*``."""
+    keep = {
+        f"keep_{period}": _parse_int(
+            env.get(f"RETENTION_KEEP_{period.upper()}", ""), f"RETENTION_KEEP_{period.upper()}"
         )
-    native_compress, stream_compress = parse_compress(env.get("BACKUP_COMPRESS"))
-    tz = check_tz(get("TZ") or "UTC", "TZ")
-    schedule = (get("BACKUP_SCHEDULE") or "0 2 * * *").strip()
-    settings = cls(
-        connection=connection,
-        databases=databases,
-        remote=check_remote(remote, "RCLONE_REMOTE"),
-        name_template=get("BACKUP_NAME_TEMPLATE") or DEFAULT_TEMPLATE,
-        compress=native_compress,
-        stream_compress=stream_compress,
-        mode=(get("BACKUP_MODE") or "stream").strip().lower(),
-        temp_dir=get("BACKUP_TEMP_DIR") or DEFAULT_TEMP_DIR,
-        extension=check_extension(get("BACKUP_EXTENSION"), "BACKUP_EXTENSION"),
-        dump_extra_args=_split_args(env.get("DUMP_EXTRA_ARGS", ""), "DUMP_EXTRA_ARGS"),
-        restore_extra_args=_split_args(env.get("RESTORE_EXTRA_ARGS", ""), "RESTORE_EXTRA_ARGS"),
-        retention=RetentionPolicy(
-            max_files=_parse_int(env.get("RETENTION_MAX_FILES", ""), "RETENTION_MAX_FILES"),
-            max_days=_parse_days(env.get("RETENTION_MAX_DAYS", ""), "RETENTION_MAX_DAYS"),
-            **{
-                f"keep_{period}": _parse_int(
-                    env.get(f"RETENTION_KEEP_{period.upper()}", ""), f"RETENTION_KEEP_{period.upper()}"
-                )
-                for period in KEEP_PERIODS
-            },
-            tz=tz,
-        ),
-        rclone=rclone,
-        rc=_rc_from_env(env),
-        timeout=timeout,
-        stall_timeout=stall_timeout,
+        for period in KEEP_PERIODS
+    }
+    return RetentionPolicy(
+        max_files=_parse_int(env.get("RETENTION_MAX_FILES", ""), "RETENTION_MAX_FILES"),
+        max_days=_parse_days(env.get("RETENTION_MAX_DAYS", ""), "RETENTION_MAX_DAYS"),
+        **keep,
         tz=tz,
-        service=ServiceSettings(
-            schedule=_check_schedule(schedule),
-            log_level=_parse_choice(get("LOG_LEVEL") or "info", "LOG_LEVEL", LOG_LEVELS),
-            log_format=_parse_choice(get("LOG_FORMAT") or "json", "LOG_FORMAT", {f: f for f in LOG_FORMATS}),
-            on_start=_parse_bool(env.get("BACKUP_ON_START", ""), "BACKUP_ON_START"),
-            lock=_parse_bool(env.get("BACKUP_LOCK", "true"), "BACKUP_LOCK"),
-            lock_file=get("BACKUP_LOCK_FILE"),
-            dry_run=_parse_bool(env.get("DRY_RUN", ""), "DRY_RUN"),
-            health_port=_parse_port(env.get("HEALTH_PORT", ""), "HEALTH_PORT"),
-            health_addr=_check_addr(get("HEALTH_ADDR") or "0.0.0.0", "HEALTH_ADDR"),  # noqa: S104 - reachable by the orchestrator
-            verify_schedule=_check_schedule(env["VERIFY_SCHEDULE"].strip(), "VERIFY_SCHEDULE")
-            if get("VERIFY_SCHEDULE")
-            else None,
-        ),
-        notify=NotifySettings(
-            on=_parse_choice(get("NOTIFY_ON") or "failure", "NOTIFY_ON", {c: c for c in NOTIFY_ON}),
-            webhook_url=_secret(get("NOTIFY_WEBHOOK_URL")),
-            webhook_format=_parse_choice(
-                get("NOTIFY_WEBHOOK_FORMAT") or "auto", "NOTIFY_WEBHOOK_FORMAT", {f: f for f in FORMATS}
-            ),
-            ping_url=_secret(get("NOTIFY_PING_URL")),
-            email_to=tuple(a.strip() for a in (get("NOTIFY_EMAIL_TO") or "").split(",") if a.strip()),
-            email_from=get("NOTIFY_EMAIL_FROM"),
-            smtp_url=_secret(get("NOTIFY_SMTP_URL")),
-            smtp_password=(
-                read_secret_file(env["NOTIFY_SMTP_PASSWORD_FILE"], "NOTIFY_SMTP_PASSWORD_FILE")
-                if get("NOTIFY_SMTP_PASSWORD_FILE")
-                else _secret(get("NOTIFY_SMTP_PASSWORD"))
-            ),
-            timeout=_parse_duration(env.get("NOTIFY_TIMEOUT", ""), "NOTIFY_TIMEOUT") or 10.0,
-            hook_pre=get("HOOK_PRE_BACKUP"),
-            hook_post=get("HOOK_POST_BACKUP"),
-            hook_timeout=_parse_duration(env.get("HOOK_TIMEOUT", ""), "HOOK_TIMEOUT") or 300.0,
-            plugins=tuple(plugin_notifiers(env)),
-            urls=_apprise_urls(env),
-        ),
-        verify_target=_check_verify_target(get("VERIFY_TARGET_URI"), engine),
-        encryption=_encryption_from_env(env),
-        identity_file=parse_identity_file(get("AGE_IDENTITY_FILE"), "AGE_IDENTITY_FILE"),
-        signing_key=SigningKey.from_file(env["BACKUP_SIGNING_KEY_FILE"].strip(), "BACKUP_SIGNING_KEY_FILE")
-        if get("BACKUP_SIGNING_KEY_FILE")
-        else None,
-        trusted_keys=trusted_keys_from(
-            get("BACKUP_TRUSTED_KEYS"), get("BACKUP_TRUSTED_KEYS_FILE"), "BACKUP_TRUSTED_KEYS"
-        ),
     )
-    settings.notifiers()  # validates the NOTIFY_* URLs at start-up
-    settings._validate(
-        template_variable="BACKUP_NAME_TEMPLATE",
-        mode_variable="BACKUP_MODE",
-        db_variable=db_var,
+
+
+def _service_from_env(env: Mapping[str, str], schedule: str) -> ServiceSettings:
+    """The service mode's variables: the schedules, logs, the lock, the health endpoint, dry runs."""
+    from dbstash.settings.config import ServiceSettings  # noqa: PLC0415 - config imports this module
+
+    get = _getter(env)
+    verify_schedule = get("VERIFY_SCHEDULE")
+    return ServiceSettings(
+        schedule=_check_schedule(schedule),
+        log_level=_parse_choice(get("LOG_LEVEL") or "info", "LOG_LEVEL", LOG_LEVELS),
+        log_format=_parse_choice(get("LOG_FORMAT") or "json", "LOG_FORMAT", {f: f for f in LOG_FORMATS}),
+        on_start=_parse_bool(env.get("BACKUP_ON_START", ""), "BACKUP_ON_START"),
+        lock=_parse_bool(env.get("BACKUP_LOCK", "true"), "BACKUP_LOCK"),
+        lock_file=get("BACKUP_LOCK_FILE"),
+        dry_run=_parse_bool(env.get("DRY_RUN", ""), "DRY_RUN"),
+        health_port=_parse_port(env.get("HEALTH_PORT", ""), "HEALTH_PORT"),
+        health_addr=_check_addr(get("HEALTH_ADDR") or "0.0.0.0", "HEALTH_ADDR"),  # noqa: S104 - reachable by the orchestrator
+        verify_schedule=_check_schedule(verify_schedule.strip(), "VERIFY_SCHEDULE") if verify_schedule else None,
     )
-    return settings
+
+
+def _notify_from_env(env: Mapping[str, str]) -> NotifySettings:
+    """``NOTIFY_*`` and ``HOOK_*``."""
+    from dbstash.settings.config import NotifySettings  # noqa: PLC0415 - config imports this module
+
+    get = _getter(env)
+    smtp_password = _secret_or_file(env, "NOTIFY_SMTP_PASSWORD")
+    return NotifySettings(
+        on=_parse_choice(get("NOTIFY_ON") or "failure", "NOTIFY_ON", {c: c for c in NOTIFY_ON}),
+        webhook_url=_secret(get("NOTIFY_WEBHOOK_URL")),
+        webhook_format=_parse_choice(
+            get("NOTIFY_WEBHOOK_FORMAT") or "auto", "NOTIFY_WEBHOOK_FORMAT", {f: f for f in FORMATS}
+        ),
+        ping_url=_secret(get("NOTIFY_PING_URL")),
+        email_to=tuple(a.strip() for a in (get("NOTIFY_EMAIL_TO") or "").split(",") if a.strip()),
+        email_from=get("NOTIFY_EMAIL_FROM"),
+        smtp_url=_secret(get("NOTIFY_SMTP_URL")),
+        smtp_password=smtp_password if get("NOTIFY_SMTP_PASSWORD_FILE") else _secret(smtp_password),
+        timeout=_parse_duration(env.get("NOTIFY_TIMEOUT", ""), "NOTIFY_TIMEOUT") or 10.0,
+        hook_pre=get("HOOK_PRE_BACKUP"),
+        hook_post=get("HOOK_POST_BACKUP"),
+        hook_timeout=_parse_duration(env.get("HOOK_TIMEOUT", ""), "HOOK_TIMEOUT") or 300.0,
+        plugins=tuple(plugin_notifiers(env)),
+        urls=_apprise_urls(env),
+    )
+
+
+def _signing_key_from_env(env: Mapping[str, str]) -> SigningKey | None:
+    get = _getter(env)
+    path = get("BACKUP_SIGNING_KEY_FILE")
+    return SigningKey.from_file(path.strip(), "BACKUP_SIGNING_KEY_FILE") if path else None
 
 
 # -- parsing helpers ---------------------------------------------------------------------------
@@ -279,27 +330,16 @@ def _databases_from_env(
     exclude = env.get("DB_EXCLUDE", "").strip()
     globals_raw = env.get("DB_GLOBALS", "").strip()
     explicit_globals = _parse_bool(globals_raw, "DB_GLOBALS") if globals_raw else None
-    parallel_raw = env.get("DB_PARALLEL", "").strip()
-    if parallel_raw and not (parallel_raw.isascii() and parallel_raw.isdigit()):
-        raise ConfigError("DB_PARALLEL", "a whole number of databases dumped at once, 1 or more", parallel_raw)
-    parallel = int(parallel_raw) if parallel_raw else 1
-    if parallel_raw and parallel < 1:
-        raise ConfigError("DB_PARALLEL", "a whole number of databases dumped at once, 1 or more", parallel_raw)
-    is_list = raw is not None and "," in raw
-    if is_list and engine.lists_databases and all_mode == "single":
-        raise ConfigError("DB_ALL_MODE", f"separate when {db_var} lists databases (single is for all)", all_mode)
-    many = engine.lists_databases and (
-        is_list or (raw is None and all_mode == "separate") or (raw is not None and explicit_globals is True)
-    )
-    if not many:
+    parallel = _parse_parallel(env.get("DB_PARALLEL", "").strip())
+    problem = engine.globals_supported()
+    if not _several(engine, raw, all_mode, explicit_globals, db_var):
         if exclude:
             raise ConfigError("DB_EXCLUDE", f"unset unless {db_var} is all or a list of databases", exclude)
-        if explicit_globals and engine.globals_supported() is not None:
-            raise ConfigError("DB_GLOBALS", f"false: {engine.globals_supported()}", globals_raw)
+        if explicit_globals and problem is not None:
+            raise ConfigError("DB_GLOBALS", f"false: {problem}", globals_raw)
         if explicit_globals and raw is None:
             raise ConfigError("DB_GLOBALS", "false with DB_ALL_MODE=single (the whole-server stream has them)")
         return connection, None
-    problem = engine.globals_supported()
     if explicit_globals and problem is not None:
         raise ConfigError("DB_GLOBALS", f"false: {problem}", globals_raw)
     include_globals = explicit_globals if explicit_globals is not None else problem is None
@@ -307,6 +347,26 @@ def _databases_from_env(
         raw or "all", exclude=exclude, include_globals=include_globals, parallel=parallel, variable=db_var
     )
     return connection.server(), selection
+
+
+def _several(engine: Engine, raw: str | None, all_mode: str, explicit_globals: bool | None, db_var: str) -> bool:
+    """Whether the job backs up several databases: a list, ``all`` in separate mode, or one database
+    with its globals (engines that list databases only)."""
+    is_list = raw is not None and "," in raw
+    if is_list and engine.lists_databases and all_mode == "single":
+        raise ConfigError("DB_ALL_MODE", f"separate when {db_var} lists databases (single is for all)", all_mode)
+    return engine.lists_databases and (
+        is_list or (raw is None and all_mode == "separate") or (raw is not None and explicit_globals is True)
+    )
+
+
+def _parse_parallel(raw: str) -> int:
+    """``DB_PARALLEL``: databases dumped at once (default 1)."""
+    if not raw:
+        return 1
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
+        raise ConfigError("DB_PARALLEL", "a whole number of databases dumped at once, 1 or more", raw)
+    return int(raw)
 
 
 def _secret(value: str | None) -> str | None:
