@@ -71,7 +71,7 @@ class DictSink(Sink):
 
 def test_a_sink_of_the_old_protocol_still_works_and_is_told_so(sqlite_db: Path) -> None:
     # dbstash 0.2's sink protocol: begin(name), commit(size) -> str, abort(); kept working with a warning
-    with pytest.warns(DeprecationWarning) as told:
+    with pytest.warns(DeprecationWarning, match="is the sink protocol of dbstash 0.2") as told:
 
         class OldUpload(SinkUpload):
             def __init__(self, store: dict[str, bytes], name: str) -> None:
