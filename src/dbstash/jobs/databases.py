@@ -76,13 +76,9 @@ def parse_selection(
     if not every and not names:
         raise ConfigError(variable, "a database name, a comma-separated list of names, or all", value)
     for name in names:
-        if "/" in name or "\\" in name or name in (".", "..") or name == GLOBALS_LABEL:
+        if _unusable(name):
             raise ConfigError(variable, f"database names usable in file names (not {GLOBALS_LABEL})", name)
-    patterns = (
-        tuple(p.strip() for p in exclude.replace(" ", ",").split(",") if p.strip())
-        if isinstance(exclude, str)
-        else tuple(exclude)
-    )
+    patterns = _patterns(exclude)
     clash = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
     if clash:
         raise ConfigError(exclude_variable, f"patterns that leave out none of the databases {variable} names", clash[0])
@@ -97,3 +93,14 @@ def parse_selection(
     return DatabaseSelection(
         every=every, names=names, exclude=patterns, include_globals=include_globals, parallel=parallel
     )
+
+
+def _unusable(name: str) -> bool:
+    return "/" in name or "\\" in name or name in (".", "..") or name == GLOBALS_LABEL
+
+
+def _patterns(exclude: str | Sequence[str]) -> tuple[str, ...]:
+    """``DB_EXCLUDE``: names or globs separated by commas or spaces (or a list)."""
+    if not isinstance(exclude, str):
+        return tuple(exclude)
+    return tuple(p.strip() for p in exclude.replace(" ", ",").split(",") if p.strip())

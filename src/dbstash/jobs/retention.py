@@ -162,18 +162,8 @@ class RetentionPolicy:
             reasons[0].append("newest backup")
         rules = self.keep_rules
         for period, key in PERIODS:
-            limit = rules.get(period, 0)
-            if not limit:
-                continue
-            seen: set[str] = set()
-            for i, b in enumerate(ordered):  # newest first: the first backup met in a period is its newest
-                k = key(b.taken_at.astimezone(zone))
-                if k in seen:
-                    continue
-                if len(seen) == limit:
-                    break
-                seen.add(k)
-                reasons[i].append(f"{period} {k}")
+            if rules.get(period, 0):
+                _mark_periods(ordered, reasons, period, key, rules[period], zone)
         cutoff = now - timedelta(days=self.max_days) if self.max_days > 0 else None
         if cutoff is not None:
             for i, b in enumerate(ordered):
@@ -185,10 +175,7 @@ class RetentionPolicy:
         for i, b in enumerate(ordered):
             protected = protect_all or bool(reasons[i])
             if not protected:
-                why = f"older than {self.max_days:g} days" if cutoff is not None else "no keep-rule selects it"
-                if rules and cutoff is not None:
-                    why = f"older than {self.max_days:g} days and no keep-rule selects it"
-                decisions.append(Decision(b, False, (why,)))
+                decisions.append(Decision(b, False, (self._why_not(cutoff is not None),)))
             elif self.max_files > 0 and survivors >= self.max_files:
                 # the rules that wanted it are kept in the reasons: the ceiling overrides them, visibly
                 ceiling = f"beyond the newest {self.max_files} (RETENTION_MAX_FILES)"
@@ -197,3 +184,31 @@ class RetentionPolicy:
                 survivors += 1
                 decisions.append(Decision(b, True, tuple(reasons[i]) or ("no rule deletes it",)))
         return RetentionPlan(tuple(decisions))
+
+    def _why_not(self, by_age: bool) -> str:
+        """Why a backup no rule protects is deleted."""
+        if not by_age:
+            return "no keep-rule selects it"
+        if self.keep_rules:
+            return f"older than {self.max_days:g} days and no keep-rule selects it"
+        return f"older than {self.max_days:g} days"
+
+
+def _mark_periods(
+    ordered: Sequence[Backup],
+    reasons: dict[int, list[str]],
+    period: str,
+    key: PeriodKey,
+    limit: int,
+    zone: ZoneInfo,
+) -> None:
+    """Give the newest backup of each of the last *limit* periods (newest first) a reason to stay."""
+    seen: set[str] = set()
+    for i, b in enumerate(ordered):  # newest first: the first backup met in a period is its newest
+        k = key(b.taken_at.astimezone(zone))
+        if k in seen:
+            continue
+        if len(seen) == limit:
+            break
+        seen.add(k)
+        reasons[i].append(f"{period} {k}")
