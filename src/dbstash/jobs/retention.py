@@ -163,7 +163,7 @@ class RetentionPolicy:
         rules = self.keep_rules
         for period, key in PERIODS:
             if rules.get(period, 0):
-                _mark_periods(ordered, reasons, period, key, rules[period], zone)
+                _mark_periods(ordered, reasons, period, key=key, limit=rules[period], zone=zone)
         cutoff = now - timedelta(days=self.max_days) if self.max_days > 0 else None
         if cutoff is not None:
             for i, b in enumerate(ordered):
@@ -198,6 +198,7 @@ def _mark_periods(
     ordered: Sequence[Backup],
     reasons: dict[int, list[str]],
     period: str,
+    *,
     key: PeriodKey,
     limit: int,
     zone: ZoneInfo,
