@@ -374,7 +374,10 @@ async def _restore_info(
     allow_unverified: bool,
     allow_unsigned: bool = False,
 ) -> RestoreResult:
-    """Restore the backup *info* of the object *part* describes (see :func:`arestore`)."""
+    """Restore the backup *info* of the object *part* describes (see :func:`arestore`).
+
+    In this order: the target, the backup's ownership and signature, the identity, the proof the
+    backup can be checked, the target's emptiness; then the bytes, then that they applied."""
     t0 = time.monotonic()
     engine, conn, create = restore_target(part, target)
     if not info.checked:  # aselect_own already read and checked what it chose
@@ -382,32 +385,8 @@ async def _restore_info(
     check_belongs(part, info, allow_unsigned=allow_unsigned)
     # an encrypted backup needs the identity: checked before anything is looked at on the target
     identity = part.identity() if _encrypted(info) else None
-    mode = info.manifest.mode if info.manifest else ("directory" if info.is_dir else "stream")
-    if mode == "stream" and info.name.endswith((".tar", ".tar.gz", ".tar.zst")):
-        mode = "tar"
-    if mode != "stream" and info.manifest is None:
-        raise RestoreError(f"{info.name} is a {mode}-mode backup without a manifest: restore it by hand")
-    if info.manifest is None:
-        if not allow_unverified:
-            raise RestoreRefused(
-                f"{info.name} has no usable manifest ({info.manifest_problem}): its bytes cannot be proven "
-                "complete. Restore it anyway with --allow-unverified (allow_unverified=True)"
-            )
-        log.warning("%s has no manifest (%s): its checksum cannot be verified", info.name, info.manifest_problem)
-    if create:
-        exists = await engine.database_exists(conn)
-        if exists is None:
-            create = False  # engines that create a database on first write (MongoDB)
-        elif exists and not force:
-            if await engine.is_empty(conn) is False:
-                raise RestoreRefused(f"the target {conn.display_uri()} is not empty: pass --force (force=True)")
-            create = False  # an empty database that exists: restored into as it is
-    if not force and not create and not part.globals_only:
-        empty = await engine.is_empty(conn)
-        if empty is False:
-            raise RestoreRefused(f"the target {conn.display_uri()} is not empty: pass --force (force=True)")
-        if empty is None:
-            log.warning("cannot tell whether %s is empty; restoring into it", conn.display_uri())
+    mode = _mode_of(info, allow_unverified=allow_unverified)
+    create = await _check_target(engine, conn, create=create, force=force, globals_only=part.globals_only)
     source_db = info.manifest.database if info.manifest else None
     options = RestoreOptions(
         force=force,
@@ -425,31 +404,13 @@ async def _restore_info(
     log.info("restore started", extra={"backup": info.name, "target": conn.display_uri(), "create": create})
     kept: list[str] = []
     if mode == "stream":
-        if info.manifest is not None and not engine.atomic_restore(options):
-            await prove_backup(store, info)
-        await engine.prepare_restore(conn, options)
-        line_filter = await engine.restore_filter(conn, options)
-        result = await _stream_restore(store, info, engine, conn, options, line_filter=line_filter, identity=identity)
-        if line_filter is not None:
-            kept = line_filter.kept
-            dropped = getattr(line_filter, "dropped", [])
-            if dropped:
-                log.warning("dropped and recreated from the backup (--force): %s", ", ".join(dropped))
+        result, kept = await _apply_stream(store, info, engine, conn, options, identity=identity)
     else:
         await engine.prepare_restore(conn, options)
         result = await _restore_files(part, store, info, engine, conn, options=options, mode=mode, identity=identity)
     if kept:
         log.info("already on the target, kept as they are: %s", ", ".join(kept), extra={"kept": kept})
-    if (
-        info.manifest is not None
-        and not part.globals_only
-        and _holds_data(info.manifest)
-        and await engine.is_empty(conn) is True
-    ):
-        raise RestoreError(
-            f"{info.name} holds data but {conn.display_uri()} is empty after the restore: the restore tool "
-            "applied nothing although it reported success (see its output in the log)"
-        )
+    await _check_applied(part, info, engine, conn)
     duration = round(time.monotonic() - t0, 3)
     log.info(
         "restore complete",
@@ -466,6 +427,79 @@ async def _restore_info(
         database=info.database or source_db,
         kept=tuple(kept),
     )
+
+
+def _mode_of(info: BackupInfo, *, allow_unverified: bool) -> str:
+    """The backup's mode (stream, tar, directory); refuses what cannot be proven complete."""
+    mode = info.manifest.mode if info.manifest else ("directory" if info.is_dir else "stream")
+    if mode == "stream" and info.name.endswith((".tar", ".tar.gz", ".tar.zst")):
+        mode = "tar"
+    if mode != "stream" and info.manifest is None:
+        raise RestoreError(f"{info.name} is a {mode}-mode backup without a manifest: restore it by hand")
+    if info.manifest is None:
+        if not allow_unverified:
+            raise RestoreRefused(
+                f"{info.name} has no usable manifest ({info.manifest_problem}): its bytes cannot be proven "
+                "complete. Restore it anyway with --allow-unverified (allow_unverified=True)"
+            )
+        log.warning("%s has no manifest (%s): its checksum cannot be verified", info.name, info.manifest_problem)
+    return mode
+
+
+async def _check_target(engine: Engine, conn: Connection, *, create: bool, force: bool, globals_only: bool) -> bool:
+    """Refuse a target that holds data (unless *force*); returns whether the restore creates the database."""
+    if create:
+        exists = await engine.database_exists(conn)
+        if exists is None:
+            create = False  # engines that create a database on first write (MongoDB)
+        elif exists and not force:
+            if await engine.is_empty(conn) is False:
+                raise RestoreRefused(f"the target {conn.display_uri()} is not empty: pass --force (force=True)")
+            create = False  # an empty database that exists: restored into as it is
+    if not force and not create and not globals_only:
+        empty = await engine.is_empty(conn)
+        if empty is False:
+            raise RestoreRefused(f"the target {conn.display_uri()} is not empty: pass --force (force=True)")
+        if empty is None:
+            log.warning("cannot tell whether %s is empty; restoring into it", conn.display_uri())
+    return create
+
+
+async def _apply_stream(
+    store: Storage,
+    info: BackupInfo,
+    engine: Engine,
+    conn: Connection,
+    options: RestoreOptions,
+    *,
+    identity: AgeIdentity | None,
+) -> tuple[tuple[int, str, str | None], list[str]]:
+    """A stream backup into the target: proven first where the tool applies as it reads."""
+    if info.manifest is not None and not engine.atomic_restore(options):
+        await prove_backup(store, info)
+    await engine.prepare_restore(conn, options)
+    line_filter = await engine.restore_filter(conn, options)
+    result = await _stream_restore(store, info, engine, conn, options, line_filter=line_filter, identity=identity)
+    if line_filter is None:
+        return result, []
+    dropped = getattr(line_filter, "dropped", [])
+    if dropped:
+        log.warning("dropped and recreated from the backup (--force): %s", ", ".join(dropped))
+    return result, line_filter.kept
+
+
+async def _check_applied(part: Settings, info: BackupInfo, engine: Engine, conn: Connection) -> None:
+    """A backup that holds data must leave the target holding some: the tool may report success anyway."""
+    if (
+        info.manifest is not None
+        and not part.globals_only
+        and _holds_data(info.manifest)
+        and await engine.is_empty(conn) is True
+    ):
+        raise RestoreError(
+            f"{info.name} holds data but {conn.display_uri()} is empty after the restore: the restore tool "
+            "applied nothing although it reported success (see its output in the log)"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -526,11 +560,7 @@ async def arestore_many(
 
     if settings.databases is None:
         raise ConfigError("--database", "unset: this job backs up one database (restore it with arestore())")
-    wanted = (
-        None
-        if isinstance(databases, str) and databases.lower() == "all"
-        else ([d.strip() for d in databases.split(",") if d.strip()] if isinstance(databases, str) else list(databases))
-    )
+    wanted = _wanted(databases)
     async with job_storage(settings, storage) as store:
         entries = await store.list()
         infos = backup_infos(entries, job_templates(settings), settings.zone)
@@ -538,13 +568,7 @@ async def arestore_many(
         run = run_of(infos, anchor)
         anchor_manifest = (await with_manifest(store, anchor)).manifest
         run_id = anchor_manifest.backup_id if anchor_manifest else None
-        if wanted is not None:
-            missing = [d for d in wanted if d not in {i.database for i in run}]
-            if missing:
-                raise ConfigError("--database", f"databases of the run of {anchor.name}", ", ".join(missing))
-            run = [i for i in run if i.database in wanted or (i.database == GLOBALS_LABEL and include_globals)]
-        if not include_globals:
-            run = [i for i in run if i.database != GLOBALS_LABEL]
+        run = _narrow(run, anchor, wanted, include_globals=include_globals)
         log.info("restoring the run of %s: %s", anchor.name, ", ".join(i.name for i in run))
         results: list[RestoreResult] = []
         failed: list[tuple[str, str]] = []
@@ -553,10 +577,7 @@ async def arestore_many(
             part = part_of(settings, info.database)
             with log_context(database=info.database):
                 try:
-                    if run_id is not None:
-                        m = (await with_manifest(store, info)).manifest
-                        if m is not None and m.backup_id != run_id:
-                            raise RestoreError(f"{info.name} was made by another run than {anchor.name}")
+                    await _check_same_run(store, info, run_id, anchor)
                     results.append(
                         await _restore_info(
                             part,
@@ -576,6 +597,39 @@ async def arestore_many(
                     log.error("restore of %s failed: %s", info.database, exc, extra={"error_type": type(exc).__name__})
                     failed.append((info.database, GLOBAL_REDACTOR(str(exc))))
     return RestoreRun(run_id, tuple(results), tuple(failed))
+
+
+def _wanted(databases: str | Sequence[str]) -> list[str] | None:
+    """*databases* of :func:`arestore_many` as names, or None for all."""
+    if not isinstance(databases, str):
+        return list(databases)
+    if databases.lower() == "all":
+        return None
+    return [d.strip() for d in databases.split(",") if d.strip()]
+
+
+def _narrow(
+    run: list[BackupInfo], anchor: BackupInfo, wanted: list[str] | None, *, include_globals: bool
+) -> list[BackupInfo]:
+    """The backups of *run* to restore: the *wanted* databases (all of them must be in the run), and
+    the globals if *include_globals*."""
+    if wanted is not None:
+        missing = [d for d in wanted if d not in {i.database for i in run}]
+        if missing:
+            raise ConfigError("--database", f"databases of the run of {anchor.name}", ", ".join(missing))
+        run = [i for i in run if i.database in wanted or (i.database == GLOBALS_LABEL and include_globals)]
+    if not include_globals:
+        run = [i for i in run if i.database != GLOBALS_LABEL]
+    return run
+
+
+async def _check_same_run(store: Storage, info: BackupInfo, run_id: str | None, anchor: BackupInfo) -> None:
+    """*info* was made by the run *run_id* (the anchor's manifest says which), or RestoreError."""
+    if run_id is None:
+        return
+    m = (await with_manifest(store, info)).manifest
+    if m is not None and m.backup_id != run_id:
+        raise RestoreError(f"{info.name} was made by another run than {anchor.name}")
 
 
 restore_many = blocking(arestore_many, """Restore every database of one run (blocking). See :func:`arestore_many`.""")
@@ -642,16 +696,8 @@ async def _stream_restore(
 
     *unpack_into*: a tar-mode backup: the stream goes to ``tar -x`` into that folder instead.
     """
-    tmp_path: str | None = None
     final_path = conn.database if engine.restores_to_file and unpack_into is None else None
-    if final_path is not None:
-        directory = os.path.dirname(final_path) or "."
-        if not os.path.isdir(directory):
-            raise ConfigError("--target", "a path in an existing directory", final_path)
-        fd, tmp_path = tempfile.mkstemp(
-            prefix=os.path.basename(final_path) + ".", suffix=".dbstash-partial", dir=directory
-        )
-        os.close(fd)
+    tmp_path = _temp_beside(final_path) if final_path is not None else None
     tool_conn = (
         Connection(conn.engine, tmp_path, conn.host, conn.port, conn.user, conn.password, conn.params)
         if tmp_path
@@ -689,32 +735,13 @@ async def _stream_restore(
         except StorageError as exc:
             raise RestoreError(f"reading {info.name} failed: {exc}", stderr_tail=exc.stderr_tail) from None
         sha = feeder.digest.hexdigest()
-        m = info.manifest
-        if m is not None and (feeder.size != m.size or sha != m.sha256):
-            what = "truncated" if feeder.size < m.size else "corrupted"
-            raise ChecksumMismatch(
-                f"{info.name} is {what}: read {feeder.size} bytes with sha256 {sha}, the manifest says {m.size} "
-                f"bytes with sha256 {m.sha256}. The restore was stopped before the end of its input: "
-                + (
-                    "nothing was applied: it was being unpacked into a temp folder."
-                    if unpack_into is not None
-                    else engine.stopped_restore_note(options)
-                )
-            )
-        try:
-            if feeder.decode_error is not None:
-                raise ValueError(str(feeder.decode_error))
-            feeder.finish()
-        except DecryptError as exc:  # a wrong identity, or ciphertext age refuses (damaged, unverified)
-            # say only what is known: the tool got nothing only if it never started
-            applied = (
-                "nothing was applied: the restore tool never started"
-                if feeder.tool is None  # (Redis writes a temp file, removed on failure)
-                else "the restore tool had already received part of it: " + engine.stopped_restore_note(options)
-            )
-            raise RestoreError(f"{info.name} cannot be decrypted with AGE_IDENTITY_FILE ({exc}); {applied}") from None
-        except ValueError as exc:  # corrupted or truncated compression, without a manifest to catch it first
-            raise RestoreError(f"{info.name} cannot be decompressed: {exc}") from None
+        stopped = (
+            "nothing was applied: it was being unpacked into a temp folder."
+            if unpack_into is not None
+            else engine.stopped_restore_note(options)
+        )
+        _check_read(info, feeder.size, sha, stopped)
+        _finish_feed(info, feeder, engine.stopped_restore_note(options))
         tool = feeder.tool
         if tool is not None:
             with anyio.fail_after(TOOL_TIMEOUT):
@@ -733,19 +760,63 @@ async def _stream_restore(
         return feeder.size, sha, tool_name[0] if tool_name else None
     finally:
         if not ok:
-            # kill BEFORE closing its stdin: closed first, the pipe's end is an end of input, and psql
-            # --single-transaction would COMMIT what it has before the SIGKILL lands (seen under load)
-            if feeder.tool is not None and feeder.tool.returncode is None:
-                feeder.tool.send_signal(signal.SIGKILL)
-                with anyio.CancelScope(shield=True):
-                    await feeder.tool.wait()
-            feeder.close()
-            if decryptor is not None:
-                decryptor.abort()
+            await _abort_feed(feeder, decryptor)
         if tmp_path is not None:
             for leftover in (tmp_path, *(tmp_path + s for s in SQLITE_SIDE_FILES)):
                 with contextlib.suppress(OSError):
                     os.unlink(leftover)
+
+
+async def _abort_feed(feeder: _Feeder, decryptor: AgeDecryptor | None) -> None:
+    """Stop the restore tool and the decryption of a failed restore."""
+    # kill BEFORE closing its stdin: closed first, the pipe's end is an end of input, and psql
+    # --single-transaction would COMMIT what it has before the SIGKILL lands (seen under load)
+    if feeder.tool is not None and feeder.tool.returncode is None:
+        feeder.tool.send_signal(signal.SIGKILL)
+        with anyio.CancelScope(shield=True):
+            await feeder.tool.wait()
+    feeder.close()
+    if decryptor is not None:
+        decryptor.abort()
+
+
+def _temp_beside(final_path: str) -> str:
+    """A private temp file beside *final_path* (a file target: SQLite, Redis), renamed over it at the end."""
+    directory = os.path.dirname(final_path) or "."
+    if not os.path.isdir(directory):
+        raise ConfigError("--target", "a path in an existing directory", final_path)
+    fd, tmp_path = tempfile.mkstemp(prefix=os.path.basename(final_path) + ".", suffix=".dbstash-partial", dir=directory)
+    os.close(fd)
+    return tmp_path
+
+
+def _check_read(info: BackupInfo, size: int, sha: str, stopped: str) -> None:
+    """The bytes read are the manifest's, or the restore stops (*stopped*: what that left applied)."""
+    m = info.manifest
+    if m is not None and (size != m.size or sha != m.sha256):
+        what = "truncated" if size < m.size else "corrupted"
+        raise ChecksumMismatch(
+            f"{info.name} is {what}: read {size} bytes with sha256 {sha}, the manifest says {m.size} "
+            f"bytes with sha256 {m.sha256}. The restore was stopped before the end of its input: " + stopped
+        )
+
+
+def _finish_feed(info: BackupInfo, feeder: _Feeder, stopped: str) -> None:
+    """Flush the decryption and decompression into the tool; their failures as RestoreError."""
+    try:
+        if feeder.decode_error is not None:
+            raise ValueError(str(feeder.decode_error))
+        feeder.finish()
+    except DecryptError as exc:  # a wrong identity, or ciphertext age refuses (damaged, unverified)
+        # say only what is known: the tool got nothing only if it never started
+        applied = (
+            "nothing was applied: the restore tool never started"
+            if feeder.tool is None  # (Redis writes a temp file, removed on failure)
+            else "the restore tool had already received part of it: " + stopped
+        )
+        raise RestoreError(f"{info.name} cannot be decrypted with AGE_IDENTITY_FILE ({exc}); {applied}") from None
+    except ValueError as exc:  # corrupted or truncated compression, without a manifest to catch it first
+        raise RestoreError(f"{info.name} cannot be decompressed: {exc}") from None
 
 
 async def _restore_files(
