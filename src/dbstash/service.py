@@ -1,5 +1,7 @@
 """Service mode: backups on a cron schedule, one at a time, with a health and metrics endpoint.
 
+(Over 400 lines on purpose: the scheduler, its signals and its HTTP endpoint share one lifetime.)
+
 ``dbstash run`` uses :class:`Service` when ``BACKUP_SCHEDULE`` is a cron expression, and
 :func:`run_lock` around the single run of ``BACKUP_SCHEDULE=once``.
 """

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from dbstash.settings.options import RcloneOptions
-from dbstash.storage.rclone_cli import COMMIT_SECONDS_PER_GIB, RcloneCliStorage, commit_limit
+from dbstash.storage.rclone_cli import RcloneCliStorage
+from dbstash.storage.rclone_uploads import COMMIT_SECONDS_PER_GIB, commit_limit
 
 
 def _timeout(argv: list[str]) -> str:

@@ -1,4 +1,7 @@
-"""One backup job around one Pipeline: hooks, notifications, the manifest, retention, the result."""
+"""One backup job around one Pipeline: hooks, notifications, the manifest, retention, the result.
+
+(Over 400 lines on purpose: one run from its envelope to its result, the manifest and retention included.)
+"""
 
 from __future__ import annotations
 

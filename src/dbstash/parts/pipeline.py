@@ -1,5 +1,7 @@
 """The Pipeline: dump process -> relay (sha256, byte count, progress) -> upload, then commit or abort.
 
+(Over 400 lines on purpose: the commit protocol, both relay paths and the bounded abort in one place.)
+
 The hot loop runs on raw file descriptors in one worker thread: full 1 MiB reads from a 1 MiB pipe,
 one hash update, one write. The field notes measured a per-chunk anyio ``receive()``/``send()`` relay at
 1.5x the shell pipeline and this loop at ~1.05x; everything around it (processes, timeout,

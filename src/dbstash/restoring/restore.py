@@ -1,4 +1,4 @@
-"""Restore: every backup provably restorable. (About 450 lines on purpose: the whole restore protocol,
+"""Restore: every backup provably restorable. (Over 400 lines on purpose: the whole restore protocol,
 stream and files, hold-back and proof pass, stays in one place to be read as one.)
 
 A restore streams the stored object from the remote (``rclone cat`` or the rc API) through

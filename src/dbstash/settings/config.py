@@ -1,4 +1,7 @@
-"""Settings: typed, immutable, validated once; built in code or from the spec's environment variables."""
+"""Settings: typed, immutable, validated once; built in code or from the spec's environment variables.
+
+(Over 400 lines on purpose: the Settings types and the library-side checks, one field list.)
+"""
 
 from __future__ import annotations
 
