@@ -239,13 +239,11 @@ async def after_run(
         await notify(notifiers, event, limit=CANCELLED_AFTER_BUDGET if cancelled else 120)
 
 
-class _ManifestWriter:
+class _ManifestMaker:
     """Makes the manifest (and signature) of the backup being committed: what the upload stores beside it."""
 
-    def __init__(
-        self, settings: Settings, engine: Engine, storage: Storage, *, backup_id: str, database: str, started: datetime
-    ) -> None:
-        self.settings, self.engine, self.storage = settings, engine, storage
+    def __init__(self, settings: Settings, engine: Engine, *, backup_id: str, database: str, started: datetime) -> None:
+        self.settings, self.engine = settings, engine
         self.backup_id, self.database, self.started = backup_id, database, started
         self.files: dict[str, tuple[int, str]] | None = None
         self.written: Manifest | None = None
@@ -300,7 +298,7 @@ async def _run_multi_file(
     name: str,
     progress: Progress | None,
     *,
-    manifest: _ManifestWriter,
+    manifest: _ManifestMaker,
     alternative: str | None,
 ) -> tuple[PipelineResult, DumpCommand]:
     """Directory and tar modes: dump into a private temp folder, then copy it (directory) or stream a tar."""
@@ -357,7 +355,7 @@ async def run_one(
     if engine.backup_note:
         log.info(engine.backup_note)
     log.info("backup started", extra={"remote_path": storage.path(name), "source": settings.connection.display_uri()})
-    writer = _ManifestWriter(settings, engine, storage, backup_id=backup_id, database=database, started=started)
+    writer = _ManifestMaker(settings, engine, backup_id=backup_id, database=database, started=started)
     alternative = template.alternative(name, backup_id, started)
     if settings.mode == "stream":
         globals_command = (

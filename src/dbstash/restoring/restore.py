@@ -286,7 +286,7 @@ async def arestore(
     """
     from dbstash.jobs.remote import job_storage  # noqa: PLC0415
 
-    part = part_of(settings, database)
+    part = restore_part(settings, database)
     async with job_storage(settings, storage) as store:
         infos = backup_infos(await store.list(), job_templates(part), settings.zone)
         info = await aselect_own(part, store, infos, backup, allow_unsigned=allow_unsigned)
@@ -301,7 +301,7 @@ async def arestore(
         )
 
 
-def part_of(settings: Settings, database: str | None) -> Settings:
+def restore_part(settings: Settings, database: str | None) -> Settings:
     """The settings of the one object a restore reads: the job's, or one database's of a multi-database job."""
     if settings.databases is None:
         if database is not None:
@@ -574,7 +574,7 @@ async def arestore_many(
         failed: list[tuple[str, str]] = []
         for info in run:
             assert info.database is not None
-            part = part_of(settings, info.database)
+            part = restore_part(settings, info.database)
             with log_context(database=info.database):
                 try:
                     await _check_same_run(store, info, run_id, anchor)

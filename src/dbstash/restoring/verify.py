@@ -19,8 +19,8 @@ from dbstash.restoring.restore import (
     RestoreResult,
     arestore,
     check_belongs,
-    part_of,
     prove_backup,
+    restore_part,
     restore_target,
     run_of,
 )
@@ -59,7 +59,7 @@ async def averify(
     Succeeds only when the restore succeeded and the checksum matched the manifest. A multi-database
     job verifies one *database* here; :func:`averify_many` drills every database of a run.
     """
-    part = part_of(settings, database)
+    part = restore_part(settings, database)
     if part.globals_only:
         raise ConfigError("--database", "a database (the globals are checked by their checksum: verify_many())")
     engine = part.engine()
