@@ -1,5 +1,5 @@
 """``python -m dbstash_cli``."""
 
-from dbstash_cli.core import main
+from dbstash_cli.main import main
 
 main()

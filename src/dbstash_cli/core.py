@@ -1,7 +1,6 @@
-"""What ``dbstash run`` and ``dbstash backup`` do, without click: the console script reaches these
-directly when the command line is just ``run`` or ``backup`` (the container's and the scripts'
-case: configuration in the environment), so those runs skip importing click (~9 ms);
-:mod:`dbstash_cli.main` (the click CLI) uses them for the same commands with flags.
+"""What ``dbstash run`` and ``dbstash backup`` do: settings from the environment (and flags), the
+run lock, signals, the result on stdout, exit codes. :mod:`dbstash_cli.main` (the click CLI, the
+console script) calls these; they hold no backup logic of their own.
 """
 
 from __future__ import annotations
@@ -231,27 +230,3 @@ def _dry_run(settings: Settings, *, as_json: bool) -> int:
     if as_json:
         echo(json.dumps({"ok": True, "dry_run": True, **plan}, default=str))
     return EXIT_OK
-
-
-def _exit(code: int | str | None) -> NoReturn:
-    """Exit as :func:`sys.exit` does: the interpreter's teardown and every atexit handler run (ours, logging's,
-    a plugin's); its ~10 ms are not worth skipping them."""
-    sys.exit(code)
-
-
-def main(argv: list[str] | None = None) -> NoReturn:
-    """The console script: ``dbstash run`` and ``dbstash backup`` without flags here, the rest through
-    click (:func:`dbstash_cli.main.main`). Ends the process with the command's exit code."""
-    args = sys.argv[1:] if argv is None else argv
-    if args in (["run"], ["backup"]):
-        try:
-            code: int | str | None = run_from_env() if args == ["run"] else backup_from(environ_with_flags(None, {}))
-        except SystemExit as exc:  # a configuration error (exit 2) leaves through sys.exit, as under click
-            code = exc.code
-        except KeyboardInterrupt:  # before the run's own signal handling is in place: as click says it
-            echo("Aborted!", err=True)
-            code = EXIT_FAILED
-        _exit(code)
-    from dbstash_cli.main import main as click_main  # noqa: PLC0415 - click only for the other commands
-
-    click_main(argv)
