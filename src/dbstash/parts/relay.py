@@ -4,8 +4,8 @@ The hot loop: full 1 MiB reads from a 1 MiB pipe, one hash update, one write. Th
 measured a per-chunk anyio ``receive()``/``send()`` relay at 1.5x the shell pipeline and this loop at
 ~1.05x; on two cores every CPU-second the relay spends shows up in wall time.
 
-A zero-copy variant (``tee(2)`` through ctypes into a private pipe for the hash, ``splice(2)`` on to
-rclone) saved 19% of this thread's CPU but nothing measurable end to end (pgbench scale 50 into
+A zero-copy variant (libc's ``tee(2)`` into a private pipe for the hash, ``splice(2)`` on to rclone)
+saved 19% of this thread's CPU but nothing measurable end to end (pgbench scale 50 into
 ``rclone serve s3``, docs/benchmarks.md): it was removed with its second loop.
 """
 
