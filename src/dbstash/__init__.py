@@ -132,6 +132,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "CommandSource",
         "DumpSource",
         "Source",
+        "SourceAttribute",
         "SourceStream",
         "StreamSource",
     ),
@@ -223,6 +224,7 @@ if TYPE_CHECKING:
         CommandSource as CommandSource,
         DumpSource as DumpSource,
         Source as Source,
+        SourceAttribute as SourceAttribute,
         SourceStream as SourceStream,
         StreamSource as StreamSource,
     )

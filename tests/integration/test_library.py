@@ -69,6 +69,20 @@ class DictSink(Sink):
         return DictUpload(self.store, name)
 
 
+def test_the_result_says_which_command_the_source_ran(sqlite_db: Path) -> None:
+    # the source advertises its command (anyio typed attribute); the result holds it: no state to read back
+    engine = dbstash.get_engine("sqlite")
+    source = DumpSource(engine, engine.parse_uri(f"sqlite:///{sqlite_db}"))
+    result = anyio.run(Pipeline(source, DictSink()).run, "app.sql")
+    assert result.command is not None and os.path.basename(result.command.argv[0]) == "sqlite3"
+    assert str(sqlite_db) in result.command.argv
+
+    async def rows() -> AsyncIterator[bytes]:
+        yield b"x\n"
+
+    assert anyio.run(Pipeline(StreamSource(rows()), DictSink()).run, "rows.txt").command is None
+
+
 def test_a_sink_of_the_old_protocol_still_works_and_is_told_so(sqlite_db: Path) -> None:
     # dbstash 0.2's sink protocol: begin(name), commit(size) -> str, abort(); kept working with a warning
     with pytest.warns(DeprecationWarning, match="is the sink protocol of dbstash 0.2") as told:

@@ -373,9 +373,9 @@ async def run_one(
             size_hint=lambda: engine.estimate_size(settings.connection),
         )
         stats = await pipeline.run(
-            name, alternative=alternative, before_publish=lambda final, r: writer(final, r, source.command)
+            name, alternative=alternative, before_publish=lambda final, r: writer(final, r, r.command)
         )
-        command = source.command
+        command = stats.command
         assert command is not None
         log.debug("dump command: %s", command.display())
     else:

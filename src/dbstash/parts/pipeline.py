@@ -21,6 +21,7 @@ from typing import Protocol
 import anyio
 from anyio.streams.file import FileStreamAttribute
 
+from dbstash.engines.base import DumpCommand
 from dbstash.errors import BackupTimeout, UploadFailed
 from dbstash.logs import get_logger
 from dbstash.parts.compression import Compressor
@@ -35,7 +36,7 @@ from dbstash.parts.relay import (
     stalled_error,
 )
 from dbstash.parts.sink import RemoteEntry, Sink, SinkUpload, SizeHint
-from dbstash.parts.source import ProcessStream, Source, SourceStream
+from dbstash.parts.source import ProcessStream, Source, SourceAttribute, SourceStream
 from dbstash.parts.transforms import Compress, ProcessTransform, Progress as ProgressTransform, Transform
 from dbstash.redact import GLOBAL_REDACTOR, Redactor
 
@@ -60,6 +61,8 @@ class PipelineResult:
         source_size: bytes the source produced (more than *size* when a transform compressed them).
         fast_path: whether the bytes went through the raw-descriptor relay thread.
         listing: the destination folder's listing, when the commit made one (see :class:`~dbstash.Committed`).
+        command: the command the source ran, when it advertised one (``SourceAttribute.command``:
+            :class:`~dbstash.DumpSource`, :class:`~dbstash.CommandSource`).
     """
 
     name: str
@@ -68,6 +71,7 @@ class PipelineResult:
     source_size: int
     fast_path: bool
     listing: tuple[RemoteEntry, ...] | None = field(default=None, repr=False)
+    command: DumpCommand | None = field(default=None, repr=False)
 
 
 class Pipeline:
@@ -188,7 +192,8 @@ class Pipeline:
                         stats = await _relay_async(stream, upload, self.transforms, self.stall_timeout)
                         tail, fast = None, False
                     await stream.verdict(tail)
-                    result = PipelineResult(name, stats.size, stats.sha256, stats.dump_size, fast)
+                    command = stream.extra(SourceAttribute.command, None)  # noqa: S610 - anyio typed attributes
+                    result = PipelineResult(name, stats.size, stats.sha256, stats.dump_size, fast, command=command)
 
                     async def publishing(final: str) -> Mapping[str, bytes] | None:
                         if before_publish is None:

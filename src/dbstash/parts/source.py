@@ -25,6 +25,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, M
 from typing import Any
 
 import anyio
+from anyio import TypedAttributeSet, typed_attribute
 from anyio.abc import ByteReceiveStream
 from anyio.streams.file import FileStreamAttribute
 
@@ -71,11 +72,19 @@ class Source(ABC):
         """Start producing. *redactor* masks secrets in what the source reports (default: dbstash's own)."""
 
 
-class ProcessStream(SourceStream):
-    """A child process's stdout. Advertises its fd for the fast path."""
+class SourceAttribute(TypedAttributeSet):
+    """What a running source may advertise besides its descriptor (``stream.extra(...)``)."""
 
-    def __init__(self, proc: ChildProcess, check: TailCheck | None) -> None:
+    #: the command it runs (a :class:`~dbstash.DumpCommand`: the tool's version for the manifest)
+    command: DumpCommand = typed_attribute()
+
+
+class ProcessStream(SourceStream):
+    """A child process's stdout. Advertises its fd for the fast path, and the command it runs."""
+
+    def __init__(self, proc: ChildProcess, check: TailCheck | None, command: DumpCommand | None = None) -> None:
         assert proc.popen.stdout is not None
+        self.command = command
         self.proc = proc
         self.name = proc.name
         self._fd = self.fileno = proc.popen.stdout.fileno()
@@ -85,7 +94,11 @@ class ProcessStream(SourceStream):
 
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
-        return {FileStreamAttribute.fileno: lambda: self._fd}
+        found: dict[Any, Callable[[], Any]] = {FileStreamAttribute.fileno: lambda: self._fd}
+        if self.command is not None:
+            command = self.command
+            found[SourceAttribute.command] = lambda: command
+        return found
 
     async def receive(self, max_bytes: int = 1 << 20) -> bytes:
         await anyio.wait_readable(self._fd)
@@ -149,14 +162,15 @@ class CommandSource(Source):
 
     async def start(self, redactor: Redactor | None = None) -> SourceStream:
         proc = self.command.start(redactor or GLOBAL_REDACTOR, stdout=subprocess.PIPE)
-        return ProcessStream(proc, self.check)
+        return ProcessStream(proc, self.check, self.command)
 
 
 class DumpSource(Source):
     """An engine's dump of one connection: the tool, its arguments and its end-of-dump check.
 
     The command is built when the source starts (engines may probe the server first, e.g. the
-    PostgreSQL major to pick the matching ``pg_dump``); :attr:`command` holds it afterwards.
+    PostgreSQL major to pick the matching ``pg_dump``); the running stream advertises it
+    (``SourceAttribute.command``), so a :class:`~dbstash.PipelineResult` holds it.
 
     Example:
         >>> import dbstash
@@ -192,7 +206,7 @@ class DumpSource(Source):
         proc = command.start(redactor, stdout=subprocess.PIPE)
         engine = self.engine
         check: TailCheck | None = (lambda tail: engine.check_output_tail(tail, command)) if self.check_tail else None
-        return ProcessStream(proc, check)
+        return ProcessStream(proc, check, command)
 
 
 class _IterStream(SourceStream):
