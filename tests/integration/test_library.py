@@ -400,3 +400,17 @@ def test_a_third_party_notifier_is_configured_through_its_entry_point(tmp_path: 
         result = dbstash.backup(settings=settings)
     lines = [line for line in out.read_text().splitlines() if line]
     assert lines == [f'["start", "{result.remote_path}"]', f'["success", "{result.remote_path}"]']
+
+
+def test_the_old_begin_upload_name_still_works_and_is_told_so() -> None:
+    # Storage.begin_upload (dbstash 0.2) is begin() under its old name, with a DeprecationWarning
+    sink = dbstash.MemorySink()
+
+    async def main() -> None:
+        with pytest.warns(DeprecationWarning, match=r"begin_upload\(\) is deprecated"):
+            upload = await sink.begin_upload("old.bin")
+        await upload.send(b"data")
+        await upload.commit(4)
+
+    anyio.run(main)
+    assert sink.objects == {"old.bin": b"data"}

@@ -46,6 +46,16 @@ class Committed:
         size: bytes the destination confirmed it holds.
         listing: the destination folder's listing, when the commit made one to decide the name (the
             job reuses it for retention and the stale-upload sweep instead of listing again).
+
+    Example:
+        >>> import anyio, dbstash
+        >>> async def main() -> dbstash.Committed:
+        ...     upload = await dbstash.MemorySink().begin("a.txt")
+        ...     await upload.send(b"hello")
+        ...     return await upload.commit(5)
+        >>> done = anyio.run(main)
+        >>> done.name, done.size  # the listing shows the folder as the commit saw it, before the move
+        ('a.txt', 5)
     """
 
     name: str

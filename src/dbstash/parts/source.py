@@ -73,7 +73,19 @@ class Source(ABC):
 
 
 class SourceAttribute(TypedAttributeSet):
-    """What a running source may advertise besides its descriptor (``stream.extra(...)``)."""
+    """What a running source may advertise besides its descriptor (``stream.extra(...)``).
+
+    Example:
+        >>> import anyio, dbstash
+        >>> async def main() -> tuple[str, ...]:
+        ...     stream = await dbstash.CommandSource(["echo", "hi"]).start()
+        ...     try:
+        ...         return stream.extra(dbstash.SourceAttribute.command).argv
+        ...     finally:
+        ...         await stream.aclose()
+        >>> anyio.run(main)
+        ('echo', 'hi')
+    """
 
     #: the command it runs (a :class:`~dbstash.DumpCommand`: the tool's version for the manifest)
     command: DumpCommand = typed_attribute()

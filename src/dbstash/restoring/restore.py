@@ -668,14 +668,8 @@ async def prove_backup(store: Storage, info: BackupInfo) -> None:
         await store.read_stream(info.name, take)
     except StorageError as exc:
         raise RestoreError(f"reading {info.name} failed: {exc}", stderr_tail=exc.stderr_tail) from None
-    m = info.manifest
-    sha = digest.hexdigest()
-    if size != m.size or sha != m.sha256:
-        what = "truncated" if size < m.size else "corrupted"
-        raise ChecksumMismatch(
-            f"{info.name} is {what}: read {size} bytes with sha256 {sha}, the manifest says {m.size} bytes with "
-            f"sha256 {m.sha256}. Nothing was applied: the bytes were checked before the restore tool started."
-        )
+    applied = "Nothing was applied: the bytes were checked before the restore tool started."
+    _check_read(info, size, digest.hexdigest(), applied)
 
 
 async def _stream_restore(
@@ -740,8 +734,8 @@ async def _stream_restore(
             if unpack_into is not None
             else engine.stopped_restore_note(options)
         )
-        _check_read(info, feeder.size, sha, stopped)
-        _finish_feed(info, feeder, engine.stopped_restore_note(options))
+        _check_read(info, feeder.size, sha, "The restore was stopped before the end of its input: " + stopped)
+        _finish_feed(info, feeder, stopped)
         tool = feeder.tool
         if tool is not None:
             with anyio.fail_after(TOOL_TIMEOUT):
@@ -790,14 +784,14 @@ def _temp_beside(final_path: str) -> str:
     return tmp_path
 
 
-def _check_read(info: BackupInfo, size: int, sha: str, stopped: str) -> None:
-    """The bytes read are the manifest's, or the restore stops (*stopped*: what that left applied)."""
+def _check_read(info: BackupInfo, size: int, sha: str, applied: str) -> None:
+    """The bytes read are the manifest's, or ChecksumMismatch (*applied*: what the restore left applied)."""
     m = info.manifest
     if m is not None and (size != m.size or sha != m.sha256):
         what = "truncated" if size < m.size else "corrupted"
         raise ChecksumMismatch(
             f"{info.name} is {what}: read {size} bytes with sha256 {sha}, the manifest says {m.size} "
-            f"bytes with sha256 {m.sha256}. The restore was stopped before the end of its input: " + stopped
+            f"bytes with sha256 {m.sha256}. {applied}"
         )
 
 

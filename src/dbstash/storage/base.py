@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -240,6 +241,7 @@ class Storage(Catalog, Sink):
         self, name: str, *, alternative: str | None = None, size_hint: SizeHint | None = None
     ) -> Upload:
         """Deprecated name of :meth:`begin` (dbstash 0.2)."""
+        warnings.warn("Storage.begin_upload() is deprecated: use begin()", DeprecationWarning, stacklevel=2)
         return await self.begin(name, alternative=alternative, size_hint=size_hint)
 
     async def __aenter__(self) -> Storage:

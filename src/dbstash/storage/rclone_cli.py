@@ -36,9 +36,7 @@ from dbstash.parts.process import PRIVATE_UMASK, ChildProcess, child_base_env, g
 from dbstash.parts.sink import RemoteEntry, SizeHint
 from dbstash.redact import GLOBAL_REDACTOR, Redactor
 from dbstash.settings.connstring import parse_connection_string
-from dbstash.settings.options import (
-    RcloneOptions,
-)
+from dbstash.settings.options import RcloneOptions
 from dbstash.storage.base import (
     ABORT_DELETE_TIMEOUT,
     WRITE_RETRY_PAUSE,
@@ -265,24 +263,15 @@ class RcloneCliStorage(Storage):
         log.debug("rclone %s", " ".join(args))
         try:
             with anyio.fail_after(limit):
-                if stdin is None:
-                    proc = await anyio.run_process(
-                        argv,
-                        stdin=subprocess.DEVNULL,
-                        env=self._env(short=True),
-                        check=False,
-                        pass_fds=pass_fds,
-                        umask=PRIVATE_UMASK,
-                    )
-                else:
-                    proc = await anyio.run_process(
-                        argv,
-                        input=stdin,
-                        env=self._env(short=True),
-                        check=False,
-                        pass_fds=pass_fds,
-                        umask=PRIVATE_UMASK,
-                    )
+                proc = await anyio.run_process(
+                    argv,
+                    input=stdin,
+                    stdin=subprocess.DEVNULL if stdin is None else None,
+                    env=self._env(short=True),
+                    check=False,
+                    pass_fds=pass_fds,
+                    umask=PRIVATE_UMASK,
+                )
         except TimeoutError:
             raise StorageError(f"rclone {args[0]} did not finish within {limit:.0f}s") from None
         err = self._redact(proc.stderr.decode(errors="replace").strip())
@@ -608,8 +597,7 @@ class RcloneCliStorage(Storage):
         code, out, _ = await self._run("lsjson", "--stat", "--no-mimetype", self.path(name), ok=(0, *NOT_FOUND))
         if code != 0:
             return None
-        i = json.loads(out)
-        return RemoteEntry(i["Name"], int(i.get("Size", -1)), parse_time(i["ModTime"]), bool(i.get("IsDir")))
+        return _entries([json.loads(out)])[0]
 
     async def delete(self, name: str, *, timeout: float | None = None) -> None:
         await self._run("deletefile", "--retries", "1", self.path(name), ok=(0, *NOT_FOUND), timeout=timeout)
