@@ -4,9 +4,18 @@ from __future__ import annotations
 
 
 class DbstashError(Exception):
-    """Base class of every error dbstash raises on purpose."""
+    """Base class of every error dbstash raises on purpose.
+
+    ``stderr_tail`` holds the last lines a tool wrote to stderr (redacted; empty when none), which
+    the message repeats on its next lines; ``summary`` is the message without them.
+    """
 
     exit_code: int = 1
+
+    def __init__(self, message: str = "", *, stderr_tail: str = "") -> None:
+        self.stderr_tail = stderr_tail
+        self.summary = message
+        super().__init__(f"{message}\n{stderr_tail}" if stderr_tail else message)
 
 
 class ConfigError(DbstashError):
@@ -33,16 +42,11 @@ class BackupFailed(DbstashError):
 
 
 class DumpFailed(BackupFailed):
-    """The dump tool failed (non-zero exit, killed, or output that proves an incomplete dump).
-
-    ``stderr_tail`` holds the last lines the tool wrote to stderr, redacted.
-    """
+    """The dump tool failed (non-zero exit, killed, or output that proves an incomplete dump)."""
 
     def __init__(self, message: str, *, exit_status: int | None = None, stderr_tail: str = "") -> None:
         self.exit_status = exit_status
-        self.stderr_tail = stderr_tail
-        full = message if not stderr_tail else f"{message}\n{stderr_tail}"
-        super().__init__(full)
+        super().__init__(message, stderr_tail=stderr_tail)
 
 
 class ToolVersionMismatch(DumpFailed):
@@ -51,11 +55,6 @@ class ToolVersionMismatch(DumpFailed):
 
 class UploadFailed(BackupFailed):
     """rclone (or the remote behind it) did not confirm every byte."""
-
-    def __init__(self, message: str, *, stderr_tail: str = "") -> None:
-        self.stderr_tail = stderr_tail
-        full = message if not stderr_tail else f"{message}\n{stderr_tail}"
-        super().__init__(full)
 
 
 class BackupTimeout(BackupFailed):
@@ -69,13 +68,6 @@ class BackupCancelled(BackupFailed):
 class StorageError(DbstashError):
     """A storage operation other than the upload itself failed (list, delete, move, stat)."""
 
-    def __init__(self, message: str, *, stderr_tail: str = "") -> None:
-        self.stderr_tail = stderr_tail
-        #: the message without the tool's stderr
-        self.summary = message
-        full = message if not stderr_tail else f"{message}\n{stderr_tail}"
-        super().__init__(full)
-
 
 class ToolNotFound(DbstashError):
     """A required executable (dump tool, rclone) is not installed or not usable."""
@@ -85,11 +77,6 @@ class ToolNotFound(DbstashError):
 
 class RestoreError(DbstashError):
     """A restore (or verify) did not complete: the backup could not be read or the tool failed."""
-
-    def __init__(self, message: str, *, stderr_tail: str = "") -> None:
-        self.stderr_tail = stderr_tail
-        full = message if not stderr_tail else f"{message}\n{stderr_tail}"
-        super().__init__(full)
 
 
 class ChecksumMismatch(RestoreError):

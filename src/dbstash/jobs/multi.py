@@ -144,7 +144,7 @@ async def resolve_databases(settings: Settings, engine: Engine | None = None) ->
     except DbstashError as exc:
         raise DumpFailed(
             f"cannot list the databases of {settings.connection.display_uri()}: {exc}",
-            stderr_tail=getattr(exc, "stderr_tail", None) or "",
+            stderr_tail=exc.stderr_tail,
         ) from None
     chosen = selection.resolve(available, system=engine.system_databases)
     return chosen, [name for name in available if name not in chosen]

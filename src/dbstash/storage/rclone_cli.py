@@ -429,7 +429,7 @@ class RcloneCliStorage(Storage):
                 return None
             if "error" in result:
                 raise StorageError(f"rclone {result.get('path', 'rc')} failed: {self._redact(str(result['error']))}")
-        entries = _entries(listed.get("list") or [])
+        entries = entries_of(listed.get("list") or [])
         return entries if any(e.name == claim for e in entries) else None
 
     def _guardian(self, argv: Sequence[str], *, short: bool = False) -> GuardedProcess:
@@ -589,7 +589,7 @@ class RcloneCliStorage(Storage):
             items = json.loads(out)
         except json.JSONDecodeError as exc:
             raise StorageError(f"rclone lsjson returned unreadable output: {exc}") from None
-        return _entries(items)
+        return entries_of(items)
 
     async def stat(self, name: str) -> RemoteEntry | None:
         if (local := self._local_for(name)) is not None:
@@ -597,7 +597,7 @@ class RcloneCliStorage(Storage):
         code, out, _ = await self._run("lsjson", "--stat", "--no-mimetype", self.path(name), ok=(0, *NOT_FOUND))
         if code != 0:
             return None
-        return _entries([json.loads(out)])[0]
+        return entries_of([json.loads(out)])[0]
 
     async def delete(self, name: str, *, timeout: float | None = None) -> None:
         await self._run("deletefile", "--retries", "1", self.path(name), ok=(0, *NOT_FOUND), timeout=timeout)
@@ -740,7 +740,7 @@ class RcloneCliStorage(Storage):
             raise StorageError(f"rclone cat {name} {proc.describe_exit(status)}", stderr_tail=proc.stderr.text())
 
 
-def _entries(items: Sequence[Mapping[str, Any]]) -> list[RemoteEntry]:
+def entries_of(items: Sequence[Mapping[str, Any]]) -> list[RemoteEntry]:
     """``rclone lsjson`` (or rc ``operations/list``) items as entries."""
     return [
         RemoteEntry(i["Name"], int(i.get("Size", -1)), parse_time(i["ModTime"]), bool(i.get("IsDir"))) for i in items

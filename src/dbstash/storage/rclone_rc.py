@@ -36,7 +36,7 @@ from dbstash.redact import GLOBAL_REDACTOR, Redactor
 from dbstash.settings.connstring import parse_connection_string
 from dbstash.settings.options import RcOptions
 from dbstash.storage.base import ABORT_DELETE_TIMEOUT, INTERRUPT_GRACE, Storage, Upload
-from dbstash.storage.rclone_cli import parse_time
+from dbstash.storage.rclone_cli import entries_of
 
 if TYPE_CHECKING:
     import requests
@@ -234,23 +234,23 @@ class RcloneRcStorage(Storage):
             if exc.status == 404:
                 return []  # the folder does not exist yet: no backups
             raise
-        return [_entry(i) for i in data.get("list") or []]
+        return entries_of(data.get("list") or [])
 
     async def stat(self, name: str) -> RemoteEntry | None:
         data = await self._call("operations/stat", {"fs": self.remote, "remote": name}, retry=True)
         item = data.get("item")
-        return _entry(item) if item else None
+        return entries_of([item])[0] if item else None
 
     async def delete(self, name: str, *, timeout: float | None = None) -> None:
-        try:
-            await self._call("operations/deletefile", {"fs": self.remote, "remote": name}, retry=True, timeout=timeout)
-        except RcError as exc:
-            if exc.status != 404:
-                raise
+        await self._remove("operations/deletefile", name, timeout)
 
     async def purge(self, name: str) -> None:
+        await self._remove("operations/purge", name, None)
+
+    async def _remove(self, path: str, name: str, timeout: float | None) -> None:
+        """*path* on *name*; a name that is not there is removed already."""
         try:
-            await self._call("operations/purge", {"fs": self.remote, "remote": name}, retry=True)
+            await self._call(path, {"fs": self.remote, "remote": name}, retry=True, timeout=timeout)
         except RcError as exc:
             if exc.status != 404:
                 raise
@@ -322,10 +322,6 @@ class RcloneRcStorage(Storage):
         if not held.endswith(_STREAM_OK_TRAILER):
             raise StorageError(self._redact(f"rclone cat {name} failed: {held[-60:].decode(errors='replace')}"))
         sink(held[: -len(_STREAM_OK_TRAILER)])
-
-
-def _entry(i: dict[str, Any]) -> RemoteEntry:
-    return RemoteEntry(str(i["Name"]), int(i.get("Size", -1)), parse_time(str(i["ModTime"])), bool(i.get("IsDir")))
 
 
 class _Aborted(Exception):
