@@ -179,11 +179,10 @@ class DirectRcloneUpload(Upload):
             if not ok:
                 with anyio.CancelScope(shield=True):
                     await self._kill()
-                    # whatever completed under the name is not this backup: remove it, its manifest and
-                    # the claim, in one call
-                    claim, self.partial_name = self.partial_name, ""
+                    # whatever completed under the name is not this backup: remove it and its manifest
                     with anyio.move_on_after(ABORT_DELETE_TIMEOUT * 2), contextlib.suppress(Exception):
-                        await self._storage.delete_many([n for n in (name, *self._storage.sidecars(name), claim) if n])
+                        await self._storage.delete_many([name, *self._storage.sidecars(name)])
+                    await self._drop_claim()  # on its own: a refused deletion is explained (write-only hosts)
         self._done = self.committed = True
         await self._drop_claim()
         await self._writers.stop()  # if before_publish did not use them
