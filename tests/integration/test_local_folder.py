@@ -9,6 +9,7 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import anyio
@@ -149,3 +150,31 @@ def test_metadata_operations_and_their_failures(tmp_path: Path) -> None:
         assert sorted(p.name for p in folder.iterdir()) == ["n.json", "occupied"], "the temporary name is gone"
 
     anyio.run(main)
+
+
+def test_a_file_renamed_while_listing_does_not_empty_the_listing(tmp_path: Path) -> None:
+    # another run renames its temp files in the same folder (same-second runs of one job; CI saw it
+    # as "the uploaded object is not on the remote"): an entry gone between readdir and stat is
+    # skipped, it never turns the listing into "no folder"
+    (tmp_path / "mine.sql").write_bytes(b"x" * 10)
+    folder = LocalFolder(str(tmp_path))
+    stop = False
+
+    def churn() -> None:
+        i = 0
+        while not stop:
+            path = tmp_path / f"other-{i % 50}.tmp"
+            path.write_bytes(b"")
+            path.rename(tmp_path / f"other-{i % 50}.done")
+            (tmp_path / f"other-{i % 50}.done").unlink()
+            i += 1
+
+    thread = threading.Thread(target=churn)
+    thread.start()
+    try:
+        listings = [folder.list() for _ in range(3000)]
+    finally:
+        stop = True
+        thread.join()
+    missing = [entries for entries in listings if entries is None or "mine.sql" not in {e.name for e in entries}]
+    assert missing == []

@@ -100,12 +100,15 @@ class LocalFolder:
                         return None
                     if item.is_symlink():
                         continue
-                    st = item.stat(follow_symlinks=False)
+                    try:
+                        st = item.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue  # renamed or removed since readdir (another run's temp file): not there
                     if stat.S_ISDIR(st.st_mode):
                         entries.append(RemoteEntry(item.name, st.st_size, _mtime(st), True))
                     elif stat.S_ISREG(st.st_mode):
                         entries.append(RemoteEntry(item.name, st.st_size, _mtime(st)))
-        except FileNotFoundError:
+        except FileNotFoundError:  # the folder itself, from scandir: entries gone since readdir are skipped above
             return []  # as rclone: no folder yet, no backups
         except OSError:
             return None
