@@ -96,6 +96,10 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "webhook_notifier",
     ),
     "dbstash.notify.apprise": ("AppriseNotifier",),
+    "dbstash.parts.fanout": (
+        "DestinationsFailed",
+        "FanOut",
+    ),
     "dbstash.parts.pipeline": (
         "Pipeline",
         "PipelineResult",
@@ -123,6 +127,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ),
     "dbstash.parts.sink": (
         "Committed",
+        "Copy",
         "RemoteEntry",
         "Sink",
         "SinkUpload",
@@ -212,9 +217,11 @@ if TYPE_CHECKING:
     )
     from dbstash.notify.apprise import AppriseNotifier as AppriseNotifier
     from dbstash.parts.encryption import AgeEncryption as AgeEncryption, AgeIdentity as AgeIdentity
+    from dbstash.parts.fanout import DestinationsFailed as DestinationsFailed, FanOut as FanOut
     from dbstash.parts.pipeline import Pipeline as Pipeline, PipelineResult as PipelineResult
     from dbstash.parts.sink import (
         Committed as Committed,
+        Copy as Copy,
         RemoteEntry as RemoteEntry,
         Sink as Sink,
         SinkUpload as SinkUpload,

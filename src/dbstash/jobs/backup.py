@@ -20,14 +20,16 @@ from dbstash.engines.base import DumpCommand, Engine
 from dbstash.errors import BackupTimeout, ConfigError, DbstashError
 from dbstash.jobs.hooks import Hook, HookFailed
 from dbstash.jobs.manifest import Manifest, manifest_name, signature_name
-from dbstash.jobs.modes import dump_to_folder, folder_stats, tar_command, upload_folder, work_folder
+from dbstash.jobs.modes import FolderStats, dump_to_folder, folder_stats, tar_command, upload_folder, work_folder
 from dbstash.jobs.naming import NameTemplate
 from dbstash.jobs.prune import apply_retention, plan_retention, remove_stale_partials
-from dbstash.jobs.remote import job_storage
+from dbstash.jobs.remote import job_storages
 from dbstash.jobs.retention import Backup
 from dbstash.logs import get_logger, log_context
 from dbstash.notify import Notifier, RunEvent, notify
+from dbstash.parts.fanout import FANOUT_STALL_GRACE, DestinationsFailed, FanOut
 from dbstash.parts.pipeline import Pipeline, PipelineResult, Progress
+from dbstash.parts.sink import Committed, Copy, Sink
 from dbstash.parts.source import CommandSource, DumpSource
 from dbstash.parts.transforms import Compress, Progress as ProgressTransform, Transform
 from dbstash.redact import GLOBAL_REDACTOR
@@ -55,6 +57,8 @@ class BackupResult:
         dump_size: bytes the dump tool wrote (more than *size* when dbstash compressed the stream).
         compression: in-stream compression by dbstash (``zstd:3``), or None.
         encryption: ``age`` when the stored bytes are encrypted (size and sha256 are the ciphertext's).
+        copies: with several destinations, what each one holds (the fields above are the first
+            committed destination's; *deleted* and *locked* are summed up over all of them).
 
     Every committed backup has its manifest (``NAME.dbstash-manifest.json``): a run whose manifest
     could not be stored fails instead.
@@ -78,6 +82,7 @@ class BackupResult:
     dump_size: int | None = None
     compression: str | None = None
     encryption: str | None = None
+    copies: tuple[CopyResult, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         """Plain JSON-ready data (timestamps as ISO 8601 UTC)."""
@@ -85,7 +90,25 @@ class BackupResult:
         data["started_at"] = self.started_at.isoformat()
         data["finished_at"] = self.finished_at.isoformat()
         data["deleted"] = list(self.deleted)
+        data["copies"] = [asdict(c) for c in self.copies]
         return data
+
+
+@dataclass(frozen=True, slots=True)
+class CopyResult:
+    """One destination of a run with several: whether it holds the backup, and what its retention did.
+
+    *remote_path* and *name* are set when it committed; *error* says why it does not hold the backup.
+    """
+
+    remote: str
+    committed: bool
+    remote_path: str | None = None
+    name: str | None = None
+    error: str | None = None
+    deleted: tuple[str, ...] = ()
+    locked: tuple[str, ...] = ()
+    retention_error: str | None = None
 
 
 async def run_backup(
@@ -113,12 +136,12 @@ async def run_backup(
     started = datetime.now(settings.zone)
     name = template.render(started, uuid=backup_id[:8])
 
-    async def work(store: Storage) -> BackupResult:
+    async def work(stores: Sequence[Storage]) -> BackupResult:
         return await run_one(
             settings,
             engine,
             template,
-            store,
+            stores,
             backup_id=backup_id,
             database=settings.database_label,
             progress=progress,
@@ -132,7 +155,7 @@ async def run_backup(
     return await enveloped(
         settings,
         Envelope(engine.key, settings.database_label, backup_id, storage, notifiers, pre_hook, post_hook),
-        remote_path=lambda store: store.path(name),
+        remote_path=lambda stores: stores[0].path(name),
         work=work,
         outcome=succeeded,
     )
@@ -156,8 +179,8 @@ async def enveloped(
     settings: Settings,
     envelope: Envelope,
     *,
-    remote_path: Callable[[Storage], str],
-    work: Callable[[Storage], Awaitable[R]],
+    remote_path: Callable[[Sequence[Storage]], str],
+    work: Callable[[Sequence[Storage]], Awaitable[R]],
     outcome: Callable[[R, RunEvent], RunEvent],
 ) -> R:
     """The one job envelope, shared by the one-database and the multi-database job: the log context,
@@ -166,16 +189,16 @@ async def enveloped(
     e = envelope
     notifiers, pre_hook, post_hook = run_parts(settings, e.notifiers, e.pre_hook, e.post_hook)
     with log_context(engine=e.engine, database=e.database, backup_id=e.backup_id):
-        async with job_storage(settings, e.storage) as store:
+        async with job_storages(settings, e.storage) as stores:
             start = RunEvent(
-                "start", engine=e.engine, database=e.database, backup_id=e.backup_id, remote_path=remote_path(store)
+                "start", engine=e.engine, database=e.database, backup_id=e.backup_id, remote_path=remote_path(stores)
             )
             await notify(notifiers, start)
             event: RunEvent | None = None
             error: BaseException | None = None
             try:
                 await run_pre_hook(pre_hook, start)
-                result = await work(store)
+                result = await work(stores)
                 event = outcome(result, start)
                 return result
             except DbstashError as exc:
@@ -247,6 +270,8 @@ class _ManifestMaker:
         self.backup_id, self.database, self.started = backup_id, database, started
         self.files: dict[str, tuple[int, str]] | None = None
         self.written: Manifest | None = None
+        #: when the bytes were all confirmed: the first destination's commit (every copy's manifest says the same)
+        self.finished: str | None = None
 
     async def __call__(self, name: str, stats: PipelineResult, command: DumpCommand | None) -> dict[str, bytes]:
         s = self.settings
@@ -262,7 +287,7 @@ class _ManifestMaker:
             tool_version=command.tool_version if command is not None else None,
             dbstash_version=__version__,
             started_at=self.started.astimezone(UTC).isoformat(),
-            finished_at=datetime.now(UTC).isoformat(),
+            finished_at=self.finished or datetime.now(UTC).isoformat(),
             dump_size=stats.source_size,
             backup_id=self.backup_id,
             files={p: [size, digest] for p, (size, digest) in self.files.items()} if self.files is not None else None,
@@ -272,6 +297,7 @@ class _ManifestMaker:
             series=s.template().series,
             signed_by=s.signing_key.fingerprint if s.signing_key is not None else None,
         )
+        self.finished = manifest.finished_at
         text = manifest.to_json()
         written = {manifest_name(name): text}
         if s.signing_key is not None:  # stored with the manifest, both before the backup is visible
@@ -291,10 +317,74 @@ def _transforms(settings: Settings, progress: Progress | None) -> list[Transform
     return found
 
 
+def _sink(settings: Settings, stores: Sequence[Storage]) -> Sink:
+    """The one destination, or a FanOut over several (each dropped when it fails or stalls)."""
+    if len(stores) == 1:
+        return stores[0]
+    return FanOut(
+        stores, labels=[s.remote for s in stores], required=settings.required, stall_timeout=settings.stall_timeout
+    )
+
+
+def _stall_timeout(settings: Settings, stores: Sequence[Storage]) -> float | None:
+    """The pipeline's stall timeout: with several destinations a FanOut drops a stalled one first."""
+    if settings.stall_timeout is None or len(stores) == 1:
+        return settings.stall_timeout
+    return settings.stall_timeout + FANOUT_STALL_GRACE
+
+
+async def _upload_folders(
+    settings: Settings,
+    stores: Sequence[Storage],
+    folder: str,
+    name: str,
+    *,
+    alternative: str | None,
+    found: FolderStats,
+    sidecars: Callable[[str], Awaitable[dict[str, bytes]]],
+) -> tuple[Copy, ...]:
+    """Directory mode: copy the dump's folder to every destination at once, each with its manifest (its
+    completion marker: no manifest, no backup); a destination that fails is purged again."""
+
+    async def upload(storage: Storage) -> Copy:
+        chosen = name
+        if alternative is not None and taken(await storage.list(), name):
+            log.warning("%s is already taken (another run of this job?): stored as %s", name, alternative)
+            chosen = alternative
+        await upload_folder(storage, folder, chosen, found)
+        try:
+            await store_sidecars(storage, await sidecars(chosen))
+        except BaseException:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(120), contextlib.suppress(Exception):
+                await storage.purge(chosen)
+            raise
+        return Copy(storage.remote, Committed(chosen, found.size))
+
+    if len(stores) == 1:
+        return (await upload(stores[0]),)
+    copies: dict[int, Copy] = {}
+
+    async def one(i: int) -> None:
+        try:
+            copies[i] = await upload(stores[i])
+        except DbstashError as exc:
+            log.warning("destination %s dropped: %s", stores[i].remote, exc)
+            copies[i] = Copy(stores[i].remote, None, str(exc))
+
+    async with anyio.create_task_group() as tg:
+        for i in range(len(stores)):
+            tg.start_soon(one, i)
+    done = tuple(copies[i] for i in range(len(stores)))
+    if sum(c.committed is not None for c in done) < settings.required:
+        reasons = "; ".join(f"{c.destination}: {c.error}" for c in done if c.error)
+        raise DestinationsFailed(f"committed on too few destinations ({settings.required} required): {reasons}", done)
+    return done
+
+
 async def _run_multi_file(
     settings: Settings,
     engine: Engine,
-    storage: Storage,
+    stores: Sequence[Storage],
     name: str,
     progress: Progress | None,
     *,
@@ -310,24 +400,22 @@ async def _run_multi_file(
                 log.info("dump written to the work folder", extra={"files": len(found.files), "size": found.size})
                 manifest.files = found.files
                 if settings.mode == "directory":
-                    if alternative is not None and taken(await storage.list(), name):
-                        log.warning("%s is already taken (another run of this job?): stored as %s", name, alternative)
-                        name = alternative
                     stats = PipelineResult(name, found.size, found.sha256, found.size, fast_path=False)
-                    await upload_folder(storage, folder, name, found)
-                    try:  # the manifest is the folder's completion marker: no manifest, no backup
-                        await store_sidecars(storage, await manifest(name, stats, command))
-                    except BaseException:
-                        with anyio.CancelScope(shield=True), anyio.move_on_after(120), contextlib.suppress(Exception):
-                            await storage.purge(name)
-                        raise
-                    return stats, command
+
+                    async def sidecars(chosen: str) -> dict[str, bytes]:
+                        return await manifest(chosen, replace(stats, name=chosen), command)
+
+                    copies = await _upload_folders(
+                        settings, stores, folder, name, alternative=alternative, found=found, sidecars=sidecars
+                    )
+                    first = next(c.committed for c in copies if c.committed is not None)
+                    return replace(stats, name=first.name, copies=copies if len(stores) > 1 else ()), command
                 tar = tar_command(folder)
                 pipeline = Pipeline(
                     CommandSource(tar.argv, env=tar.env),
-                    storage,
+                    _sink(settings, stores),
                     _transforms(settings, progress),
-                    stall_timeout=settings.stall_timeout,
+                    stall_timeout=_stall_timeout(settings, stores),
                 )
                 done = await pipeline.run(
                     name, alternative=alternative, before_publish=lambda final, r: manifest(final, r, command)
@@ -337,11 +425,39 @@ async def _run_multi_file(
         raise BackupTimeout(f"the backup exceeded its timeout of {settings.timeout:g}s and was aborted") from None
 
 
+async def _run_stream(
+    settings: Settings,
+    engine: Engine,
+    stores: Sequence[Storage],
+    name: str,
+    progress: Progress | None,
+    *,
+    manifest: _ManifestMaker,
+    alternative: str | None,
+) -> PipelineResult:
+    """Stream mode: the dump tool's output through the transforms into the destinations."""
+    globals_command = (
+        (lambda: engine.globals_command(settings.connection, settings.dump_options)) if settings.globals_only else None
+    )
+    source = DumpSource(engine, settings.connection, settings.dump_options, command=globals_command)
+    pipeline = Pipeline(
+        source,
+        _sink(settings, stores),
+        _transforms(settings, progress),
+        timeout=settings.timeout,
+        stall_timeout=_stall_timeout(settings, stores),
+        size_hint=lambda: engine.estimate_size(settings.connection),
+    )
+    return await pipeline.run(
+        name, alternative=alternative, before_publish=lambda final, r: manifest(final, r, r.command)
+    )
+
+
 async def run_one(
     settings: Settings,
     engine: Engine,
     template: NameTemplate,
-    storage: Storage,
+    stores: Sequence[Storage],
     *,
     backup_id: str,
     database: str,
@@ -354,66 +470,32 @@ async def run_one(
         log.warning(warning)
     if engine.backup_note:
         log.info(engine.backup_note)
-    log.info("backup started", extra={"remote_path": storage.path(name), "source": settings.connection.display_uri()})
+    paths = [s.path(name) for s in stores]
+    where = paths if len(paths) > 1 else paths[0]
+    log.info("backup started", extra={"remote_path": where, "source": settings.connection.display_uri()})
     writer = _ManifestMaker(settings, engine, backup_id=backup_id, database=database, started=started)
     alternative = template.alternative(name, backup_id, started)
     if settings.mode == "stream":
-        globals_command = (
-            (lambda: engine.globals_command(settings.connection, settings.dump_options))
-            if settings.globals_only
-            else None
-        )
-        source = DumpSource(engine, settings.connection, settings.dump_options, command=globals_command)
-        pipeline = Pipeline(
-            source,
-            storage,
-            _transforms(settings, progress),
-            timeout=settings.timeout,
-            stall_timeout=settings.stall_timeout,
-            size_hint=lambda: engine.estimate_size(settings.connection),
-        )
-        stats = await pipeline.run(
-            name, alternative=alternative, before_publish=lambda final, r: writer(final, r, r.command)
-        )
+        stats = await _run_stream(settings, engine, stores, name, progress, manifest=writer, alternative=alternative)
         command = stats.command
         assert command is not None
         log.debug("dump command: %s", command.display())
     else:
         stats, command = await _run_multi_file(
-            settings, engine, storage, name, progress, manifest=writer, alternative=alternative
+            settings, engine, stores, name, progress, manifest=writer, alternative=alternative
         )
-    name = stats.name
-    remote_path = storage.path(name)
     finished = datetime.now(UTC)
     duration = time.monotonic() - t0
-    deleted: list[str] = []
-    locked: tuple[str, ...] = ()
-    retention_error = None
-    # one listing serves the commit, retention and the stale-partial sweep: the commit's (or the direct
-    # upload's claim) when there was one; else retention lists once. No listing at hand and no
-    # retention: no sweep this run (a direct upload leaves at most a zero-byte claim; prune sweeps).
-    entries = list(stats.listing) if stats.listing is not None else None
-    if settings.retention.enabled:
-        try:
-            if entries is None:
-                entries = await storage.list()
-            plan = await plan_retention(
-                settings,
-                storage,
-                now=finished,
-                ensure=Backup(name, started.astimezone(UTC), stats.size),
-                entries=entries,
-            )
-            applied = await apply_retention(plan, storage, settings.mode)
-            deleted, locked = list(applied.deleted), applied.locked
-        except Exception as exc:
-            retention_error = str(exc)
-            log.error("retention failed (the new backup is complete): %s", exc)
-    if entries is not None:
-        await remove_stale_partials(settings, template, storage, finished, entries)
+    copies = stats.copies or (Copy(stores[0].remote, Committed(stats.name, stats.size, stats.listing)),)
+    results = [
+        await _after_commit(settings, template, store, copy, started=started, finished=finished)
+        for store, copy in zip(stores, copies, strict=True)
+    ]
+    remote_path = next(r.remote_path for r in results if r.remote_path is not None)
+    deleted, locked, retention_error = _retention_of(results)
     result = BackupResult(
         remote_path=remote_path,
-        name=name,
+        name=stats.name,
         size=stats.size,
         sha256=stats.sha256,
         duration=round(duration, 3),
@@ -424,7 +506,7 @@ async def run_one(
         backup_id=backup_id,
         tool_version=command.tool_version,
         dbstash_version=__version__,
-        deleted=tuple(deleted),
+        deleted=deleted,
         locked=locked,
         retention_error=retention_error,
         dump_size=stats.source_size,
@@ -432,6 +514,7 @@ async def run_one(
         encryption=str(settings.encryption)
         if settings.encryption is not None and settings.mode != "directory"
         else None,
+        copies=tuple(results) if len(stores) > 1 else (),
     )
     log.info(
         "backup complete",
@@ -441,7 +524,61 @@ async def run_one(
             "dump_size": stats.source_size,
             "sha256": stats.sha256,
             "duration": result.duration,
-            "deleted": deleted,
+            "deleted": list(result.deleted),
+            "copies": [r.remote_path or f"{r.remote}: {r.error}" for r in result.copies] or None,
         },
     )
     return result
+
+
+def _retention_of(results: Sequence[CopyResult]) -> tuple[tuple[str, ...], tuple[str, ...], str | None]:
+    """What retention did, over every destination: the result's *deleted*, *locked* and *retention_error*."""
+    several = len(results) > 1
+    errors = [
+        f"{r.remote}: {r.retention_error}" if several else r.retention_error for r in results if r.retention_error
+    ]
+    deleted = tuple(d for r in results for d in r.deleted)
+    return deleted, tuple(d for r in results for d in r.locked), "; ".join(errors) or None
+
+
+async def _after_commit(
+    settings: Settings,
+    template: NameTemplate,
+    storage: Storage,
+    copy: Copy,
+    *,
+    started: datetime,
+    finished: datetime,
+) -> CopyResult:
+    """One destination after the commit: retention and the stale-upload sweep where it holds the backup.
+
+    One listing serves the commit, retention and the stale-partial sweep: the commit's (or the direct
+    upload's claim) when there was one; else retention lists once. No listing at hand and no
+    retention: no sweep this run (a direct upload leaves at most a zero-byte claim; prune sweeps).
+    """
+    done = copy.committed
+    if done is None:
+        return CopyResult(storage.remote, False, error=copy.error)
+    deleted: tuple[str, ...] = ()
+    locked: tuple[str, ...] = ()
+    retention_error = None
+    entries = list(done.listing) if done.listing is not None else None
+    if settings.retention.enabled:
+        try:
+            if entries is None:
+                entries = await storage.list()
+            plan = await plan_retention(
+                settings,
+                storage,
+                now=finished,
+                ensure=Backup(done.name, started.astimezone(UTC), done.size),
+                entries=entries,
+            )
+            applied = await apply_retention(plan, storage, settings.mode)
+            deleted, locked = tuple(applied.deleted), applied.locked
+        except Exception as exc:
+            retention_error = str(exc)
+            log.error("retention failed on %s (the new backup is complete): %s", storage.remote, exc)
+    if entries is not None:
+        await remove_stale_partials(settings, template, storage, finished, entries)
+    return CopyResult(storage.remote, True, storage.path(done.name), done.name, None, deleted, locked, retention_error)

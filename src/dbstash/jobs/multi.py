@@ -173,7 +173,7 @@ async def run_job(
     t0 = time.monotonic()
     started = datetime.now(UTC)
 
-    async def work(store: Storage) -> JobResult:
+    async def work(stores: Sequence[Storage]) -> JobResult:
         names, excluded = await resolve_databases(settings, engine)
         log.info(
             "backing up %d database(s)%s: %s",
@@ -186,7 +186,7 @@ async def run_job(
             log.error("%s (%s)", NOTHING_SELECTED, selection.describe())
         elif not names:
             log.warning("the selection (%s) matches no database on the server", selection.describe())
-        outcomes = await _run_all(settings, engine, store, names, backup_id=backup_id, progress=progress)
+        outcomes = await _run_all(settings, engine, stores, names, backup_id=backup_id, progress=progress)
         result = JobResult(
             engine=engine.key,
             backup_id=backup_id,
@@ -208,7 +208,7 @@ async def run_job(
     return await enveloped(
         settings,
         Envelope(engine.key, settings.database_label, backup_id, storage, notifiers, pre_hook, post_hook),
-        remote_path=lambda store: store.path(""),
+        remote_path=lambda stores: stores[0].path(""),
         work=work,
         outcome=_job_event,
     )
@@ -217,7 +217,7 @@ async def run_job(
 async def _run_all(
     settings: Settings,
     engine: Engine,
-    store: Storage,
+    stores: Sequence[Storage],
     names: Sequence[str],
     *,
     backup_id: str,
@@ -235,7 +235,7 @@ async def _run_all(
     parallel = settings.databases.parallel
     if settings.databases.include_globals:
         globals_outcome.append(
-            await _one(settings.for_globals(), engine, store, backup_id=backup_id, started=started, progress=None)
+            await _one(settings.for_globals(), engine, stores, backup_id=backup_id, started=started, progress=None)
         )
     limiter = anyio.CapacityLimiter(parallel)
 
@@ -255,7 +255,7 @@ async def _run_all(
             outcomes[name] = await _one(
                 part,
                 engine,
-                store,
+                stores,
                 backup_id=backup_id,
                 started=started,
                 progress=progress if parallel == 1 else None,
@@ -268,7 +268,13 @@ async def _run_all(
 
 
 async def _one(
-    settings: Settings, engine: Engine, store: Storage, *, backup_id: str, started: datetime, progress: Progress | None
+    settings: Settings,
+    engine: Engine,
+    stores: Sequence[Storage],
+    *,
+    backup_id: str,
+    started: datetime,
+    progress: Progress | None,
 ) -> DatabaseOutcome:
     """One database's run (the one-database job without hooks and notifications)."""
     label = settings.database_label
@@ -280,7 +286,7 @@ async def _one(
                 settings,
                 engine,
                 template,
-                store,
+                stores,
                 backup_id=backup_id,
                 database=label,
                 progress=progress,

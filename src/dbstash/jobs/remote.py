@@ -17,6 +17,16 @@ log = get_logger("dbstash")
 
 
 @contextlib.asynccontextmanager
+async def job_storages(settings: Settings, storage: Storage | None) -> AsyncIterator[list[Storage]]:
+    """Every destination of the job (the caller's *storage* alone, when given), released when the block ends."""
+    if storage is not None:
+        yield [storage]
+        return
+    async with contextlib.AsyncExitStack() as stack:
+        yield [await stack.enter_async_context(job_storage(settings.for_remote(r), None)) for r in settings.remotes]
+
+
+@contextlib.asynccontextmanager
 async def job_storage(settings: Settings, storage: Storage | None) -> AsyncIterator[Storage]:
     """The caller's storage as given, or this job's rclone storage, released when the block ends.
 
@@ -42,7 +52,7 @@ async def job_storage(settings: Settings, storage: Storage | None) -> AsyncItera
 async def preflight(settings: Settings, *, remote_variable: str = "RCLONE_REMOTE") -> None:
     """Start-up checks that need rclone or the network, so bad input fails before anything is dumped.
 
-    With the CLI transport: the remote that *settings* name is defined in rclone's config. With the
+    With the CLI transport: each remote that *settings* name is defined in rclone's config. With the
     rc transport: rcd answers and takes the credentials.
 
     Raises:
@@ -51,6 +61,11 @@ async def preflight(settings: Settings, *, remote_variable: str = "RCLONE_REMOTE
         StorageError: rcd cannot be reached.
         ToolNotFound: rclone is not installed.
     """
+    for remote in settings.remotes:  # every destination, before anything is dumped
+        await _preflight(settings.for_remote(remote), remote_variable)
+
+
+async def _preflight(settings: Settings, remote_variable: str) -> None:
     async with job_storage(settings, None) as store:
         if isinstance(store, RcloneRcStorage):
             await store.open()

@@ -35,7 +35,7 @@ from dbstash.parts.relay import (
     relay_watched,
     stalled_error,
 )
-from dbstash.parts.sink import RemoteEntry, Sink, SinkUpload, SizeHint
+from dbstash.parts.sink import Copy, RemoteEntry, Sink, SinkUpload, SizeHint
 from dbstash.parts.source import ProcessStream, Source, SourceAttribute, SourceStream
 from dbstash.parts.transforms import Compress, ProcessTransform, Progress as ProgressTransform, Transform
 from dbstash.redact import GLOBAL_REDACTOR, Redactor
@@ -63,6 +63,7 @@ class PipelineResult:
         listing: the destination folder's listing, when the commit made one (see :class:`~dbstash.Committed`).
         command: the command the source ran, when it advertised one (``SourceAttribute.command``:
             :class:`~dbstash.DumpSource`, :class:`~dbstash.CommandSource`).
+        copies: into a :class:`~dbstash.FanOut`: what each destination made of it (see :class:`~dbstash.Committed`).
     """
 
     name: str
@@ -72,6 +73,7 @@ class PipelineResult:
     fast_path: bool
     listing: tuple[RemoteEntry, ...] | None = field(default=None, repr=False)
     command: DumpCommand | None = field(default=None, repr=False)
+    copies: tuple[Copy, ...] = field(default=(), repr=False)
 
 
 class Pipeline:
@@ -202,7 +204,7 @@ class Pipeline:
 
                     done = await upload.commit(stats.size, before_publish=publishing)
                     committed = True
-                    return replace(result, name=done.name, listing=done.listing)
+                    return replace(result, name=done.name, listing=done.listing, copies=done.copies)
                 except UploadFailed as exc:
                     # the source usually dies of the broken pipe too; the upload's reason is the real one
                     if upload is None:

@@ -46,6 +46,8 @@ class Committed:
         size: bytes the destination confirmed it holds.
         listing: the destination folder's listing, when the commit made one to decide the name (the
             job reuses it for retention and the stale-upload sweep instead of listing again).
+        copies: a :class:`~dbstash.FanOut`'s commit: every destination's outcome (the other fields
+            are the first committed destination's).
 
     Example:
         >>> import anyio, dbstash
@@ -61,6 +63,18 @@ class Committed:
     name: str
     size: int
     listing: tuple[RemoteEntry, ...] | None = None
+    #: a :class:`~dbstash.FanOut`'s commit: what each destination made of the backup, in order
+    copies: tuple[Copy, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Copy:
+    """One destination of a :class:`~dbstash.FanOut`: its label, its commit (None: it holds no
+    backup of this run), and why it was dropped (None: it committed)."""
+
+    destination: str
+    committed: Committed | None
+    error: str | None = None
 
 
 #: Called with the name chosen at commit, before the backup appears under it. Returns the small
@@ -273,4 +287,4 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-__all__ = ["BeforePublish", "Committed", "RemoteEntry", "Sink", "SinkUpload", "SizeHint", "StreamSink"]
+__all__ = ["BeforePublish", "Committed", "Copy", "RemoteEntry", "Sink", "SinkUpload", "SizeHint", "StreamSink"]

@@ -32,10 +32,11 @@ from dbstash.settings.env import (
     DEFAULT_TEMP_DIR,
     check_extension,
     check_rc,
-    check_remote,
     check_tz,
     parse_encryption,
     parse_identity_file,
+    parse_remotes,
+    parse_required,
     parse_retention,
     read_secret_file,
     settings_from_env,
@@ -136,7 +137,12 @@ class Settings:
     """
 
     connection: Connection
+    #: the destination (the first one, when there are several: list and restore read it first)
     remote: str
+    #: more destinations the same stream goes to at once (``RCLONE_REMOTE`` with several paths)
+    extra_remotes: tuple[str, ...] = ()
+    #: how many destinations must commit for a run to succeed (``BACKUP_REQUIRED_DESTINATIONS``; None: all)
+    required_destinations: int | None = None
     #: several databases per job (``DB_NAME`` a list or ``all``): the connection is then server-level
     databases: DatabaseSelection | None = None
     name_template: str = DEFAULT_TEMPLATE
@@ -179,6 +185,23 @@ class Settings:
     signing_key: SigningKey | None = field(default=None, repr=False, compare=False)
     #: ``BACKUP_TRUSTED_KEYS``: restore, verify, list, latest and retention accept only backups signed by these
     trusted_keys: TrustedKeys | None = field(default=None, repr=False)
+
+    # -- several destinations ----------------------------------------------------------------------
+    @property
+    def remotes(self) -> tuple[str, ...]:
+        """Every destination of this job, the first one first."""
+        return (self.remote, *self.extra_remotes)
+
+    @property
+    def required(self) -> int:
+        """How many destinations must commit for a run to succeed."""
+        return self.required_destinations or len(self.remotes)
+
+    def for_remote(self, remote: str) -> Settings:
+        """These settings with *remote* as their only destination (listing, retention, restore per destination)."""
+        from dataclasses import replace  # noqa: PLC0415
+
+        return replace(self, remote=remote, extra_remotes=(), required_destinations=None)
 
     # -- many databases per job ------------------------------------------------------------------
     @property
@@ -300,6 +323,8 @@ class Settings:
             if self.databases
             else None,
             "remote": self.remote,
+            "remotes": list(self.remotes) if self.extra_remotes else None,
+            "required_destinations": self.required if self.extra_remotes else None,
             "name_template": self.name_template,
             "extension": self.template().extension,
             "compress": str(self.stream_compress) if self.stream_compress else ("native" if self.compress else False),
@@ -334,7 +359,8 @@ class Settings:
         cls,
         uri: str,
         *,
-        remote: str,
+        remote: str | Sequence[str],
+        required_destinations: int | str | None = None,
         password: str | None = None,
         password_file: str | os.PathLike[str] | None = None,
         name_template: str = DEFAULT_TEMPLATE,
@@ -364,6 +390,10 @@ class Settings:
         trusted_keys: TrustedKeys | str | Sequence[str] | None = None,
     ) -> Settings:
         """Validate library arguments into settings; errors name the parameter at fault.
+
+        *remote*: an rclone path, or several: one dump goes to all of them at once, each copy
+        committed on its own; *required_destinations* (``"all"``, the default, ``"any"`` or a number)
+        says how many must commit for the run to succeed.
 
         *stall_timeout*: seconds without a byte moving from the dump to the upload before the run
         fails (a frozen server or a dead remote); None or 0 turns it off. *engine*: an Engine object
@@ -401,10 +431,13 @@ class Settings:
             engine, connection, databases, exclude=exclude, include_globals=include_globals, parallel=parallel
         )
         native, stream_compress = parse_compress(compress, "compress")
+        remotes = parse_remotes([remote] if isinstance(remote, str) else remote, "remote")
         settings = cls(
             connection=connection,
             databases=selection,
-            remote=check_remote(remote, "remote"),
+            remote=remotes[0],
+            extra_remotes=remotes[1:],
+            required_destinations=parse_required(required_destinations, len(remotes), "required_destinations"),
             name_template=name_template,
             compress=native,
             stream_compress=stream_compress,

@@ -58,7 +58,8 @@ def settings_from_env(cls: type[Settings], environ: Mapping[str, str]) -> Settin
     get = _getter(env)
     engine, connection, db_var = _connection_from_env(env)
     connection, databases = _databases_from_env(env, engine, connection, db_var)
-    remote = get("RCLONE_REMOTE")
+    remote_var = "RCLONE_REMOTE_FILE" if get("RCLONE_REMOTE_FILE") else "RCLONE_REMOTE"
+    remote = _secret_or_file(env, "RCLONE_REMOTE")
     if remote is None:
         raise ConfigError("RCLONE_REMOTE", "an rclone remote path such as s3:my-bucket/backups or /backups")
     rclone = _rclone_from_env(env)
@@ -72,7 +73,8 @@ def settings_from_env(cls: type[Settings], environ: Mapping[str, str]) -> Settin
     native_compress, stream_compress = parse_compress(env.get("BACKUP_COMPRESS"))
     tz = check_tz(get("TZ") or "UTC", "TZ")
     schedule = (get("BACKUP_SCHEDULE") or "0 2 * * *").strip()
-    remote = check_remote(remote, "RCLONE_REMOTE")
+    remotes = parse_remotes(remote, remote_var)  # several, separated by whitespace
+    required = parse_required(get("BACKUP_REQUIRED_DESTINATIONS"), len(remotes), "BACKUP_REQUIRED_DESTINATIONS")
     name_template = get("BACKUP_NAME_TEMPLATE") or DEFAULT_TEMPLATE
     extension = check_extension(get("BACKUP_EXTENSION"), "BACKUP_EXTENSION")
     dump_extra_args = _split_args(env.get("DUMP_EXTRA_ARGS", ""), "DUMP_EXTRA_ARGS")
@@ -84,7 +86,9 @@ def settings_from_env(cls: type[Settings], environ: Mapping[str, str]) -> Settin
     settings = cls(
         connection=connection,
         databases=databases,
-        remote=remote,
+        remote=remotes[0],
+        extra_remotes=remotes[1:],
+        required_destinations=required,
         name_template=name_template,
         compress=native_compress,
         stream_compress=stream_compress,
@@ -535,6 +539,32 @@ def check_remote(remote: str, variable: str) -> str:
     parsed = parse_connection_string(remote)
     GLOBAL_REDACTOR.add(*uri_secrets(remote), *(parsed.secrets() if parsed else ()))
     return remote
+
+
+def parse_remotes(value: str | Sequence[str], variable: str) -> tuple[str, ...]:
+    """One destination or several: a list (the library), or a string of rclone paths separated by
+    whitespace or new lines (the environment; a path that holds whitespace is named through an rclone
+    alias remote). Duplicates are refused."""
+    found = value.split() if isinstance(value, str) else list(value)
+    if not found:
+        raise ConfigError(variable, "an rclone remote path such as s3:my-bucket/backups or /backups", str(value))
+    remotes = tuple(check_remote(r, variable) for r in found)
+    twice = sorted({r for r in remotes if remotes.count(r) > 1})
+    if twice:
+        raise ConfigError(variable, "each destination once", " ".join(twice))
+    return remotes
+
+
+def parse_required(value: int | str | None, count: int, variable: str) -> int | None:
+    """How many of *count* destinations must commit: ``all`` (None), ``any`` (1) or a number from 1 to *count*."""
+    text = str(value).strip().lower() if value is not None else "all"
+    if text == "all":
+        return None
+    if text == "any":
+        return 1
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= count:
+        raise ConfigError(variable, f"all, any or a number of destinations from 1 to {count}", str(value))
+    return None if int(text) == count else int(text)
 
 
 def check_extension(ext: str | None, variable: str) -> str | None:

@@ -40,7 +40,9 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("DB_PASSWORD_FILE", "Connection", "—", "file holding the password; wins over DB_PASSWORD"),
     EnvVar("DB_AUTH_SOURCE", "Connection", "admin", "MongoDB auth database when the URI has no authSource"),
     # rclone
-    EnvVar("RCLONE_REMOTE", "rclone", "— (required)", "rclone path: s3:bucket/backups, b2:bucket, /srv/backups, crypt-remote:"),
+    EnvVar("RCLONE_REMOTE", "rclone", "— (required)", "rclone path: s3:bucket/backups, b2:bucket, /srv/backups, crypt-remote:; several, separated by spaces or new lines, get the same dump at once (a path with a space: name it through an alias remote)"),
+    EnvVar("RCLONE_REMOTE_FILE", "rclone", "—", "file holding RCLONE_REMOTE (Docker secrets: a connection string with a key); wins over RCLONE_REMOTE"),
+    EnvVar("BACKUP_REQUIRED_DESTINATIONS", "rclone", "all", "with several destinations: all, any, or how many must commit for the run to succeed (the copies that committed stay either way)"),
     EnvVar("RCLONE_CONFIG", "rclone", "—", "base64 of an rclone.conf (kept in a memfd, never on disk)", True),
     EnvVar("RCLONE_CONFIG_FILE", "rclone", "/config/rclone.conf if present", "path of an rclone.conf"),
     EnvVar("RCLONE_EXTRA_ARGS", "rclone", "—", "flags added to every rclone call, shell-quoted"),

@@ -1,0 +1,271 @@
+"""One dump, several destinations (issue 28): PostgreSQL into two ``rclone serve s3`` servers and a local
+folder at once, with real rclone, real servers and real failures (a server killed, a server frozen with
+SIGSTOP, dbstash itself killed at random moments)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+import dbstash
+from dbstash.errors import UploadFailed
+from dbstash.jobs.manifest import MANIFEST_SUFFIX, Manifest
+from dbstash.jobs.naming import PARTIAL_MARK
+from dbstash.settings.options import RcloneOptions
+from dbstash.storage.rclone_cli import RcloneCliStorage
+from tests.support.servers import PgServer, S3Server, children_named, kill_when
+
+pytestmark = pytest.mark.integration
+DBSTASH = [sys.executable, "-m", "dbstash_cli"]
+#: rclone gives up on a dead server after one try each (by default it retries for about a minute)
+FAST_FAILING = ("--bwlimit", "20M", "--retries", "1", "--low-level-retries", "1", "--contimeout", "2s")
+
+
+@pytest.fixture
+def big(pg: PgServer) -> str:
+    """~45 MB of rows: big enough that a destination can fail in the middle."""
+    pg.psql(
+        "CREATE TABLE IF NOT EXISTS fan_big AS SELECT g AS id, repeat(md5(g::text), 9) AS pad "
+        "FROM generate_series(1, 150000) g"
+    )
+    return "fan_big"
+
+
+@pytest.fixture
+def two_s3(rclone_bin: str, tmp_path: Path) -> Iterator[tuple[S3Server, S3Server]]:
+    """Two ``rclone serve s3`` servers of their own (the tests kill and freeze them)."""
+    servers = []
+    for label in ("one", "two"):
+        started = S3Server.start(rclone_bin, str(tmp_path / f"s3-{label}"))
+        servers.append(S3Server(started.root, started.port, started.proc, remote_name=f"s3{label}"))
+    try:
+        yield servers[0], servers[1]
+    finally:
+        for server in servers:
+            if server.proc.poll() is None:
+                os.kill(server.proc.pid, signal.SIGCONT)
+            server.stop()
+
+
+def config_of(*servers: S3Server) -> str:
+    return "".join(s.config for s in servers)
+
+
+def env_for(remotes: list[str], servers: tuple[S3Server, ...], **extra: str) -> dict[str, str]:
+    return {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ.get("HOME", "/root"),
+        "RCLONE_REMOTE": "\n".join(remotes),
+        "RCLONE_CONFIG": base64.b64encode(config_of(*servers).encode()).decode(),
+        "BACKUP_SCHEDULE": "once",
+        "LOG_FORMAT": "text",
+        **extra,
+    }
+
+
+def folder_of(server: S3Server, folder: str) -> Path:
+    return Path(server.root) / server.bucket / folder
+
+
+def backups_in(path: Path) -> list[Path]:
+    """Objects under a final name (complete-looking): neither manifests nor claims and partials."""
+    if not path.exists():
+        return []
+    return sorted(
+        p
+        for p in path.iterdir()
+        if not p.name.endswith((MANIFEST_SUFFIX, ".sig"))
+        and PARTIAL_MARK not in p.name
+        and not p.name.startswith(".rclone_temp")
+    )
+
+
+def check_against_manifest(backup: Path) -> Manifest:
+    """*backup* holds exactly the bytes its manifest names."""
+    manifest = Manifest.from_json(backup.with_name(backup.name + MANIFEST_SUFFIX).read_bytes())
+    data = backup.read_bytes()
+    assert (len(data), hashlib.sha256(data).hexdigest()) == (manifest.size, manifest.sha256), backup
+    return manifest
+
+
+def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*DBSTASH, *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_one_dump_to_two_s3_servers_and_a_local_folder_gives_identical_copies(
+    pg: PgServer, big: str, two_s3: tuple[S3Server, S3Server], tmp_path: Path
+) -> None:
+    one, two = two_s3
+    folder = f"fan-{uuid.uuid4().hex[:6]}"
+    local = tmp_path / "local"
+    env = env_for([one.remote(folder), two.remote(folder), str(local)], two_s3, DB_URI=pg.uri())
+    done = run_cli(env, "backup", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert [c["committed"] for c in result["copies"]] == [True, True, True]
+    paths = [folder_of(one, folder) / result["name"], folder_of(two, folder) / result["name"], local / result["name"]]
+    contents = {p.read_bytes() for p in paths}
+    assert len(contents) == 1, "three byte-identical copies"
+    assert hashlib.sha256(contents.pop()).hexdigest() == result["sha256"]
+    manifests = {p.with_name(p.name + MANIFEST_SUFFIX).read_bytes() for p in paths}
+    assert len(manifests) == 1, "identical manifests"
+    assert "pg_dump" in result["tool_version"] or result["tool_version"]
+
+
+def test_a_destination_killed_mid_stream_leaves_the_others_committed(
+    pg: PgServer, big: str, two_s3: tuple[S3Server, S3Server], tmp_path: Path
+) -> None:
+    """The second S3 server dies in the middle: with ``all`` the run fails (exit 1) and with ``any`` it
+    succeeds, and in both the first server and the local folder hold complete copies; the dead server
+    holds nothing complete-looking."""
+    one, two = two_s3
+    folder = f"fan-kill-{uuid.uuid4().hex[:6]}"
+    local = tmp_path / "local"
+    settings = dbstash.Settings.create(
+        pg.uri(),
+        remote=[one.remote(folder), two.remote(folder), str(local)],
+        rclone=RcloneOptions(config_text=config_of(one, two), extra_args=FAST_FAILING),
+        stall_timeout=4,  # rclone retries a dead server: the FanOut drops it once it stops reading
+    )
+    with pytest.raises(UploadFailed, match=r"2 of 3 destinations \(all required\)") as failed:
+        dbstash.backup(settings=settings, progress=kill_when(8 << 20, two.proc.kill))
+    copies = failed.value.copies  # type: ignore[attr-defined]
+    assert [c.committed is not None for c in copies] == [True, False, True]
+    assert two.remote(folder) in str(failed.value)
+    for path in (folder_of(one, folder), local):
+        (found,) = backups_in(path)
+        check_against_manifest(found)
+    assert backups_in(folder_of(two, folder)) == []
+
+    # the same with "any": the run succeeds and says which destination is missing
+    two.proc.wait()
+    restarted = S3Server.start(rclone_bin_of(one), two.root)
+    two_again = S3Server(restarted.root, restarted.port, restarted.proc, remote_name=two.remote_name)
+    try:
+        folder2 = folder + "-any"
+        settings = dbstash.Settings.create(
+            pg.uri(),
+            remote=[one.remote(folder2), two_again.remote(folder2), str(local / "any")],
+            required_destinations="any",
+            rclone=RcloneOptions(config_text=config_of(one, two_again), extra_args=FAST_FAILING),
+            stall_timeout=4,
+        )
+        result = dbstash.backup(settings=settings, progress=kill_when(8 << 20, two_again.proc.kill))
+        assert [c.committed for c in result.copies] == [True, False, True]
+        assert result.copies[1].error and result.copies[1].remote == two_again.remote(folder2)
+        assert backups_in(folder_of(two_again, folder2)) == []
+        check_against_manifest(folder_of(one, folder2) / result.name)
+    finally:
+        two_again.stop()
+
+
+def rclone_bin_of(server: S3Server) -> str:
+    return str(server.proc.args[0])  # type: ignore[index]
+
+
+def test_a_frozen_destination_is_dropped_after_the_stall_timeout(
+    pg: PgServer, big: str, two_s3: tuple[S3Server, S3Server], tmp_path: Path
+) -> None:
+    """SIGSTOP of one S3 server: it accepts nothing, is dropped after BACKUP_STALL_TIMEOUT and the others
+    commit (``BACKUP_REQUIRED_DESTINATIONS=any``: exit 0)."""
+    one, two = two_s3
+    folder = f"fan-stall-{uuid.uuid4().hex[:6]}"
+    local = tmp_path / "local"
+    env = env_for(
+        [one.remote(folder), two.remote(folder), str(local)],
+        two_s3,
+        DB_URI=pg.uri(),
+        BACKUP_STALL_TIMEOUT="3s",
+        BACKUP_REQUIRED_DESTINATIONS="2",
+        # rclone buffers 5 MiB instead of 20: the frozen server's rclone stops reading within the dump
+        RCLONE_EXTRA_ARGS="--bwlimit 15M --s3-upload-concurrency 1",
+    )
+    proc = subprocess.Popen([*DBSTASH, "backup", "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(1.5)
+        os.kill(two.proc.pid, signal.SIGSTOP)
+        t0 = time.monotonic()
+        out, err = proc.communicate(timeout=120)
+    finally:
+        os.kill(two.proc.pid, signal.SIGCONT)
+        proc.kill()
+    assert proc.returncode == 0, err.decode()
+    result = json.loads(out)
+    assert [c["committed"] for c in result["copies"]] == [True, False, True]
+    assert "accepted no data for 3s" in result["copies"][1]["error"]
+    assert time.monotonic() - t0 < 60, "the frozen destination did not hold the run up"
+    for path in (folder_of(one, folder), local):
+        (found,) = backups_in(path)
+        check_against_manifest(found)
+    time.sleep(1.2)  # serve s3's directory cache
+    assert backups_in(folder_of(two, folder)) == []
+
+
+def test_sigkill_of_dbstash_at_random_moments_leaves_no_copy_that_differs_from_its_manifest(
+    pg: PgServer, big: str, two_s3: tuple[S3Server, S3Server], tmp_path: Path
+) -> None:
+    """12 SIGKILLs at random moments of runs into two S3 servers and a local folder: every destination
+    holds either nothing complete-looking or a copy whose bytes match its manifest."""
+    one, two = two_s3
+    rng = random.Random(20261204)
+    seen = {"nothing": 0, "complete": 0}
+    for round_ in range(12):
+        folder = f"fan-k{round_}-{uuid.uuid4().hex[:6]}"
+        local = tmp_path / f"local-{round_}"
+        env = env_for(
+            [one.remote(folder), two.remote(folder), str(local)],
+            two_s3,
+            DB_URI=pg.uri(),
+            RCLONE_EXTRA_ARGS="--bwlimit 40M",
+        )
+        proc = subprocess.Popen([*DBSTASH, "run"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.05, 2.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        deadline = time.monotonic() + 10  # the guardians stop their rclones within their grace
+        while time.monotonic() < deadline and children_named("rclone", None, "rcat"):
+            time.sleep(0.05)
+        time.sleep(1.2)  # serve s3's directory cache
+        for path in (folder_of(one, folder), folder_of(two, folder), local):
+            found = backups_in(path)
+            assert len(found) <= 1, found
+            if found:
+                check_against_manifest(found[0])
+            seen["complete" if found else "nothing"] += 1
+    assert seen["nothing"] and seen["complete"], f"the kills should land before and after commits: {seen}"
+
+
+def test_fanout_of_memory_sinks_drops_a_failing_sink_and_commits_the_others() -> None:
+    """The async path (sinks without a descriptor): a sink that fails mid-stream is dropped."""
+
+    a, bad, b = dbstash.MemorySink(), dbstash.MemorySink(fail_after=100_000), dbstash.MemorySink()
+    fan = dbstash.FanOut([a, bad, b], labels=["a", "bad", "b"], required=2)
+    source = dbstash.CommandSource(["head", "-c", "3000000", "/dev/urandom"])
+    result = anyio.run(dbstash.Pipeline(source, fan).run, "x.bin")
+    assert [c.committed is not None for c in result.copies] == [True, False, True]
+    assert "failed after 100000 bytes" in (result.copies[1].error or "")
+    assert a.objects["x.bin"] == b.objects["x.bin"] and len(a.objects["x.bin"]) == 3_000_000
+    assert not [n for n in bad.objects if not n.endswith(PARTIAL_MARK)], bad.objects
+
+
+def test_fanout_fast_path_copies_to_every_rclone_and_says_so(tmp_path: Path) -> None:
+    a = RcloneCliStorage(str(tmp_path / "a"), RcloneOptions())
+    b = RcloneCliStorage(str(tmp_path / "b"), RcloneOptions())
+    source = dbstash.CommandSource(["head", "-c", "20000000", "/dev/urandom"])
+    result = anyio.run(dbstash.Pipeline(source, dbstash.FanOut([a, b])).run, "x.bin")
+    assert result.fast_path
+    data = (tmp_path / "a" / "x.bin").read_bytes()
+    assert data == (tmp_path / "b" / "x.bin").read_bytes() and hashlib.sha256(data).hexdigest() == result.sha256
