@@ -28,7 +28,7 @@ log = get_logger("dbstash")
 async def abackup(
     uri: str | None = None,
     *,
-    remote: str | None = None,
+    remote: str | Sequence[str] | None = None,
     settings: Settings | None = None,
     progress: Progress | None = None,
     storage: Storage | None = None,
@@ -54,6 +54,7 @@ async def abackup(
     temp_dir: str | None = None,
     stall_timeout: float | None = DEFAULT_STALL_TIMEOUT,
     encrypt_to: Sequence[str] | str | None = None,
+    required_destinations: int | str | None = None,
 ) -> BackupResult:
     """Back up one database into an rclone remote; the async twin of :func:`backup`.
 
@@ -70,6 +71,9 @@ async def abackup(
     scheme; *retention*: a :class:`~dbstash.RetentionPolicy`; *mode*: ``stream``, ``directory`` or
     ``tar`` (with *temp_dir*). *encrypt_to*: age recipients (``age1...`` or SSH public keys): the
     stream is encrypted with ``age`` after compression (``.age`` appended; restore needs the identity).
+    *remote* may list several destinations: one dump goes to all of them at once, and
+    *required_destinations* (``"all"``, ``"any"`` or a number) says how many must commit
+    (:attr:`BackupResult.copies` tells what each one holds).
 
     Raises:
         ConfigError: a parameter is malformed (nothing was dumped or uploaded).
@@ -98,6 +102,7 @@ async def abackup(
             "timeout": timeout,
             "tz": tz,
             "encrypt_to": encrypt_to,
+            "required_destinations": required_destinations,
         }
         if name_template is not None:
             kwargs["name_template"] = name_template
@@ -130,7 +135,7 @@ backup = blocking(
 async def abackup_many(
     uri: str | None = None,
     *,
-    remote: str | None = None,
+    remote: str | Sequence[str] | None = None,
     databases: str | Sequence[str] = "all",
     exclude: str | Sequence[str] = (),
     include_globals: bool | None = None,

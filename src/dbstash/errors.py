@@ -11,6 +11,9 @@ class DbstashError(Exception):
     """
 
     exit_code: int = 1
+    #: a restore's failure that is the stored copy's (unreadable, unreachable, corrupted, not this job's)
+    #: and left the target as it was: with several destinations, the restore reads the next one's copy
+    copy_at_fault: bool = False
 
     def __init__(self, message: str = "", *, stderr_tail: str = "") -> None:
         self.stderr_tail = stderr_tail
@@ -67,6 +70,8 @@ class BackupCancelled(BackupFailed):
 
 class StorageError(DbstashError):
     """A storage operation other than the upload itself failed (list, delete, move, stat)."""
+
+    copy_at_fault = True
 
 
 class ToolNotFound(DbstashError):

@@ -25,9 +25,11 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from dbstash.api import BackupResult, run_backup, run_job
 from dbstash.errors import ConfigError, DbstashError, RestoreError
+from dbstash.jobs.backup import CopyResult
 from dbstash.jobs.lock import LockHeld, job_lock
 from dbstash.jobs.multi import DatabaseOutcome
 from dbstash.logs import get_logger
+from dbstash.parts.fanout import DestinationsFailed
 from dbstash.settings.config import Settings
 from dbstash.settings.schedule import next_run, seconds_until
 
@@ -58,6 +60,8 @@ class ServiceState:
     verify_running: bool = False
     #: the last run's outcome per database (one entry for a one-database job)
     databases: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    #: with several destinations: the last run's outcome on each
+    destinations: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -83,6 +87,7 @@ class ServiceState:
                 "error": self.last_error,
             },
             "databases": self.databases,
+            "destinations": self.destinations or None,
             "last_success": iso(self.last_success_at),
             "next_run": iso(self.next_run_at),
             "started_at": iso(self.started_at),
@@ -136,6 +141,18 @@ class Metrics:
         )
         for outcome in ("success", "failure", "skipped"):
             self.runs.labels(outcome=outcome)
+        self.destination_runs = Counter(
+            "dbstash_destination_runs",
+            "Copies by destination and outcome (jobs with several destinations)",
+            ["remote", "outcome"],
+            registry=self.registry,
+        )
+        self.destination_last_success = Gauge(
+            "dbstash_destination_last_success_timestamp_seconds",
+            "Unix time of the last run that committed on each destination (jobs with several destinations)",
+            ["remote"],
+            registry=self.registry,
+        )
         self.verify_last_success = Gauge(
             "dbstash_verify_last_success_timestamp_seconds",
             "Unix time of the last successful restore drill (VERIFY_SCHEDULE)",
@@ -372,6 +389,7 @@ class Service:
                     job = await run_job(self.settings)
                     self._record_databases(job.outcomes)
                     result = next((o.result for o in job.outcomes if o.result is not None), None)
+                    self._record_destinations([c for o in job.outcomes if o.result for c in o.result.copies])
                     outcome = "success" if job.ok else "failure"
                     if not job.ok:
                         error = f"DatabasesFailed: {', '.join(job.failed)} (the logs have the details)"
@@ -382,11 +400,14 @@ class Service:
                     result = await run_backup(self.settings)
                     outcome = "success"
                     self._record_databases((DatabaseOutcome(result.database, result=result),))
+                    self._record_destinations(result.copies)
         except LockHeld as exc:
             log.warning("%s", exc)
             outcome, error = "skipped", str(exc)
         except DbstashError as exc:
             error = health_error(exc)  # run_backup has logged it in full, with the job's context
+            if isinstance(exc, DestinationsFailed):
+                self._record_destinations([CopyResult(c.destination, c.committed is not None) for c in exc.copies])
         except anyio.get_cancelled_exc_class():
             error = "aborted by a signal"
             self._record(outcome, started, time.monotonic() - t0, None, error)
@@ -394,6 +415,21 @@ class Service:
         self._record(outcome, started, time.monotonic() - t0, result, error)
         if self._on_result is not None:
             self._on_result(result)
+
+    def _record_destinations(self, copies: Sequence[CopyResult]) -> None:
+        """Per-destination metrics and /healthz lines: a destination succeeded when every copy it got committed."""
+        if not copies:
+            return
+        status: dict[str, str] = {}
+        for c in copies:
+            status[c.remote] = "success" if c.committed and status.get(c.remote) != "failure" else "failure"
+        now = time.time()
+        for remote, outcome in status.items():
+            self.metrics.destination_runs.labels(remote=remote, outcome=outcome).inc()
+            if outcome == "success":
+                self.metrics.destination_last_success.labels(remote=remote).set(now)
+        with self.state.lock:
+            self.state.destinations = status
 
     def _record_databases(self, outcomes: Sequence[DatabaseOutcome]) -> None:
         """Per-database metrics and /healthz lines (one per database of a multi-database job)."""

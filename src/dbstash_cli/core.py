@@ -9,7 +9,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import NoReturn, TypeVar
 
 import anyio
@@ -174,14 +174,18 @@ def _run_once(settings: Settings, *, as_json: bool, show_progress: bool) -> int:
     return EXIT_OK
 
 
-def environ_with_flags(compress: bool | None, flags: Mapping[str, str | None]) -> dict[str, str]:
+def environ_with_flags(compress: bool | None, flags: Mapping[str, str | Sequence[str] | None]) -> dict[str, str]:
     environ = dict(os.environ)
     environ.setdefault("BACKUP_SCHEDULE", "once")
     if "LOG_FORMAT" not in environ and sys.stderr.isatty():
         environ["LOG_FORMAT"] = "text"
-    for flag, value in flags.items():
+    for flag, given in flags.items():
+        # a repeatable flag (--remote) gives a tuple: one value per line, as the variable takes them
+        value = ("\n".join(given) or None) if isinstance(given, tuple) else given
         if value is not None:
-            environ[FLAG_ENV[flag]] = value
+            environ[FLAG_ENV[flag]] = str(value)
+    if flags.get("remote"):
+        environ.pop("RCLONE_REMOTE_FILE", None)
     if compress is not None and flags.get("stream_compress") is None:
         environ["BACKUP_COMPRESS"] = "true" if compress else "false"
     if flags.get("uri") is not None:

@@ -82,7 +82,11 @@ _CONNECTION = [
     click.option("--user", help="Database user (DB_USER)."),
     click.option("--auth-source", help="MongoDB auth database (DB_AUTH_SOURCE), default admin."),
     click.option("--password-file", type=click.Path(), help="File holding the password (DB_PASSWORD_FILE)."),
-    click.option("--remote", help="rclone remote path (RCLONE_REMOTE), e.g. s3:bucket/pg or ./backups."),
+    click.option(
+        "--remote",
+        multiple=True,
+        help="rclone remote path (RCLONE_REMOTE), e.g. s3:bucket/pg or ./backups; repeat it for several destinations.",
+    ),
     click.option("--rclone-config-file", type=click.Path(), help="rclone.conf to use (RCLONE_CONFIG_FILE)."),
     click.option("--rclone-extra-args", help="Extra rclone flags (RCLONE_EXTRA_ARGS)."),
     click.option("--name-template", help="Name template (BACKUP_NAME_TEMPLATE), default {db}-{date}-{time}."),
@@ -244,6 +248,10 @@ def _restore_job(
             if not problem and d["signed_by"]:
                 check += f"  signed {d['signed_by']}"
             when = info.taken_at.astimezone(settings.zone).strftime("%Y-%m-%d %H:%M:%S")
+            if settings.extra_remotes:  # several destinations: where a proven copy is
+                missing = [r for r in settings.remotes if r not in info.copies]
+                check += f"  copies {len(info.copies)}/{len(settings.remotes)}"
+                check += f" (none on {', '.join(missing)})" if missing else ""
             click.echo(f"{when}  {human_bytes(info.size):>10}  {state:<10}  {info.name}  {check}")
         if not result:
             click.echo("no backups of this job on the remote yet")

@@ -27,6 +27,7 @@ from dbstash.jobs.naming import PARTIAL_MARK
 from dbstash.settings.options import RcloneOptions
 from dbstash.storage.rclone_cli import RcloneCliStorage
 from tests.support.servers import PgServer, S3Server, children_named, kill_when
+from tests.support.transports import RcDaemon
 
 pytestmark = pytest.mark.integration
 DBSTASH = [sys.executable, "-m", "dbstash_cli"]
@@ -191,7 +192,9 @@ def test_a_frozen_destination_is_dropped_after_the_stall_timeout(
         BACKUP_STALL_TIMEOUT="3s",
         BACKUP_REQUIRED_DESTINATIONS="2",
         # rclone buffers 5 MiB instead of 20: the frozen server's rclone stops reading within the dump
-        RCLONE_EXTRA_ARGS="--bwlimit 15M --s3-upload-concurrency 1",
+        # 6 MB/s: ~7 s of streaming, so the SIGSTOP lands mid-stream however slowly the CLI starts (a
+        # destination frozen after its last byte waits out its commit's own timeouts, as with one)
+        RCLONE_EXTRA_ARGS="--bwlimit 6M --s3-upload-concurrency 1",
     )
     proc = subprocess.Popen([*DBSTASH, "backup", "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -222,17 +225,23 @@ def test_sigkill_of_dbstash_at_random_moments_leaves_no_copy_that_differs_from_i
     one, two = two_s3
     rng = random.Random(20261204)
     seen = {"nothing": 0, "complete": 0}
+
+    # the kills spread over a whole run, as long as one takes on this machine now (longer under load)
+    def env(folder: str) -> dict[str, str]:
+        remotes = [one.remote(folder), two.remote(folder), str(tmp_path / folder)]
+        return env_for(remotes, two_s3, DB_URI=pg.uri(), RCLONE_EXTRA_ARGS="--bwlimit 40M")
+
+    t0 = time.monotonic()
+    whole = run_cli(env("fan-whole"), "run")
+    assert whole.returncode == 0, whole.stderr
+    span = (time.monotonic() - t0) * 1.2
     for round_ in range(12):
         folder = f"fan-k{round_}-{uuid.uuid4().hex[:6]}"
-        local = tmp_path / f"local-{round_}"
-        env = env_for(
-            [one.remote(folder), two.remote(folder), str(local)],
-            two_s3,
-            DB_URI=pg.uri(),
-            RCLONE_EXTRA_ARGS="--bwlimit 40M",
+        local = tmp_path / folder
+        proc = subprocess.Popen(
+            [*DBSTASH, "run"], env=env(folder), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        proc = subprocess.Popen([*DBSTASH, "run"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.05, 2.5))
+        time.sleep(rng.uniform(0.05, span))
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         deadline = time.monotonic() + 10  # the guardians stop their rclones within their grace
@@ -269,3 +278,176 @@ def test_fanout_fast_path_copies_to_every_rclone_and_says_so(tmp_path: Path) -> 
     assert result.fast_path
     data = (tmp_path / "a" / "x.bin").read_bytes()
     assert data == (tmp_path / "b" / "x.bin").read_bytes() and hashlib.sha256(data).hexdigest() == result.sha256
+
+
+# -- the read side: list, restore, verify and prune over several destinations --------------------------
+def _fresh_db(pg: PgServer) -> str:
+    name = f"fan_{uuid.uuid4().hex[:8]}"
+    pg.createdb(name)
+    return name
+
+
+def test_list_merges_destinations_and_says_where_a_proven_copy_is(
+    pg: PgServer, two_s3: tuple[S3Server, S3Server], tmp_path: Path
+) -> None:
+    one, two = two_s3
+    folder = f"fan-list-{uuid.uuid4().hex[:6]}"
+    local = tmp_path / "local"
+    remotes = [one.remote(folder), two.remote(folder), str(local)]
+    settings = dbstash.Settings.create(pg.uri(), remote=remotes, rclone=RcloneOptions(config_text=config_of(one, two)))
+    first = dbstash.backup(settings=settings)
+    time.sleep(1.1)  # a new name (the template has seconds)
+    second = dbstash.backup(settings=settings)
+    (folder_of(two, folder) / second.name).unlink()  # lost on the second server
+    time.sleep(1.2)  # serve s3's directory cache
+    listed = {i.name: i for i in dbstash.list_backups(settings)}
+    assert set(listed) == {first.name, second.name}, "one entry per backup"
+    assert listed[first.name].copies == tuple(remotes)
+    assert listed[second.name].copies == (remotes[0], remotes[2])
+    done = run_cli({**env_for(remotes, two_s3, DB_URI=pg.uri()), "LOG_FORMAT": "text"}, "list")
+    assert done.returncode == 0, done.stderr
+    line = next(x for x in done.stdout.splitlines() if second.name in x)
+    assert f"copies 2/3 (none on {remotes[1]})" in line
+
+
+def test_restore_reads_the_second_destination_when_the_first_is_down(
+    pg: PgServer, two_s3: tuple[S3Server, S3Server], tmp_path: Path
+) -> None:
+    one, two = two_s3
+    folder = f"fan-down-{uuid.uuid4().hex[:6]}"
+    pg.psql("CREATE TABLE IF NOT EXISTS fan_rows AS SELECT g FROM generate_series(1, 500) g")
+    settings = dbstash.Settings.create(
+        pg.uri(),
+        remote=[one.remote(folder), two.remote(folder)],
+        rclone=RcloneOptions(config_text=config_of(one, two), extra_args=FAST_FAILING),
+    )
+    backup = dbstash.backup(settings=settings)
+    one.proc.kill()
+    one.proc.wait()
+    target = _fresh_db(pg)
+    result = dbstash.restore(settings, target=pg.uri(database=target))
+    assert result.remote == two.remote(folder) and result.name == backup.name and result.checksum_verified
+    assert pg.psql("SELECT count(*) FROM fan_rows", database=target) == "500"
+
+
+def test_a_tampered_copy_on_the_first_destination_is_refused_and_the_second_restored(
+    pg: PgServer, two_s3: tuple[S3Server, S3Server], tmp_path: Path
+) -> None:
+    one, two = two_s3
+    folder = f"fan-tamper-{uuid.uuid4().hex[:6]}"
+    pg.psql("CREATE TABLE IF NOT EXISTS fan_rows AS SELECT g FROM generate_series(1, 500) g")
+    settings = dbstash.Settings.create(
+        pg.uri(), remote=[one.remote(folder), two.remote(folder)], rclone=RcloneOptions(config_text=config_of(one, two))
+    )
+    backup = dbstash.backup(settings=settings)
+    stored = folder_of(one, folder) / backup.name
+    data = bytearray(stored.read_bytes())
+    at = data.index(b"COPY public.fan_rows")
+    data[at + 30 : at + 34] = b"6666"  # the same size, other rows: only the checksum can tell
+    stored.write_bytes(bytes(data))
+    target = _fresh_db(pg)
+    result = dbstash.restore(settings, target=pg.uri(database=target))
+    assert result.remote == two.remote(folder)
+    assert pg.psql("SELECT count(*), max(g) FROM fan_rows", database=target) == "500|500"
+
+
+def test_verify_drills_one_copy_and_checks_every_other(
+    pg: PgServer, two_s3: tuple[S3Server, S3Server], tmp_path: Path
+) -> None:
+    one, two = two_s3
+    folder = f"fan-verify-{uuid.uuid4().hex[:6]}"
+    local = tmp_path / "local"
+    remotes = [one.remote(folder), two.remote(folder), str(local)]
+    settings = dbstash.Settings.create(pg.uri(), remote=remotes, rclone=RcloneOptions(config_text=config_of(one, two)))
+    backup = dbstash.backup(settings=settings)
+    good = dbstash.verify(settings, target=pg.uri(database=_fresh_db(pg)))
+    assert good.ok and good.restore.remote == remotes[0]
+    assert [r for r, problem in good.copies if problem is None] == remotes[1:]
+    copy = local / backup.name
+    copy.write_bytes(copy.read_bytes()[:-10] + b"0123456789")  # the local copy rots
+    bad = dbstash.verify(settings, target=pg.uri(database=_fresh_db(pg)))
+    assert not bad.ok
+    assert dict(bad.copies)[remotes[1]] is None and "corrupted" in (dict(bad.copies)[remotes[2]] or "")
+    done = run_cli(
+        env_for(remotes, two_s3, DB_URI=pg.uri(), VERIFY_TARGET_URI=pg.uri(database=_fresh_db(pg))), "verify", "--json"
+    )
+    assert done.returncode == 1, done.stderr
+    assert json.loads(done.stdout)["ok"] is False
+
+
+def test_retention_and_prune_run_on_every_destination(
+    pg: PgServer, two_s3: tuple[S3Server, S3Server], tmp_path: Path
+) -> None:
+    one, two = two_s3
+    folder = f"fan-ret-{uuid.uuid4().hex[:6]}"
+    local = tmp_path / "local"
+    remotes = [one.remote(folder), str(local)]
+    settings = dbstash.Settings.create(
+        pg.uri(), remote=remotes, rclone=RcloneOptions(config_text=config_of(one, two)), retention_max_files=2
+    )
+    names = []
+    for _ in range(3):
+        names.append(dbstash.backup(settings=settings).name)
+        time.sleep(1.1)
+    time.sleep(1.2)  # serve s3's directory cache
+    assert [p.name for p in backups_in(folder_of(one, folder))] == names[1:]
+    assert [p.name for p in backups_in(local)] == names[1:]
+    pruned = dbstash.prune(
+        dbstash.Settings.create(pg.uri(), remote=remotes, rclone=settings.rclone, retention_max_files=1)
+    )
+    assert [c.remote for c in pruned.copies] == remotes
+    assert all(c.deleted == (names[1],) for c in pruned.copies)
+    assert [p.name for p in backups_in(local)] == names[2:]
+
+
+def test_modes_compression_encryption_and_many_databases_with_two_destinations(pg: PgServer, tmp_path: Path) -> None:
+    """Tar mode with zstd and age (encrypted once: the same ciphertext everywhere), directory mode, and a
+    job of several databases, each into two local folders: identical copies, each one restorable."""
+    key = tmp_path / "age.txt"
+    subprocess.run(["age-keygen", "-o", str(key)], check=True, capture_output=True)
+    key.chmod(0o600)
+    recipient = subprocess.run(["age-keygen", "-y", str(key)], check=True, capture_output=True, text=True).stdout
+    a, b = tmp_path / "a", tmp_path / "b"
+    pg.psql("CREATE TABLE IF NOT EXISTS fan_rows AS SELECT g FROM generate_series(1, 500) g")
+    cases = {
+        "tar": {"mode": "tar", "compress": "zstd", "encrypt_to": recipient.strip(), "identity_file": str(key)},
+        "directory": {"mode": "directory"},
+    }
+    for label, extra in cases.items():
+        remotes = [str(a / label), str(b / label)]
+        settings = dbstash.Settings.create(pg.uri(), remote=remotes, temp_dir=str(tmp_path / "work"), **extra)  # type: ignore[arg-type]
+        result = dbstash.backup(settings=settings)
+        assert [c.committed for c in result.copies] == [True, True], label
+        one, two = (Path(r) / result.name for r in remotes)
+        if label == "directory":
+            assert sorted(p.name for p in one.iterdir()) == sorted(p.name for p in two.iterdir())
+        else:
+            assert one.read_bytes() == two.read_bytes(), "encrypted once, the same ciphertext on both"
+            assert result.name.endswith(".tar.zst.age")
+        target = _fresh_db(pg)
+        restored = dbstash.restore(settings, target=pg.uri(database=target))
+        assert restored.remote == remotes[0], label
+        assert pg.psql("SELECT count(*) FROM fan_rows", database=target) == "500", label
+    server = f"postgresql://{pg.user}:{pg.password}@127.0.0.1:{pg.port}/"
+    remotes = [str(a / "many"), str(b / "many")]
+    run = dbstash.backup_many(server, remote=remotes, databases=["app"], include_globals=False)
+    assert run.ok
+    (outcome,) = run.outcomes
+    assert outcome.result is not None and [c.committed for c in outcome.result.copies] == [True, True]
+    assert (Path(remotes[0]) / outcome.result.name).read_bytes() == (
+        Path(remotes[1]) / outcome.result.name
+    ).read_bytes()
+
+
+def test_the_rc_transport_takes_part(pg: PgServer, s3: S3Server, rcd: RcDaemon) -> None:
+    """With RCLONE_RC_URL every destination goes through the one rcd (two folders of the test S3 here)."""
+    folder = f"fan-rc-{uuid.uuid4().hex[:6]}"
+    remotes = [s3.remote(folder + "-a"), s3.remote(folder + "-b")]
+    settings = dbstash.Settings.create(pg.uri(), remote=remotes, rc=rcd.options())
+    result = dbstash.backup(settings=settings)
+    assert [c.committed for c in result.copies] == [True, True]
+    time.sleep(1.2)  # serve s3's directory cache
+    one, two = (folder_of(s3, f) / result.name for f in (folder + "-a", folder + "-b"))
+    assert one.read_bytes() == two.read_bytes()
+    check_against_manifest(two)
+    assert [i.copies for i in dbstash.list_backups(settings)] == [tuple(remotes)]

@@ -150,7 +150,17 @@ async def run_backup(
         )
 
     def succeeded(result: BackupResult, start: RunEvent) -> RunEvent:
-        return replace(start, stage="success", size=result.size, sha256=result.sha256, duration=result.duration)
+        copies = "; ".join(
+            f"{c.remote}: {'committed' if c.committed else f'FAILED ({c.error})'}" for c in result.copies
+        )
+        return replace(
+            start,
+            stage="success",
+            size=result.size,
+            sha256=result.sha256,
+            duration=result.duration,
+            detail=GLOBAL_REDACTOR(f"copies: {copies}") if copies else None,
+        )
 
     return await enveloped(
         settings,

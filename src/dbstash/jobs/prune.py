@@ -239,6 +239,8 @@ class PruneResult:
     dry_run: bool
     #: planned for deletion, but the remote refused (Object Lock, no delete right): retained (locked)
     locked: tuple[str, ...] = ()
+    #: with several destinations: each one's result (the fields above are the first destination's)
+    copies: tuple[PruneResult, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         """Plain JSON-ready data."""
@@ -248,6 +250,7 @@ class PruneResult:
             "deleted": list(self.deleted),
             "locked": list(self.locked),
             "backups": self.plan.to_dict(),
+            "copies": [c.to_dict() for c in self.copies],
         }
 
 
@@ -262,6 +265,8 @@ async def aprune(
     (:func:`stale_partials`). The newest backup is never deleted. Raises
     :class:`~dbstash.errors.StorageError` if the remote cannot be listed.
     """
+    if storage is None and settings.extra_remotes:
+        return await _prune_each(settings, dry_run=dry_run, now=now)
     async with job_storage(settings, storage) as store:
         if settings.databases is not None:
             return await _prune_many(settings, store, dry_run=dry_run, now=now)
@@ -271,6 +276,25 @@ async def aprune(
             await remove_stale_partials(settings, settings.template(), store, now or datetime.now(UTC))
             await _cleanup_uploads(store)
         return PruneResult(settings.remote, plan, applied.deleted, dry_run, applied.locked)
+
+
+async def _prune_each(settings: Settings, *, dry_run: bool, now: datetime | None) -> PruneResult:
+    """Several destinations: each one pruned on its own with the job's policy; a destination that
+    cannot be reached does not stop the others (StorageError naming it afterwards)."""
+    results: list[PruneResult] = []
+    failed: list[str] = []
+    for remote in settings.remotes:
+        try:
+            results.append(await aprune(settings.for_remote(remote), dry_run=dry_run, now=now))
+        except StorageError as exc:
+            log.error("pruning %s failed: %s", remote, exc)
+            failed.append(f"{remote}: {exc}")
+    if failed:
+        raise StorageError(
+            "pruning failed on " + "; ".join(failed) + (" (the other destinations were pruned)" if results else "")
+        )
+    first = results[0]
+    return PruneResult(first.remote, first.plan, first.deleted, dry_run, first.locked, copies=tuple(results))
 
 
 async def _cleanup_uploads(store: Storage) -> None:

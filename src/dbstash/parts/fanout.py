@@ -100,16 +100,14 @@ class FanOut(Sink):
                     uploads[i] = await self.sinks[i].begin(name, alternative=alternative, size_hint=size_hint)
             except TimeoutError:
                 errors[i] = f"did not begin within {self.stall_timeout:g}s (the remote stopped answering?)"
-            except DbstashError as exc:
+            except (DbstashError, OSError) as exc:
                 errors[i] = str(exc)
 
         async with anyio.create_task_group() as tg:
             for i in range(len(self.sinks)):
                 tg.start_soon(one, i)
         upload = FanOutUpload(self, name, uploads, errors)
-        if len(self.sinks) - len(errors) < self.required:
-            with anyio.CancelScope(shield=True):
-                await upload.abort()
+        if len(errors) == len(self.sinks):  # fewer than required go on all the same: their copies stay
             raise upload.shortfall("could not begin")
         for i, why in errors.items():
             log.warning("destination %s dropped: %s", self.labels[i], why)
@@ -335,7 +333,7 @@ class _Tee:
             with contextlib.suppress(OSError):
                 os.close(self.write_fd)
             self.write_fd = -1
-        await anyio.to_thread.run_sync(self.thread.join)
+        await anyio.to_thread.run_sync(self.thread.join, abandon_on_cancel=True)
 
 
 __all__ = ["FANOUT_STALL_GRACE", "Copy", "DestinationsFailed", "FanOut", "FanOutUpload"]

@@ -59,6 +59,8 @@ class BackupInfo:
     manifest_bytes: bytes | None = field(default=None, repr=False, compare=False)
     #: read and checked for a job (its manifest against the job's object, its signature against its keys)
     checked: bool = field(default=False, repr=False, compare=False)
+    #: with several destinations: those holding a copy its manifest proves (see :func:`alist_backups`)
+    copies: tuple[str, ...] = ()
 
     @property
     def unsigned(self) -> bool:
@@ -89,6 +91,7 @@ class BackupInfo:
             "signed": self.signed,
             "signed_by": self.signed_by,
             "untrusted": self.untrusted,
+            "copies": list(self.copies),
         }
 
 
@@ -283,9 +286,11 @@ async def aselect_own(
         except ConfigError:
             if not skipped:
                 raise
-            raise (RestoreRefused if settings.trusted_keys is None else BackupUntrusted)(
+            refused = (RestoreRefused if settings.trusted_keys is None else BackupUntrusted)(
                 f"no backup of this job's own for {selector}: passed over {'; '.join(skipped)}; nothing was touched"
-            ) from None
+            )
+            refused.copy_at_fault = True
+            raise refused from None
         if chosen.name == selector:
             return chosen
         checked = await with_manifest(store, chosen, settings)
@@ -304,10 +309,17 @@ async def alist_backups(
 ) -> list[BackupInfo]:
     """This job's backups on the remote, newest first, partial uploads included (``complete=False``).
 
-    With *manifests* each complete backup's manifest is read (one small read each).
+    With *manifests* each complete backup's manifest is read (one small read each). With several
+    destinations (``settings.remotes``) their listings are merged, one entry per backup:
+    :attr:`BackupInfo.copies` names the destinations that hold a copy proven by its manifest (its
+    size, its signature with trusted keys); a destination that cannot be listed is logged and left out.
     """
     from dbstash.jobs.remote import job_storage  # noqa: PLC0415 - remote imports config, which restore's users import
 
+    if storage is None and settings.extra_remotes:
+        from dbstash.restoring.copies import merged_listing  # noqa: PLC0415 - copies lists through this module
+
+        return await merged_listing(settings, manifests=manifests)
     async with job_storage(settings, storage) as store:
         infos = job_infos(settings, await store.list())
         if not manifests:

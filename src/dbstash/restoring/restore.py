@@ -43,6 +43,7 @@ from dbstash.errors import (
 )
 from dbstash.jobs.databases import GLOBALS_LABEL
 from dbstash.jobs.manifest import Manifest
+from dbstash.jobs.naming import same_second_order
 from dbstash.logs import get_logger, log_context
 from dbstash.parts.compression import SUFFIXES, Compressor, StreamCompression
 from dbstash.parts.encryption import SUFFIX as ENCRYPTED_SUFFIX, AgeDecryptor, AgeIdentity, DecryptError
@@ -91,10 +92,13 @@ class RestoreResult:
     database: str | None = None
     #: what already existed on the target and was kept as it is (roles, users, tablespaces)
     kept: tuple[str, ...] = ()
+    #: with several destinations: the one whose copy was restored
+    remote: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {
             "name": self.name,
+            "remote": self.remote,
             "database": self.database,
             "kept": list(self.kept),
             "target": self.target,
@@ -284,21 +288,75 @@ async def arestore(
         RestoreError: the restore tool failed or the backup could not be read.
         RestoreRefused: the target holds data and *force* is False (nothing was touched).
     """
-    from dbstash.jobs.remote import job_storage  # noqa: PLC0415
+    from dbstash.jobs.remote import job_storages  # noqa: PLC0415
 
     part = restore_part(settings, database)
-    async with job_storage(settings, storage) as store:
+    how = _How(target=target, force=force, allow_unverified=allow_unverified, allow_unsigned=allow_unsigned)
+    async with job_storages(part, storage) as stores:
+        if len(stores) > 1:
+            return await _restore_from_copies(part, stores, backup, how)
+        store = stores[0]
         infos = backup_infos(await store.list(), job_templates(part), settings.zone)
         info = await aselect_own(part, store, infos, backup, allow_unsigned=allow_unsigned)
-        return await _restore_info(
-            part,
-            store,
-            info,
-            target=target,
-            force=force,
-            allow_unverified=allow_unverified,
-            allow_unsigned=allow_unsigned,
-        )
+        return await _restore_info(part, store, info, how)
+
+
+@dataclass(frozen=True, slots=True)
+class _How:
+    """How a restore goes, whichever copy it reads."""
+
+    target: str | None
+    force: bool
+    allow_unverified: bool
+    allow_unsigned: bool
+
+
+async def _restore_from_copies(part: Settings, stores: Sequence[Storage], backup: str, how: _How) -> RestoreResult:
+    """Several destinations: the backup *backup* selects among all of them (a destination that missed a
+    run holds an older ``latest``), restored from the first destination whose copy is usable. A copy
+    that cannot be read, is not this job's, is untrusted or fails its checksum before anything was
+    applied sends the restore on to the next destination, saying so; any other failure stops it."""
+    found: list[tuple[Storage, list[BackupInfo], BackupInfo]] = []
+    problems: list[str] = []
+    unknown: list[ConfigError] = []
+    for store in stores:
+        try:
+            infos = backup_infos(await store.list(), job_templates(part), part.zone)
+            found.append(
+                (store, infos, await aselect_own(part, store, infos, backup, allow_unsigned=how.allow_unsigned))
+            )
+        except ConfigError as exc:  # nothing of the kind on this destination
+            unknown.append(exc)
+            problems.append(f"{store.remote}: {exc}")
+        except DbstashError as exc:
+            if not exc.copy_at_fault:
+                raise
+            log.warning("destination %s is passed over: %s", store.remote, exc)
+            problems.append(f"{store.remote}: {exc}")
+    if not found and len(unknown) == len(stores):
+        raise unknown[0]
+    if not found:
+        raise RestoreError(f"no destination holds a usable backup for {backup}: " + "; ".join(problems))
+    name = max((chosen for _, _, chosen in found), key=lambda i: (i.taken_at, same_second_order(i.name))).name
+    for store, infos, chosen in found:
+        info = chosen if chosen.name == name else next((i for i in infos if i.name == name and i.complete), None)
+        if info is None:
+            problems.append(f"{store.remote}: no copy of {name}")
+            continue
+        try:
+            result = await _restore_info(part, store, info, how)
+        except DbstashError as exc:
+            if not exc.copy_at_fault:
+                raise
+            log.warning(
+                "the copy of %s on %s is not usable (%s): reading the next destination's", name, store.remote, exc
+            )
+            problems.append(f"{store.remote}: {exc}")
+            continue
+        if problems:
+            log.warning("restored %s from %s, the first destination with a usable copy", name, store.remote)
+        return replace(result, remote=store.remote)
+    raise RestoreError(f"no destination holds a usable copy of {name}: " + "; ".join(problems))
 
 
 def restore_part(settings: Settings, database: str | None) -> Settings:
@@ -333,8 +391,11 @@ def check_belongs(part: Settings, info: BackupInfo, *, allow_unsigned: bool = Fa
         problem = f"{NOT_THIS_JOBS}: {wrong}"
     if problem is not None:
         hint = " (restore it anyway with --allow-unsigned, allow_unsigned=True)" if info.unsigned else ""
-        error = RestoreRefused if problem.startswith(NOT_THIS_JOBS) else BackupUntrusted
-        raise error(f"{info.name} is {problem}{hint}; nothing was touched")
+        error = (RestoreRefused if problem.startswith(NOT_THIS_JOBS) else BackupUntrusted)(
+            f"{info.name} is {problem}{hint}; nothing was touched"
+        )
+        error.copy_at_fault = True
+        raise error
     if info.unsigned:
         log.warning("%s is %s: restored as --allow-unsigned asks, its origin unproven", info.name, info.untrusted)
 
@@ -364,32 +425,23 @@ def restore_target(part: Settings, target: str | None) -> tuple[Engine, Connecti
     return engine, conn, False
 
 
-async def _restore_info(
-    part: Settings,
-    store: Storage,
-    info: BackupInfo,
-    *,
-    target: str | None,
-    force: bool,
-    allow_unverified: bool,
-    allow_unsigned: bool = False,
-) -> RestoreResult:
+async def _restore_info(part: Settings, store: Storage, info: BackupInfo, how: _How) -> RestoreResult:
     """Restore the backup *info* of the object *part* describes (see :func:`arestore`).
 
     In this order: the target, the backup's ownership and signature, the identity, the proof the
     backup can be checked, the target's emptiness; then the bytes, then that they applied."""
     t0 = time.monotonic()
-    engine, conn, create = restore_target(part, target)
+    engine, conn, create = restore_target(part, how.target)
     if not info.checked:  # aselect_own already read and checked what it chose
         info = await with_manifest(store, info, part)
-    check_belongs(part, info, allow_unsigned=allow_unsigned)
+    check_belongs(part, info, allow_unsigned=how.allow_unsigned)
     # an encrypted backup needs the identity: checked before anything is looked at on the target
     identity = part.identity() if _encrypted(info) else None
-    mode = _mode_of(info, allow_unverified=allow_unverified)
-    create = await _check_target(engine, conn, create=create, force=force, globals_only=part.globals_only)
+    mode = _mode_of(info, allow_unverified=how.allow_unverified)
+    create = await _check_target(engine, conn, create=create, force=how.force, globals_only=part.globals_only)
     source_db = info.manifest.database if info.manifest else None
     options = RestoreOptions(
-        force=force,
+        force=how.force,
         source_database=None if source_db in (None, "all", GLOBALS_LABEL) else source_db,
         all_databases=source_db == "all",
         # the manifest says whether the tool compressed (mongodump --gzip: *.bson.gz in folders and tars)
@@ -399,7 +451,7 @@ async def _restore_info(
         create=create,
         globals_only=part.globals_only,
     )
-    if options.all_databases and not force and info.manifest is not None:
+    if options.all_databases and not how.force and info.manifest is not None:
         log.info("a whole-server backup: databases that exist on the target stop the restore (pass --force)")
     log.info("restore started", extra={"backup": info.name, "target": conn.display_uri(), "create": create})
     kept: list[str] = []
@@ -438,10 +490,12 @@ def _mode_of(info: BackupInfo, *, allow_unverified: bool) -> str:
         raise RestoreError(f"{info.name} is a {mode}-mode backup without a manifest: restore it by hand")
     if info.manifest is None:
         if not allow_unverified:
-            raise RestoreRefused(
+            refused = RestoreRefused(
                 f"{info.name} has no usable manifest ({info.manifest_problem}): its bytes cannot be proven "
                 "complete. Restore it anyway with --allow-unverified (allow_unverified=True)"
             )
+            refused.copy_at_fault = True
+            raise refused
         log.warning("%s has no manifest (%s): its checksum cannot be verified", info.name, info.manifest_problem)
     return mode
 
@@ -561,6 +615,7 @@ async def arestore_many(
     if settings.databases is None:
         raise ConfigError("--database", "unset: this job backs up one database (restore it with arestore())")
     wanted = _wanted(databases)
+    how = _How(target=target, force=force, allow_unverified=allow_unverified, allow_unsigned=allow_unsigned)
     async with job_storage(settings, storage) as store:
         entries = await store.list()
         infos = backup_infos(entries, job_templates(settings), settings.zone)
@@ -578,17 +633,7 @@ async def arestore_many(
             with log_context(database=info.database):
                 try:
                     await _check_same_run(store, info, run_id, anchor)
-                    results.append(
-                        await _restore_info(
-                            part,
-                            store,
-                            info,
-                            target=target,
-                            force=force,
-                            allow_unverified=allow_unverified,
-                            allow_unsigned=allow_unsigned,
-                        )
-                    )
+                    results.append(await _restore_info(part, store, info, how))
                 except DbstashError as exc:
                     if info.database == GLOBALS_LABEL:
                         raise RestoreError(
@@ -667,9 +712,9 @@ async def prove_backup(store: Storage, info: BackupInfo) -> None:
     try:
         await store.read_stream(info.name, take)
     except StorageError as exc:
-        raise RestoreError(f"reading {info.name} failed: {exc}", stderr_tail=exc.stderr_tail) from None
+        raise _read_failed(info, exc, untouched=True) from None
     applied = "Nothing was applied: the bytes were checked before the restore tool started."
-    _check_read(info, size, digest.hexdigest(), applied)
+    _check_read(info, size, digest.hexdigest(), applied, untouched=True)
 
 
 async def _stream_restore(
@@ -722,19 +767,27 @@ async def _stream_restore(
 
     decryptor = AgeDecryptor(identity, GLOBAL_REDACTOR) if identity is not None else None
     feeder = _Feeder(start_tool, _compression_of(info), line_filter, decryptor)
+    # a failure leaves the target as it was: a temp file or folder, or one transaction rolled back
+    untouched = tmp_path is not None or unpack_into is not None or engine.atomic_restore(options)
     ok = False
     try:
         try:
             await store.read_stream(info.name, feeder)
         except StorageError as exc:
-            raise RestoreError(f"reading {info.name} failed: {exc}", stderr_tail=exc.stderr_tail) from None
+            raise _read_failed(info, exc, untouched=untouched) from None
         sha = feeder.digest.hexdigest()
         stopped = (
             "nothing was applied: it was being unpacked into a temp folder."
             if unpack_into is not None
             else engine.stopped_restore_note(options)
         )
-        _check_read(info, feeder.size, sha, "The restore was stopped before the end of its input: " + stopped)
+        _check_read(
+            info,
+            feeder.size,
+            sha,
+            "The restore was stopped before the end of its input: " + stopped,
+            untouched=untouched,
+        )
         _finish_feed(info, feeder, stopped)
         tool = feeder.tool
         if tool is not None:
@@ -784,15 +837,24 @@ def _temp_beside(final_path: str) -> str:
     return tmp_path
 
 
-def _check_read(info: BackupInfo, size: int, sha: str, applied: str) -> None:
-    """The bytes read are the manifest's, or ChecksumMismatch (*applied*: what the restore left applied)."""
+def _check_read(info: BackupInfo, size: int, sha: str, applied: str, *, untouched: bool) -> None:
+    """The bytes read are the manifest's, or ChecksumMismatch (*applied*: what the restore left applied;
+    *untouched*: the target is as it was, so another destination's copy may be read)."""
     m = info.manifest
     if m is not None and (size != m.size or sha != m.sha256):
         what = "truncated" if size < m.size else "corrupted"
-        raise ChecksumMismatch(
+        error = ChecksumMismatch(
             f"{info.name} is {what}: read {size} bytes with sha256 {sha}, the manifest says {m.size} "
             f"bytes with sha256 {m.sha256}. {applied}"
         )
+        error.copy_at_fault = untouched
+        raise error
+
+
+def _read_failed(info: BackupInfo, exc: StorageError, *, untouched: bool) -> RestoreError:
+    error = RestoreError(f"reading {info.name} failed: {exc}", stderr_tail=exc.stderr_tail)
+    error.copy_at_fault = untouched
+    return error
 
 
 def _finish_feed(info: BackupInfo, feeder: _Feeder, stopped: str) -> None:
@@ -841,9 +903,11 @@ async def _restore_files(
             expected = {p: (int(v[0]), str(v[1])) for p, v in (info.manifest.files or {}).items()}  # type: ignore[call-overload]
             if found.files != expected:
                 bad = sorted(p for p in set(found.files) | set(expected) if found.files.get(p) != expected.get(p))
-                raise ChecksumMismatch(
+                differs = ChecksumMismatch(
                     f"{info.name} differs from its manifest in {len(bad)} file(s), e.g. {bad[0]}: nothing was applied"
                 )
+                differs.copy_at_fault = True
+                raise differs
             size, sha = found.size, found.sha256
         command = _with_extra_args(engine.restore_files_command(conn, folder, options), options)
         stdin_paths: list[str] = []

@@ -14,6 +14,7 @@ from dbstash.errors import ChecksumMismatch, ConfigError, DbstashError, RestoreR
 from dbstash.jobs.databases import GLOBALS_LABEL
 from dbstash.logs import get_logger
 from dbstash.redact import GLOBAL_REDACTOR
+from dbstash.restoring.copies import check_copies
 from dbstash.restoring.listing import aselect_own, backup_infos, job_templates, with_manifest
 from dbstash.restoring.restore import (
     RestoreResult,
@@ -37,9 +38,23 @@ class VerifyResult:
     restore: RestoreResult
     counts: dict[str, int] = field(default_factory=dict)
     cleaned: bool = True
+    #: with several destinations: (destination, None if its copy matches the manifest, else why not) for
+    #: each destination but the drilled one (:attr:`RestoreResult.remote`)
+    copies: tuple[tuple[str, str | None], ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """The drill passed and every other destination's copy matches the manifest."""
+        return all(problem is None for _, problem in self.copies)
 
     def to_dict(self) -> dict[str, object]:
-        return {**self.restore.to_dict(), "counts": self.counts, "cleaned": self.cleaned}
+        return {
+            **self.restore.to_dict(),
+            "ok": self.ok,
+            "counts": self.counts,
+            "cleaned": self.cleaned,
+            "copies": [{"remote": r, "ok": p is None, "error": p} for r, p in self.copies],
+        }
 
 
 # -- listing ---------------------------------------------------------------------------------------
@@ -90,7 +105,8 @@ async def averify(
             raise ChecksumMismatch(f"{result.name} has no manifest: its checksum cannot be verified")
         counts = await engine.table_counts(conn)
         log.info("verify: restored %s, checksum matched", result.name, extra={"counts": counts})
-        return VerifyResult(result, counts)
+        copies = await check_copies(part, result, allow_unsigned) if storage is None and part.extra_remotes else ()
+        return VerifyResult(result, counts, copies=copies)
     finally:
         with anyio.CancelScope(shield=True):
             try:

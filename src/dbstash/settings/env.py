@@ -74,6 +74,13 @@ def settings_from_env(cls: type[Settings], environ: Mapping[str, str]) -> Settin
     tz = check_tz(get("TZ") or "UTC", "TZ")
     schedule = (get("BACKUP_SCHEDULE") or "0 2 * * *").strip()
     remotes = parse_remotes(remote, remote_var)  # several, separated by whitespace
+    if len(remotes) > 1 and os.path.isdir(remote.strip()):  # one folder whose path holds a space, not several
+        raise ConfigError(
+            remote_var,
+            "destinations separated by whitespace (a folder whose path holds a space is named through an rclone "
+            "alias remote: [backups] type = alias, remote = /path with space)",
+            remote,
+        )
     required = parse_required(get("BACKUP_REQUIRED_DESTINATIONS"), len(remotes), "BACKUP_REQUIRED_DESTINATIONS")
     name_template = get("BACKUP_NAME_TEMPLATE") or DEFAULT_TEMPLATE
     extension = check_extension(get("BACKUP_EXTENSION"), "BACKUP_EXTENSION")
