@@ -273,6 +273,41 @@ def test_health_and_metrics(sqlite_db: Path, tmp_path: Path, lockfile: str) -> N
         requests.get(base + "/healthz", timeout=2)
 
 
+def test_health_and_metrics_say_what_each_destination_did(sqlite_db: Path, tmp_path: Path, lockfile: str) -> None:
+    """Two destinations, one of which cannot be written (a file where its folder should be), and
+    BACKUP_REQUIRED_DESTINATIONS=any: the run succeeds, /healthz and /metrics name the lost one, and the
+    success notification's text says it failed."""
+    good, blocker = tmp_path / "good", tmp_path / "blocker"
+    blocker.write_text("a file, not a folder")
+    bad = blocker / "backups"
+    port = free_port()
+    env = sqlite_env(
+        sqlite_db,
+        good,
+        lockfile,
+        RCLONE_REMOTE=f"{good}\n{bad}",
+        BACKUP_REQUIRED_DESTINATIONS="any",
+        BACKUP_SCHEDULE="* * * * * */30",
+        BACKUP_ON_START="true",
+        HEALTH_PORT=str(port),
+        HEALTH_ADDR="127.0.0.1",
+    )
+    svc = Running(["run"], env)
+    record = svc.wait_for("backup complete")
+    time.sleep(0.3)
+    base = f"http://127.0.0.1:{port}"
+    health = requests.get(base + "/healthz", timeout=5)
+    assert health.status_code == 200, "the requirement (any) was met"
+    assert health.json()["destinations"] == {str(good): "success", str(bad): "failure"}
+    metrics = requests.get(base + "/metrics", timeout=5).text
+    assert f'dbstash_destination_runs_total{{outcome="failure",remote="{bad}"}} 1.0' in metrics
+    assert f'dbstash_destination_runs_total{{outcome="success",remote="{good}"}} 1.0' in metrics
+    assert f'dbstash_destination_last_success_timestamp_seconds{{remote="{good}"}}' in metrics
+    assert any(str(bad) in str(c) for c in record["copies"])  # type: ignore[union-attr]
+    assert len([p for p in os.listdir(good) if not p.endswith(MANIFEST_SUFFIX)]) == 1
+    assert svc.stop() == 0
+
+
 def test_no_health_endpoint_in_once_mode(sqlite_db: Path, tmp_path: Path, lockfile: str) -> None:
     port = free_port()
     svc = Running(

@@ -26,7 +26,7 @@ from dbstash.jobs.manifest import MANIFEST_SUFFIX, Manifest
 from dbstash.jobs.naming import PARTIAL_MARK
 from dbstash.settings.options import RcloneOptions
 from dbstash.storage.rclone_cli import RcloneCliStorage
-from tests.support.servers import PgServer, S3Server, children_named, kill_when
+from tests.support.servers import PgServer, S3Server, all_cmdlines, children_named, kill_when
 from tests.support.transports import RcDaemon
 
 pytestmark = pytest.mark.integration
@@ -100,6 +100,11 @@ def check_against_manifest(backup: Path) -> Manifest:
     data = backup.read_bytes()
     assert (len(data), hashlib.sha256(data).hexdigest()) == (manifest.size, manifest.sha256), backup
     return manifest
+
+
+def rclones_for(folder: str) -> list[int]:
+    """rclone processes (any parent: a killed run's are orphans) working on *folder*."""
+    return [pid for pid, cmd in all_cmdlines() if "rclone" in cmd.split(" ", 1)[0] and f"/{folder}" in cmd]
 
 
 def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -245,7 +250,7 @@ def test_sigkill_of_dbstash_at_random_moments_leaves_no_copy_that_differs_from_i
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         deadline = time.monotonic() + 10  # the guardians stop their rclones within their grace
-        while time.monotonic() < deadline and children_named("rclone", None, "rcat"):
+        while time.monotonic() < deadline and rclones_for(folder):
             time.sleep(0.05)
         time.sleep(1.2)  # serve s3's directory cache
         for path in (folder_of(one, folder), folder_of(two, folder), local):
@@ -451,3 +456,27 @@ def test_the_rc_transport_takes_part(pg: PgServer, s3: S3Server, rcd: RcDaemon) 
     assert one.read_bytes() == two.read_bytes()
     check_against_manifest(two)
     assert [i.copies for i in dbstash.list_backups(settings)] == [tuple(remotes)]
+
+
+def test_sigterm_mid_stream_aborts_every_destination_within_docker_grace(
+    pg: PgServer, big: str, two_s3: tuple[S3Server, S3Server], tmp_path: Path
+) -> None:
+    one, two = two_s3
+    folder = f"fan-term-{uuid.uuid4().hex[:6]}"
+    local = tmp_path / folder
+    env = env_for([one.remote(folder), two.remote(folder), str(local)], two_s3, DB_URI=pg.uri())
+    env["RCLONE_EXTRA_ARGS"] = "--bwlimit 4M"
+    proc = subprocess.Popen([*DBSTASH, "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not children_named("pg_dump", proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.5)  # a few megabytes in flight to each destination
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert time.monotonic() - t0 < 10, "within Docker's stop grace"
+    assert proc.returncode == 1 and "SIGTERM" in err
+    assert not rclones_for(folder), "no rclone outlives the run"
+    time.sleep(1.2)  # serve s3's directory cache
+    for path in (folder_of(one, folder), folder_of(two, folder), local):
+        assert backups_in(path) == [], path

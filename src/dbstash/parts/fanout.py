@@ -103,9 +103,17 @@ class FanOut(Sink):
             except (DbstashError, OSError) as exc:
                 errors[i] = str(exc)
 
-        async with anyio.create_task_group() as tg:
-            for i in range(len(self.sinks)):
-                tg.start_soon(one, i)
+        try:
+            async with anyio.create_task_group() as tg:
+                for i in range(len(self.sinks)):
+                    tg.start_soon(one, i)
+        except BaseException:  # cancelled (a signal) while beginning: what began is aborted, not left running
+            with anyio.CancelScope(shield=True):
+                async with anyio.create_task_group() as tg:
+                    for upload in uploads:
+                        if upload is not None:
+                            tg.start_soon(upload.abort)
+            raise
         upload = FanOutUpload(self, name, uploads, errors)
         if len(errors) == len(self.sinks):  # fewer than required go on all the same: their copies stay
             raise upload.shortfall("could not begin")
