@@ -480,3 +480,32 @@ def test_sigterm_mid_stream_aborts_every_destination_within_docker_grace(
     time.sleep(1.2)  # serve s3's directory cache
     for path in (folder_of(one, folder), folder_of(two, folder), local):
         assert backups_in(path) == [], path
+
+
+def test_a_run_of_several_databases_restores_and_verifies_with_the_first_destination_down(
+    pg: PgServer, own_pg: PgServer, two_s3: tuple[S3Server, S3Server]
+) -> None:
+    one, two = two_s3
+    folder = f"fan-many-{uuid.uuid4().hex[:6]}"
+    pg.psql("CREATE TABLE IF NOT EXISTS fan_rows AS SELECT g FROM generate_series(1, 500) g")
+    server = f"postgresql://{pg.user}:{pg.password}@127.0.0.1:{pg.port}/"
+    settings = dbstash.Settings.create(
+        server,
+        remote=[one.remote(folder), two.remote(folder)],
+        databases=["app"],
+        include_globals=False,
+        rclone=RcloneOptions(config_text=config_of(one, two), extra_args=FAST_FAILING),
+    )
+    assert dbstash.backup_many(settings=settings).ok
+    one.proc.kill()
+    one.proc.wait()
+    into = f"postgresql://{own_pg.user}:{own_pg.password}@127.0.0.1:{own_pg.port}/"
+    restored = dbstash.restore_many(settings, target=into, force=True)
+    assert restored.ok and [r.remote for r in restored.results] == [two.remote(folder)]
+    assert own_pg.psql("SELECT count(*) FROM fan_rows") == "500"
+    drilled = dbstash.verify_many(settings, target=pg.uri(database=_fresh_db(pg)))
+    (result,) = drilled.results
+    assert result.restore.remote == two.remote(folder) and result.counts["public.fan_rows"] == 500
+    (down,) = result.copies  # the first destination's copy could not be checked: the drill says so
+    assert down[0] == one.remote(folder) and down[1]
+    assert not drilled.ok

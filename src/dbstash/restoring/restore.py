@@ -48,6 +48,7 @@ from dbstash.logs import get_logger, log_context
 from dbstash.parts.compression import SUFFIXES, Compressor, StreamCompression
 from dbstash.parts.encryption import SUFFIX as ENCRYPTED_SUFFIX, AgeDecryptor, AgeIdentity, DecryptError
 from dbstash.parts.process import ChildProcess
+from dbstash.parts.sink import RemoteEntry
 from dbstash.redact import GLOBAL_REDACTOR
 from dbstash.restoring.listing import (
     NOT_THIS_JOBS,
@@ -610,14 +611,14 @@ async def arestore_many(
     *databases*: ``"all"`` or the names to restore from that run. A failure of the globals stops
     the restore before any database (their owners would be missing).
     """
-    from dbstash.jobs.remote import job_storage  # noqa: PLC0415
+    from dbstash.jobs.remote import job_storages  # noqa: PLC0415
 
     if settings.databases is None:
         raise ConfigError("--database", "unset: this job backs up one database (restore it with arestore())")
     wanted = _wanted(databases)
     how = _How(target=target, force=force, allow_unverified=allow_unverified, allow_unsigned=allow_unsigned)
-    async with job_storage(settings, storage) as store:
-        entries = await store.list()
+    async with job_storages(settings, storage) as stores:
+        store, entries = await first_listing(stores)  # several destinations: the run as the first reachable has it
         infos = backup_infos(entries, job_templates(settings), settings.zone)
         anchor = await aselect_own(settings, store, infos, backup, allow_unsigned=allow_unsigned)
         run = run_of(infos, anchor)
@@ -633,7 +634,10 @@ async def arestore_many(
             with log_context(database=info.database):
                 try:
                     await _check_same_run(store, info, run_id, anchor)
-                    results.append(await _restore_info(part, store, info, how))
+                    if len(stores) > 1:  # each database from the first destination whose copy is usable
+                        results.append(await _restore_from_copies(part, stores, info.name, how))
+                    else:
+                        results.append(await _restore_info(part, store, info, how))
                 except DbstashError as exc:
                     if info.database == GLOBALS_LABEL:
                         raise RestoreError(
@@ -642,6 +646,16 @@ async def arestore_many(
                     log.error("restore of %s failed: %s", info.database, exc, extra={"error_type": type(exc).__name__})
                     failed.append((info.database, GLOBAL_REDACTOR(str(exc))))
     return RestoreRun(run_id, tuple(results), tuple(failed))
+
+
+async def first_listing(stores: Sequence[Storage]) -> tuple[Storage, list[RemoteEntry]]:
+    """The first destination that can be listed, and its listing (the others are logged as passed over)."""
+    for store in stores[:-1]:
+        try:
+            return store, await store.list()
+        except StorageError as exc:
+            log.warning("destination %s is passed over: %s", store.remote, exc)
+    return stores[-1], await stores[-1].list()
 
 
 def _wanted(databases: str | Sequence[str]) -> list[str] | None:

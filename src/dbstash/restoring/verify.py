@@ -20,6 +20,7 @@ from dbstash.restoring.restore import (
     RestoreResult,
     arestore,
     check_belongs,
+    first_listing,
     prove_backup,
     restore_part,
     restore_target,
@@ -134,7 +135,8 @@ class VerifyRun:
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        """Every drill passed, and with several destinations every other copy matched its manifest."""
+        return not self.failed and all(r.ok for r in self.results)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -160,15 +162,16 @@ async def averify_many(
 ) -> VerifyRun:
     """The restore drill for every database of one run (``latest`` by default), one after another into
     the scratch *target* (``VERIFY_TARGET_URI``), which is emptied after each."""
-    from dbstash.jobs.remote import job_storage  # noqa: PLC0415
+    from dbstash.jobs.remote import job_storages  # noqa: PLC0415
 
     if settings.databases is None:
         raise ConfigError("--database", "unset: this job backs up one database (verify it with averify())")
     results: list[VerifyResult] = []
     failed: list[tuple[str, str]] = []
     globals_checked = None
-    async with job_storage(settings, storage) as store:
-        infos = backup_infos(await store.list(), job_templates(settings), settings.zone)
+    async with job_storages(settings, storage) as stores:
+        store, entries = await first_listing(stores)  # several destinations: the run as the first reachable has it
+        infos = backup_infos(entries, job_templates(settings), settings.zone)
         run = run_of(infos, await aselect_own(settings, store, infos, backup, allow_unsigned=allow_unsigned))
         for info in run:
             assert info.database is not None
@@ -186,7 +189,8 @@ async def averify_many(
                         settings,
                         info.name,
                         target=target,
-                        storage=store,
+                        # several destinations: averify drills the first usable copy and checks the others
+                        storage=store if len(stores) == 1 else None,
                         database=info.database,
                         allow_unsigned=allow_unsigned,
                     )
