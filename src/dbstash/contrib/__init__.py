@@ -1,0 +1,1 @@
+"""Integrations with the frameworks dbstash's users live in (each imports its framework on use)."""
