@@ -1,5 +1,8 @@
 """A Django management command: ``python manage.py backupdb`` (copy to yourapp/management/commands/).
 
+The app ``dbstash.contrib.django`` does all of this and more (any alias, restore, list, a backup
+before ``migrate``; docs/library.md): this file is the smallest hand-written form, for reading.
+
 Backs up the ``default`` database to ``settings.BACKUP_REMOTE`` with dbstash. PostgreSQL, MySQL,
 MariaDB and SQLite settings are turned into a dbstash URI; the password is passed as a parameter,
 so it never appears in a URI, argv or a log line.
