@@ -8,6 +8,7 @@ project's own machines, so CI always takes the local path.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -67,6 +68,31 @@ def pg(request: pytest.FixtureRequest, pg_bindir: str) -> Iterator[PgServer]:
     server = PgServer.start(pg_bindir)
     yield server
     server.destroy()
+
+
+@pytest.fixture(autouse=True)
+def _drop_databases_the_test_made(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Drop the databases a test created on the session server (restore targets, drill copies).
+
+    Every test backs up and restores the session server's databases; left in place, they add up to
+    more than a small CI disk holds. Module-scoped fixtures are set up before this snapshot, so what
+    they create lives on until they tear it down themselves.
+    """
+    if "pg" not in request.fixturenames:
+        yield
+        return
+    server: PgServer = request.getfixturevalue("pg")
+    listing = "SELECT datname FROM pg_database"
+    before = set(server.psql(listing).splitlines())
+    yield
+    try:
+        made = set(server.psql(listing).splitlines()) - before
+    except Exception:  # the test stopped the server: nothing left to clean
+        return
+    for name in sorted(made):
+        quoted = '"' + name.replace('"', '""') + '"'
+        with contextlib.suppress(Exception):  # not ours to drop (another role's): leave it
+            server.psql(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
 
 
 def _pg_from_docker(request: pytest.FixtureRequest, pg_bindir: str) -> PgServer:  # pragma: no cover

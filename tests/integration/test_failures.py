@@ -10,7 +10,7 @@ import hashlib
 import os
 import signal
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import anyio
@@ -28,13 +28,15 @@ SLOW = ("--bwlimit", "4M")
 
 
 @pytest.fixture(scope="module")
-def big_table(pg: PgServer) -> str:
-    """~45 MB of rows: the dump takes seconds at 4 MB/s, long enough to kill something mid-stream."""
+def big_table(pg: PgServer) -> Iterator[str]:
+    """~45 MB of rows: the dump takes seconds at 4 MB/s, long enough to kill something mid-stream.
+    Dropped after the module: every later test backs up this database (CI disks can be small)."""
     pg.psql(
         "CREATE TABLE IF NOT EXISTS big AS SELECT g AS id, repeat(md5(g::text), 9) AS pad "
         "FROM generate_series(1, 150000) g"
     )
-    return "big"
+    yield "big"
+    pg.psql("DROP TABLE IF EXISTS big")
 
 
 def kill_child(name: str, sig: int = signal.SIGKILL, arg: str | None = None) -> Callable[[], None]:

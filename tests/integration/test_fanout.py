@@ -35,14 +35,15 @@ DBSTASH = [sys.executable, "-m", "dbstash_cli"]
 FAST_FAILING = ("--bwlimit", "20M", "--retries", "1", "--low-level-retries", "1", "--contimeout", "2s")
 
 
-@pytest.fixture
-def big(pg: PgServer) -> str:
-    """~45 MB of rows: big enough that a destination can fail in the middle."""
+@pytest.fixture(scope="module")
+def big(pg: PgServer) -> Iterator[str]:
+    """~45 MB of rows: big enough that a destination can fail in the middle; dropped after the module."""
     pg.psql(
         "CREATE TABLE IF NOT EXISTS fan_big AS SELECT g AS id, repeat(md5(g::text), 9) AS pad "
         "FROM generate_series(1, 150000) g"
     )
-    return "fan_big"
+    yield "fan_big"
+    pg.psql("DROP TABLE IF EXISTS fan_big")
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import subprocess
 import tarfile
 import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -137,11 +138,19 @@ def _no_complete_backup(remote: Path) -> None:
     assert not [n for n in names if n.endswith(".tar")], names
 
 
-@pytest.mark.parametrize("mode", ["directory", "tar"])
-def test_dump_killed_mid_way(pg: PgServer, tmp_path: Path, temp_dir: Path, mode: str) -> None:
+@pytest.fixture(scope="module")
+def modes_big(pg: PgServer) -> Iterator[str]:
+    """A table big enough to stop a run in the middle; dropped after the module, since every later
+    test backs up this database and restores it (CI disks can be small)."""
     pg.psql(
         "CREATE TABLE IF NOT EXISTS modes_big AS SELECT g, repeat(md5(g::text), 20) p FROM generate_series(1, 300000) g"
     )
+    yield "modes_big"
+    pg.psql("DROP TABLE IF EXISTS modes_big")
+
+
+@pytest.mark.parametrize("mode", ["directory", "tar"])
+def test_dump_killed_mid_way(pg: PgServer, modes_big: str, tmp_path: Path, temp_dir: Path, mode: str) -> None:
     remote = tmp_path / "remote"
     settings = Settings.create(pg.uri(), remote=str(remote), mode=mode, temp_dir=str(temp_dir))
 
@@ -194,10 +203,7 @@ def test_full_disk_names_backup_temp_dir(
     _no_complete_backup(remote)
 
 
-def test_rclone_killed_mid_copy(pg: PgServer, tmp_path: Path, temp_dir: Path, s3: S3Server) -> None:
-    pg.psql(
-        "CREATE TABLE IF NOT EXISTS modes_big AS SELECT g, repeat(md5(g::text), 20) p FROM generate_series(1, 300000) g"
-    )
+def test_rclone_killed_mid_copy(pg: PgServer, modes_big: str, tmp_path: Path, temp_dir: Path, s3: S3Server) -> None:
     folder = f"modes-{uuid.uuid4().hex[:6]}"
     settings = Settings.create(
         pg.uri(),
@@ -226,10 +232,7 @@ def test_rclone_killed_mid_copy(pg: PgServer, tmp_path: Path, temp_dir: Path, s3
     assert os.listdir(temp_dir) == []
 
 
-def test_timeout_removes_the_work_folder(pg: PgServer, tmp_path: Path, temp_dir: Path) -> None:
-    pg.psql(
-        "CREATE TABLE IF NOT EXISTS modes_big AS SELECT g, repeat(md5(g::text), 20) p FROM generate_series(1, 300000) g"
-    )
+def test_timeout_removes_the_work_folder(pg: PgServer, modes_big: str, tmp_path: Path, temp_dir: Path) -> None:
     remote = tmp_path / "remote"
     settings = Settings.create(
         pg.uri(),
@@ -288,10 +291,9 @@ def test_directory_retention_counts_and_purges_folders(pg: PgServer, tmp_path: P
     assert listed[result.name] and listed["app-2026-01-03-000000"] is False
 
 
-def test_sigterm_during_the_upload_removes_the_work_folder(pg: PgServer, tmp_path: Path, temp_dir: Path) -> None:
-    pg.psql(
-        "CREATE TABLE IF NOT EXISTS modes_big AS SELECT g, repeat(md5(g::text), 20) p FROM generate_series(1, 300000) g"
-    )
+def test_sigterm_during_the_upload_removes_the_work_folder(
+    pg: PgServer, modes_big: str, tmp_path: Path, temp_dir: Path
+) -> None:
     remote = tmp_path / "remote"
     env = {
         **os.environ,

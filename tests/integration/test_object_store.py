@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,14 +32,15 @@ pytestmark = pytest.mark.integration
 DBSTASH = [sys.executable, "-m", "dbstash_cli"]
 
 
-@pytest.fixture
-def big(pg: PgServer) -> str:
-    """~45 MB of rows."""
+@pytest.fixture(scope="module")
+def big(pg: PgServer) -> Iterator[str]:
+    """~45 MB of rows, dropped after the module (CI disks can be small)."""
     pg.psql(
         "CREATE TABLE IF NOT EXISTS os_big AS SELECT g AS id, repeat(md5(g::text), 9) AS pad "
         "FROM generate_series(1, 150000) g"
     )
-    return "os_big"
+    yield "os_big"
+    pg.psql("DROP TABLE IF EXISTS os_big")
 
 
 def s3_env(s3: S3Server, folder: str, **extra: str) -> dict[str, str]:

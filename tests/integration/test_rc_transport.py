@@ -122,12 +122,20 @@ def test_rcd_unreachable_is_a_failed_run_exit_1(sqlite_db: Path, tmp_path: Path)
     assert proc.returncode == 1 and "RCLONE_RC_URL" in proc.stderr
 
 
-def test_rcd_killed_mid_upload_leaves_nothing_complete(
-    pg: PgServer, tmp_path: Path, rclone_bin: str, s3: object
-) -> None:
+@pytest.fixture(scope="module")
+def rc_big(pg: PgServer) -> Iterator[str]:
+    """A table big enough to stop a run in the middle; dropped after the module, since every later
+    test backs up this database and restores it (CI disks can be small)."""
     pg.psql(
         "CREATE TABLE IF NOT EXISTS rc_big AS SELECT g, repeat(md5(g::text), 9) p FROM generate_series(1, 150000) g"
     )
+    yield "rc_big"
+    pg.psql("DROP TABLE IF EXISTS rc_big")
+
+
+def test_rcd_killed_mid_upload_leaves_nothing_complete(
+    pg: PgServer, rc_big: str, tmp_path: Path, rclone_bin: str, s3: object
+) -> None:
     daemon = RcDaemon.start(rclone_bin, "", SLOW_ARGS)
     remote = tmp_path / "remote"
     fired = threading.Event()
@@ -148,7 +156,9 @@ def test_rcd_killed_mid_upload_leaves_nothing_complete(
     assert all(n.endswith(PARTIAL_MARK) for n in left), left
 
 
-def test_rcd_killed_at_the_final_move_leaves_only_whole_backups(pg: PgServer, rclone_bin: str, s3: S3Server) -> None:
+def test_rcd_killed_at_the_final_move_leaves_only_whole_backups(
+    pg: PgServer, rc_big: str, rclone_bin: str, s3: S3Server
+) -> None:
     """SIGKILL of rcd the moment the manifest is stored, i.e. as the server-side move starts (S3: a
     copy and a delete). The run fails; whatever is under a final name then is whole: its bytes are
     those its manifest names (docs/cli.md, exit 1: the move may have finished on the server)."""
@@ -156,9 +166,6 @@ def test_rcd_killed_at_the_final_move_leaves_only_whole_backups(pg: PgServer, rc
 
     from dbstash.jobs.manifest import MANIFEST_SUFFIX, Manifest
 
-    pg.psql(
-        "CREATE TABLE IF NOT EXISTS rc_big AS SELECT g, repeat(md5(g::text), 9) p FROM generate_series(1, 150000) g"
-    )
     folder = f"mv-{os.urandom(4).hex()}"
     path = Path(s3.root) / s3.bucket / folder
     daemon = RcDaemon.start(rclone_bin, s3.config)
