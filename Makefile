@@ -14,8 +14,9 @@ bench:
 images:
 	scripts/images.sh
 
+# the docs site into site/; makes the virtualenv it needs on a fresh clone
 docs:
-	.venv/bin/mkdocs build --strict
+	scripts/docs.sh
 
 clean:
 	rm -rf demo .venv site .mypy_cache .ruff_cache

@@ -1,6 +1,6 @@
 """dbstash: stream database dumps straight into any rclone remote, never leaving a truncated backup.
 
-Example:
+Examples:
     >>> import dbstash
     >>> result = dbstash.backup("sqlite:///srv/app.db", remote="/srv/backups")  # doctest: +SKIP
     >>> print(result.remote_path, result.size, result.sha256)  # doctest: +SKIP

@@ -1,6 +1,6 @@
 """The one sync bridge: each blocking function of the API is its async twin run on its own event loop.
 
-:func:`blocking` makes the twin: the same parameters (its signature *is* the async one's), the
+`blocking()` makes the twin: the same parameters (its signature *is* the async one's), the
 same result, and the same refusal everywhere to nest an event loop inside a running one.
 """
 
@@ -38,7 +38,9 @@ def blocking(async_fn: Callable[P, Coroutine[Any, Any, T]], doc: str | None = No
         return anyio.run(functools.partial(async_fn, *args, **kwargs))
 
     run.__name__ = run.__qualname__ = name
-    run.__doc__ = doc or f"The blocking twin of :func:`{async_name}`: the same parameters, its own event loop."
+    run.__doc__ = doc or (
+        f"The blocking twin of [`{async_name}()`][dbstash.{async_name}]: the same parameters, its own event loop."
+    )
     return run
 
 

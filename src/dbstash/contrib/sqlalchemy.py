@@ -71,9 +71,9 @@ def backup_before_migration(context: Any, **backup: Any) -> BackupResult | None:
     """Back up the database a migration is about to change, if it has revisions to apply.
 
     *context*: ``alembic.context`` inside ``env.py``, after ``context.configure(connection=...)``.
-    *backup*: keywords of :func:`dbstash.backup` (``remote=`` at least; ``name_template``, retention,
+    *backup*: keywords of [`dbstash.backup()`][dbstash.backup] (``remote=`` at least; ``name_template``, retention,
     encryption, ...). Returns the backup, or None when nothing is to be applied. A failure raises
-    (a :class:`~dbstash.DbstashError`): the migration should not start without its backup.
+    (a [`DbstashError`][dbstash.DbstashError]): the migration should not start without its backup.
     """
     import dbstash  # noqa: PLC0415
 

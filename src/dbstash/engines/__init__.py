@@ -31,7 +31,7 @@ ENTRY_POINT_GROUP = "dbstash.engines"
 def available_engines() -> dict[str, type[Engine]]:
     """The built-in engines, plus those installed packages declare in the ``dbstash.engines`` entry-point
     group (a built-in key is never replaced). A third-party engine is a package, not a patch of
-    :data:`ENGINES`::
+    [`ENGINES`][dbstash.ENGINES]::
 
         [project.entry-points."dbstash.engines"]
         clickhouse = "dbstash_clickhouse:ClickhouseEngine"

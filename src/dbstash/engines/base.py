@@ -23,7 +23,7 @@ from dbstash.redact import GLOBAL_REDACTOR, redact_uri
 
 
 def check_ports(connection: Connection, variable: str) -> None:
-    """Raise :class:`ConfigError` naming *variable* unless every port of *connection* is 1-65535."""
+    """Raise [`ConfigError`][dbstash.ConfigError] naming *variable* unless every port of *connection* is 1-65535."""
     for port in (connection.port or "").split(","):
         if port and not ((port.isascii() and port.isdigit()) and 1 <= int(port) <= 65535):
             raise ConfigError(
@@ -35,7 +35,7 @@ def check_ports(connection: Connection, variable: str) -> None:
 class Connection:
     """Where a database is and how to log in, parsed once from a URI or from ``DB_*`` parts.
 
-    ``password`` never shows in ``repr``; :meth:`display_uri` is safe to log.
+    ``password`` never shows in ``repr``; `display_uri()` is safe to log.
     """
 
     engine: str
@@ -94,7 +94,7 @@ class DumpCommand:
     """A ready-to-run dump: argv (never a secret in it) and the extra environment (which may hold one).
 
     Tools that only take a password from a file (mysqldump's ``--defaults-extra-file``, mongodump's
-    ``--config``) get it through *secret_files*: argv says ``{secret:NAME}`` and :meth:`materialize`
+    ``--config``) get it through *secret_files*: argv says ``{secret:NAME}`` and `materialize()`
     turns each into an anonymous in-memory file (``memfd``, mode 0600) passed to the child as
     ``/dev/fd/N``. The secret never touches the disk, argv or a path another process could open.
     """
@@ -115,7 +115,7 @@ class DumpCommand:
         stdin: int | None = subprocess.DEVNULL,
         stdout: int | None = subprocess.DEVNULL,
     ) -> ChildProcess:
-        """Run this command as a child: scrubbed environment plus :attr:`env`, secret files as memfds
+        """Run this command as a child: scrubbed environment plus `env`, secret files as memfds
         (closed in dbstash once the child has them), stderr drained into a redacted tail."""
         with self.materialize() as (argv, pass_fds):
             return ChildProcess(
@@ -129,9 +129,9 @@ class DumpCommand:
             )
 
     def resolved_env(self, pass_fds: tuple[int, ...]) -> dict[str, str]:
-        """:attr:`env` with ``{secret:NAME}`` in values replaced as in argv (``PGPASSFILE={secret:pgpass}``).
+        """`env` with ``{secret:NAME}`` in values replaced as in argv (``PGPASSFILE={secret:pgpass}``).
 
-        *pass_fds* is what :meth:`materialize` gave, in the order of :attr:`secret_files`.
+        *pass_fds* is what `materialize()` gave, in the order of `secret_files`.
         """
         fds = dict(zip(self.secret_files, pass_fds, strict=True))
         return {k: _SECRET_REF.sub(lambda m: f"/dev/fd/{fds[m.group(1)]}", v) for k, v in self.env.items()}
@@ -234,7 +234,7 @@ class Engine(ABC):
 
     @abstractmethod
     def parse_uri(self, uri: str, *, variable: str = "DB_URI") -> Connection:
-        """Parse a connection URI; raise :class:`ConfigError` naming *variable* if malformed."""
+        """Parse a connection URI; raise [`ConfigError`][dbstash.ConfigError] naming *variable* if malformed."""
 
     def from_parts(
         self,
@@ -260,8 +260,8 @@ class Engine(ABC):
     async def dump_command(self, connection: Connection, options: DumpOptions) -> DumpCommand:
         """The command that writes a dump to stdout. May probe tools and the server (e.g. versions).
 
-        Raises :class:`~dbstash.errors.DumpFailed` if the server cannot be reached for a probe,
-        :class:`~dbstash.errors.ToolNotFound` if no usable tool is installed.
+        Raises [`DumpFailed`][dbstash.DumpFailed] if the server cannot be reached for a probe,
+        [`ToolNotFound`][dbstash.ToolNotFound] if no usable tool is installed.
         """
 
     def preview_command(self, connection: Connection, options: DumpOptions) -> DumpCommand:
@@ -304,8 +304,8 @@ class Engine(ABC):
     async def list_databases(self, connection: Connection) -> list[str]:
         """Every database on *connection*'s server (system ones included), sorted.
 
-        Raises :class:`~dbstash.errors.RestoreError` (a client tool failed) or
-        :class:`~dbstash.errors.ToolNotFound`.
+        Raises [`RestoreError`][dbstash.RestoreError] (a client tool failed) or
+        [`ToolNotFound`][dbstash.ToolNotFound].
         """
         raise ToolNotFound(f"{self.key} cannot list databases")
 
@@ -343,7 +343,7 @@ class Engine(ABC):
     backup_note: ClassVar[str | None] = None
 
     def split_stream(self, src_fd: int, outdir: str) -> None:
-        """Split the one-stream dump read from *src_fd* into files in *outdir* (engines with :attr:`splits_stream`)."""
+        """Split the one-stream dump read from *src_fd* into files in *outdir* (engines with `splits_stream`)."""
         raise NotImplementedError(f"{self.key} does not split its dump stream")
 
     def with_auth_source(self, connection: Connection, auth_source: str | None) -> Connection:
@@ -362,7 +362,7 @@ class Engine(ABC):
     # -- restore ------------------------------------------------------------------------------------
     #: The target is a file (SQLite, Redis): restored into a temp file beside it, renamed when verified.
     restores_to_file: ClassVar[bool] = False
-    #: The suffix of the scratch file a drill restores into (engines that :attr:`restores_to_file`).
+    #: The suffix of the scratch file a drill restores into (engines that `restores_to_file`).
     scratch_suffix: ClassVar[str] = ".db"
 
     def atomic_restore(self, options: RestoreOptions) -> bool:
@@ -429,7 +429,7 @@ async def run_tool(
 
     *stdin_paths*: files streamed, in order, to its stdin (never read whole into memory).
     Used by restore and verify (the restore tool, emptiness checks, row counts, clean-up), so it
-    raises :class:`~dbstash.errors.RestoreError` with the redacted stderr if it fails or times out.
+    raises [`RestoreError`][dbstash.RestoreError] with the redacted stderr if it fails or times out.
     """
     name = os.path.basename(command.argv[0])
     try:

@@ -74,7 +74,7 @@ class MysqlEngine(Engine):
     tools: ClassVar[tuple[str, ...]] = ("mysqldump", "mariadb-dump")
 
     def __init__(self, tool: str | None = None) -> None:
-        """*tool*: path of the dump program; default: the first of :attr:`tools` on PATH."""
+        """*tool*: path of the dump program; default: the first of `tools` on PATH."""
         self._tool = tool
 
     def parse_uri(self, uri: str, *, variable: str = "DB_URI") -> Connection:
@@ -146,7 +146,7 @@ class MysqlEngine(Engine):
         return tuple(argv)
 
     def find_tool(self) -> str | None:
-        """The dump program to run: the configured one, else the first of :attr:`tools` on PATH."""
+        """The dump program to run: the configured one, else the first of `tools` on PATH."""
         if self._tool:
             return self._tool
         for name in self.tools:
@@ -363,7 +363,7 @@ class MysqlGlobalsFilter(LineFilter):
 
 
 class MariadbEngine(MysqlEngine):
-    """MariaDB via ``mariadb-dump`` (``mysqldump`` if that is what is installed): as :class:`MysqlEngine`."""
+    """MariaDB via ``mariadb-dump`` (``mysqldump`` if that is what is installed): as `MysqlEngine`."""
 
     key: ClassVar[str] = "mariadb"
     schemes: ClassVar[tuple[str, ...]] = ("mariadb",)

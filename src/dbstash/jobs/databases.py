@@ -26,7 +26,7 @@ class DatabaseSelection:
         include_globals: also back up the server's roles/users/grants as one object (``DB_GLOBALS``).
         parallel: how many databases are dumped at once (``DB_PARALLEL``); each holds one connection.
 
-    Example:
+    Examples:
         >>> s = DatabaseSelection(every=True, exclude=("test_*",))
         >>> s.resolve(["app", "billing", "postgres", "template1", "test_x"], system=("postgres", "template1"))
         ['app', 'billing']

@@ -21,7 +21,7 @@ class LockHeld(BackupFailed):
 
 @contextlib.contextmanager
 def run_lock(path: str) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on *path* for the block; raise :class:`LockHeld` if another process has it.
+    """Hold an exclusive ``flock`` on *path* for the block; raise `LockHeld` if another process has it.
 
     The kernel drops an flock when its holder dies, however it dies, so a killed process never
     leaves a stale lock behind. The file itself is left in place (removing it would race).

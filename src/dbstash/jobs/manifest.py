@@ -21,7 +21,7 @@ def manifest_name(backup_name: str) -> str:
     return backup_name + MANIFEST_SUFFIX
 
 
-#: ``<manifest name>.sig``: the manifest's signature, when the job signs (see :mod:`dbstash.jobs.signing`)
+#: ``<manifest name>.sig``: the manifest's signature, when the job signs (see `dbstash.jobs.signing`)
 SIGNATURE_SUFFIX = ".sig"
 
 

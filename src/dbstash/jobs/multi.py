@@ -64,12 +64,12 @@ class DatabaseOutcome:
 
 @dataclass(frozen=True, slots=True)
 class JobResult:
-    """A multi-database run: one :class:`DatabaseOutcome` per database, the globals first.
+    """A multi-database run: one [`DatabaseOutcome`][dbstash.DatabaseOutcome] per database, the globals first.
 
     Every committed object shares the run's ``backup_id`` (in its manifest), which is how ``restore
     --database all`` finds the databases of one run.
 
-    Example:
+    Examples:
         >>> from datetime import UTC, datetime
         >>> now = datetime.now(UTC)
         >>> run = JobResult("pg", "a1b2c3d4e5f6", now, now, 1.5,
@@ -127,7 +127,7 @@ class JobResult:
 async def resolve_databases(settings: Settings, engine: Engine | None = None) -> tuple[list[str], list[str]]:
     """(the databases this run backs up, the ones on the server it leaves out), asking the server.
 
-    Raises :class:`~dbstash.errors.DumpFailed` when the server cannot be asked.
+    Raises [`DumpFailed`][dbstash.DumpFailed] when the server cannot be asked.
     """
     assert settings.databases is not None
     engine = engine or settings.engine()
@@ -161,7 +161,7 @@ async def run_job(
 ) -> JobResult:
     """Back up every database *settings* select (``settings.databases``), each as its own object.
 
-    Returns a :class:`JobResult` whether or not every database succeeded (check ``.ok`` /
+    Returns a [`JobResult`][dbstash.JobResult] whether or not every database succeeded (check ``.ok`` /
     ``.exit_code``); raises only when the run could not start (pre-hook, listing the databases) or
     was cancelled, in which case nothing of the databases still running is committed.
     """

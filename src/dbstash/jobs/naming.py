@@ -34,7 +34,7 @@ def _usable(value: str) -> bool:
 class NameTemplate:
     """A validated ``BACKUP_NAME_TEMPLATE`` bound to one job (database name, engine key, extension).
 
-    Example:
+    Examples:
         >>> t = NameTemplate.parse("{db}-{date}-{time}", db="app", engine="pg", extension=".sql")
         >>> t.render(datetime(2026, 2, 7, 2, 0, tzinfo=UTC), uuid="a1b2c3d4")
         'app-2026-02-07-020000.sql'
@@ -58,7 +58,7 @@ class NameTemplate:
         variable: str = "BACKUP_NAME_TEMPLATE",
         db_variable: str = "DB_NAME",
     ) -> NameTemplate:
-        """Validate *template* and bind it; raises :class:`ConfigError` naming *variable*, or
+        """Validate *template* and bind it; raises [`ConfigError`][dbstash.ConfigError] naming *variable*, or
         *db_variable* when the database name is what cannot become part of a file name."""
         expected = (
             "a file name made of text and the tokens {db} {engine} {date} {time} {ts} {uuid}, with no '/' and no '..'"
@@ -201,7 +201,7 @@ class NameTemplate:
 def same_second_order(name: str) -> tuple[int, str]:
     """Orders the backups of one series taken in the same second, oldest first: the plain name (the
     first run claimed it) before the names with a ``-NNNNNNxx`` suffix (later runs), and those by the
-    microseconds of their start (see :meth:`NameTemplate.alternative`)."""
+    microseconds of their start (see [`NameTemplate.alternative()`][dbstash.NameTemplate.alternative])."""
     return len(name), name
 
 

@@ -46,7 +46,7 @@ STALE_PARTIAL_AGE = 24 * 3600.0
 def stale_partials(
     entries: Sequence[RemoteEntry], template: NameTemplate, now: datetime, timeout: float | None = None
 ) -> list[str]:
-    """This job's leftovers among *entries* that no run can still be writing (see :data:`STALE_PARTIAL_AGE`):
+    """This job's leftovers among *entries* that no run can still be writing (see `STALE_PARTIAL_AGE`):
     partial uploads, and orphan manifests (a manifest is stored just before its object appears, so a
     SIGKILL in between leaves one whose object never came)."""
     limit = max(STALE_PARTIAL_AGE, timeout or 0)
@@ -160,7 +160,7 @@ async def _untrusted(
     settings: Settings, storage: Storage, backup: Backup, text: bytes | None, signed: bool
 ) -> str | None:
     """Why *backup* (its manifest's bytes *text*) is not signed by a trusted key for this job, or None:
-    the listing's check (:func:`dbstash.restoring.listing.check_signature`)."""
+    the listing's check (`dbstash.restoring.listing.check_signature()`)."""
     from dbstash.restoring.listing import BackupInfo, check_signature  # noqa: PLC0415 - listing imports config, as this does
 
     try:
@@ -181,7 +181,7 @@ async def apply_plan(plan: RetentionPlan, storage: Storage, mode: str = "stream"
 
 @dataclass(frozen=True, slots=True)
 class Applied:
-    """What :func:`apply_retention` did: the backups it deleted, and those the remote refused to
+    """What `apply_retention()` did: the backups it deleted, and those the remote refused to
     delete (``retained (locked)``: Object Lock, or a credential without the right to delete)."""
 
     deleted: tuple[str, ...]
@@ -189,7 +189,7 @@ class Applied:
 
 
 async def apply_retention(plan: RetentionPlan, storage: Storage, mode: str = "stream") -> Applied:
-    """:func:`apply_plan`, reporting what the remote refused to delete as ``retained (locked)`` (a
+    """`apply_plan()`, reporting what the remote refused to delete as ``retained (locked)`` (a
     warning, not an error): the backups still listed after a refused deletion. Any other storage
     error is raised."""
     doomed = plan.delete
@@ -231,7 +231,7 @@ def _sidecars(name: str) -> tuple[str, str]:
 
 @dataclass(frozen=True, slots=True)
 class PruneResult:
-    """What :func:`prune` decided and did. With ``dry_run`` nothing was deleted."""
+    """What [`prune()`][dbstash.prune] decided and did. With ``dry_run`` nothing was deleted."""
 
     remote: str
     plan: RetentionPlan
@@ -257,13 +257,14 @@ class PruneResult:
 async def aprune(
     settings: Settings, *, dry_run: bool = False, storage: Storage | None = None, now: datetime | None = None
 ) -> PruneResult:
-    """Apply this job's retention policy to its remote folder now (the async twin of :func:`prune`).
+    """Apply this job's retention policy to its remote folder now (the async twin of [`prune()`][dbstash.prune]).
 
     Lists the folder once, keeps only this job's complete backups (template matches, partial uploads
-    never, manifests naming this job), plans with :meth:`RetentionPolicy.plan`, and deletes unless
+    never, manifests naming this job), plans with [`RetentionPolicy.plan()`][dbstash.RetentionPolicy.plan], and
+    deletes unless
     *dry_run*, along with partial uploads that aborted runs of this job left behind
-    (:func:`stale_partials`). The newest backup is never deleted. Raises
-    :class:`~dbstash.errors.StorageError` if the remote cannot be listed.
+    (`stale_partials()`). The newest backup is never deleted. Raises
+    [`StorageError`][dbstash.StorageError] if the remote cannot be listed.
     """
     if storage is None and settings.extra_remotes:
         return await _prune_each(settings, dry_run=dry_run, now=now)
@@ -339,9 +340,9 @@ async def _prune_many(settings: Settings, store: Storage, *, dry_run: bool, now:
 
 prune = blocking(
     aprune,
-    """Apply this job's retention policy to its remote folder (blocking). See :func:`aprune`.
+    """Apply this job's retention policy to its remote folder (blocking). See [`aprune()`][dbstash.aprune].
 
-    Example:
+    Examples:
         >>> s = dbstash.Settings.create("sqlite:///srv/app.db", remote="/srv/backups",
         ...                             retention_keep={"daily": 7, "weekly": 4})  # doctest: +SKIP
         >>> for row in dbstash.prune(s, dry_run=True).plan.to_dict():  # doctest: +SKIP

@@ -96,7 +96,9 @@ PERIODS: tuple[tuple[str, PeriodKey], ...] = (
 class RetentionPolicy:
     """``RETENTION_MAX_FILES``, ``RETENTION_MAX_DAYS`` and ``RETENTION_KEEP_*`` (0 = off everywhere).
 
-    Example (the spec's limits):
+    Examples:
+        The spec's limits:
+
 
         >>> from datetime import UTC
         >>> now = datetime(2026, 1, 10, tzinfo=UTC)

@@ -82,7 +82,7 @@ def _signed_data(message: bytes, namespace: str, hash_name: str) -> bytes:
 class SigningKey:
     """An ed25519 private key that signs manifests; held in memory only, never shown.
 
-    Example:
+    Examples:
         >>> key = SigningKey.from_file("/run/secrets/backup-key")  # doctest: +SKIP
         >>> from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
         >>> key = SigningKey(Ed25519PrivateKey.generate())  # or a fresh one, in code
@@ -111,7 +111,7 @@ class SigningKey:
 
     @classmethod
     def from_bytes(cls, data: bytes, variable: str = "signing_key") -> SigningKey:
-        """Load an unencrypted OpenSSH ed25519 private key; :class:`ConfigError` names *variable*."""
+        """Load an unencrypted OpenSSH ed25519 private key; [`ConfigError`][dbstash.ConfigError] names *variable*."""
         from cryptography.exceptions import UnsupportedAlgorithm  # noqa: PLC0415 - see the imports
         from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: PLC0415
@@ -178,7 +178,7 @@ class TrustedKeys:
     file (``principal[,...] [namespaces="dbstash"] ssh-ed25519 AAAA...``); ``#`` starts a comment.
     A line whose ``namespaces=`` leaves out ``dbstash`` trusts nothing here, as for ``ssh-keygen``.
 
-    Example:
+    Examples:
         >>> from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
         >>> key = SigningKey(Ed25519PrivateKey.generate())
         >>> trusted = TrustedKeys.parse(f'ops@example.com namespaces="dbstash" {key.public_line}')
@@ -196,7 +196,7 @@ class TrustedKeys:
 
     @classmethod
     def parse(cls, text: str, variable: str = "trusted_keys") -> TrustedKeys:
-        """Parse *text*; :class:`ConfigError` names *variable* and the line that is not a key."""
+        """Parse *text*; [`ConfigError`][dbstash.ConfigError] names *variable* and the line that is not a key."""
         expected = "OpenSSH ed25519 public keys, one a line (ssh-ed25519 AAAA...), or an allowed_signers file"
         keys: dict[str, bytes] = {}
         for number, raw_line in enumerate(text.splitlines(), 1):
@@ -234,7 +234,7 @@ class TrustedKeys:
 
     def check(self, message: bytes, armored: bytes) -> str:
         """The fingerprint of the trusted key whose signature *armored* is of *message*;
-        :class:`Untrusted` says which check failed otherwise."""
+        `Untrusted` says which check failed otherwise."""
         blob = _dearmor(armored)
         r = _Reader(blob)
         try:

@@ -1,6 +1,6 @@
 """Notifications: Slack, Discord, generic webhooks, email and ping monitors, one module each.
 
-:func:`notify` delivers an event to every notifier that wants it, concurrently, each in a worker
+`notify()` delivers an event to every notifier that wants it, concurrently, each in a worker
 thread with a bound; a notifier that fails is logged and never changes the backup's outcome.
 """
 
@@ -64,7 +64,7 @@ def plugin_notifiers(environ: Mapping[str, str]) -> list[Notifier]:
         [project.entry-points."dbstash.notifiers"]
         matrix = "dbstash_matrix:from_env"   # def from_env(environ) -> Notifier | None
 
-    A factory raising :class:`~dbstash.errors.ConfigError` (naming its variable) stops start-up with exit 2.
+    A factory raising [`ConfigError`][dbstash.ConfigError] (naming its variable) stops start-up with exit 2.
     """
     from dbstash.plugins import entry_points_of  # noqa: PLC0415 - only the env path needs it
 

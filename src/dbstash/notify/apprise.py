@@ -113,7 +113,7 @@ def _with_timeouts(url: str, timeout: float) -> str:
 class AppriseNotifier(Notifier):
     """Sends success/failure messages to apprise URLs (``NOTIFY_URLS``).
 
-    Example:
+    Examples:
         >>> import dbstash
         >>> n = dbstash.AppriseNotifier(["json://127.0.0.1:9/hook"], "failure")
         >>> n.kind, n.wants("failure"), n.wants("success")

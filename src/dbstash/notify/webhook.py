@@ -6,7 +6,7 @@ from dbstash.notify.base import MessageNotifier, RunEvent
 
 
 class WebhookNotifier(MessageNotifier):
-    """POSTs :meth:`RunEvent.to_dict` as JSON."""
+    """POSTs [`RunEvent.to_dict()`][dbstash.RunEvent.to_dict] as JSON."""
 
     kind = "webhook"
 

@@ -131,9 +131,9 @@ def age_binary() -> str:
 @dataclass(frozen=True, eq=True)
 class AgeEncryption(ProcessTransform):
     """Encrypt to *recipients* (age or SSH public keys) with ``age``: a transform of the
-    :class:`~dbstash.Pipeline` (the last one: compression goes before it).
+    [`Pipeline`][dbstash.Pipeline] (the last one: compression goes before it).
 
-    Example:
+    Examples:
         >>> import dbstash
         >>> enc = dbstash.AgeEncryption(("age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p",))
         >>> enc.suffix, enc.fingerprints()
@@ -168,7 +168,7 @@ class AgeIdentity:
 
     The content stays in memory; ``repr`` and ``str`` never show it.
 
-    Example:
+    Examples:
         >>> import dbstash, os, subprocess, tempfile
         >>> path = os.path.join(tempfile.mkdtemp(), "ops.key")
         >>> _ = subprocess.run(["age-keygen", "-o", path], capture_output=True, check=True)
@@ -224,9 +224,9 @@ class DecryptError(ValueError):
 class AgeDecryptor:
     """Decrypts a stream fed in pieces (the Compressor protocol of the restore's reader thread).
 
-    ``age -d`` runs as a child; :meth:`compress` writes ciphertext to it and returns the plaintext it
+    ``age -d`` runs as a child; `compress()` writes ciphertext to it and returns the plaintext it
     has produced so far (a thread drains its output, so neither side can block the other);
-    :meth:`flush` ends the input, waits for the rest and raises ValueError unless age accepted the
+    `flush()` ends the input, waits for the rest and raises ValueError unless age accepted the
     whole stream (a wrong identity, a flipped byte, a truncation).
     """
 

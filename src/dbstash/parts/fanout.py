@@ -40,7 +40,7 @@ FANOUT_STALL_GRACE = 5.0
 
 
 class DestinationsFailed(UploadFailed):
-    """Fewer destinations than required committed; :attr:`copies` says what happened to each (those
+    """Fewer destinations than required committed; `copies` says what happened to each (those
     that committed hold a complete, valid backup)."""
 
     def __init__(self, message: str, copies: tuple[Copy, ...]) -> None:
@@ -54,11 +54,11 @@ class FanOut(Sink):
     *labels* name the destinations in results and messages (default: ``repr`` of each sink);
     *required*: how many of them must commit for the upload to succeed (default: all of them).
     Copies that committed stay even when too few did (they are complete); the
-    :class:`~dbstash.UploadFailed` raised then says what happened to each destination. The
-    :class:`~dbstash.Committed` of a successful commit is the first committed destination's, with
-    :attr:`~dbstash.Committed.copies` listing every destination's outcome.
+    [`UploadFailed`][dbstash.UploadFailed] raised then says what happened to each destination. The
+    [`Committed`][dbstash.Committed] of a successful commit is the first committed destination's, with
+    [`copies`][dbstash.Committed] listing every destination's outcome.
 
-    Example:
+    Examples:
         >>> import anyio, dbstash
         >>> a, b = dbstash.MemorySink(), dbstash.MemorySink()
         >>> both = dbstash.FanOut([a, b], labels=["a", "b"])
@@ -123,7 +123,8 @@ class FanOut(Sink):
 
 
 class FanOutUpload(SinkUpload):
-    """The upload of a :class:`FanOut`: it owns the destinations' uploads and, on the fast path, its thread."""
+    """The upload of a [`FanOut`][dbstash.FanOut]: it owns the destinations' uploads and, on the fast path, its
+    thread."""
 
     def __init__(self, fanout: FanOut, name: str, uploads: Sequence[SinkUpload | None], errors: dict[int, str]) -> None:
         self.name = name

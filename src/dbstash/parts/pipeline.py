@@ -52,7 +52,7 @@ ABORT_BUDGET = 5.0
 
 @dataclass(frozen=True, slots=True)
 class PipelineResult:
-    """A committed run of a :class:`Pipeline`.
+    """A committed run of a [`Pipeline`][dbstash.Pipeline].
 
     Attributes:
         name: the name the backup got (the one asked for, or the alternative when it was taken).
@@ -60,10 +60,11 @@ class PipelineResult:
         sha256: hex digest of exactly the stored bytes.
         source_size: bytes the source produced (more than *size* when a transform compressed them).
         fast_path: whether the bytes went through the raw-descriptor relay thread.
-        listing: the destination folder's listing, when the commit made one (see :class:`~dbstash.Committed`).
+        listing: the destination folder's listing, when the commit made one (see [`Committed`][dbstash.Committed]).
         command: the command the source ran, when it advertised one (``SourceAttribute.command``:
-            :class:`~dbstash.DumpSource`, :class:`~dbstash.CommandSource`).
-        copies: into a :class:`~dbstash.FanOut`: what each destination made of it (see :class:`~dbstash.Committed`).
+            [`DumpSource`][dbstash.DumpSource], [`CommandSource`][dbstash.CommandSource]).
+        copies: into a [`FanOut`][dbstash.FanOut]: what each destination made of it (see
+            [`Committed`][dbstash.Committed]).
     """
 
     name: str
@@ -82,12 +83,12 @@ class Pipeline:
     One protocol on both relay paths: relay every byte (counting it and hashing what is stored),
     await the source's verdict, then ``commit``; a failure, the *timeout*, a stall of
     *stall_timeout* seconds or cancellation stops the source and aborts the upload, within
-    :data:`ABORT_BUDGET` seconds. When the source and the upload both advertise a file descriptor
+    `ABORT_BUDGET` seconds. When the source and the upload both advertise a file descriptor
     (``FileStreamAttribute.fileno``) and every transform can run in the relay thread
-    (:class:`~dbstash.Compress`, :class:`~dbstash.Progress`), the bytes go through the raw-fd relay
+    ([`Compress`][dbstash.Compress], [`Progress`][dbstash.Progress]), the bytes go through the raw-fd relay
     thread; otherwise through an async loop.
 
-    Example:
+    Examples:
         >>> import anyio, dbstash
         >>> async def main() -> dbstash.PipelineResult:
         ...     sink = dbstash.MemorySink()
@@ -457,8 +458,8 @@ async def _cleanup(
 ) -> None:
     """Stop everything in the order that keeps the commit protocol: source, filter and upload, relays, then abort.
 
-    Bounded by :data:`ABORT_BUDGET`: the source, a filter stage and the upload are stopped at once
-    (SIGTERM, SIGKILL after :data:`STOP_GRACE` for processes), and removing the partial upload gets
+    Bounded by `ABORT_BUDGET`: the source, a filter stage and the upload are stopped at once
+    (SIGTERM, SIGKILL after `STOP_GRACE` for processes), and removing the partial upload gets
     what is left. A filter stage's pipes are closed only once its relay threads have ended: a
     descriptor closed under a thread still using it could be reused by the next open.
     """

@@ -1,10 +1,10 @@
 """Sinks: where a backup's bytes go. An upload is an anyio ``ByteSendStream`` with ``commit`` and ``abort``.
 
-A :class:`Sink` needs one method, :meth:`Sink.begin`; its upload needs three: ``send``,
-``commit`` (returning :class:`Committed`) and ``abort``. Leaving an upload's ``async with`` block
+A [`Sink`][dbstash.Sink] needs one method, [`Sink.begin()`][dbstash.Sink.begin]; its upload needs three: ``send``,
+``commit`` (returning [`Committed`][dbstash.Committed]) and ``abort``. Leaving an upload's ``async with`` block
 without a commit aborts it. What listing, retention, manifests and restore need besides (list,
-read, write, delete) is a :class:`~dbstash.storage.base.Catalog`; the rclone sinks and
-:class:`MemorySink` are both.
+read, write, delete) is a [`Catalog`][dbstash.Catalog]; the rclone sinks and
+[`MemorySink`][dbstash.MemorySink] are both.
 
 An upload backed by a pipe advertises it through anyio's typed attribute
 ``FileStreamAttribute.fileno``: the pipeline then writes to the descriptor from its relay thread.
@@ -46,10 +46,10 @@ class Committed:
         size: bytes the destination confirmed it holds.
         listing: the destination folder's listing, when the commit made one to decide the name (the
             job reuses it for retention and the stale-upload sweep instead of listing again).
-        copies: a :class:`~dbstash.FanOut`'s commit: every destination's outcome (the other fields
+        copies: a [`FanOut`][dbstash.FanOut]'s commit: every destination's outcome (the other fields
             are the first committed destination's).
 
-    Example:
+    Examples:
         >>> import anyio, dbstash
         >>> async def main() -> dbstash.Committed:
         ...     upload = await dbstash.MemorySink().begin("a.txt")
@@ -63,13 +63,13 @@ class Committed:
     name: str
     size: int
     listing: tuple[RemoteEntry, ...] | None = None
-    #: a :class:`~dbstash.FanOut`'s commit: what each destination made of the backup, in order
+    #: a [`FanOut`][dbstash.FanOut]'s commit: what each destination made of the backup, in order
     copies: tuple[Copy, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Copy:
-    """One destination of a :class:`~dbstash.FanOut`: its label, its commit (None: it holds no
+    """One destination of a [`FanOut`][dbstash.FanOut]: its label, its commit (None: it holds no
     backup of this run), and why it was dropped (None: it committed)."""
 
     destination: str
@@ -87,9 +87,9 @@ SizeHint = Callable[[], Awaitable[int | None]]
 class SinkUpload(ByteSendStream):
     """One upload: ``send`` bytes, then ``commit(size)`` to make them a backup, or ``abort()``.
 
-    Subclasses implement :meth:`send`, :meth:`commit` and :meth:`abort`; ``aclose`` (and so the end
+    Subclasses implement `send()`, `commit()` and `abort()`; ``aclose`` (and so the end
     of an ``async with`` block) aborts unless the upload was committed. What an upload starts
-    (processes, requests, threads) it owns: :meth:`commit` and :meth:`abort` end all of it.
+    (processes, requests, threads) it owns: `commit()` and `abort()` end all of it.
     """
 
     #: the name the backup gets on commit
@@ -102,7 +102,7 @@ class SinkUpload(ByteSendStream):
 
         *before_publish* is called with the chosen name once every byte is confirmed; the small
         objects it returns are stored beside the backup before it appears (a sink that cannot store
-        them raises). Raises :class:`~dbstash.UploadFailed` when anything is missing.
+        them raises). Raises [`UploadFailed`][dbstash.UploadFailed] when anything is missing.
         """
 
     @abstractmethod
@@ -111,7 +111,7 @@ class SinkUpload(ByteSendStream):
 
     async def interrupt(self) -> None:
         """Stop the transfer at once without ending it cleanly (the pipeline then sees a broken pipe);
-        :meth:`abort` follows and removes what arrived. Nothing to do by default."""
+        `abort()` follows and removes what arrived. Nothing to do by default."""
 
     def failure_detail(self) -> str:
         """What the destination reported (stderr tail, HTTP reply), redacted, for error messages."""
@@ -136,7 +136,9 @@ class SinkUpload(ByteSendStream):
 class Sink(ABC):
     """Something uploads can be started on: the one seam every destination implements.
 
-    Example (a complete upload-only sink, kept in a dict):
+    Examples:
+        A complete upload-only sink, kept in a dict:
+
         >>> import anyio, dbstash
         >>> class DictUpload(dbstash.SinkUpload):
         ...     def __init__(self, store: dict[str, bytes], name: str) -> None:
@@ -252,7 +254,7 @@ class StreamSink(Sink):
     A commit closes the stream normally and then calls *on_commit* (name, size); an abort closes
     it forcefully and nothing is called, so whatever *on_commit* does marks a backup complete.
 
-    Example:
+    Examples:
         >>> import anyio, dbstash
         >>> async def main() -> list[str]:
         ...     done: list[str] = []

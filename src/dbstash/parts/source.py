@@ -1,15 +1,15 @@
 """Sources: where a backup's bytes come from. A running source is an anyio byte stream plus a verdict.
 
 The verdict is the source's own word on whether the bytes it produced are a complete dump (the dump
-tool's exit status, the engine's end-of-dump check). The :class:`~dbstash.Pipeline` awaits it
+tool's exit status, the engine's end-of-dump check). The [`Pipeline`][dbstash.Pipeline] awaits it
 before any commit: a source that ends early never looks like one that finished.
 
 Three kinds:
 
-- :class:`DumpSource`: an engine's dump tool for one connection (``pg_dump``, ``mysqldump``, ...).
-- :class:`CommandSource`: any command, with extra environment and secret files (memfds), e.g.
+- [`DumpSource`][dbstash.DumpSource]: an engine's dump tool for one connection (``pg_dump``, ``mysqldump``, ...).
+- [`CommandSource`][dbstash.CommandSource]: any command, with extra environment and secret files (memfds), e.g.
   ``pg_dumpall --globals-only``.
-- :class:`StreamSource`: any anyio ``ByteReceiveStream`` or async iterable of bytes.
+- [`StreamSource`][dbstash.StreamSource]: any anyio ``ByteReceiveStream`` or async iterable of bytes.
 
 A process-backed source advertises its pipe through anyio's typed attribute
 ``FileStreamAttribute.fileno``: the pipeline then relays on raw file descriptors (the fast path).
@@ -44,14 +44,14 @@ TailCheck = Callable[[bytes], str | None]
 
 
 class SourceStream(ByteReceiveStream):
-    """A running source: read it with ``receive()`` until ``EndOfStream``, then ask :meth:`verdict`."""
+    """A running source: read it with ``receive()`` until ``EndOfStream``, then ask `verdict()`."""
 
     #: a short name for messages (the tool's name)
     name: str = "source"
 
     @abstractmethod
     async def verdict(self, tail: bytes | None = None) -> None:
-        """Return only if the bytes produced were a complete dump; raise :class:`DumpFailed` otherwise.
+        """Return only if the bytes produced were a complete dump; raise [`DumpFailed`][dbstash.DumpFailed] otherwise.
 
         *tail*: the stream's last bytes when someone else read them (the pipeline's fast path reads
         the file descriptor directly); None means the stream's own record of them.
@@ -65,7 +65,7 @@ class SourceStream(ByteReceiveStream):
 
 
 class Source(ABC):
-    """Something that can be started into a :class:`SourceStream`."""
+    """Something that can be started into a [`SourceStream`][dbstash.SourceStream]."""
 
     @abstractmethod
     async def start(self, redactor: Redactor | None = None) -> SourceStream:
@@ -75,7 +75,7 @@ class Source(ABC):
 class SourceAttribute(TypedAttributeSet):
     """What a running source may advertise besides its descriptor (``stream.extra(...)``).
 
-    Example:
+    Examples:
         >>> import anyio, dbstash
         >>> async def main() -> tuple[str, ...]:
         ...     stream = await dbstash.CommandSource(["echo", "hi"]).start()
@@ -87,7 +87,7 @@ class SourceAttribute(TypedAttributeSet):
         ('echo', 'hi')
     """
 
-    #: the command it runs (a :class:`~dbstash.DumpCommand`: the tool's version for the manifest)
+    #: the command it runs (a [`DumpCommand`][dbstash.DumpCommand]: the tool's version for the manifest)
     command: DumpCommand = typed_attribute()
 
 
@@ -148,7 +148,7 @@ class CommandSource(Source):
     in-memory file that argv names as ``{secret:NAME}`` (``/dev/fd/N`` in the child). *check* looks
     at the last bytes and returns why the output is incomplete, or None.
 
-    Example:
+    Examples:
         >>> import anyio, dbstash
         >>> async def main() -> bytes:
         ...     sink = dbstash.MemorySink()
@@ -182,9 +182,9 @@ class DumpSource(Source):
 
     The command is built when the source starts (engines may probe the server first, e.g. the
     PostgreSQL major to pick the matching ``pg_dump``); the running stream advertises it
-    (``SourceAttribute.command``), so a :class:`~dbstash.PipelineResult` holds it.
+    (``SourceAttribute.command``), so a [`PipelineResult`][dbstash.PipelineResult] holds it.
 
-    Example:
+    Examples:
         >>> import dbstash
         >>> engine = dbstash.get_engine("sqlite")
         >>> source = dbstash.DumpSource(engine, engine.parse_uri("sqlite:///srv/app.db"))
@@ -248,9 +248,9 @@ class StreamSource(Source):
     """Bytes from Python: an anyio ``ByteReceiveStream`` or any async iterable of ``bytes``.
 
     The stream's end is taken as complete unless *verdict* (an async callable) raises
-    :class:`~dbstash.DumpFailed`: give one when the producer can fail after its last byte.
+    [`DumpFailed`][dbstash.DumpFailed]: give one when the producer can fail after its last byte.
 
-    Example:
+    Examples:
         >>> import anyio, dbstash
         >>> async def rows():
         ...     for i in range(3):

@@ -1,15 +1,17 @@
 """Transforms: steps on the stream between a Source and a Sink (compression, progress, your own).
 
-Counting and sha256 are built into the :class:`~dbstash.Pipeline` (the commit needs them), so they
+Counting and sha256 are built into the [`Pipeline`][dbstash.Pipeline] (the commit needs them), so they
 are no transforms: every result carries the stored size and digest and the source's byte count.
-:class:`Compress` and :class:`Progress` also run inside the raw-descriptor relay thread (the fast
+[`Compress`][dbstash.Compress] and [`Progress`][dbstash.Progress] also run inside the raw-descriptor relay thread (the
+fast
 path); any other transform makes the pipeline take its async path.
 
-A transform of your own subclasses :class:`Transform` and returns a fresh :class:`TransformStep`
-from :meth:`Transform.start` for each run.
+A transform of your own subclasses [`Transform`][dbstash.Transform] and returns a fresh
+[`TransformStep`][dbstash.TransformStep]
+from [`Transform.start()`][dbstash.Transform.start] for each run.
 
-A :class:`ProcessTransform` is a filter *process* (stdin to stdout) instead: encryption with
-``age`` is one (:class:`~dbstash.AgeEncryption`). The pipeline runs it as a stage of its own, fed
+A [`ProcessTransform`][dbstash.ProcessTransform] is a filter *process* (stdin to stdout) instead: encryption with
+``age`` is one ([`AgeEncryption`][dbstash.AgeEncryption]). The pipeline runs it as a stage of its own, fed
 by one relay (the transforms before it, e.g. compression) and read by another (hash, count,
 upload): both are raw-descriptor threads when the source and the sink have descriptors.
 """
@@ -39,9 +41,11 @@ class TransformStep(ABC):
 
 
 class Transform(ABC):
-    """A step on the stream; :meth:`start` gives the state for one run.
+    """A step on the stream; `start()` gives the state for one run.
 
-    Example (a transform of your own; it makes the pipeline take its async path):
+    Examples:
+        A transform of your own; it makes the pipeline take its async path:
+
         >>> import anyio, dbstash
         >>> class Upper(dbstash.Transform):
         ...     class Step(dbstash.TransformStep):
@@ -66,7 +70,9 @@ class ProcessTransform(Transform):
     It must be the last transform (what it writes is what is stored). Its exit status is part of the
     run's verdict: anything but 0 fails the run and nothing is committed.
 
-    Example (a filter of your own; :class:`~dbstash.AgeEncryption` is one):
+    Examples:
+        A filter of your own; [`AgeEncryption`][dbstash.AgeEncryption] is one:
+
         >>> import anyio, dbstash
         >>> class Upper(dbstash.ProcessTransform):
         ...     def command(self) -> dbstash.DumpCommand:
@@ -99,7 +105,7 @@ class _CompressStep(TransformStep):
 class Compress(Transform):
     """gzip or zstd on the stream: ``Compress("zstd")``, ``Compress("gzip:9")``.
 
-    Example:
+    Examples:
         >>> import dbstash
         >>> dbstash.Compress("zstd:19").suffix
         '.zst'
@@ -136,7 +142,7 @@ class Progress(Transform):
     """Calls *callback* with the number of bytes the source has produced so far (from the relay thread
     on the fast path, about twice a second; from the event loop on the async path, per chunk).
 
-    Example:
+    Examples:
         >>> import anyio, dbstash
         >>> seen: list[int] = []
         >>> source, sink = dbstash.CommandSource(["echo", "hi"]), dbstash.MemorySink()

@@ -1,5 +1,5 @@
 """The read side over several destinations: one listing merged from all of them, and the check of
-every copy of a drilled backup. (Restoring from the first usable copy is in :mod:`restore`.)"""
+every copy of a drilled backup. (Restoring from the first usable copy is in [`restore`][dbstash.restore].)"""
 
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ log = get_logger("dbstash.listing")
 
 @dataclass(frozen=True, slots=True)
 class BackupInfo:
-    """One backup of this job on the remote, as :func:`list_backups` reports it.
+    """One backup of this job on the remote, as [`list_backups()`][dbstash.list_backups] reports it.
 
     Attributes:
         complete: committed under its final name (a partial upload left by a killed run is not).
@@ -59,7 +59,8 @@ class BackupInfo:
     manifest_bytes: bytes | None = field(default=None, repr=False, compare=False)
     #: read and checked for a job (its manifest against the job's object, its signature against its keys)
     checked: bool = field(default=False, repr=False, compare=False)
-    #: with several destinations: those holding a copy its manifest proves (see :func:`alist_backups`)
+    #: with several destinations: those holding a copy its manifest proves (see
+    #: [`alist_backups()`][dbstash.alist_backups])
     copies: tuple[str, ...] = ()
 
     @property
@@ -198,9 +199,11 @@ def mismatch(part: Settings, info: BackupInfo) -> str | None:
     return "its manifest names " + ", ".join(wrong) if wrong else None
 
 
-#: How :attr:`BackupInfo.manifest_problem` starts for a backup whose manifest is another object's.
+#: How [`BackupInfo.manifest_problem`][dbstash.BackupInfo.manifest_problem] starts for a backup whose manifest is
+#: another object's.
 NOT_THIS_JOBS = "not this job's backup"
-#: How :attr:`BackupInfo.untrusted` starts for a backup without a signature (or without a manifest).
+#: How [`BackupInfo.untrusted`][dbstash.BackupInfo.untrusted] starts for a backup without a signature (or without a
+#: manifest).
 UNSIGNED = "unsigned"
 
 
@@ -244,7 +247,8 @@ def refusal(info: BackupInfo, allow_unsigned: bool = False) -> str | None:
 
 async def with_manifest(storage: Storage, info: BackupInfo, settings: Settings | None = None) -> BackupInfo:
     """*info* with its manifest read; with *settings*, a manifest of another object is a problem, and
-    with trusted keys in *settings* its signature is checked (:attr:`BackupInfo.untrusted`)."""
+    with trusted keys in *settings* its signature is checked
+    ([`BackupInfo.untrusted`][dbstash.BackupInfo.untrusted])."""
     if settings is not None:
         return replace(await _read_manifest(storage, info, part_of(settings, info.database)), checked=True)
     return await _read_manifest(storage, info, None)
@@ -274,10 +278,10 @@ async def _read_manifest(storage: Storage, info: BackupInfo, part: Settings | No
 async def aselect_own(
     settings: Settings, store: Storage, infos: Sequence[BackupInfo], selector: str, *, allow_unsigned: bool = False
 ) -> BackupInfo:
-    """:func:`select_backup`, passing over backups whose manifest is another object's, or that are not
+    """`select_backup()`, passing over backups whose manifest is another object's, or that are not
     trusted (with trusted keys), when the selector is ``latest`` or a time (each one passed over is
     logged as a warning). An exact name is returned as it is: restoring it is refused later, saying why.
-    A backup chosen otherwise is returned read and checked (:attr:`BackupInfo.checked`)."""
+    A backup chosen otherwise is returned read and checked ([`BackupInfo.checked`][dbstash.BackupInfo.checked])."""
     remaining = list(infos)
     skipped: list[str] = []
     while True:
@@ -311,7 +315,7 @@ async def alist_backups(
 
     With *manifests* each complete backup's manifest is read (one small read each). With several
     destinations (``settings.remotes``) their listings are merged, one entry per backup:
-    :attr:`BackupInfo.copies` names the destinations that hold a copy proven by its manifest (its
+    [`BackupInfo.copies`][dbstash.BackupInfo] names the destinations that hold a copy proven by its manifest (its
     size, its signature with trusted keys); a destination that cannot be listed is logged and left out.
     """
     from dbstash.jobs.remote import job_storage  # noqa: PLC0415 - remote imports config, which restore's users import
@@ -338,7 +342,9 @@ async def alist_backups(
 
 
 list_backups = blocking(
-    alist_backups, """This job's backups on the remote, newest first (blocking). See :func:`alist_backups`."""
+    alist_backups,
+    """This job's backups on the remote, newest first (blocking). See
+    [`alist_backups()`][dbstash.alist_backups].""",
 )
 
 
