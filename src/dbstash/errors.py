@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 
 class DbstashError(Exception):
     """Base class of every error dbstash raises on purpose.
@@ -11,6 +14,12 @@ class DbstashError(Exception):
     """
 
     exit_code: int = 1
+    #: the library parameter that lets the refused operation through (``force``, ``allow_unverified``),
+    #: named in the message as ``force=True``; the CLI shows its own flag instead
+    override: str | None = None
+    #: the run's log context (engine, database, backup_id) when it failed inside a job: whoever logs
+    #: the error (the CLI, the entrypoint, your code) can log it with these fields
+    context: Mapping[str, str] = MappingProxyType({})
     #: a restore's failure that is the stored copy's (unreadable, unreachable, corrupted, not this job's)
     #: and left the target as it was: with several destinations, the restore reads the next one's copy
     copy_at_fault: bool = False
@@ -30,14 +39,22 @@ class ConfigError(DbstashError):
 
     exit_code = 2
 
-    def __init__(self, variable: str, expected: str, value: str | None = None) -> None:
+    def __init__(self, variable: str, expected: str, value: str | None = None, *, missing: bool = False) -> None:
         if value is not None and "secret-key-" in value.lower():
             value = "(hidden: it holds a private key)"  # an age key pasted where it does not belong, in any case
         self.variable = variable
         self.expected = expected
         self.value = value
-        shown = "" if value is None else f" {value!r}"
-        super().__init__(f"{variable}: invalid value{shown}; expected {expected}")
+        #: the setting is required and was not given (the message says "not set", not "invalid value")
+        self.missing = missing
+        super().__init__(self.describe(variable))
+
+    def describe(self, name: str) -> str:
+        """The message with the setting called *name* (the CLI passes ``DB_URI (--uri)``)."""
+        if self.missing:
+            return f"{name}: not set; expected {self.expected}"
+        shown = "" if self.value is None else f" {self.value!r}"
+        return f"{name}: invalid value{shown}; expected {self.expected}"
 
 
 class BackupFailed(DbstashError):

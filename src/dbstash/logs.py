@@ -63,7 +63,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json", stream: TextIO | N
     """Send the ``dbstash`` loggers to *stream* (stderr) in *fmt* (``json`` or ``text``) at *level*.
 
     Libraries that embed dbstash may skip this and configure logging themselves: records still carry
-    the context fields and are still redacted by :class:`ContextFilter`, which is attached to every
+    the context fields and are still redacted by `ContextFilter`, which is attached to every
     dbstash logger.
     """
     logger = logging.getLogger("dbstash")
@@ -89,6 +89,11 @@ def configure_logging(level: str = "INFO", fmt: str = "json", stream: TextIO | N
     logger.setLevel(level)
     logger.propagate = False
     return handler
+
+
+# a library's records go where the application sends them, and nowhere until it does (the logging
+# HOWTO's advice): without this, Python's last-resort handler prints warnings to stderr
+logging.getLogger("dbstash").addHandler(logging.NullHandler())
 
 
 def get_logger(name: str) -> logging.Logger:

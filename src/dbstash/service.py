@@ -2,8 +2,8 @@
 
 (Over 400 lines on purpose: the scheduler, its signals and its HTTP endpoint share one lifetime.)
 
-``dbstash run`` uses :class:`Service` when ``BACKUP_SCHEDULE`` is a cron expression, and
-:func:`run_lock` around the single run of ``BACKUP_SCHEDULE=once``.
+``dbstash run`` uses `Service` when ``BACKUP_SCHEDULE`` is a cron expression, and
+`run_lock()` around the single run of ``BACKUP_SCHEDULE=once``.
 """
 
 from __future__ import annotations
@@ -405,7 +405,9 @@ class Service:
             log.warning("%s", exc)
             outcome, error = "skipped", str(exc)
         except DbstashError as exc:
-            error = health_error(exc)  # run_backup has logged it in full, with the job's context
+            error = health_error(exc)
+            # the library raises without logging: logged here in full, with the failed run's context
+            log.error("backup failed: %s", exc, extra={"error_type": type(exc).__name__, **exc.context})
             if isinstance(exc, DestinationsFailed):
                 self._record_destinations([CopyResult(c.destination, c.committed is not None) for c in exc.copies])
         except anyio.get_cancelled_exc_class():

@@ -269,8 +269,8 @@ def test_the_upload_is_never_retried(flaky: FlakyRcd, sqlite_db: Path) -> None:
     assert flaky.calls["operations/uploadfile"] == 1
 
 
-def test_config_error_names_rc_user_in_the_library_too(sqlite_db: Path, rcd: RcDaemon) -> None:
+def test_wrong_rc_credentials_name_the_rc_parameter_in_the_library(sqlite_db: Path, rcd: RcDaemon) -> None:
     with pytest.raises(ConfigError) as info:
         dbstash.backup(f"sqlite:///{sqlite_db}", remote="/tmp/never", rc=RcOptions(rcd.url, "dbstash", "wrong"))
-    assert info.value.variable == "RCLONE_RC_USER"
+    assert info.value.variable == "rc" and "RCLONE_" not in str(info.value)
     assert not os.path.exists("/tmp/never")

@@ -448,14 +448,14 @@ def test_the_signature_of_another_manifest_is_refused(job: Job) -> None:
 
 def test_a_deleted_signature_is_refused_unless_allow_unsigned(job: Job, caplog: pytest.LogCaptureFixture) -> None:
     job.files(job.newer)[2].unlink()
-    _refused_untouched(job, job.newer, r"untrusted: unsigned: no signature.*--allow-unsigned")
+    _refused_untouched(job, job.newer, r"untrusted: unsigned: no signature.*allow_unsigned=True")
     target = f"unsigned_{uuid.uuid4().hex[:6]}"
     job.pg.createdb(target)
     with caplog.at_level(logging.WARNING):
         result = dbstash.restore(job.settings, job.newer, target=job.pg.uri(database=target), allow_unsigned=True)
     assert result.name == job.newer
     assert job.pg.psql(f"SELECT count(*) FROM {job.table}", target) == "501"
-    assert "--allow-unsigned" in caplog.text and "unsigned" in caplog.text
+    assert "as allow_unsigned asks" in caplog.text
 
 
 def test_verify_refuses_an_untrusted_backup_and_leaves_its_scratch_target_alone(job: Job) -> None:

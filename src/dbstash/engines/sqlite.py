@@ -89,6 +89,13 @@ class SqliteEngine(Engine):
             raise ToolNotFound("sqlite3 not found (install the sqlite3 package or use the dbstash:sqlite-3 image)")
         return DumpCommand(self._argv(tool, path, options), {}, tool_version=None)
 
+    async def estimate_size(self, connection: Connection) -> int | None:
+        """The database file's size: its ``.dump`` text is of the same order."""
+        try:
+            return os.path.getsize(connection.database or "")
+        except OSError:
+            return None
+
     def check_output_tail(self, tail: bytes, command: DumpCommand) -> str | None:
         end = tail.rstrip()
         if end.endswith(b"COMMIT;"):

@@ -213,8 +213,9 @@ async def enveloped(
                 return result
             except DbstashError as exc:
                 error = exc
-                # logged here, inside the job's context, so the record carries engine/database/backup_id
-                log.error("backup failed: %s", exc, extra={"error_type": type(exc).__name__})
+                # raised, not logged: the caller decides (the CLI and the entrypoint log it with this context)
+                exc.context = {"engine": e.engine, "database": e.database, "backup_id": e.backup_id}
+                log.debug("backup failed: %s", exc, extra={"error_type": type(exc).__name__})
                 raise
             except BaseException as exc:  # cancellation (a signal) or a bug: reported as a failure all the same
                 error = exc

@@ -11,7 +11,7 @@ from dbstash.redact import GLOBAL_REDACTOR
 from dbstash.settings.config import Settings
 from dbstash.storage.base import Storage, remote_name
 from dbstash.storage.rclone_cli import DIRECT_TYPES, RcloneCliStorage
-from dbstash.storage.rclone_rc import RcloneRcStorage
+from dbstash.storage.rclone_rc import RcCredentialsRefused, RcloneRcStorage
 
 log = get_logger("dbstash")
 
@@ -49,20 +49,35 @@ async def job_storage(settings: Settings, storage: Storage | None) -> AsyncItera
         store.close()
 
 
-async def preflight(settings: Settings, *, remote_variable: str = "RCLONE_REMOTE") -> None:
+async def preflight(
+    settings: Settings,
+    *,
+    remote_variable: str = "remote",
+    rc_variable: str = "rc",
+    rc_user_variable: str = "rc",
+) -> None:
     """Start-up checks that need rclone or the network, so bad input fails before anything is dumped.
 
     With the CLI transport: each remote that *settings* name is defined in rclone's config. With the
-    rc transport: rcd answers and takes the credentials.
+    rc transport: rcd answers and takes the credentials. The ``*_variable`` arguments are the names
+    errors give the settings at fault: the library's parameters by default, the environment
+    variables on the env path (``RCLONE_REMOTE``, ``RCLONE_RC_URL``, ``RCLONE_RC_USER``).
 
     Raises:
         ConfigError: the remote is not defined (names *remote_variable*), rcd refused the
-            credentials (names ``RCLONE_RC_USER``) or the URL is not an rcd.
+            credentials (*rc_user_variable*) or the URL is not an rcd (*rc_variable*).
         StorageError: rcd cannot be reached.
         ToolNotFound: rclone is not installed.
     """
     for remote in settings.remotes:  # every destination, before anything is dumped
-        await _preflight(settings.for_remote(remote), remote_variable)
+        try:
+            await _preflight(settings.for_remote(remote), remote_variable)
+        except RcCredentialsRefused as exc:
+            raise ConfigError(rc_user_variable, exc.expected, exc.value) from None
+        except ConfigError as exc:
+            if exc.variable != "rc":
+                raise
+            raise ConfigError(rc_variable, exc.expected, exc.value) from None
 
 
 async def _preflight(settings: Settings, remote_variable: str) -> None:

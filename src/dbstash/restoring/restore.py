@@ -281,7 +281,8 @@ async def arestore(
     (``database="_globals"``: roles, users, grants; those that exist are kept as they are). Into
     the job's server (or a *target* URI naming no database) the database is recreated as it was
     backed up (PostgreSQL: ``pg_restore --create``, with its owner, encoding and grants); with
-    *force* an existing one is dropped first. :func:`arestore_many` restores every database of a run.
+    *force* an existing one is dropped first. [`arestore_many()`][dbstash.arestore_many] restores every database of a
+    run.
 
     Raises:
         ChecksumMismatch: the stored bytes differ from the manifest (the restore was stopped
@@ -382,7 +383,7 @@ def check_belongs(part: Settings, info: BackupInfo, *, allow_unsigned: bool = Fa
     trusted keys (``BACKUP_TRUSTED_KEYS``), one whose signature does not verify with one of them or
     vouches for another object. *info* comes from ``with_manifest(store, info, part)``.
 
-    Raises :class:`RestoreRefused` before anything is read into a tool. Without trusted keys this
+    Raises [`RestoreRefused`][dbstash.RestoreRefused] before anything is read into a tool. Without trusted keys this
     holds against mistakes and copies, not against an attacker who writes a matching manifest.
     *allow_unsigned* accepts a backup that has no signature (logged as a warning), never a bad one.
     """
@@ -391,14 +392,15 @@ def check_belongs(part: Settings, info: BackupInfo, *, allow_unsigned: bool = Fa
     if problem is None and wrong:
         problem = f"{NOT_THIS_JOBS}: {wrong}"
     if problem is not None:
-        hint = " (restore it anyway with --allow-unsigned, allow_unsigned=True)" if info.unsigned else ""
+        hint = " (restore it anyway with allow_unsigned=True)" if info.unsigned else ""
         error = (RestoreRefused if problem.startswith(NOT_THIS_JOBS) else BackupUntrusted)(
             f"{info.name} is {problem}{hint}; nothing was touched"
         )
+        error.override = "allow_unsigned" if info.unsigned else None
         error.copy_at_fault = True
         raise error
     if info.unsigned:
-        log.warning("%s is %s: restored as --allow-unsigned asks, its origin unproven", info.name, info.untrusted)
+        log.warning("%s is %s: restored as allow_unsigned asks, its origin unproven", info.name, info.untrusted)
 
 
 def restore_target(part: Settings, target: str | None) -> tuple[Engine, Connection, bool]:
@@ -427,7 +429,7 @@ def restore_target(part: Settings, target: str | None) -> tuple[Engine, Connecti
 
 
 async def _restore_info(part: Settings, store: Storage, info: BackupInfo, how: _How) -> RestoreResult:
-    """Restore the backup *info* of the object *part* describes (see :func:`arestore`).
+    """Restore the backup *info* of the object *part* describes (see [`arestore()`][dbstash.arestore]).
 
     In this order: the target, the backup's ownership and signature, the identity, the proof the
     backup can be checked, the target's emptiness; then the bytes, then that they applied."""
@@ -453,7 +455,7 @@ async def _restore_info(part: Settings, store: Storage, info: BackupInfo, how: _
         globals_only=part.globals_only,
     )
     if options.all_databases and not how.force and info.manifest is not None:
-        log.info("a whole-server backup: databases that exist on the target stop the restore (pass --force)")
+        log.info("a whole-server backup: databases that exist on the target stop the restore (unless force=True)")
     log.info("restore started", extra={"backup": info.name, "target": conn.display_uri(), "create": create})
     kept: list[str] = []
     if mode == "stream":
@@ -493,12 +495,19 @@ def _mode_of(info: BackupInfo, *, allow_unverified: bool) -> str:
         if not allow_unverified:
             refused = RestoreRefused(
                 f"{info.name} has no usable manifest ({info.manifest_problem}): its bytes cannot be proven "
-                "complete. Restore it anyway with --allow-unverified (allow_unverified=True)"
+                "complete. Restore it anyway with allow_unverified=True"
             )
+            refused.override = "allow_unverified"
             refused.copy_at_fault = True
             raise refused
         log.warning("%s has no manifest (%s): its checksum cannot be verified", info.name, info.manifest_problem)
     return mode
+
+
+def _not_empty(conn: Connection) -> RestoreRefused:
+    refused = RestoreRefused(f"the target {conn.display_uri()} is not empty: pass force=True to restore over its data")
+    refused.override = "force"
+    return refused
 
 
 async def _check_target(engine: Engine, conn: Connection, *, create: bool, force: bool, globals_only: bool) -> bool:
@@ -509,12 +518,12 @@ async def _check_target(engine: Engine, conn: Connection, *, create: bool, force
             create = False  # engines that create a database on first write (MongoDB)
         elif exists and not force:
             if await engine.is_empty(conn) is False:
-                raise RestoreRefused(f"the target {conn.display_uri()} is not empty: pass --force (force=True)")
+                raise _not_empty(conn)
             create = False  # an empty database that exists: restored into as it is
     if not force and not create and not globals_only:
         empty = await engine.is_empty(conn)
         if empty is False:
-            raise RestoreRefused(f"the target {conn.display_uri()} is not empty: pass --force (force=True)")
+            raise _not_empty(conn)
         if empty is None:
             log.warning("cannot tell whether %s is empty; restoring into it", conn.display_uri())
     return create
@@ -539,7 +548,7 @@ async def _apply_stream(
         return result, []
     dropped = getattr(line_filter, "dropped", [])
     if dropped:
-        log.warning("dropped and recreated from the backup (--force): %s", ", ".join(dropped))
+        log.warning("dropped and recreated from the backup (force=True): %s", ", ".join(dropped))
     return result, line_filter.kept
 
 
@@ -606,7 +615,7 @@ async def arestore_many(
     """Restore every database of one run of a multi-database job (``latest``, a name, or a time picks
     the run), the globals first: into the job's server, or the server *target* names.
 
-    Each database is recreated as it was backed up (see :func:`arestore`); *force* drops the ones
+    Each database is recreated as it was backed up (see [`arestore()`][dbstash.arestore]); *force* drops the ones
     that exist first, and without it a database that holds data is refused (the others go on).
     *databases*: ``"all"`` or the names to restore from that run. A failure of the globals stops
     the restore before any database (their owners would be missing).
@@ -659,7 +668,7 @@ async def first_listing(stores: Sequence[Storage]) -> tuple[Storage, list[Remote
 
 
 def _wanted(databases: str | Sequence[str]) -> list[str] | None:
-    """*databases* of :func:`arestore_many` as names, or None for all."""
+    """*databases* of [`arestore_many()`][dbstash.arestore_many] as names, or None for all."""
     if not isinstance(databases, str):
         return list(databases)
     if databases.lower() == "all":
@@ -691,7 +700,11 @@ async def _check_same_run(store: Storage, info: BackupInfo, run_id: str | None, 
         raise RestoreError(f"{info.name} was made by another run than {anchor.name}")
 
 
-restore_many = blocking(arestore_many, """Restore every database of one run (blocking). See :func:`arestore_many`.""")
+restore_many = blocking(
+    arestore_many,
+    """Restore every database of one run (blocking). See
+[`arestore_many()`][dbstash.arestore_many].""",
+)
 
 #: A dump this big holds data: an empty database dumps to a few KiB at most (headers, an empty RDB).
 NON_EMPTY_DUMP = 64 << 10
@@ -934,7 +947,7 @@ async def _restore_files(
         return size, sha, os.path.basename(command.argv[0])
 
 
-restore = blocking(arestore, """Restore one of this job's backups (blocking). See :func:`arestore`.""")
+restore = blocking(arestore, """Restore one of this job's backups (blocking). See [`arestore()`][dbstash.arestore].""")
 
 
 __all__ = [

@@ -40,7 +40,7 @@ class VerifyResult:
     counts: dict[str, int] = field(default_factory=dict)
     cleaned: bool = True
     #: with several destinations: (destination, None if its copy matches the manifest, else why not) for
-    #: each destination but the drilled one (:attr:`RestoreResult.remote`)
+    #: each destination but the drilled one ([`RestoreResult.remote`][dbstash.RestoreResult.remote])
     copies: tuple[tuple[str, str | None], ...] = ()
 
     @property
@@ -73,7 +73,7 @@ async def averify(
 
     *target* defaults to ``VERIFY_TARGET_URI``; for SQLite and Redis a temp file is used when none is given.
     Succeeds only when the restore succeeded and the checksum matched the manifest. A multi-database
-    job verifies one *database* here; :func:`averify_many` drills every database of a run.
+    job verifies one *database* here; [`averify_many()`][dbstash.averify_many] drills every database of a run.
     """
     part = restore_part(settings, database)
     if part.globals_only:
@@ -118,7 +118,7 @@ async def averify(
             shutil.rmtree(scratch_dir, ignore_errors=True)
 
 
-verify = blocking(averify, """The restore drill (blocking). See :func:`averify`.""")
+verify = blocking(averify, """The restore drill (blocking). See [`averify()`][dbstash.averify].""")
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +204,9 @@ async def averify_many(
 
 
 verify_many = blocking(
-    averify_many, """The drill for every database of one run (blocking). See :func:`averify_many`."""
+    averify_many,
+    """The drill for every database of one run (blocking). See
+    [`averify_many()`][dbstash.averify_many].""",
 )
 
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import shlex
 import tempfile
@@ -50,7 +51,7 @@ MODES = ("stream", "directory", "tar")
 class ServiceSettings:
     """How the entrypoint runs jobs (``BACKUP_SCHEDULE``, ``BACKUP_LOCK``, ``HEALTH_*``, ``LOG_*``, ...).
 
-    Nothing in a single backup reads these; :class:`~dbstash.service.Service` and the CLI do.
+    Nothing in a single backup reads these; `Service` and the CLI do.
     """
 
     schedule: str = "once"
@@ -128,9 +129,9 @@ class NotifySettings:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Everything one backup job needs. Build with :meth:`create` (code) or :meth:`from_env`.
+    """Everything one backup job needs. Build with `create()` (code) or `from_env()`.
 
-    Example:
+    Examples:
         >>> s = Settings.create("sqlite:///srv/app.db", remote="/srv/backups", retention_max_files=7)
         >>> s.engine_key, s.database_label, s.retention.max_files
         ('sqlite', 'app', 7)
@@ -398,7 +399,7 @@ class Settings:
         *stall_timeout*: seconds without a byte moving from the dump to the upload before the run
         fails (a frozen server or a dead remote); None or 0 turns it off. *engine*: an Engine object
         (or registry key) instead of the one the URI's scheme names. *retention*: a
-        :class:`RetentionPolicy` instead of the ``retention_*`` numbers.
+        [`RetentionPolicy`][dbstash.RetentionPolicy] instead of the ``retention_*`` numbers.
 
         *databases*: several databases of the URI's server, one backup each: ``"all"`` (every
         database but the system ones and *exclude*, names or globs), a list of names, or
@@ -407,15 +408,24 @@ class Settings:
 
         *encrypt_to*: age recipients (``age1...`` or SSH public keys; a list, or one string with
         commas or new lines): every backup is encrypted with ``age`` (``.age`` appended).
-        *identity_file*: the age identity (mode 0600) that :func:`restore` and :func:`verify`
+        *identity_file*: the age identity (mode 0600) that [`restore()`][dbstash.restore] and
+        [`verify()`][dbstash.verify]
         decrypt with; backing up never needs it.
 
-        *signing_key*: a :class:`~dbstash.jobs.signing.SigningKey`, or the path of an OpenSSH ed25519
+        *signing_key*: a [`SigningKey`][dbstash.SigningKey], or the path of an OpenSSH ed25519
         private key file (mode 0600/0400): every manifest is signed (``<manifest>.sig``, checkable
-        with ``ssh-keygen -Y verify``). *trusted_keys*: a :class:`~dbstash.jobs.signing.TrustedKeys`, or
+        with ``ssh-keygen -Y verify``). *trusted_keys*: a [`TrustedKeys`][dbstash.TrustedKeys], or
         OpenSSH public key lines (one string, or a list): restore, verify, list, ``latest`` and
         retention then accept only backups signed by one of them.
         """
+        _check_arguments(
+            password=password,
+            password_file=password_file,
+            retention=retention,
+            retention_numbers=(retention_max_files, retention_max_days, retention_keep),
+            timeout=timeout,
+            stall_timeout=stall_timeout,
+        )
         engine_object = engine if isinstance(engine, Engine) else None
         if isinstance(engine, str):
             engine = get_engine(engine, variable="engine")
@@ -469,6 +479,7 @@ class Settings:
             raise ConfigError(
                 "AGE_IDENTITY_FILE",
                 "the path of the age identity (private key) the backup was encrypted to, to decrypt it",
+                missing=True,
             )
         return AgeIdentity.from_file(self.identity_file)
 
@@ -476,11 +487,18 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         """Read the spec's environment variables from *environ* (pass ``os.environ`` explicitly).
 
-        Raises :class:`ConfigError` naming the first bad variable; nothing has been touched by then.
+        Raises [`ConfigError`][dbstash.ConfigError] naming the first bad variable; nothing has been touched by then.
         """
         return settings_from_env(cls, environ)
 
-    def _validate(self, *, template_variable: str, mode_variable: str = "mode", db_variable: str = "DB_NAME") -> None:
+    def _validate(
+        self,
+        *,
+        template_variable: str,
+        mode_variable: str = "mode",
+        db_variable: str = "DB_NAME",
+        temp_dir_variable: str = "temp_dir",
+    ) -> None:
         GLOBAL_REDACTOR.add(self.connection.password)
         engine = self.engine()
         if self.mode not in MODES:
@@ -503,7 +521,7 @@ class Settings:
                 self.mode,
             )
         if self.mode != "stream" and not os.path.isabs(self.temp_dir):
-            raise ConfigError("BACKUP_TEMP_DIR", "an absolute path for directory and tar modes", self.temp_dir)
+            raise ConfigError(temp_dir_variable, "an absolute path for directory and tar modes", self.temp_dir)
         if self.mode == "directory" and self.encryption is not None:
             raise ConfigError(
                 mode_variable,
@@ -524,6 +542,28 @@ class Settings:
             raise ConfigError(template_variable, exc.expected, exc.value) from None
 
 
+def _check_arguments(
+    *,
+    password: str | None,
+    password_file: object,
+    retention: RetentionPolicy | None,
+    retention_numbers: tuple[int, float, Mapping[str, int] | None],
+    timeout: float | None,
+    stall_timeout: float | None,
+) -> None:
+    """[`Settings.create()`][dbstash.Settings.create]'s pairs that exclude each other and its ranges."""
+    if password is not None and password_file is not None:
+        raise ConfigError("password_file", "either password= or password_file=, not both")
+    max_files, max_days, keep = retention_numbers
+    if retention is not None and (max_files or max_days or keep):
+        raise ConfigError(
+            "retention", "either a RetentionPolicy or the retention_max_files/_max_days/_keep numbers, not both"
+        )
+    for name, value in (("timeout", timeout), ("stall_timeout", stall_timeout)):
+        if value is not None and (not isinstance(value, (int, float)) or math.isnan(value) or value < 0):
+            raise ConfigError(name, "a number of seconds > 0 (0 or None: no limit)", str(value))
+
+
 def _selection(
     engine: Engine,
     connection: Connection,
@@ -533,7 +573,7 @@ def _selection(
     include_globals: bool | None,
     parallel: int,
 ) -> tuple[Connection, DatabaseSelection | None]:
-    """:meth:`Settings.create`'s *databases*, *exclude*, *include_globals* and *parallel*: the
+    """[`Settings.create()`][dbstash.Settings.create]'s *databases*, *exclude*, *include_globals* and *parallel*: the
     server-level connection and the selection, or the connection as it is and None."""
     if databases is None:
         if exclude:

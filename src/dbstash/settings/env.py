@@ -1,4 +1,4 @@
-"""Reading the spec's environment variables into :class:`~dbstash.settings.config.Settings`, and the checks behind it.
+"""Reading the spec's environment variables into [`Settings`][dbstash.Settings], and the checks behind it.
 
 The one env parser: every variable is read here, and every error names the variable. The parts it
 builds never read configuration themselves. (Over 400 lines on purpose: one reader for all ~60
@@ -53,7 +53,8 @@ _SECRET_CONF_KEY = re.compile(r"pass|secret|key|token|sas_url|credentials", re.I
 
 
 def settings_from_env(cls: type[Settings], environ: Mapping[str, str]) -> Settings:
-    """See :meth:`Settings.from_env`. One reader per section, in the order their errors are reported."""
+    """See [`Settings.from_env()`][dbstash.Settings.from_env]. One reader per section, in the order their errors are
+    reported."""
     env = dict(environ)
     get = _getter(env)
     engine, connection, db_var = _connection_from_env(env)
@@ -61,7 +62,9 @@ def settings_from_env(cls: type[Settings], environ: Mapping[str, str]) -> Settin
     remote_var = "RCLONE_REMOTE_FILE" if get("RCLONE_REMOTE_FILE") else "RCLONE_REMOTE"
     remote = _secret_or_file(env, "RCLONE_REMOTE")
     if remote is None:
-        raise ConfigError("RCLONE_REMOTE", "an rclone remote path such as s3:my-bucket/backups or /backups")
+        raise ConfigError(
+            "RCLONE_REMOTE", "an rclone remote path such as s3:my-bucket/backups or /backups", missing=True
+        )
     rclone = _rclone_from_env(env)
     timeout, stall_timeout = _timeouts_from_env(env)
     if get("RCLONE_COMMIT") and rclone.commit == "direct" and (env.get("RCLONE_RC_URL") or "").strip():
@@ -125,6 +128,7 @@ def settings_from_env(cls: type[Settings], environ: Mapping[str, str]) -> Settin
         template_variable="BACKUP_NAME_TEMPLATE",
         mode_variable="BACKUP_MODE",
         db_variable=db_var,
+        temp_dir_variable="BACKUP_TEMP_DIR",
     )
     return settings
 
@@ -177,10 +181,12 @@ def _connection_from_parts(env: Mapping[str, str], password: str | None) -> tupl
     """``DB_ENGINE`` with ``DB_HOST``, ``DB_PORT``, ``DB_NAME``, ``DB_USER`` (no ``DB_URI``)."""
     get = _getter(env)
     if not get("DB_HOST") and not get("DB_NAME"):
-        raise ConfigError("DB_URI", "a connection URI such as postgresql://user@host:5432/db (or DB_HOST and DB_NAME)")
+        raise ConfigError(
+            "DB_URI", "a connection URI such as postgresql://user@host:5432/db (or DB_HOST and DB_NAME)", missing=True
+        )
     key = get("DB_ENGINE")
     if key is None:
-        raise ConfigError("DB_ENGINE", f"an engine key ({', '.join(ENGINES)}) when DB_URI is not set")
+        raise ConfigError("DB_ENGINE", f"an engine key ({', '.join(ENGINES)}) when DB_URI is not set", missing=True)
     engine = get_engine(key)
     connection = engine.from_parts(
         host=get("DB_HOST"), port=get("DB_PORT"), database=get("DB_NAME"), user=get("DB_USER"), password=password
@@ -223,7 +229,7 @@ def _rclone_from_env(env: Mapping[str, str]) -> RcloneOptions:
 
 
 def _timeouts_from_env(env: Mapping[str, str]) -> tuple[float | None, float | None]:
-    """``BACKUP_TIMEOUT`` and ``BACKUP_STALL_TIMEOUT`` (0 = off; at least :data:`MIN_STALL_TIMEOUT`)."""
+    """``BACKUP_TIMEOUT`` and ``BACKUP_STALL_TIMEOUT`` (0 = off; at least `MIN_STALL_TIMEOUT`)."""
     timeout = _parse_duration(env.get("BACKUP_TIMEOUT", ""), "BACKUP_TIMEOUT")
     stall = env.get("BACKUP_STALL_TIMEOUT", "").strip()
     stall_timeout = _parse_duration(stall, "BACKUP_STALL_TIMEOUT") if stall else DEFAULT_STALL_TIMEOUT

@@ -1,7 +1,7 @@
 """Every environment variable dbstash reads: the one list the configuration reference is generated from.
 
-``docs/reference.md`` is written from :data:`ENV_VARS` by the docs build (``scripts/mkdocs_hooks.py``), and
-``tests/unit/test_envvars.py`` checks that :meth:`dbstash.settings.config.Settings.from_env` reads exactly
+``docs/reference.md`` is written from `ENV_VARS` by the docs build (``scripts/mkdocs_hooks.py``), and
+``tests/unit/test_envvars.py`` checks that [`dbstash.settings.config.Settings.from_env()`][dbstash.Settings.from_env] reads exactly
 these names, so the reference and the code cannot drift apart.
 """
 
@@ -113,7 +113,7 @@ ENV_VARS: tuple[EnvVar, ...] = (
 
 
 def markdown() -> str:
-    """The configuration reference as Markdown tables, one per section, in :data:`ENV_VARS` order."""
+    """The configuration reference as Markdown tables, one per section, in `ENV_VARS` order."""
     lines = [
         "# Configuration reference",
         "",

@@ -1,8 +1,9 @@
 """The option types of the transports settings build, and the defaults settings and parts share.
 
-A leaf: :mod:`dbstash.settings` reads the environment into these, the storage transports take them
-(:class:`RcloneOptions` by :class:`~dbstash.RcloneCliStorage`, :class:`RcOptions` by
-:class:`~dbstash.RcloneRcStorage`); neither side imports the other for them.
+A leaf: `dbstash.settings` reads the environment into these, the storage transports take them
+([`RcloneOptions`][dbstash.RcloneOptions] by [`RcloneCliStorage`][dbstash.RcloneCliStorage],
+[`RcOptions`][dbstash.RcOptions] by
+[`RcloneRcStorage`][dbstash.RcloneRcStorage]); neither side imports the other for them.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class RcloneOptions:
             through an in-memory file (memfd), never the disk and never argv.
         config_file: path of an rclone.conf (``RCLONE_CONFIG_FILE``).
         extra_args: flags added to every rclone call (``RCLONE_EXTRA_ARGS``), after *default_args*.
-        default_args: dbstash's timeouts for every call (:data:`DEFAULT_RCLONE_ARGS`); flags of the same
+        default_args: dbstash's timeouts for every call (`DEFAULT_RCLONE_ARGS`); flags of the same
             name in *extra_args* win.
         env: extra environment for rclone, e.g. ``RCLONE_CONFIG_MYS3_TYPE=s3`` style remotes.
         op_timeout: seconds allowed for each list/stat/move/delete call.

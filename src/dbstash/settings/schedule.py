@@ -18,7 +18,7 @@ from dbstash.errors import ConfigError
 
 
 def validate_cron(expression: str, variable: str = "BACKUP_SCHEDULE") -> None:
-    """Raise :class:`ConfigError` unless *expression* is a five-field cron expression (or ``once``)."""
+    """Raise [`ConfigError`][dbstash.ConfigError] unless *expression* is a five-field cron expression (or ``once``)."""
     from croniter import croniter  # noqa: PLC0415 - 20 ms of import that one-shot runs never need
 
     fields = expression.split()

@@ -1,9 +1,11 @@
-"""Storage: a remote folder that is a :class:`~dbstash.Sink` and a :class:`Catalog` (list, read, write, delete).
+"""Storage: a remote folder that is a [`Sink`][dbstash.Sink] and a [`Catalog`][dbstash.Catalog] (list, read, write,
+delete).
 
-Two-phase uploads: :meth:`Storage.begin` returns an :class:`Upload` whose bytes go to a partial
-name (or, on object stores, to the final name under a guardian); :meth:`Upload.commit` stores the
+Two-phase uploads: [`Storage.begin()`][dbstash.Storage.begin] returns an [`Upload`][dbstash.Upload] whose bytes go to
+a partial
+name (or, on object stores, to the final name under a guardian); [`Upload.commit()`][dbstash.Upload.commit] stores the
 manifest and makes the backup visible under its final name only after the remote confirmed every
-byte, :meth:`Upload.abort` removes it.
+byte, [`Upload.abort()`][dbstash.Upload.abort] removes it.
 """
 
 from __future__ import annotations
@@ -38,16 +40,16 @@ WRITE_RETRY_PAUSE = 1.0
 
 
 class Upload(SinkUpload):
-    """An upload into a :class:`Storage`: written under a partial name, published by :meth:`commit`.
+    """An upload into a [`Storage`][dbstash.Storage]: written under a partial name, published by `commit()`.
 
     The rclone uploads are pipes: they advertise the write end through the typed attribute
-    ``FileStreamAttribute.fileno`` (the pipeline's relay thread writes there) and :meth:`send`
+    ``FileStreamAttribute.fileno`` (the pipeline's relay thread writes there) and `send()`
     writes to it from async code.
     """
 
     final_name: str
     partial_name: str
-    #: the name to publish under when :attr:`final_name` is taken (given to :meth:`Storage.begin`)
+    #: the name to publish under when `final_name` is taken (given to [`Storage.begin()`][dbstash.Storage.begin])
     alternative: str | None = None
 
     @property
@@ -84,15 +86,15 @@ class Upload(SinkUpload):
 
     @abstractmethod
     async def _finish(self) -> None:
-        """End the transfer and wait until the remote holds every byte under :attr:`partial_name`."""
+        """End the transfer and wait until the remote holds every byte under `partial_name`."""
 
     async def commit(self, size: int, *, before_publish: BeforePublish | None = None) -> Committed:
         """Finish the upload and publish it; raise UploadFailed unless every byte landed.
 
-        The name is :attr:`final_name`, or :attr:`alternative` when something of this name (a
+        The name is `final_name`, or `alternative` when something of this name (a
         backup, its manifest or another run's upload) is already there: a run never replaces what
         it did not create. The small objects *before_publish* returns for the chosen name are
-        stored first (:meth:`store_sidecars`).
+        stored first (`store_sidecars()`).
         """
         await self._finish()
         name, entries = await publish(
@@ -107,7 +109,7 @@ class Upload(SinkUpload):
         return Committed(name, size, tuple(entries))
 
     async def store_sidecars(self, name: str, before_publish: BeforePublish | None) -> None:
-        """Store what *before_publish* returns for *name* (:func:`store_sidecars`, through :meth:`write_sidecar`)."""
+        """Store what *before_publish* returns for *name* (`store_sidecars()`, through `write_sidecar()`)."""
         written = await before_publish(name) if before_publish is not None else None
         await store_sidecars(self._catalog, written or {}, self.write_sidecar)
 
@@ -118,16 +120,16 @@ class Upload(SinkUpload):
     async def interrupt(self) -> None:
         """Stop the transfer at once without ending it cleanly (the relay then sees a broken pipe).
 
-        Leaves the partial object for :meth:`abort` to remove; the pipe stays open until then.
+        Leaves the partial object for `abort()` to remove; the pipe stays open until then.
         """
 
     @abstractmethod
     async def abort(self, *, timeout: float | None = None) -> None:
         """Stop the upload and remove whatever reached the remote. Never raises.
 
-        *timeout* bounds the removal (default :data:`ABORT_DELETE_TIMEOUT`); a partial upload it could
+        *timeout* bounds the removal (default `ABORT_DELETE_TIMEOUT`); a partial upload it could
         not remove stays under its partial name, which listing, retention and restore ignore, and a
-        later run of the job removes (:func:`stale_partials`).
+        later run of the job removes (`stale_partials()`).
         """
 
 
@@ -180,8 +182,8 @@ class Catalog(ABC):
         """Store a small object (a manifest) under *name*, replacing any object of that name."""
 
     async def write_verified(self, name: str, data: bytes) -> None:
-        """:meth:`write`, then confirm the stored size (a full disk can leave an empty object behind
-        while the write reports success); tried :data:`WRITE_TRIES` times. Raises StorageError."""
+        """`write()`, then confirm the stored size (a full disk can leave an empty object behind
+        while the write reports success); tried `WRITE_TRIES` times. Raises StorageError."""
         problem = ""
         for attempt in range(WRITE_TRIES):
             if attempt:
@@ -223,9 +225,10 @@ class Catalog(ABC):
 
 
 class Storage(Catalog, Sink):
-    """A remote folder that is both a :class:`~dbstash.Sink` and a :class:`Catalog`: what a backup job needs.
+    """A remote folder that is both a [`Sink`][dbstash.Sink] and a [`Catalog`][dbstash.Catalog]: what a backup job
+    needs.
 
-    Implementations: the rclone CLI, the rclone rc API, and :class:`~dbstash.MemorySink`.
+    Implementations: the rclone CLI, the rclone rc API, and [`MemorySink`][dbstash.MemorySink].
     """
 
     @abstractmethod
@@ -240,7 +243,7 @@ class Storage(Catalog, Sink):
     async def begin_upload(
         self, name: str, *, alternative: str | None = None, size_hint: SizeHint | None = None
     ) -> Upload:
-        """Deprecated name of :meth:`begin` (dbstash 0.2)."""
+        """Deprecated name of `begin()` (dbstash 0.2)."""
         warnings.warn("Storage.begin_upload() is deprecated: use begin()", DeprecationWarning, stacklevel=2)
         return await self.begin(name, alternative=alternative, size_hint=size_hint)
 
@@ -315,7 +318,7 @@ def taken(entries: Sequence[RemoteEntry], name: str, own_partial: str | None = N
 
 
 def in_use(entries: Sequence[RemoteEntry], name: str, alternative: str | None, own_partial: str | None) -> bool:
-    """Whether a run must not take *name*: it is :func:`taken`, or a backup of the same second already
+    """Whether a run must not take *name*: it is `taken()`, or a backup of the same second already
     stands under an *alternative*-shaped name (``NAME-xxxxxxxx.EXT``). A run that took the plain name after
     retention deleted it would sort before the backups of that second it came after."""
     if taken(entries, name, own_partial):

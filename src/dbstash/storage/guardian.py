@@ -88,9 +88,9 @@ def guardian_argv(life: int, hold: int, grace: float, argv: Sequence[str]) -> li
 class GuardedProcess:
     """rclone reading a pipe, under a guardian (see the module docstring).
 
-    :attr:`fd` is dbstash's write end of rclone's stdin; :meth:`release` lets rclone see the end of
-    input (the commit); :meth:`cut` makes the guardian stop rclone without it ever seeing one.
-    :attr:`process` is the guardian, whose exit status is rclone's. *argv* is rclone's command line.
+    `fd` is dbstash's write end of rclone's stdin; `release()` lets rclone see the end of
+    input (the commit); `cut()` makes the guardian stop rclone without it ever seeing one.
+    `process` is the guardian, whose exit status is rclone's. *argv* is rclone's command line.
     """
 
     def __init__(

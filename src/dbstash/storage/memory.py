@@ -1,4 +1,4 @@
-"""An in-memory remote folder: a complete :class:`~dbstash.storage.base.Storage` for tests and examples.
+"""An in-memory remote folder: a complete [`Storage`][dbstash.Storage] for tests and examples.
 
 Users test their own code against dbstash with it, without rclone or a server (the way httpx's
 ``MockTransport`` stands in for a network): backups, manifests, retention, listing and restore all
@@ -45,11 +45,11 @@ class MemoryUpload(Upload):
 
 
 class MemorySink(Storage):
-    """A remote folder in a dict: :attr:`objects` maps names to bytes.
+    """A remote folder in a dict: `objects` maps names to bytes.
 
     *fail_after*: uploads fail once they received more than that many bytes (to test failure paths).
 
-    Example:
+    Examples:
         >>> import os, sqlite3, tempfile, dbstash
         >>> db = os.path.join(tempfile.mkdtemp(), "app.db")
         >>> sqlite3.connect(db).execute("CREATE TABLE t(x)").connection.commit()

@@ -2,7 +2,7 @@
 
 - Object stores (S3 and compatibles, GCS, Azure Blob, B2, Swift, OCI, QingStor; through crypt,
   alias, hasher and compress wrappers): ``rcat`` straight to the final name under a guardian
-  (:mod:`dbstash.storage.guardian`). The object appears only when rclone completes the upload,
+  (`dbstash.storage.guardian`). The object appears only when rclone completes the upload,
   which it does only after the dump's verdict: the commit costs no server-side copy.
 - Everything else (local, SFTP, WebDAV, FTP, SMB, ...): ``rcat`` to a partial name, then
   ``moveto`` (a rename there) on commit.
@@ -10,7 +10,7 @@
 ``RCLONE_COMMIT=direct|rename`` forces one (``auto`` by default).
 
 (Over 400 lines on purpose: one transport and every rclone call it makes; its uploads and their
-early-started rclones are in :mod:`dbstash.storage.rclone_uploads`.)
+early-started rclones are in `dbstash.storage.rclone_uploads`.)
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ NOT_FOUND = (3, 4)
 #: ``rclone copy`` of a whole folder (directory mode) moves the whole backup: bounded by BACKUP_TIMEOUT
 #: (the run's own deadline) and, as a backstop, by this.
 COPY_TIMEOUT = 24 * 3600.0
-#: rclone's idle timeout for a backup's upload (see :meth:`RcloneCliStorage.argv`): rclone's own default.
+#: rclone's idle timeout for a backup's upload (see [`RcloneCliStorage.argv()`][dbstash.RcloneCliStorage.argv]):
+#: rclone's own default.
 UPLOAD_IDLE_TIMEOUT = "5m"
 #: The claim and listing before a direct upload: a dead remote fails the run within the minute.
 PREPARE_TIMEOUT = 30.0
@@ -116,7 +117,7 @@ def parse_time(text: str) -> datetime:
 
 
 def _resolve_type(remote: str, sections: Mapping[str, Mapping[str, str]], env: Mapping[str, str]) -> str:
-    """The backend type *remote* stores into, following transparent wrappers (see :func:`backend_type`)."""
+    """The backend type *remote* stores into, following transparent wrappers (see `backend_type()`)."""
     for _ in range(10):  # wrappers of wrappers; a loop in the config ends here
         if remote.startswith(":"):  # an on-the-fly backend: ":s3,provider=AWS:bucket"
             kind = remote[1:].split(":", 1)[0].split(",", 1)[0].lower()
@@ -143,7 +144,7 @@ class RcloneCliStorage(Storage):
 
     Use as an async context manager: the in-memory config file lives as long as the context.
 
-    Example:
+    Examples:
         >>> async def main():  # doctest: +SKIP
         ...     async with RcloneCliStorage("/srv/backups") as storage:
         ...         print([e.name for e in await storage.list()])
@@ -220,7 +221,7 @@ class RcloneCliStorage(Storage):
 
     def local_folder(self) -> LocalFolder | None:
         """The remote as a plain local folder whose metadata operations dbstash does itself
-        (:mod:`dbstash.storage.local`), or None: rclone does them."""
+        (`dbstash.storage.local`), or None: rclone does them."""
         if not self._local_known:
             self._local = LocalFolder.for_remote(self.remote, self.options.extra_args, self._env())
             self._local_known = True
@@ -237,7 +238,7 @@ class RcloneCliStorage(Storage):
         """The rclone command line for *args* (public for dry runs: it never holds a secret of dbstash's).
 
         *upload*: the ``rcat`` of a backup: its ``--timeout`` (rclone's idle timeout per request) is
-        :data:`UPLOAD_IDLE_TIMEOUT` instead of 15 s, because an S3-compatible server may send nothing
+        `UPLOAD_IDLE_TIMEOUT` instead of 15 s, because an S3-compatible server may send nothing
         while it assembles a big multipart upload (measured: 15-20 s for 10 GB on ``rclone serve s3``):
         a 15 s timeout there made rclone retry the completion, which then failed (``InvalidPart``).
         The data phase stays bounded by the stall watchdog, the completion by the commit timeout.
@@ -276,7 +277,7 @@ class RcloneCliStorage(Storage):
             raise StorageError(f"rclone {args[0]} did not finish within {limit:.0f}s") from None
         err = self._redact(proc.stderr.decode(errors="replace").strip())
         if proc.returncode not in ok:
-            lines = err.splitlines()
+            lines = log_text(err).splitlines()
             last = _LOG_PREFIX.sub("", lines[-1]) if lines else ""
             if len(last) > 400:  # Go errors: the operation first, the cause (connection refused, ...) last
                 last = last[:150] + " ... " + last[-240:]
@@ -356,7 +357,7 @@ class RcloneCliStorage(Storage):
 
     async def _claim(self, name: str, alternative: str | None) -> tuple[str, str | None, list[RemoteEntry]]:
         """With an *alternative*: a zero-byte claim on *name*, then one listing; returns the name to
-        use, the claim and the listing (see :meth:`_begin_direct`)."""
+        use, the claim and the listing (see `_begin_direct()`)."""
         if alternative is None:
             return name, None, []
         try:
@@ -443,7 +444,7 @@ class RcloneCliStorage(Storage):
         """Start the ``rcat`` that will store *name* now (under a guardian, idle on its input until it
         is handed the bytes): rclone's start-up (~50 ms) then happens while the dump runs instead of
         between the dump's end and the commit. Best effort (None: the write starts its own rclone).
-        The caller owns what this returns (an upload: :class:`SidecarWriters`)."""
+        The caller owns what this returns (an upload: `SidecarWriters`)."""
         try:
             return self._guardian(self.argv("rcat", *STATS_ARGS, self.path(name)), short=True)
         except Exception as exc:
@@ -548,7 +549,7 @@ class RcloneCliStorage(Storage):
             return None
 
     def _chunk_args(self, kind: str, estimate: int | None) -> tuple[str, ...]:
-        """``--s3-chunk-size N`` so that *estimate* x :data:`CHUNK_HEADROOM` fits in the part limit."""
+        """``--s3-chunk-size N`` so that *estimate* x `CHUNK_HEADROOM` fits in the part limit."""
         flag = CHUNKING[kind][0]
         parts = self._part_limit(kind)
         if estimate is None:
@@ -694,7 +695,7 @@ class RcloneCliStorage(Storage):
         await self.write_copies(name, data)
 
     async def write_copies(self, name: str, data: bytes, *, first: int = 0, problem: str = "") -> None:
-        """The attempts of :meth:`write_verified` from *first* on (an rclone started early was attempt 0)."""
+        """The attempts of `write_verified()` from *first* on (an rclone started early was attempt 0)."""
         for attempt in range(first, WRITE_TRIES):
             if attempt:
                 await anyio.sleep(WRITE_RETRY_PAUSE)
@@ -737,7 +738,9 @@ class RcloneCliStorage(Storage):
                     await proc.stop(grace=5.0)
             proc.popen.stdout.close()
         if status != 0:
-            raise StorageError(f"rclone cat {name} {proc.describe_exit(status)}", stderr_tail=proc.stderr.text())
+            raise StorageError(
+                f"rclone cat {name} {proc.describe_exit(status)}", stderr_tail=log_text(proc.stderr.text())
+            )
 
 
 def entries_of(items: Sequence[Mapping[str, Any]]) -> list[RemoteEntry]:

@@ -78,10 +78,14 @@ def fs_secrets(remote: str) -> list[str]:
     return found
 
 
+class RcCredentialsRefused(ConfigError):
+    """rcd answered 401/403: the user and password of [`RcOptions`][dbstash.RcOptions] are not its own."""
+
+
 class RcloneRcStorage(Storage):
     """A remote folder reached through a running ``rclone rcd``.
 
-    Example:
+    Examples:
         >>> opts = RcOptions("http://127.0.0.1:5572", user="dbstash", password="...")  # doctest: +SKIP
         >>> async with RcloneRcStorage("s3:bucket/pg", opts) as storage:  # doctest: +SKIP
         ...     print([e.name for e in await storage.list()])
@@ -117,10 +121,10 @@ class RcloneRcStorage(Storage):
         except RcError as exc:
             self.close()
             if exc.status in (401, 403):
-                raise ConfigError(
-                    "RCLONE_RC_USER",
+                raise RcCredentialsRefused(
+                    "rc",
                     f"the user and password of the rclone daemon at {self.options.display_url()} "
-                    "(its --rc-user / --rc-pass; RCLONE_RC_PASS or RCLONE_RC_PASS_FILE)",
+                    "(RcOptions user= and password=: its --rc-user / --rc-pass)",
                     self.options.user or "",
                 ) from None
             if exc.status == 404 or (not exc.from_rcd and exc.status not in _GATEWAY_STATUSES):
@@ -138,7 +142,7 @@ class RcloneRcStorage(Storage):
 
     def _not_rcd(self) -> ConfigError:
         return ConfigError(
-            "RCLONE_RC_URL",
+            "rc",
             f"the base URL of an rclone rcd, e.g. http://127.0.0.1:5572 ({self.options.display_url()} "
             "answers, but not as rclone rcd)",
             self.options.url,

@@ -1,4 +1,4 @@
-"""The uploads of :class:`~dbstash.storage.rclone_cli.RcloneCliStorage`: ``rclone rcat`` to a partial
+"""The uploads of [`RcloneCliStorage`][dbstash.RcloneCliStorage]: ``rclone rcat`` to a partial
 name (then renamed), or to the final name of an object store under a guardian; and the rclones they
 start in advance for the small objects beside a backup. Each upload owns what it starts."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 from typing import TYPE_CHECKING
 
@@ -30,7 +31,7 @@ COMMIT_SECONDS_PER_GIB = 10.0
 
 
 class RcloneUpload(Upload):
-    """``rclone rcat`` writing to a partial name. EOF reaches rclone only in :meth:`commit`."""
+    """``rclone rcat`` writing to a partial name. EOF reaches rclone only in `commit()`."""
 
     def __init__(
         self,
@@ -58,7 +59,7 @@ class RcloneUpload(Upload):
         return self._stdin.fileno()
 
     def failure_detail(self) -> str:
-        return self._proc.stderr.text()
+        return log_text(self._proc.stderr.text())
 
     @property
     def process(self) -> ChildProcess:
@@ -75,7 +76,9 @@ class RcloneUpload(Upload):
         except TimeoutError:
             raise UploadFailed(f"rclone did not finish the upload within {limit:.0f}s") from None
         if status != 0:
-            raise UploadFailed(f"rclone rcat {self._proc.describe_exit(status)}", stderr_tail=self._proc.stderr.text())
+            raise UploadFailed(
+                f"rclone rcat {self._proc.describe_exit(status)}", stderr_tail=log_text(self._proc.stderr.text())
+            )
 
     async def commit(self, size: int, *, before_publish: BeforePublish | None = None) -> Committed:
         self._expected = size
@@ -111,7 +114,7 @@ class RcloneUpload(Upload):
 class DirectRcloneUpload(Upload):
     """``rclone rcat`` to the final name of an object store, under a guardian.
 
-    The object appears only when rclone completes the upload, after :meth:`commit` released the
+    The object appears only when rclone completes the upload, after `commit()` released the
     pipe; every failure before that (including SIGKILL of dbstash) leaves no object: the guardian
     stops rclone without it ever seeing the end of its input, which aborts the multipart upload
     (after a SIGKILL of rclone an incomplete one stays, invisible: ``dbstash prune`` runs ``rclone
@@ -229,7 +232,7 @@ class DirectRcloneUpload(Upload):
 
 class SidecarWriters:
     """The rclones an upload started in advance for the small objects beside its backup (manifest,
-    signature), by object name. The upload owns them: each is used once or stopped by :meth:`stop`."""
+    signature), by object name. The upload owns them: each is used once or stopped by `stop()`."""
 
     def __init__(self, storage: RcloneCliStorage, name: str | None) -> None:
         self._storage = storage
@@ -296,9 +299,20 @@ def stats_bytes(text: str) -> int | None:
     return None
 
 
+#: rclone's text-log lines below ERROR (``2026/01/02 03:04:05 NOTICE: Config file ... not found``)
+_CHATTER = re.compile(r"^(?:\d{4}/\d\d/\d\d \d\d:\d\d:\d\d )?(?:NOTICE|INFO|DEBUG)\s*:")
+_QUIET_LEVELS = ("notice", "info", "debug")
+
+
 def log_text(text: str) -> str:
-    """rclone's JSON log as ``level: message`` lines (error messages read like the text log)."""
+    """What rclone's log says went wrong, for an error message: its JSON log as ``level: message``
+    lines (reading like the text log), without the NOTICE/INFO/DEBUG chatter (a missing config
+    file, ...) unless nothing else is there."""
     items = log_lines(text)
     if not items:
-        return text
-    return "\n".join(f"{i.get('level', '')}: {str(i.get('msg', '')).strip()}" for i in items if "stats" not in i)
+        lines = text.splitlines()
+        kept = [line for line in lines if not _CHATTER.match(line.strip())]
+        return "\n".join(kept) if kept else text
+    shown = [i for i in items if "stats" not in i]
+    loud = [i for i in shown if str(i.get("level", "")).lower() not in _QUIET_LEVELS] or shown
+    return "\n".join(f"{i.get('level', '')}: {str(i.get('msg', '')).strip()}" for i in loud)

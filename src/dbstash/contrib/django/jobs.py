@@ -92,7 +92,9 @@ def job_settings(alias: str = "default", **overrides: Any) -> Settings:
     db = databases[alias]
     kwargs = {k: v for k, v in {**options(), **overrides}.items() if k not in OWN_KEYS}
     if "remote" not in kwargs:
-        raise ConfigError('settings.DBSTASH["remote"]', "an rclone remote path such as s3:bucket/app or /backups")
+        raise ConfigError(
+            'settings.DBSTASH["remote"]', "an rclone remote path such as s3:bucket/app or /backups", missing=True
+        )
     password = db.get("PASSWORD") or None
     try:
         return Settings.create(database_uri(db), password=password, **kwargs)
