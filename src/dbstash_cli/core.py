@@ -5,6 +5,8 @@ console script) calls these; they hold no backup logic of their own.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import signal
@@ -17,7 +19,7 @@ import anyio
 import dbstash
 import dbstash.api
 from dbstash.errors import ConfigError, DbstashError
-from dbstash.jobs.lock import LockHeld, job_lock
+from dbstash.jobs.lock import job_lock
 from dbstash.logs import configure_logging, get_logger
 from dbstash.redact import GLOBAL_REDACTOR
 from dbstash.settings.config import Settings
@@ -65,6 +67,27 @@ FLAG_ENV = {
 }
 
 
+#: what the start-up check calls the settings it finds at fault: the environment's names
+ENV_NAMES = {"remote_variable": "RCLONE_REMOTE", "rc_variable": "RCLONE_RC_URL", "rc_user_variable": "RCLONE_RC_USER"}
+#: environment variable -> the CLI flag that sets it (``DB_URI`` -> ``--uri``)
+ENV_FLAG = {env: "--" + flag.replace("_", "-") for flag, env in FLAG_ENV.items()}
+
+
+def explain(exc: DbstashError, *, flags: bool = True) -> str:
+    """*exc*'s message for a person at the CLI, redacted: a setting named by its variable and its flag
+    (``DB_URI (--uri)``), a refusal's way through as the flag (``--force``), not the library's
+    ``force=True``. With *flags* False (``dbstash run``: the environment only) variables alone."""
+    if isinstance(exc, ConfigError):
+        name = exc.variable
+        if flags and name in ENV_FLAG:
+            name = f"{name} ({ENV_FLAG[name]})"
+        return GLOBAL_REDACTOR(exc.describe(name))
+    message = str(exc)
+    if exc.override:
+        message = message.replace(f"{exc.override}=True", "--" + exc.override.replace("_", "-"))
+    return GLOBAL_REDACTOR(message)
+
+
 def echo(text: str, *, err: bool = False) -> None:
     """A line to stdout (or stderr), flushed: what click.echo does for these commands."""
     stream = sys.stderr if err else sys.stdout
@@ -72,19 +95,25 @@ def echo(text: str, *, err: bool = False) -> None:
     stream.flush()
 
 
-def _fail_config(exc: ConfigError, as_json: bool) -> NoReturn:
-    message = GLOBAL_REDACTOR(str(exc))
+def _fail_config(exc: ConfigError, as_json: bool, *, flags: bool = True) -> NoReturn:
+    message = explain(exc, flags=flags)
     if as_json:
         echo(json.dumps({"ok": False, "exit_code": EXIT_CONFIG, "error": message, "variable": exc.variable}))
     echo(f"dbstash: configuration error: {message}", err=True)
     sys.exit(EXIT_CONFIG)
 
 
-def load_settings(environ: Mapping[str, str], as_json: bool) -> Settings:
+def load_settings(
+    environ: Mapping[str, str], as_json: bool, *, flags: bool = True, uri_needed_for: str | None = None
+) -> Settings:
+    """Settings from *environ*, or exit 2 with the message. *uri_needed_for* says, when no database
+    is given, why the command needs one (``list`` finds the job's backups by its database name)."""
     try:
         return Settings.from_env(environ)
     except ConfigError as exc:
-        _fail_config(exc, as_json)
+        if exc.missing and exc.variable == "DB_URI" and uri_needed_for:
+            exc = ConfigError("DB_URI", f"{exc.expected}: {uri_needed_for}", missing=True)
+        _fail_config(exc, as_json, flags=flags)
 
 
 async def _with_signals(func: Callable[[], Awaitable[T]]) -> T:
@@ -128,37 +157,52 @@ class _StartupConfigError(Exception):
 async def _preflight(settings: Settings) -> None:
     """The start-up check that needs rclone (nothing is dumped or uploaded when it fails)."""
     try:
-        await dbstash.api.preflight(settings)
+        await dbstash.api.preflight(settings, **ENV_NAMES)
     except ConfigError as exc:
         raise _StartupConfigError(exc) from None
     except DbstashError as exc:  # rcd unreachable or not up yet (a sidecar starting): the run reports it
         log.warning("start-up check failed: %s", GLOBAL_REDACTOR(str(exc)))
 
 
-def _run_once(settings: Settings, *, as_json: bool, show_progress: bool) -> int:
-    progress = TerminalProgress() if show_progress else None
+async def _size_estimate(settings: Settings) -> int | None:
+    """What the progress bar takes as 100 %: the engine's estimate of the dump's size, when the bytes
+    streamed are the dump's own (no compression: a compressed stream is a fraction of it)."""
+    if settings.multi or settings.compress or settings.stream_compress is not None:
+        return None
+    try:
+        with anyio.fail_after(10):
+            return await settings.engine().estimate_size(settings.connection)
+    except (DbstashError, TimeoutError, OSError):  # no estimate, no percentage: the run itself reports problems
+        return None
+
+
+def _run_once(settings: Settings, *, as_json: bool, show_progress: bool, flags: bool = True) -> int:
+    shown: list[TerminalProgress] = []
 
     async def job() -> dbstash.BackupResult | dbstash.JobResult:
         await _preflight(settings)  # in the run's own event loop: one loop per process on the hot path
         with job_lock(settings):
-            return await dbstash.arun(settings, progress=progress)
+            if show_progress:
+                shown.append(TerminalProgress(await _size_estimate(settings)))
+            return await dbstash.arun(settings, progress=shown[0] if shown else None)
 
     try:
-        result = anyio.run(_with_signals, job)
+        with TerminalProgress.logs_above_the_bar() if show_progress else contextlib.nullcontext():
+            result = anyio.run(_with_signals, job)
     except _StartupConfigError as exc:
-        _fail_config(exc.error, as_json)
+        _fail_config(exc.error, as_json, flags=flags)
     except DbstashError as exc:
-        if progress:
-            progress.finish()
-        message = GLOBAL_REDACTOR(str(exc))
+        for bar in shown:
+            bar.finish()
+        message = explain(exc, flags=flags)
         code = exc.exit_code
-        if isinstance(exc, (dbstash.BackupCancelled, LockHeld)):  # raised outside the job: not logged yet
-            log.error("backup failed: %s", message, extra={"error_type": type(exc).__name__})
+        # the library raises without logging: the record carries the failed run's context (backup_id, ...)
+        log.error("backup failed: %s", message, extra={"error_type": type(exc).__name__, **exc.context})
         if as_json:
             echo(json.dumps({"ok": False, "exit_code": code, "error": message, "error_type": type(exc).__name__}))
         return code
-    if progress:
-        progress.finish()
+    for bar in shown:
+        bar.finish()
     if isinstance(result, dbstash.JobResult):
         if as_json:
             echo(json.dumps(result.to_dict()))
@@ -171,6 +215,11 @@ def _run_once(settings: Settings, *, as_json: bool, show_progress: bool) -> int:
         return result.exit_code
     if as_json:
         echo(json.dumps({"ok": True, **result.to_dict()}))
+    elif flags:  # dbstash backup: one line a person reads (the entrypoint's logs say it already)
+        echo(
+            f"backed up {result.database} to {result.remote_path}: {human_bytes(result.size)} in "
+            f"{result.duration:.1f}s, sha256 {result.sha256[:12]}"
+        )
     return EXIT_OK
 
 
@@ -199,21 +248,22 @@ def backup_from(environ: dict[str, str], *, as_json: bool = False) -> int:
     configure_logging(settings.service.log_level, settings.service.log_format)
     if settings.service.dry_run:
         return _dry_run(settings, as_json=as_json)
-    return _run_once(settings, as_json=as_json, show_progress=sys.stderr.isatty() and not as_json)
+    bar = sys.stderr.isatty() and not as_json and settings.service.log_format != "json"
+    return _run_once(settings, as_json=as_json, show_progress=bar)
 
 
 def run_from_env() -> int:
     """``dbstash run``: configured only by the environment; the exit code."""
-    settings = load_settings(os.environ, as_json=False)
+    settings = load_settings(os.environ, as_json=False, flags=False)
     configure_logging(settings.service.log_level, settings.service.log_format)
     if settings.service.dry_run:
         return _dry_run(settings, as_json=False)
     if settings.service.schedule == "once":
-        return _run_once(settings, as_json=False, show_progress=False)
+        return _run_once(settings, as_json=False, show_progress=False, flags=False)
     try:
-        anyio.run(dbstash.api.preflight, settings)
+        anyio.run(functools.partial(dbstash.api.preflight, settings, **ENV_NAMES))
     except ConfigError as exc:
-        _fail_config(exc, False)
+        _fail_config(exc, False, flags=False)
     except DbstashError as exc:  # rcd not up yet (a sidecar starting): each run reports it if it persists
         log.warning("start-up check failed: %s", GLOBAL_REDACTOR(str(exc)))
     from dbstash.service import Service  # noqa: PLC0415 - prometheus-client only for cron mode
@@ -221,7 +271,7 @@ def run_from_env() -> int:
     try:
         service = Service(settings)
     except ConfigError as exc:
-        _fail_config(exc, False)
+        _fail_config(exc, False, flags=False)
     return int(anyio.run(service.run))
 
 

@@ -15,7 +15,6 @@ import dbstash
 import dbstash.api
 from dbstash.errors import DbstashError
 from dbstash.logs import configure_logging
-from dbstash.redact import GLOBAL_REDACTOR
 from dbstash.settings.config import Settings
 from dbstash.units import human_bytes
 from dbstash_cli.core import (
@@ -23,10 +22,12 @@ from dbstash_cli.core import (
     EXIT_OK,
     backup_from,
     environ_with_flags,
+    explain,
     load_settings,
     log,
     run_from_env,
 )
+from dbstash_cli.show import result_lines
 
 #: The tools whose versions ``--version`` reports, when installed.
 VERSION_TOOLS = ("rclone", "pg_dump", "mysqldump", "mariadb-dump", "mongodump", "redis-cli", "sqlite3")
@@ -181,7 +182,7 @@ def prune(as_json: bool, dry_run: bool, compress: bool | None = None, **flags: s
     try:
         result = dbstash.prune(settings, dry_run=dry_run)
     except DbstashError as exc:
-        message = GLOBAL_REDACTOR(str(exc))
+        message = explain(exc)
         log.error("prune failed: %s", message, extra={"error_type": type(exc).__name__})
         if as_json:
             click.echo(json.dumps({"ok": False, "exit_code": exc.exit_code, "error": message}))
@@ -213,16 +214,26 @@ def run() -> None:
     sys.exit(run_from_env())
 
 
+#: why list/restore/verify need the job's database even to read the remote
+_WHY_URI = {
+    "backups": "dbstash list finds this job's backups by the names its template gives them, which hold the "
+    "database's name ({db}); pass --uri (or DB_HOST and DB_NAME)",
+    "restore": "dbstash restore needs the database the backups are of (to find them) and to restore into "
+    "(unless --target); pass --uri",
+    "verify": "dbstash verify needs the database the backups are of, to find them; pass --uri",
+}
+
+
 def _restore_job(
     name: str, as_json: bool, compress: bool | None, flags: Mapping[str, str | None], job: Callable[[Settings], object]
 ) -> None:
     """Shared by list/restore/verify: settings from env + flags, run *job*, map errors to exit codes and JSON."""
-    settings = load_settings(environ_with_flags(compress, flags), as_json)
+    settings = load_settings(environ_with_flags(compress, flags), as_json, uri_needed_for=_WHY_URI[name])
     configure_logging(settings.service.log_level, settings.service.log_format)
     try:
         result = job(settings)
     except DbstashError as exc:
-        message = GLOBAL_REDACTOR(str(exc))
+        message = explain(exc)
         log.error("%s failed: %s", name, message, extra={"error_type": type(exc).__name__})
         if as_json:
             out = {"ok": False, "exit_code": exc.exit_code, "error": message, "error_type": type(exc).__name__}
@@ -256,8 +267,8 @@ def _restore_job(
         if not result:
             click.echo("no backups of this job on the remote yet")
         return
-    for key, value in result.to_dict().items():  # type: ignore[attr-defined]
-        click.echo(f"{key}: {value}")
+    for line in result_lines(result):
+        click.echo(line)
     if getattr(result, "ok", True) is False:  # a run of several databases where some failed
         sys.exit(EXIT_FAILED)
 

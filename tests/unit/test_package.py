@@ -128,3 +128,14 @@ def test_no_function_is_too_complex_to_read() -> None:
                 if item.complexity > 20:
                     found.append(f"{path.relative_to(SRC)}:{item.lineno} {item.name} {item.complexity}")
     assert found == []
+
+
+def test_the_changelog_s_newest_entry_is_this_version() -> None:
+    import re
+    from pathlib import Path
+
+    import dbstash
+
+    text = (Path(__file__).resolve().parents[2] / "CHANGELOG.md").read_text(encoding="utf-8")
+    newest = re.search(r"^## (\S+)", text, re.M)
+    assert newest is not None and newest.group(1) == dbstash.__version__
