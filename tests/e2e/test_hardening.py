@@ -254,7 +254,10 @@ def _assert_exit_2_naming(proc: subprocess.CompletedProcess[str], variable: str,
     assert "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     named = lines[0].removeprefix("dbstash: configuration error: ")
-    assert len(lines) == 1 and named.startswith(f"{variable}:") and "expected" in named, proc.stderr
+    # the entrypoint names the variable; a CLI command the variable and its flag: "X (--x):"
+    assert len(lines) == 1 and named.startswith((f"{variable}:", f"{variable} (--")) and "expected" in named, (
+        proc.stderr
+    )
     assert not (tmp_path / "r").exists(), "nothing may be uploaded"
 
 

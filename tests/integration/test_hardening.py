@@ -162,7 +162,7 @@ def test_restoring_a_backup_without_a_manifest_needs_an_explicit_flag(sqlite_db:
     settings = Settings.create(f"sqlite:///{sqlite_db}", remote=str(remote))
     backup = dbstash.backup(settings=settings)
     (remote / manifest_name(backup.name)).write_bytes(b"")  # what a full disk used to leave
-    with pytest.raises(RestoreRefused, match="allow-unverified"):
+    with pytest.raises(RestoreRefused, match="allow_unverified=True"):
         dbstash.restore(settings, target=str(tmp_path / "a.db"))
     assert not (tmp_path / "a.db").exists()
     result = dbstash.restore(settings, target=str(tmp_path / "b.db"), allow_unverified=True)

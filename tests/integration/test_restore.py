@@ -171,7 +171,7 @@ def test_list_pairs_manifests_and_shows_partials_and_legacy_backups(sqlite_db: P
     assert dbstash.restore(settings, target=str(out)).name == second.name
     picked = dbstash.restore(settings, "2026-01-01T12:00", target=str(tmp_path / "by-time.db"))
     assert picked.name == first.name
-    with pytest.raises(RestoreRefused, match="allow-unverified"):  # nothing proves a legacy backup complete
+    with pytest.raises(RestoreRefused, match="allow_unverified=True"):  # nothing proves a legacy backup complete
         dbstash.restore(settings, "app-2025-12-31-000000.sql", target=str(tmp_path / "legacy.db"))
     assert not (tmp_path / "legacy.db").exists()
     old = dbstash.restore(
