@@ -40,3 +40,17 @@ venv_ensure() {
     touch "$stamp"
   fi
 }
+
+# airflow_ensure : Airflow in its own virtualenv (.cache/airflow-venv; its pins are not the project's),
+# with dbstash installed editable, for tests/integration/test_airflow.py.
+AIRFLOW_VERSION="${AIRFLOW_VERSION:-3.3.2}"
+airflow_ensure() {
+  local venv="$ROOT/.cache/airflow-venv" stamp="$ROOT/.cache/airflow-venv/.dbstash-airflow-$AIRFLOW_VERSION"
+  if [ -f "$stamp" ] && [ "$stamp" -nt "$ROOT/pyproject.toml" ]; then
+    return 0
+  fi
+  log "installing apache-airflow==$AIRFLOW_VERSION into $venv"
+  [ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "apache-airflow==$AIRFLOW_VERSION" -e "$ROOT"
+  touch "$stamp"
+}

@@ -10,6 +10,7 @@ apt_ensure redis-server redis-server redis-tools
 apt_ensure age age
 "$(dirname "$0")/go-peers.sh"
 venv_ensure dev
+airflow_ensure
 
 cd "$ROOT"
 log "ruff"

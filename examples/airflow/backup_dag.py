@@ -1,40 +1,37 @@
-"""An Airflow DAG that backs up a database before the nightly ETL (examples/airflow/backup_dag.py).
+"""An Airflow 3 DAG that backs up a database before the nightly ETL (examples/airflow/backup_dag.py).
 
-The task body is a plain function, so it runs (and is tested) without Airflow installed; the DAG
-is defined only where Airflow is importable. dbstash raises on failure, so the task fails and the
-ETL never starts on top of an unbacked-up database.
+The database's credentials are the Airflow Connection ``app_db`` (e.g.
+``AIRFLOW_CONN_APP_DB='{"conn_type": "postgres", "host": "db", "login": "backup", "password": "...",
+"schema": "app"}'`` or one made in the UI); the remote is the Airflow Variable ``dbstash_remote``
+(``AIRFLOW_VAR_DBSTASH_REMOTE=s3:backups/app``): without it the task fails, it never guesses one.
+
+The backup's result (remote path, size, sha256, ...) is the task's XCom; a failed backup fails the
+task with dbstash's typed error, so the ETL never starts on top of a database with no backup.
 """
 
 from __future__ import annotations
 
-import os
-from typing import Any
+import pendulum
+from airflow.sdk import dag, task
 
-import dbstash
+from dbstash.contrib.airflow import DbstashBackupOperator
 
 
-def backup_app_db(uri: str | None = None, remote: str | None = None) -> dict[str, Any]:
-    """Back up and return the result for XCom: remote path, size, sha256, duration."""
-    result = dbstash.backup(
-        uri or os.environ["APP_DB_URI"],
-        remote=remote or os.environ.get("BACKUP_REMOTE", "s3:backups/app"),
-        password_file=os.environ.get("APP_DB_PASSWORD_FILE"),
-        retention_max_days=30,
-        timeout=3600,
+@dag(schedule="0 1 * * *", start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False)
+def nightly_etl() -> None:
+    backup = DbstashBackupOperator(
+        task_id="backup_app_db",
+        conn_id="app_db",
+        remote="{{ var.value.dbstash_remote }}",
+        options={"retention_max_days": 30, "timeout": 3600},
     )
-    return result.to_dict()
+
+    @task
+    def extract(backup_result: dict[str, object]) -> str:
+        # starts only after a committed backup; the XCom says which one the ETL runs on top of
+        return str(backup_result["remote_path"])
+
+    extract(backup.output)  # >> transform() >> load()
 
 
-try:  # pragma: no cover - only where Airflow is installed
-    from airflow.decorators import dag, task
-except ImportError:  # the test suite runs the task body without Airflow
-    pass
-else:
-    import pendulum
-
-    @dag(schedule="0 1 * * *", start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False)
-    def nightly_etl() -> None:
-        # retries=0: a failed backup leaves nothing complete-looking; rerun it on purpose, not blindly
-        task(retries=0)(backup_app_db)()  # >> extract() >> transform() >> load()
-
-    nightly_etl()
+nightly_etl()

@@ -1,6 +1,6 @@
-"""The Python examples run for real: the Airflow task body, a Django management command through
-Django's own call_command, and an Alembic env.py doing a pre-migration backup before a real
-``alembic upgrade`` (Airflow itself is not installed: its task body is a plain function)."""
+"""The Python examples run for real: a Django management command through Django's own
+call_command, and an Alembic env.py doing a pre-migration backup before a real ``alembic upgrade``.
+The Airflow DAG runs under real Airflow in tests/integration/test_airflow.py."""
 
 from __future__ import annotations
 
@@ -30,13 +30,6 @@ def load(path: Path, name: str) -> ModuleType:
 
 def backups(remote: Path) -> list[str]:
     return sorted(n for n in os.listdir(remote) if not n.endswith(MANIFEST_SUFFIX))
-
-
-def test_airflow_task_body(sqlite_db: Path, tmp_path: Path) -> None:
-    dag = load(EXAMPLES / "airflow" / "backup_dag.py", "example_airflow_dag")
-    out = dag.backup_app_db(f"sqlite:///{sqlite_db}", str(tmp_path / "remote"))
-    assert out["size"] > 0 and len(out["sha256"]) == 64
-    assert backups(tmp_path / "remote") == [out["name"]]
 
 
 def test_django_management_command(sqlite_db: Path, tmp_path: Path) -> None:
