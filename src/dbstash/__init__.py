@@ -24,6 +24,7 @@ from dbstash._version import __version__ as __version__
 from dbstash.errors import (
     BackupCancelled as BackupCancelled,
     BackupFailed as BackupFailed,
+    BackupNotFound as BackupNotFound,
     BackupTimeout as BackupTimeout,
     BackupUntrusted as BackupUntrusted,
     ChecksumMismatch as ChecksumMismatch,

@@ -57,6 +57,14 @@ class ConfigError(DbstashError):
         return f"{name}: invalid value{shown}; expected {self.expected}"
 
 
+class BackupNotFound(ConfigError):
+    """The backup asked for (``latest``, a name, or a time) is not one of the job's complete backups
+    on the remote. ``variable`` is the parameter (``backup``); ``value`` what was asked for."""
+
+    def describe(self, name: str) -> str:
+        return f"{name}: {self.expected}"
+
+
 class BackupFailed(DbstashError):
     """A backup run started but did not produce a committed backup. Nothing remains under the final name."""
 

@@ -68,9 +68,18 @@ FLAG_ENV = {
 
 
 #: what the start-up check calls the settings it finds at fault: the environment's names
-ENV_NAMES = {"remote_variable": "RCLONE_REMOTE", "rc_variable": "RCLONE_RC_URL", "rc_user_variable": "RCLONE_RC_USER"}
+ENV_NAMES = {
+    "remote_variable": "RCLONE_REMOTE",
+    "rc_variable": "RCLONE_RC_URL",
+    "rc_user_variable": "RCLONE_RC_USER",
+    "commit_variable": "RCLONE_COMMIT",
+}
 #: environment variable -> the CLI flag that sets it (``DB_URI`` -> ``--uri``)
 ENV_FLAG = {env: "--" + flag.replace("_", "-") for flag, env in FLAG_ENV.items()}
+#: library parameters a run can name after start-up: the variable that set them
+PARAM_ENV = {"uri": "DB_URI", "remote": "RCLONE_REMOTE", "rc": "RCLONE_RC_URL", "target": "VERIFY_TARGET_URI"}
+#: library parameters the CLI passes from a flag of its own: named as the flag
+PARAM_FLAG = {"target": "--target", "database": "--database", "databases": "--database", "backup": "--backup"}
 
 
 def explain(exc: DbstashError, *, flags: bool = True) -> str:
@@ -79,8 +88,12 @@ def explain(exc: DbstashError, *, flags: bool = True) -> str:
     ``force=True``. With *flags* False (``dbstash run``: the environment only) variables alone."""
     if isinstance(exc, ConfigError):
         name = exc.variable
-        if flags and name in ENV_FLAG:
-            name = f"{name} ({ENV_FLAG[name]})"
+        if flags and name in PARAM_FLAG:
+            name = PARAM_FLAG[name]
+        else:
+            name = PARAM_ENV.get(name, name)
+            if flags and name in ENV_FLAG:
+                name = f"{name} ({ENV_FLAG[name]})"
         return GLOBAL_REDACTOR(exc.describe(name))
     message = str(exc)
     if exc.override:

@@ -84,3 +84,24 @@ def test_verify_prints_its_drill_as_sentences(sqlite_db: Path, tmp_path: Path) -
     assert lines[0].startswith("verify ok: app-") and "sha256 verified, 2 tables" in lines[0], lines
     assert any(line.split()[:2] == ["users", "200"] for line in lines), lines
     assert "scratch data dropped" in proc.stdout and "counts:" not in proc.stdout
+
+
+def test_a_missing_backup_is_named_as_missing_not_as_invalid(sqlite_db: Path, tmp_path: Path) -> None:
+    remote = str(tmp_path / "remote")
+    job = ("--uri", f"sqlite:///{sqlite_db}", "--remote", remote)
+    none_yet = dbstash("restore", *job, "--target", str(tmp_path / "t.db"))
+    assert none_yet.returncode == 2
+    assert "--backup: this job has no complete backup yet" in none_yet.stderr, none_yet.stderr
+    backed = dbstash("backup", *job)
+    assert backed.returncode == 0, backed.stderr
+    made = backed.stdout.split(f"{remote}/", 1)[1].split()[0].rstrip(":")
+    for missing in ("app-2020-01-01-000000.sql", "2020-01-01"):
+        proc = dbstash("restore", *job, "--backup", missing, "--target", str(tmp_path / "t.db"))
+        assert proc.returncode == 2, proc.stderr
+        assert (
+            "invalid" not in proc.stderr
+            and f"(the {'newest' if '.' in missing else 'oldest'} is {made})" in proc.stderr
+        )
+        assert not (tmp_path / "t.db").exists(), "nothing was restored"
+    impossible = dbstash("restore", *job, "--backup", "2026-13-45", "--target", str(tmp_path / "t.db"))
+    assert impossible.returncode == 2 and "--backup: invalid value '2026-13-45'" in impossible.stderr

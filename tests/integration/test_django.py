@@ -127,3 +127,53 @@ def test_postgres_settings_with_a_password_and_options(pg: PgServer, tmp_path: P
     assert pg.password not in done.stdout + done.stderr
     missing = django(env, tmp_path, "dbstash_backup", "--database", "nosuch")
     assert missing.returncode != 0 and "a DATABASES alias" in missing.stderr
+
+
+def test_on_postgres_migrate_backs_up_once_and_dbstash_restore_brings_the_rows_back(
+    pg: PgServer, tmp_path: Path
+) -> None:
+    name = f"dj_{os.urandom(3).hex()}"
+    pg.createdb(name)
+    remote = tmp_path / "backups"
+    databases = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": name,
+            "USER": pg.user,
+            "PASSWORD": pg.password,
+            "HOST": "127.0.0.1",
+            "PORT": str(pg.port),
+        }
+    }
+    databases["copy"] = {**databases["default"], "NAME": f"{name}_copy"}
+    env = project(tmp_path, databases, {"remote": str(remote), "backup_before_migrate": True})
+    first = django(env, tmp_path, "migrate", "contenttypes")
+    assert first.returncode == 0, first.stderr
+    assert backups(remote) == [], "a database that holds nothing yet is not backed up"
+    second = django(env, tmp_path, "migrate")  # auth's migrations: work to do, so a backup first
+    assert second.returncode == 0, second.stderr
+    (made,) = backups(remote)
+    again = django(env, tmp_path, "migrate")  # an empty plan: no backup
+    assert again.returncode == 0 and backups(remote) == [made]
+
+    into = f"{name}_restored"
+    pg.createdb(into)
+    restored = django(
+        env, tmp_path, "dbstash_restore", "--backup", made, "--target", pg.uri(password=False, database=into)
+    )
+    assert restored.returncode == 0, restored.stderr
+    assert "sha256 verified" in restored.stdout
+    assert pg.password not in restored.stdout + restored.stderr
+    # the restored database is the state before auth's migrations: contenttypes' rows, no auth tables
+    query = "SELECT app, name FROM django_migrations ORDER BY app, name"
+    before_auth = [row for row in pg.psql(query, name).splitlines() if not row.startswith(("auth|", "dbstash"))]
+    assert pg.psql(query, into).splitlines() == before_auth
+    assert pg.psql("SELECT count(*) FROM django_content_type", into) != ""
+    assert pg.psql("SELECT to_regclass('auth_user') IS NULL", into) == "t"
+
+    pg.createdb(f"{name}_copy")  # --into: another DATABASES entry, logged into with its own PASSWORD
+    copied = django(env, tmp_path, "dbstash_restore", "--backup", made, "--into", "copy")
+    assert copied.returncode == 0, copied.stderr
+    assert pg.psql(query, f"{name}_copy").splitlines() == before_auth
+    taken = django(env, tmp_path, "dbstash_restore", "--backup", made, "--into", "copy")
+    assert taken.returncode != 0 and "pass --force" in taken.stderr, "a second restore needs --force"

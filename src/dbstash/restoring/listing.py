@@ -7,10 +7,10 @@ prove what it holds.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import anyio
@@ -24,6 +24,7 @@ from dbstash.jobs.signing import Untrusted
 from dbstash.logs import get_logger
 from dbstash.parts.compression import SUFFIXES
 from dbstash.parts.sink import RemoteEntry
+from dbstash.restoring.selection import job_of, select_backup
 from dbstash.settings.config import Settings
 from dbstash.storage.base import Storage
 
@@ -309,9 +310,19 @@ async def aselect_own(
 
 
 async def alist_backups(
-    settings: Settings, *, storage: Storage | None = None, manifests: bool = True
+    settings: Settings | str,
+    *,
+    storage: Storage | None = None,
+    manifests: bool = True,
+    remote: str | Sequence[str] | None = None,
+    name_template: str | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> list[BackupInfo]:
     """This job's backups on the remote, newest first, partial uploads included (``complete=False``).
+
+    *settings*: the job's [`Settings`][dbstash.Settings], or its connection URI with *remote* and,
+    when the backups used them, *name_template* and *options* (``compress``, ``trusted_keys``, any
+    [`Settings.create()`][dbstash.Settings.create] keyword): the job as [`backup()`][dbstash.backup] took it.
 
     With *manifests* each complete backup's manifest is read (one small read each). With several
     destinations (``settings.remotes``) their listings are merged, one entry per backup:
@@ -320,6 +331,9 @@ async def alist_backups(
     """
     from dbstash.jobs.remote import job_storage  # noqa: PLC0415 - remote imports config, which restore's users import
 
+    settings = job_of(
+        settings, remote=remote, name_template=name_template, password=None, password_file=None, options=options
+    )
     if storage is None and settings.extra_remotes:
         from dbstash.restoring.copies import merged_listing  # noqa: PLC0415 - copies lists through this module
 
@@ -346,34 +360,6 @@ list_backups = blocking(
     """This job's backups on the remote, newest first (blocking). See
     [`alist_backups()`][dbstash.alist_backups].""",
 )
-
-
-_STAMP = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:[T _-](\d{2}):?(\d{2})(?::?(\d{2}))?)?$")
-
-
-def select_backup(infos: Sequence[BackupInfo], selector: str, zone: ZoneInfo) -> BackupInfo:
-    """``latest``, an exact name, or a time (``2026-02-07``, ``2026-02-07T02:00``, ``2026-02-07-020000``):
-    the newest complete backup taken at or before it."""
-    complete = [i for i in infos if i.complete]
-    if selector == "latest":
-        if not complete:
-            raise ConfigError("--backup", "a backup name or time: this job has no complete backup yet", selector)
-        return complete[0]
-    for i in infos:
-        if i.name == selector:
-            if not i.complete:
-                raise ConfigError("--backup", "a complete backup (this one is a partial upload)", selector)
-            return i
-    m = _STAMP.match(selector.strip())
-    if not m:
-        raise ConfigError("--backup", "latest, a backup name, or a time such as 2026-02-07T02:00", selector)
-    day, hh, mm, ss = m.groups()
-    when = datetime.fromisoformat(f"{day}T{hh or '23'}:{mm or '59'}:{ss or ('59' if not hh else '00')}")
-    when = when.replace(tzinfo=zone)
-    at_or_before = [i for i in complete if i.taken_at <= when.astimezone(UTC)]
-    if not at_or_before:
-        raise ConfigError("--backup", f"a time after the oldest backup ({selector} is before all of them)", selector)
-    return at_or_before[0]
 
 
 # -- restoring -------------------------------------------------------------------------------------

@@ -24,8 +24,10 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 
@@ -60,10 +62,11 @@ from dbstash.restoring.listing import (
     list_backups,
     mismatch,
     refusal,
-    select_backup,
     with_manifest,
 )
+from dbstash.restoring.selection import job_of, select_backup
 from dbstash.settings.config import Settings
+from dbstash.settings.env import read_secret_file
 from dbstash.storage.base import Storage
 
 log = get_logger("dbstash.restore")
@@ -243,26 +246,67 @@ class _Feeder:
             self.sink_fd = -1
 
 
-def target_for(settings: Settings, target: str | None) -> tuple[Engine, Connection]:
+def target_secret(
+    target: str | None, target_password: str | None, target_password_file: str | os.PathLike[str] | None
+) -> str | None:
+    """The password for *target* given beside it (``target_password=`` or ``target_password_file=``),
+    registered with the redactor; None when neither is given."""
+    if target_password is not None and target_password_file is not None:
+        raise ConfigError("target_password_file", "either target_password= or target_password_file=, not both")
+    if target_password_file is not None:
+        target_password = read_secret_file(os.fspath(target_password_file), "target_password_file")
+    if target_password is None:
+        return None
+    GLOBAL_REDACTOR.add(target_password)
+    if target is None:
+        raise ConfigError(
+            "target_password", "set only with target= (the job's own database takes the job's password)", "***"
+        )
+    if "://" in target and _uri_password(target) is not None:
+        raise ConfigError("target_password", "unset when the target URI holds a password (one or the other)", "***")
+    return target_password
+
+
+def _uri_password(uri: str) -> str | None:
+    try:
+        return urlsplit(uri).password
+    except ValueError:  # malformed: target_connection() says how
+        return None
+
+
+def target_for(settings: Settings, target: str | None, password: str | None = None) -> tuple[Engine, Connection]:
+    """(engine, connection) of the restore target *target* (default: the job's database); *password*
+    (``target_password=``) logs in there when the URI carries none."""
     engine = settings.engine()
     if target is None:
         return engine, settings.connection
-    conn = target_connection(engine, target, "--target")
+    conn = target_connection(engine, target, "target")
+    if password is not None:
+        if conn.password is not None:
+            raise ConfigError("target_password", "unset when the target URI holds a password (one or the other)", "***")
+        conn = conn.with_password(password)
     # a target URI without authSource logs in where the job's does (MongoDB; the others have none)
     conn = engine.with_auth_source(conn, settings.connection.params.get("authSource"))
     return engine, conn
 
 
 async def arestore(
-    settings: Settings,
+    settings: Settings | str,
     backup: str = "latest",
     *,
     target: str | None = None,
+    target_password: str | None = None,
+    target_password_file: str | os.PathLike[str] | None = None,
     force: bool = False,
     storage: Storage | None = None,
     allow_unverified: bool = False,
     database: str | None = None,
     allow_unsigned: bool = False,
+    remote: str | Sequence[str] | None = None,
+    name_template: str | None = None,
+    password: str | None = None,
+    password_file: str | os.PathLike[str] | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> RestoreResult:
     """Restore one of this job's backups (``latest``, a name, or a time) into *target* (default: the job's database).
 
@@ -271,6 +315,21 @@ async def arestore(
     manifest cannot be proven complete: restoring it needs *allow_unverified*. With trusted keys
     (``settings.trusted_keys``) only a backup signed by one of them is restored, and ``latest``
     passes over the others; *allow_unsigned* accepts one without a signature (a warning).
+
+    *settings*: the job's [`Settings`][dbstash.Settings], or its database URI with *remote*,
+    *password* / *password_file* and, when the backups used them, *name_template* and *options*
+    (``compress``, ``identity_file``, ``trusted_keys``: any [`Settings.create()`][dbstash.Settings.create]
+    keyword), as [`backup()`][dbstash.backup] took them. *target_password* or *target_password_file*:
+    the password for a *target* URI that carries none (redacted like the job's).
+
+    Examples:
+        >>> result = await dbstash.arestore(  # doctest: +SKIP
+        ...     "postgresql://app@db/app",
+        ...     remote="s3:backups/app",
+        ...     password_file="/run/secrets/pg",
+        ...     target="postgresql://app@db/app_copy",
+        ...     target_password_file="/run/secrets/pg",
+        ... )
 
     For engines whose restore is not one transaction (MySQL, MariaDB, MongoDB, pg_dumpall scripts)
     the stored bytes are read twice: a first pass proves them against the manifest, and only then
@@ -292,8 +351,22 @@ async def arestore(
     """
     from dbstash.jobs.remote import job_storages  # noqa: PLC0415
 
+    settings = job_of(
+        settings,
+        remote=remote,
+        name_template=name_template,
+        password=password,
+        password_file=password_file,
+        options=options,
+    )
+    how = _How(
+        target=target,
+        target_password=target_secret(target, target_password, target_password_file),
+        force=force,
+        allow_unverified=allow_unverified,
+        allow_unsigned=allow_unsigned,
+    )
     part = restore_part(settings, database)
-    how = _How(target=target, force=force, allow_unverified=allow_unverified, allow_unsigned=allow_unsigned)
     async with job_storages(part, storage) as stores:
         if len(stores) > 1:
             return await _restore_from_copies(part, stores, backup, how)
@@ -308,6 +381,7 @@ class _How:
     """How a restore goes, whichever copy it reads."""
 
     target: str | None
+    target_password: str | None
     force: bool
     allow_unverified: bool
     allow_unsigned: bool
@@ -365,13 +439,13 @@ def restore_part(settings: Settings, database: str | None) -> Settings:
     """The settings of the one object a restore reads: the job's, or one database's of a multi-database job."""
     if settings.databases is None:
         if database is not None:
-            raise ConfigError("--database", "unset: this job backs up one database", database)
+            raise ConfigError("database", "unset: this job backs up one database", database)
         return settings
     if database is None or database.lower() == "all":
         raise ConfigError(
-            "--database",
-            f"a database name or {GLOBALS_LABEL} (this job backs up several; --database all restores every "
-            "database of a run: restore_many())",
+            "database",
+            f"a database name or {GLOBALS_LABEL} (this job backs up several; every database of a run: "
+            "restore_many(), the CLI's --database all)",
             database,
         )
     return settings.for_globals() if database == GLOBALS_LABEL else settings.for_database(database)
@@ -403,14 +477,15 @@ def check_belongs(part: Settings, info: BackupInfo, *, allow_unsigned: bool = Fa
         log.warning("%s is %s: restored as allow_unsigned asks, its origin unproven", info.name, info.untrusted)
 
 
-def restore_target(part: Settings, target: str | None) -> tuple[Engine, Connection, bool]:
-    """(engine, where to restore, whether the database is recreated as it was backed up)."""
+def restore_target(part: Settings, target: str | None, password: str | None = None) -> tuple[Engine, Connection, bool]:
+    """(engine, where to restore, whether the database is recreated as it was backed up); *password*
+    is the target's (``target_password=``)."""
     engine = part.engine()
     if part.globals_only:  # the server's roles and users: a server-level connection
-        conn = part.connection if target is None else target_for(part, target)[1]
+        conn = target_for(part, target, password)[1]
         if target is not None and conn.database is not None:  # refused, never silently widened to the server
             raise ConfigError(
-                "--target",
+                "target",
                 f"a server URI naming no database for {GLOBALS_LABEL} (roles and users belong to a whole server)",
                 conn.display_uri(),
             )
@@ -420,11 +495,11 @@ def restore_target(part: Settings, target: str | None) -> tuple[Engine, Connecti
         assert name is not None
         if target is None:
             return engine, part.connection, True
-        conn = target_for(part, target)[1]
+        conn = target_for(part, target, password)[1]
         if conn.database is None:  # a server: the database as itself, on that server
             return engine, engine.for_database(conn, name), True
         return engine, conn, False
-    engine, conn = target_for(part, target)
+    engine, conn = target_for(part, target, password)
     return engine, conn, False
 
 
@@ -434,7 +509,7 @@ async def _restore_info(part: Settings, store: Storage, info: BackupInfo, how: _
     In this order: the target, the backup's ownership and signature, the identity, the proof the
     backup can be checked, the target's emptiness; then the bytes, then that they applied."""
     t0 = time.monotonic()
-    engine, conn, create = restore_target(part, how.target)
+    engine, conn, create = restore_target(part, how.target, how.target_password)
     if not info.checked:  # aselect_own already read and checked what it chose
         info = await with_manifest(store, info, part)
     check_belongs(part, info, allow_unsigned=how.allow_unsigned)
@@ -601,16 +676,23 @@ def run_of(infos: Sequence[BackupInfo], anchor: BackupInfo) -> list[BackupInfo]:
 
 
 async def arestore_many(
-    settings: Settings,
+    settings: Settings | str,
     backup: str = "latest",
     *,
     databases: str | Sequence[str] = "all",
     target: str | None = None,
+    target_password: str | None = None,
+    target_password_file: str | os.PathLike[str] | None = None,
     force: bool = False,
     storage: Storage | None = None,
     allow_unverified: bool = False,
     include_globals: bool = True,
     allow_unsigned: bool = False,
+    remote: str | Sequence[str] | None = None,
+    name_template: str | None = None,
+    password: str | None = None,
+    password_file: str | os.PathLike[str] | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> RestoreRun:
     """Restore every database of one run of a multi-database job (``latest``, a name, or a time picks
     the run), the globals first: into the job's server, or the server *target* names.
@@ -618,14 +700,29 @@ async def arestore_many(
     Each database is recreated as it was backed up (see [`arestore()`][dbstash.arestore]); *force* drops the ones
     that exist first, and without it a database that holds data is refused (the others go on).
     *databases*: ``"all"`` or the names to restore from that run. A failure of the globals stops
-    the restore before any database (their owners would be missing).
+    the restore before any database (their owners would be missing). *settings*, the job's
+    *target_password* and the job as a URI: as [`arestore()`][dbstash.arestore] takes them.
     """
     from dbstash.jobs.remote import job_storages  # noqa: PLC0415
 
+    settings = job_of(
+        settings,
+        remote=remote,
+        name_template=name_template,
+        password=password,
+        password_file=password_file,
+        options=options,
+    )
     if settings.databases is None:
-        raise ConfigError("--database", "unset: this job backs up one database (restore it with arestore())")
+        raise ConfigError("databases", "unset: this job backs up one database (restore it with arestore())")
     wanted = _wanted(databases)
-    how = _How(target=target, force=force, allow_unverified=allow_unverified, allow_unsigned=allow_unsigned)
+    how = _How(
+        target=target,
+        target_password=target_secret(target, target_password, target_password_file),
+        force=force,
+        allow_unverified=allow_unverified,
+        allow_unsigned=allow_unsigned,
+    )
     async with job_storages(settings, storage) as stores:
         store, entries = await first_listing(stores)  # several destinations: the run as the first reachable has it
         infos = backup_infos(entries, job_templates(settings), settings.zone)
@@ -684,7 +781,7 @@ def _narrow(
     if wanted is not None:
         missing = [d for d in wanted if d not in {i.database for i in run}]
         if missing:
-            raise ConfigError("--database", f"databases of the run of {anchor.name}", ", ".join(missing))
+            raise ConfigError("databases", f"databases of the run of {anchor.name}", ", ".join(missing))
         run = [i for i in run if i.database in wanted or (i.database == GLOBALS_LABEL and include_globals)]
     if not include_globals:
         run = [i for i in run if i.database != GLOBALS_LABEL]
@@ -858,7 +955,7 @@ def _temp_beside(final_path: str) -> str:
     """A private temp file beside *final_path* (a file target: SQLite, Redis), renamed over it at the end."""
     directory = os.path.dirname(final_path) or "."
     if not os.path.isdir(directory):
-        raise ConfigError("--target", "a path in an existing directory", final_path)
+        raise ConfigError("target", "a path in an existing directory", final_path)
     fd, tmp_path = tempfile.mkstemp(prefix=os.path.basename(final_path) + ".", suffix=".dbstash-partial", dir=directory)
     os.close(fd)
     return tmp_path

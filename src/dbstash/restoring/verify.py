@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 
@@ -25,7 +27,9 @@ from dbstash.restoring.restore import (
     restore_part,
     restore_target,
     run_of,
+    target_secret,
 )
+from dbstash.restoring.selection import job_of
 from dbstash.settings.config import Settings
 from dbstash.storage.base import Storage
 
@@ -61,32 +65,53 @@ class VerifyResult:
 # -- listing ---------------------------------------------------------------------------------------
 # -- verify ----------------------------------------------------------------------------------------
 async def averify(
-    settings: Settings,
+    settings: Settings | str,
     backup: str = "latest",
     *,
     target: str | None = None,
+    target_password: str | None = None,
+    target_password_file: str | os.PathLike[str] | None = None,
     storage: Storage | None = None,
     database: str | None = None,
     allow_unsigned: bool = False,
+    remote: str | Sequence[str] | None = None,
+    name_template: str | None = None,
+    password: str | None = None,
+    password_file: str | os.PathLike[str] | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> VerifyResult:
     """The restore drill: restore into an empty scratch *target*, check the checksum, count rows, drop the data.
 
     *target* defaults to ``VERIFY_TARGET_URI``; for SQLite and Redis a temp file is used when none is given.
     Succeeds only when the restore succeeded and the checksum matched the manifest. A multi-database
     job verifies one *database* here; [`averify_many()`][dbstash.averify_many] drills every database of a run.
+    *settings*, *target_password* and the job as a URI: as [`arestore()`][dbstash.arestore] takes them.
     """
+    settings = job_of(
+        settings,
+        remote=remote,
+        name_template=name_template,
+        password=password,
+        password_file=password_file,
+        options=options,
+    )
     part = restore_part(settings, database)
     if part.globals_only:
-        raise ConfigError("--database", "a database (the globals are checked by their checksum: verify_many())")
+        raise ConfigError("database", "a database (the globals are checked by their checksum: verify_many())")
     engine = part.engine()
     target = target or settings.verify_target
+    secret = target_secret(target, target_password, target_password_file)
     scratch_dir = None
     if target is None:
         if not engine.restores_to_file:
-            raise ConfigError("VERIFY_TARGET_URI", f"a scratch {engine.key} database URI to restore into (--target)")
+            raise ConfigError(
+                "target",
+                f"a scratch {engine.key} database URI to restore into (its data is dropped after)",
+                missing=True,
+            )
         scratch_dir = tempfile.mkdtemp(prefix="dbstash-verify-")
         target = os.path.join(scratch_dir, "scratch" + engine.scratch_suffix)
-    _, conn, create = restore_target(part, target)
+    _, conn, create = restore_target(part, target, secret)
     # A drill clears only what it may: a scratch file it made, a database it creates, or a target it
     # proved empty before it wrote anything. Any other target is refused untouched.
     if scratch_dir is None:
@@ -100,7 +125,13 @@ async def averify(
             )
     try:
         result = await arestore(
-            settings, backup, target=target, storage=storage, database=database, allow_unsigned=allow_unsigned
+            settings,
+            backup,
+            target=target,
+            target_password=secret,
+            storage=storage,
+            database=database,
+            allow_unsigned=allow_unsigned,
         )
         if not result.checksum_verified:
             raise ChecksumMismatch(f"{result.name} has no manifest: its checksum cannot be verified")
@@ -153,19 +184,36 @@ class VerifyRun:
 
 
 async def averify_many(
-    settings: Settings,
+    settings: Settings | str,
     backup: str = "latest",
     *,
     target: str | None = None,
+    target_password: str | None = None,
+    target_password_file: str | os.PathLike[str] | None = None,
     storage: Storage | None = None,
     allow_unsigned: bool = False,
+    remote: str | Sequence[str] | None = None,
+    name_template: str | None = None,
+    password: str | None = None,
+    password_file: str | os.PathLike[str] | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> VerifyRun:
     """The restore drill for every database of one run (``latest`` by default), one after another into
-    the scratch *target* (``VERIFY_TARGET_URI``), which is emptied after each."""
+    the scratch *target* (``VERIFY_TARGET_URI``), which is emptied after each. *settings*,
+    *target_password* and the job as a URI: as [`arestore()`][dbstash.arestore] takes them."""
     from dbstash.jobs.remote import job_storages  # noqa: PLC0415
 
+    settings = job_of(
+        settings,
+        remote=remote,
+        name_template=name_template,
+        password=password,
+        password_file=password_file,
+        options=options,
+    )
+    secret = target_secret(target or settings.verify_target, target_password, target_password_file)
     if settings.databases is None:
-        raise ConfigError("--database", "unset: this job backs up one database (verify it with averify())")
+        raise ConfigError("databases", "unset: this job backs up one database (verify it with averify())")
     results: list[VerifyResult] = []
     failed: list[tuple[str, str]] = []
     globals_checked = None
@@ -189,6 +237,7 @@ async def averify_many(
                         settings,
                         info.name,
                         target=target,
+                        target_password=secret,
                         # several destinations: averify drills the first usable copy and checks the others
                         storage=store if len(stores) == 1 else None,
                         database=info.database,

@@ -135,3 +135,12 @@ def backup_before_migrate(sender: Any, *, plan: list[Any] | None = None, using: 
 
 
 __all__ = ["backup_before_migrate", "database_uri", "job_settings", "options"]
+
+
+def command_error(exc: DbstashError) -> CommandError:
+    """*exc* as a management command's error: a refusal's way through named as the command's flag
+    (``--force``), not the library's ``force=True``."""
+    message = str(exc)
+    if exc.override:
+        message = message.replace(f"{exc.override}=True", "--" + exc.override.replace("_", "-"))
+    return CommandError(message)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from dbstash.errors import DbstashError
 
@@ -19,12 +19,12 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         import dbstash  # noqa: PLC0415
-        from dbstash.contrib.django.jobs import job_settings  # noqa: PLC0415
+        from dbstash.contrib.django.jobs import command_error, job_settings  # noqa: PLC0415
 
         try:
             result = dbstash.backup(settings=job_settings(options["database"]))
         except DbstashError as exc:
-            raise CommandError(str(exc)) from exc  # dbstash's messages are already redacted
+            raise command_error(exc) from exc
         if options["json"]:
             self.stdout.write(json.dumps(result.to_dict()))
         else:

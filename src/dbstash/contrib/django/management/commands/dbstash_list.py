@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from dbstash.errors import DbstashError
 
@@ -17,13 +17,13 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         import dbstash  # noqa: PLC0415
-        from dbstash.contrib.django.jobs import job_settings  # noqa: PLC0415
+        from dbstash.contrib.django.jobs import command_error, job_settings  # noqa: PLC0415
         from dbstash.units import human_bytes  # noqa: PLC0415
 
         try:
             found = dbstash.list_backups(job_settings(options["database"]))
         except DbstashError as exc:
-            raise CommandError(str(exc)) from exc
+            raise command_error(exc) from exc
         for info in found:
             state = "complete" if info.complete else "PARTIAL"
             check = info.manifest_problem or (f"sha256 {info.manifest.sha256[:12]}" if info.manifest else "")
