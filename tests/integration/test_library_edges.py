@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import anyio
@@ -64,6 +66,50 @@ def test_an_undefined_remote_is_found_before_the_dump(sqlite_db: Path, tmp_path:
     assert "no remote called 'nosuch'" in str(info.value) and "local" in str(info.value)
     assert "sqlite3" not in scan.children, "the check ran before the dump"
     assert "NOTICE" not in str(info.value)
+
+
+def test_run_time_input_errors_name_parameters_in_the_library_and_variables_in_the_cli(tmp_path: Path) -> None:
+    """Found once the job runs (not by Settings): a SQLite file that is not there, a direct commit
+    on a local folder, a drill with no scratch target. The library names its parameters; the CLI
+    (flags) and the entrypoint (variables) name theirs."""
+    missing, folder = f"sqlite:///{tmp_path / 'gone.db'}", str(tmp_path / "remote")
+    cases: list[tuple[dict[str, object], str]] = [
+        ({"uri": missing, "remote": folder}, "uri"),
+        (
+            {"uri": f"sqlite:///{tmp_path / 'gone.db'}", "remote": folder, "rclone": RcloneOptions(commit="direct")},
+            "rclone.commit",
+        ),
+    ]
+    for kwargs, parameter in cases:
+        with pytest.raises(ConfigError) as info:
+            dbstash.backup(**kwargs)  # type: ignore[arg-type]
+        assert info.value.variable == parameter, info.value
+    with pytest.raises(ConfigError) as drill:
+        dbstash.verify("postgresql://app@127.0.0.1:1/app", remote=folder)
+    assert drill.value.variable == "target" and drill.value.missing
+    assert not Path(folder).exists(), "nothing was uploaded"
+
+    def cli(*args: str, **env: str) -> str:
+        base = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root")}
+        done = subprocess.run(
+            [sys.executable, "-m", "dbstash_cli", *args],
+            env={**base, **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 2, done.stderr
+        return done.stderr
+
+    assert "DB_URI (--uri): invalid value" in cli("backup", "--uri", missing, "--remote", folder)
+    assert "DB_URI: invalid value" in cli("run", DB_URI=missing, RCLONE_REMOTE=folder, BACKUP_SCHEDULE="once")
+    sqlite_db = tmp_path / "here.db"
+    sqlite_db.write_bytes(b"")
+    direct = cli(
+        "run", DB_URI=f"sqlite:///{sqlite_db}", RCLONE_REMOTE=folder, RCLONE_COMMIT="direct", BACKUP_SCHEDULE="once"
+    )
+    assert "RCLONE_COMMIT: invalid value 'direct'" in direct and "rclone.commit" not in direct
+    assert "--target: not set" in cli("verify", "--uri", "postgresql://app@127.0.0.1:1/app", "--remote", folder)
 
 
 def test_rclone_notice_lines_stay_out_of_error_messages(tmp_path: Path) -> None:

@@ -83,7 +83,7 @@ class SqliteEngine(Engine):
         path = connection.database or ""
         # sqlite3 would silently create an empty database for a missing path and back that up
         if not os.path.isfile(path):
-            raise ConfigError("DB_URI", "the path of an existing SQLite database file", f"sqlite://{path}")
+            raise ConfigError("uri", "the path of an existing SQLite database file", f"sqlite://{path}")
         tool = self._sqlite3 or shutil.which("sqlite3")
         if not tool:
             raise ToolNotFound("sqlite3 not found (install the sqlite3 package or use the dbstash:sqlite-3 image)")

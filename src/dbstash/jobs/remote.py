@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from dbstash.errors import ConfigError
+from dbstash.errors import ConfigError, StorageError
 from dbstash.logs import get_logger
 from dbstash.redact import GLOBAL_REDACTOR
 from dbstash.settings.config import Settings
@@ -55,13 +55,15 @@ async def preflight(
     remote_variable: str = "remote",
     rc_variable: str = "rc",
     rc_user_variable: str = "rc",
+    commit_variable: str = "rclone.commit",
 ) -> None:
     """Start-up checks that need rclone or the network, so bad input fails before anything is dumped.
 
     With the CLI transport: each remote that *settings* name is defined in rclone's config. With the
     rc transport: rcd answers and takes the credentials. The ``*_variable`` arguments are the names
     errors give the settings at fault: the library's parameters by default, the environment
-    variables on the env path (``RCLONE_REMOTE``, ``RCLONE_RC_URL``, ``RCLONE_RC_USER``).
+    variables on the env path (``RCLONE_REMOTE``, ``RCLONE_RC_URL``, ``RCLONE_RC_USER``,
+    ``RCLONE_COMMIT``).
 
     Raises:
         ConfigError: the remote is not defined (names *remote_variable*), rcd refused the
@@ -74,10 +76,15 @@ async def preflight(
             await _preflight(settings.for_remote(remote), remote_variable)
         except RcCredentialsRefused as exc:
             raise ConfigError(rc_user_variable, exc.expected, exc.value) from None
-        except ConfigError as exc:
-            if exc.variable != "rc":
+        except StorageError as exc:
+            if settings.rc is None:
                 raise
-            raise ConfigError(rc_variable, exc.expected, exc.value) from None
+            raise StorageError(f"{exc.summary} ({rc_variable})", stderr_tail=exc.stderr_tail) from None
+        except ConfigError as exc:
+            named = {"rc": rc_variable, "rclone.commit": commit_variable}.get(exc.variable)
+            if named is None:
+                raise
+            raise ConfigError(named, exc.expected, exc.value) from None
 
 
 async def _preflight(settings: Settings, remote_variable: str) -> None:
@@ -90,7 +97,7 @@ async def _preflight(settings: Settings, remote_variable: str) -> None:
         kind = store.backend_type()
         if settings.rclone.commit == "direct" and kind not in DIRECT_TYPES and kind != "unknown":
             raise ConfigError(
-                "RCLONE_COMMIT",
+                "rclone.commit",
                 f"auto or rename for a {kind} remote (it shows an upload under its name while it is written: "
                 "direct is for object stores)",
                 "direct",

@@ -178,9 +178,7 @@ class RcloneRcStorage(Storage):
                 self._url(path), json=body, timeout=(self.options.connect_timeout, timeout or self.options.op_timeout)
             )
         except requests.ConnectionError:
-            raise StorageError(
-                f"cannot reach the rclone daemon at {self.options.display_url()} (RCLONE_RC_URL)"
-            ) from None
+            raise StorageError(f"cannot reach the rclone daemon at {self.options.display_url()}") from None
         except requests.Timeout:
             raise StorageError(f"rclone rcd {path} did not answer in time") from None
         if reply.status_code != 200:
