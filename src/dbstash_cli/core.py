@@ -90,6 +90,8 @@ def explain(exc: DbstashError, *, flags: bool = True) -> str:
         name = exc.variable
         if flags and name in PARAM_FLAG:
             name = PARAM_FLAG[name]
+            if exc.missing and exc.variable in PARAM_ENV:  # either sets it: say both
+                name += f" (or {PARAM_ENV[exc.variable]})"
         else:
             name = PARAM_ENV.get(name, name)
             if flags and name in ENV_FLAG:

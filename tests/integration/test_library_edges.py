@@ -109,7 +109,8 @@ def test_run_time_input_errors_name_parameters_in_the_library_and_variables_in_t
         "run", DB_URI=f"sqlite:///{sqlite_db}", RCLONE_REMOTE=folder, RCLONE_COMMIT="direct", BACKUP_SCHEDULE="once"
     )
     assert "RCLONE_COMMIT: invalid value 'direct'" in direct and "rclone.commit" not in direct
-    assert "--target: not set" in cli("verify", "--uri", "postgresql://app@127.0.0.1:1/app", "--remote", folder)
+    no_target = cli("verify", "--uri", "postgresql://app@127.0.0.1:1/app", "--remote", folder)
+    assert "--target (or VERIFY_TARGET_URI): not set" in no_target
 
 
 def test_rclone_notice_lines_stay_out_of_error_messages(tmp_path: Path) -> None:
